@@ -1,0 +1,12 @@
+//! Validated values. Raw form parameters become these types on a handler's first line;
+//! nothing below the handlers sees a SID or a status as a bare `String`.
+
+mod event;
+mod sid;
+mod status;
+mod timestamp;
+
+pub use event::{EventError, Source, StatusEvent};
+pub use sid::MessageSid;
+pub use status::{KnownStatus, MessageStatus};
+pub use timestamp::{RfcTime, Timestamp};

@@ -1,0 +1,9 @@
+pub mod config;
+pub mod domain;
+pub mod signature;
+pub mod store;
+pub mod metrics;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;
+pub mod cli;

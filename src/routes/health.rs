@@ -1,0 +1,30 @@
+//! `/healthz` (the process answers), `/readyz` (the store takes a durable write) and
+//! `/metrics` (Prometheus text).
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+
+use crate::startup::AppState;
+
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().body("ok")
+}
+
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    match state.store.probe().await {
+        Ok(()) => HttpResponse::Ok().body("ready"),
+        Err(error) => {
+            tracing::error!(%error, "readiness probe failed");
+            HttpResponse::ServiceUnavailable()
+                .insert_header((header::RETRY_AFTER, "1"))
+                .body("store not writable")
+        }
+    }
+}
+
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let text = state.metrics.render(&state.store);
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(text)
+}

@@ -1,0 +1,90 @@
+//! Builds the running service from a `Config`: opens the store, binds the listener (port 0
+//! in tests), and declares every route in one table.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+
+use crate::config::{Config, PublicUrl, Secret};
+use crate::metrics::Metrics;
+use crate::routes;
+use crate::signature::Keys;
+use crate::store::Store;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub store: Store,
+    pub public_url: PublicUrl,
+    pub signing_keys: Keys,
+    pub api_token: Secret,
+    pub metrics: Arc<Metrics>,
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    store: Store,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let metrics = Arc::new(Metrics::default());
+        let observer = Arc::clone(&metrics);
+        let store = Store::open(&config.data_dir, Box::new(move |size| observer.group_committed(size)))
+            .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+        let listener = TcpListener::bind(&config.listen)
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(AppState {
+            store: store.clone(),
+            public_url: config.public_url.clone(),
+            signing_keys: config.signing_keys.clone(),
+            api_token: config.api_token.clone(),
+            metrics,
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .configure(routes_table)
+        })
+        .listen(listener)?
+        // SIGTERM stops accepting, then waits this long for in-flight requests.
+        .shutdown_timeout(30)
+        .run();
+        Ok(Application { port, server, store })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGTERM or SIGINT, then flushes and closes the store.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.server.await.context("the HTTP server failed")?;
+        self.store.close().await.context("the final flush failed")?;
+        tracing::info!("stopped; every acknowledged callback is on disk");
+        Ok(())
+    }
+}
+
+/// Every route of the service.
+fn routes_table(config: &mut web::ServiceConfig) {
+    config
+        .service(
+            web::resource("/twilio/status")
+                .app_data(web::PayloadConfig::new(routes::MAX_CALLBACK_BODY))
+                .route(web::post().to(routes::status_callback)),
+        )
+        .route("/healthz", web::get().to(routes::healthz))
+        .route("/readyz", web::get().to(routes::readyz))
+        .route("/metrics", web::get().to(routes::metrics))
+        .service(
+            web::scope("/v1")
+                .wrap(from_fn(routes::require_bearer))
+                .route("/messages/{sid}", web::get().to(routes::get_message)),
+        );
+}

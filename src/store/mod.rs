@@ -1,0 +1,231 @@
+//! The store: the only module that imports sled.
+//!
+//! Four trees: `messages` (SID → current record), `events` (SID ++ sequence → one
+//! transition, so a message's history is a prefix scan in arrival order), `index` (the
+//! listing indexes, see [`record::index`]) and `meta` (counters by current status and error
+//! code, idempotency tokens). Every write goes through the single writer thread of
+//! [`writer`], which applies each group of callbacks in one transaction across the four
+//! trees and flushes it before any of them is acknowledged: the durable-before-200 rule
+//! lives there and nowhere else. Reads go straight to the trees from any thread.
+
+mod record;
+mod writer;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use tokio::sync::{mpsc, oneshot};
+
+pub use record::{EventRecord, MessageRecord};
+pub use writer::GroupObserver;
+
+use crate::domain::{KnownStatus, MessageSid, StatusEvent};
+use writer::Command;
+
+/// The outcome of recording a status event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// The event is new and is now durably stored.
+    Stored,
+    /// The event was already stored (same status and error code, or a repeated
+    /// idempotency token); nothing was written.
+    Duplicate,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("a stored record could not be read: {0}")]
+    Corrupt(String),
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(error: sled::Error) -> Self {
+        StoreError::Unavailable(error.to_string())
+    }
+}
+
+/// A message with its whole history, as stored.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub sid: MessageSid,
+    pub record: MessageRecord,
+    pub events: Vec<EventRecord>,
+}
+
+/// A handle on the store. Cheap to clone; every clone talks to the same writer.
+#[derive(Clone)]
+pub struct Store {
+    trees: Trees,
+    commands: mpsc::Sender<Command>,
+    writer: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+#[derive(Clone)]
+struct Trees {
+    db: sled::Db,
+    messages: sled::Tree,
+    events: sled::Tree,
+    index: sled::Tree,
+    meta: sled::Tree,
+}
+
+const STATUS_COUNTER: u8 = b'S';
+const ERROR_COUNTER: u8 = b'E';
+/// How many commands may wait for the writer before handlers wait to enqueue.
+const QUEUE_DEPTH: usize = 16 * 1024;
+
+impl Store {
+    /// Opens (or creates) the store in `path` and starts its writer thread.
+    pub fn open(path: &Path, observe: GroupObserver) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            // Bounded so that the service's memory stays small on millions of messages;
+            // the hot set (recent messages) fits easily.
+            .cache_capacity(128 * 1024 * 1024)
+            // The writer flushes every group itself; a background flusher would only add
+            // fsyncs that acknowledge nothing.
+            .flush_every_ms(None)
+            .open()?;
+        let trees = Trees {
+            messages: db.open_tree("messages")?,
+            events: db.open_tree("events")?,
+            index: db.open_tree("index")?,
+            meta: db.open_tree("meta")?,
+            db,
+        };
+        let (commands, receiver) = mpsc::channel(QUEUE_DEPTH);
+        let writer = writer::spawn(trees.clone(), receiver, observe)
+            .map_err(|error| StoreError::Unavailable(format!("cannot start the writer: {error}")))?;
+        Ok(Store {
+            trees,
+            commands,
+            writer: Arc::new(Mutex::new(Some(writer))),
+        })
+    }
+
+    /// Records a status event; returns once it is durably on disk (or known already).
+    pub async fn record(
+        &self,
+        event: StatusEvent,
+        idempotency_token: Option<String>,
+    ) -> Result<Recorded, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Record { event, idempotency_token, reply }).await?;
+        answer.await.map_err(|_| writer_gone())?
+    }
+
+    /// Writes and flushes a marker, proving the store takes writes.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Probe { reply }).await?;
+        answer.await.map_err(|_| writer_gone())?
+    }
+
+    async fn send(&self, command: Command) -> Result<(), StoreError> {
+        self.commands.send(command).await.map_err(|_| writer_gone())
+    }
+
+    /// A message and its history, or `None` if no event of it was ever stored.
+    pub fn message(&self, sid: &MessageSid) -> Result<Option<StoredMessage>, StoreError> {
+        let Some(record) = self.trees.read_record(sid)? else {
+            return Ok(None);
+        };
+        let events = self
+            .trees
+            .events
+            .scan_prefix(sid.as_str().as_bytes())
+            .values()
+            .map(|value| decode(&value?))
+            .collect::<Result<Vec<EventRecord>, StoreError>>()?;
+        Ok(Some(StoredMessage { sid: sid.clone(), record, events }))
+    }
+
+    /// Bytes the database takes on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.trees.db.size_on_disk()?)
+    }
+
+    /// Commits everything queued before it, flushes, and stops the writer. Records sent
+    /// afterwards get `Unavailable`.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Shutdown { reply }).await?;
+        let flushed = answer.await.map_err(|_| writer_gone())?;
+        let handle = self.writer.lock().ok().and_then(|mut writer| writer.take());
+        if let Some(handle) = handle {
+            // The writer has replied and is returning; joining cannot block for long.
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+        flushed
+    }
+}
+
+impl Trees {
+    fn read_record(&self, sid: &MessageSid) -> Result<Option<MessageRecord>, StoreError> {
+        self.messages
+            .get(sid.as_str().as_bytes())?
+            .map(|value| decode(&value))
+            .transpose()
+    }
+
+    fn read_counter(&self, key: &[u8]) -> Result<u64, StoreError> {
+        Ok(self
+            .meta
+            .get(key)?
+            .and_then(|value| value.as_ref().try_into().ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0))
+    }
+}
+
+fn counter_key(kind: u8, value: &[u8]) -> Vec<u8> {
+    let mut key = vec![b'c', kind];
+    key.extend_from_slice(value);
+    key
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    bincode::deserialize(bytes).map_err(|error| StoreError::Corrupt(error.to_string()))
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Unavailable("the writer has stopped".into())
+}
+
+/// Messages by current status and by the error code of that status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub by_status: Vec<(KnownStatus, u64)>,
+    pub by_error: Vec<(u32, u64)>,
+}
+
+impl Store {
+    /// All-time counts, from the counters the writer maintains with every commit.
+    pub fn counts(&self) -> Result<Counts, StoreError> {
+        let mut counts = Counts::default();
+        for entry in self.trees.meta.scan_prefix([b'c']) {
+            let (key, value) = entry?;
+            let count = value.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
+            if count == 0 {
+                continue;
+            }
+            match (key.get(1), key.get(2..)) {
+                (Some(&STATUS_COUNTER), Some([code])) => {
+                    if let Some(status) = KnownStatus::from_code(*code) {
+                        counts.by_status.push((status, count));
+                    }
+                }
+                (Some(&ERROR_COUNTER), Some(error)) => {
+                    if let Ok(error) = error.try_into().map(u32::from_be_bytes) {
+                        counts.by_error.push((error, count));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(counts)
+    }
+}

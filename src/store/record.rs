@@ -1,0 +1,234 @@
+//! What the store keeps on disk: record layouts and key encodings.
+//!
+//! Keys put big-endian integers after a one-byte kind, so sled's byte order is time order
+//! and every listing is a range scan. Values are bincode.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{KnownStatus, MessageSid, Source, StatusEvent, Timestamp};
+
+/// The current state of one message. Keyed by its SID in the `messages` tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    pub account_sid: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub messaging_service_sid: Option<String>,
+    /// The known status of highest rank seen, as a [`KnownStatus::code`]; `None` until a
+    /// known status arrives.
+    pub status: Option<u8>,
+    /// The error code reported with the current status.
+    pub error_code: Option<u32>,
+    /// `RawDlrDoneDate` of the event that set the current status, to order equal ranks.
+    pub status_dlr_done: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// How many events the message has; the next event's sequence number.
+    pub event_count: u32,
+    /// (status, error code) of every stored event, so a duplicate is found without reading
+    /// the history.
+    pub seen: Vec<(String, Option<u32>)>,
+}
+
+/// One stored transition. Keyed by SID and sequence number in the `events` tree, so a
+/// prefix scan returns a message's history in arrival order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub status: String,
+    pub error_code: Option<u32>,
+    pub received_at: Timestamp,
+    pub source: Source,
+    pub raw_dlr_done_date: Option<String>,
+    pub params: Vec<(String, String)>,
+}
+
+impl MessageRecord {
+    pub fn known_status(&self) -> Option<KnownStatus> {
+        self.status.and_then(KnownStatus::from_code)
+    }
+
+    pub fn is_duplicate(&self, event: &StatusEvent) -> bool {
+        self.seen
+            .iter()
+            .any(|(status, code)| status == event.status().as_str() && *code == event.error_code())
+    }
+
+    /// The record after `event`, received at `at`, is added to `previous` (or starts a new
+    /// message). The current status moves only to a higher rank, or to an equal rank that
+    /// is newer by `RawDlrDoneDate`, else by arrival.
+    pub fn with_event(previous: Option<&MessageRecord>, event: &StatusEvent, at: Timestamp) -> MessageRecord {
+        let mut record = previous.cloned().unwrap_or_else(|| MessageRecord {
+            account_sid: None,
+            from: None,
+            to: None,
+            messaging_service_sid: None,
+            status: None,
+            error_code: None,
+            status_dlr_done: None,
+            created_at: at,
+            updated_at: at,
+            event_count: 0,
+            seen: Vec::new(),
+        });
+        for (field, name) in [
+            (&mut record.account_sid, "AccountSid"),
+            (&mut record.from, "From"),
+            (&mut record.to, "To"),
+            (&mut record.messaging_service_sid, "MessagingServiceSid"),
+        ] {
+            if let Some(value) = event.param(name) {
+                if field.as_deref() != Some(value) {
+                    *field = Some(value.to_owned());
+                }
+            }
+        }
+        if let Some(known) = event.status().known() {
+            if record.takes_over(known, event.raw_dlr_done_date()) {
+                record.status = Some(known.code());
+                record.error_code = event.error_code();
+                record.status_dlr_done = event.raw_dlr_done_date().map(str::to_owned);
+            }
+        }
+        record.updated_at = at;
+        record.event_count += 1;
+        record
+            .seen
+            .push((event.status().as_str().to_owned(), event.error_code()));
+        record
+    }
+
+    fn takes_over(&self, new: KnownStatus, new_dlr: Option<&str>) -> bool {
+        let Some(current) = self.known_status() else {
+            return true;
+        };
+        match new.rank().cmp(&current.rank()) {
+            std::cmp::Ordering::Greater => true,
+            std::cmp::Ordering::Less => false,
+            // RawDlrDoneDate is YYMMDDhhmm (sometimes with seconds): fixed-width digits, so
+            // byte order is time order. Without both dates, the later arrival wins.
+            std::cmp::Ordering::Equal => match (self.status_dlr_done.as_deref(), new_dlr) {
+                (Some(current), Some(new)) => new >= current,
+                _ => true,
+            },
+        }
+    }
+}
+
+impl EventRecord {
+    pub fn new(event: StatusEvent, at: Timestamp) -> EventRecord {
+        EventRecord {
+            status: event.status().as_str().to_owned(),
+            error_code: event.error_code(),
+            received_at: at,
+            source: event.source(),
+            raw_dlr_done_date: event.raw_dlr_done_date().map(str::to_owned),
+            params: event.into_params(),
+        }
+    }
+}
+
+pub fn event_key(sid: &MessageSid, seq: u32) -> Vec<u8> {
+    let mut key = Vec::with_capacity(MessageSid::LEN + 4);
+    key.extend_from_slice(sid.as_str().as_bytes());
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// Index keys. Every entry ends in `updated_at ++ sid`, so within one prefix the newest
+/// message comes last, and a listing walks the prefix backwards.
+pub mod index {
+    use super::*;
+
+    pub const BY_UPDATED: u8 = b'u';
+    pub const BY_STATUS: u8 = b's';
+    pub const BY_ERROR: u8 = b'e';
+    pub const BY_TO: u8 = b't';
+    pub const BY_FROM: u8 = b'f';
+
+    /// The index entries a record implies. The store removes the old record's entries and
+    /// inserts the new one's in the same transaction, which keeps indexes and records equal.
+    pub fn entries(sid: &MessageSid, record: &MessageRecord) -> Vec<Vec<u8>> {
+        let mut keys = vec![prefix(BY_UPDATED, &[])];
+        if let Some(code) = record.status {
+            keys.push(prefix(BY_STATUS, &[code]));
+        }
+        if let Some(error) = record.error_code {
+            keys.push(prefix(BY_ERROR, &error.to_be_bytes()));
+        }
+        if let Some(to) = &record.to {
+            keys.push(prefix(BY_TO, &text_value(to)));
+        }
+        if let Some(from) = &record.from {
+            keys.push(prefix(BY_FROM, &text_value(from)));
+        }
+        for key in &mut keys {
+            key.extend_from_slice(&record.updated_at.to_be_bytes());
+            key.extend_from_slice(sid.as_str().as_bytes());
+        }
+        keys
+    }
+
+    /// `kind ++ value`: the prefix shared by every entry of one index value.
+    pub fn prefix(kind: u8, value: &[u8]) -> Vec<u8> {
+        let mut key = Vec::with_capacity(1 + value.len() + 8 + MessageSid::LEN);
+        key.push(kind);
+        key.extend_from_slice(value);
+        key
+    }
+
+    /// A text value ends in a 0 byte so that `+1555` and `+15551` have disjoint prefixes.
+    pub fn text_value(text: &str) -> Vec<u8> {
+        let mut value = text.as_bytes().to_vec();
+        value.push(0);
+        value
+    }
+
+    /// Splits the `updated_at ++ sid` tail off an index key.
+    pub fn tail(key: &[u8]) -> Option<(Timestamp, &str)> {
+        let split = key.len().checked_sub(8 + MessageSid::LEN)?;
+        let (time, sid) = key[split..].split_at(8);
+        let time = u64::from_be_bytes(time.try_into().ok()?);
+        Some((Timestamp(time), std::str::from_utf8(sid).ok()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(status: &str, dlr: Option<&str>) -> StatusEvent {
+        let mut params = vec![
+            ("MessageSid".to_string(), "SM0123456789abcdef0123456789abcdef".to_string()),
+            ("MessageStatus".to_string(), status.to_string()),
+        ];
+        if let Some(dlr) = dlr {
+            params.push(("RawDlrDoneDate".into(), dlr.into()));
+        }
+        StatusEvent::from_params(params, Source::Callback).expect("valid")
+    }
+
+    fn status_after(events: &[StatusEvent]) -> Option<KnownStatus> {
+        let mut record = None;
+        for (i, e) in events.iter().enumerate() {
+            record = Some(MessageRecord::with_event(record.as_ref(), e, Timestamp(i as u64)));
+        }
+        record.and_then(|r| r.known_status())
+    }
+
+    #[test]
+    fn equal_rank_goes_to_the_later_dlr_date_then_the_later_arrival() {
+        let late = event("failed", Some("2611260905"));
+        let early = event("delivered", Some("2611260901"));
+        assert_eq!(status_after(&[late.clone(), early.clone()]), Some(KnownStatus::Failed));
+        assert_eq!(status_after(&[early, late]), Some(KnownStatus::Failed));
+        let plain = [event("delivered", None), event("undelivered", None)];
+        assert_eq!(status_after(&plain), Some(KnownStatus::Undelivered));
+    }
+
+    #[test]
+    fn lower_ranks_and_unknown_statuses_do_not_move_the_current_status() {
+        let events = [event("delivered", None), event("sent", None), event("bounced", None)];
+        assert_eq!(status_after(&events), Some(KnownStatus::Delivered));
+        assert_eq!(status_after(&[event("bounced", None)]), None);
+    }
+}
