@@ -166,7 +166,8 @@ impl Config {
             .ok_or(ConfigError::missing("STATUSHOOK_PUBLIC_URL"))?;
         let public_url = PublicUrl::parse(public_url)
             .map_err(|problem| ConfigError::malformed("STATUSHOOK_PUBLIC_URL", problem))?;
-        let api_token = get("STATUSHOOK_API_TOKEN").ok_or(ConfigError::missing("STATUSHOOK_API_TOKEN"))?;
+        let api_token =
+            get("STATUSHOOK_API_TOKEN").ok_or(ConfigError::missing("STATUSHOOK_API_TOKEN"))?;
         let primary = get("TWILIO_AUTH_TOKEN").ok_or(ConfigError::missing("TWILIO_AUTH_TOKEN"))?;
         let mut auth_tokens = vec![Secret::new(primary)];
         if let Some(secondary) = get("TWILIO_AUTH_TOKEN_SECONDARY") {
@@ -181,8 +182,8 @@ impl Config {
                 .map_err(|problem| ConfigError::malformed("STATUSHOOK_RECONCILE_AFTER", problem))?,
             None => Duration::from_secs(15 * 60),
         };
-        let callback_overrides = get("STATUSHOOK_CALLBACK_OVERRIDES")
-            .unwrap_or_else(|| "#rc=5&rp=ct,rt,5xx".into());
+        let callback_overrides =
+            get("STATUSHOOK_CALLBACK_OVERRIDES").unwrap_or_else(|| "#rc=5&rp=ct,rt,5xx".into());
         if !callback_overrides.starts_with('#') {
             return Err(ConfigError::malformed(
                 "STATUSHOOK_CALLBACK_OVERRIDES",
@@ -230,7 +231,8 @@ fn twilio_credentials(
         (Some(_), None) => return Err(ConfigError::missing("TWILIO_API_SECRET")),
         (None, Some(_)) => return Err(ConfigError::missing("TWILIO_API_KEY")),
         (None, None) => {
-            let token = get("TWILIO_AUTH_TOKEN").ok_or(ConfigError::missing("TWILIO_AUTH_TOKEN"))?;
+            let token =
+                get("TWILIO_AUTH_TOKEN").ok_or(ConfigError::missing("TWILIO_AUTH_TOKEN"))?;
             (account_sid.clone(), Secret::new(token))
         }
     };
@@ -257,7 +259,10 @@ fn parse_shared_keys(raw: &str) -> Result<Vec<(String, Secret)>, ConfigError> {
     raw.split(',')
         .map(|pair| {
             let (id, secret) = pair.split_once('=').ok_or_else(|| {
-                ConfigError::malformed("STATUSHOOK_SHARED_KEYS", "expected id=secret pairs separated by commas")
+                ConfigError::malformed(
+                    "STATUSHOOK_SHARED_KEYS",
+                    "expected id=secret pairs separated by commas",
+                )
             })?;
             let (id, secret) = (id.trim(), secret.trim());
             if id.is_empty() || secret.is_empty() {
@@ -310,34 +315,59 @@ mod tests {
     }
 
     fn build(public_url: Option<&str>, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let env: HashMap<String, String> =
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::for_serve_with(&args(public_url), |name| env.get(name).cloned())
     }
 
-    const MINIMAL: &[(&str, &str)] =
-        &[("STATUSHOOK_API_TOKEN", "s3cr3t-api"), ("TWILIO_AUTH_TOKEN", "s3cr3t-auth")];
+    const MINIMAL: &[(&str, &str)] = &[
+        ("STATUSHOOK_API_TOKEN", "s3cr3t-api"),
+        ("TWILIO_AUTH_TOKEN", "s3cr3t-auth"),
+    ];
 
     #[test]
     fn each_missing_or_malformed_setting_is_named() {
-        let cases: &[(Option<&str>, &[(&str, &str)], &str)] = &[
+        type Case<'a> = (Option<&'a str>, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
             (None, MINIMAL, "STATUSHOOK_PUBLIC_URL"),
             (Some("hooks.example.com"), MINIMAL, "STATUSHOOK_PUBLIC_URL"),
-            (Some("https://h.example"), &[("TWILIO_AUTH_TOKEN", "t")], "STATUSHOOK_API_TOKEN"),
-            (Some("https://h.example"), &[("STATUSHOOK_API_TOKEN", "a")], "TWILIO_AUTH_TOKEN"),
             (
                 Some("https://h.example"),
-                &[("STATUSHOOK_API_TOKEN", "a"), ("TWILIO_AUTH_TOKEN", "t"), ("STATUSHOOK_SHARED_KEYS", "nokey")],
+                &[("TWILIO_AUTH_TOKEN", "t")],
+                "STATUSHOOK_API_TOKEN",
+            ),
+            (
+                Some("https://h.example"),
+                &[("STATUSHOOK_API_TOKEN", "a")],
+                "TWILIO_AUTH_TOKEN",
+            ),
+            (
+                Some("https://h.example"),
+                &[
+                    ("STATUSHOOK_API_TOKEN", "a"),
+                    ("TWILIO_AUTH_TOKEN", "t"),
+                    ("STATUSHOOK_SHARED_KEYS", "nokey"),
+                ],
                 "STATUSHOOK_SHARED_KEYS",
             ),
             (
                 Some("https://h.example"),
-                &[("STATUSHOOK_API_TOKEN", "a"), ("TWILIO_AUTH_TOKEN", "t"), ("TWILIO_ACCOUNT_SID", "AC1")],
+                &[
+                    ("STATUSHOOK_API_TOKEN", "a"),
+                    ("TWILIO_AUTH_TOKEN", "t"),
+                    ("TWILIO_ACCOUNT_SID", "AC1"),
+                ],
                 "TWILIO_ACCOUNT_SID",
             ),
             (
                 Some("https://h.example"),
-                &[("STATUSHOOK_API_TOKEN", "a"), ("TWILIO_AUTH_TOKEN", "t"), ("STATUSHOOK_RECONCILE_AFTER", "soon")],
+                &[
+                    ("STATUSHOOK_API_TOKEN", "a"),
+                    ("TWILIO_AUTH_TOKEN", "t"),
+                    ("STATUSHOOK_RECONCILE_AFTER", "soon"),
+                ],
                 "STATUSHOOK_RECONCILE_AFTER",
             ),
         ];
@@ -353,7 +383,10 @@ mod tests {
         let printed = format!("{config:?}");
         assert!(!printed.contains("s3cr3t"), "{printed}");
         assert!(printed.contains("[redacted]"));
-        assert_eq!(config.public_url.join("/twilio/status"), "https://h.example/prefix/twilio/status");
+        assert_eq!(
+            config.public_url.join("/twilio/status"),
+            "https://h.example/prefix/twilio/status"
+        );
     }
 
     #[test]

@@ -1,9 +1,9 @@
+pub mod cli;
 pub mod config;
 pub mod domain;
-pub mod signature;
-pub mod store;
 pub mod metrics;
 pub mod routes;
+pub mod signature;
 pub mod startup;
+pub mod store;
 pub mod telemetry;
-pub mod cli;

@@ -46,7 +46,9 @@ impl Outcome {
 }
 
 /// Upper bounds of the callback latency histogram, in seconds.
-const LATENCY_BOUNDS: [f64; 10] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
+const LATENCY_BOUNDS: [f64; 10] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
 /// Upper bounds of the group-commit size histogram.
 const GROUP_BOUNDS: [f64; 8] = [1.0, 2.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 2048.0];
 
@@ -95,7 +97,11 @@ impl<const N: usize> Histogram<N> {
         }
         let count = self.count.load(Relaxed);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {}", self.sum_micros.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_micros.load(Relaxed) as f64 / 1e6
+        );
         let _ = writeln!(out, "{name}_count {count}");
     }
 }
@@ -129,7 +135,11 @@ impl Metrics {
         out.push_str("# TYPE statushook_callbacks_total counter\n");
         for outcome in Outcome::ALL {
             let value = self.callbacks[outcome as usize].load(Relaxed);
-            let _ = writeln!(out, "statushook_callbacks_total{{outcome=\"{}\"}} {value}", outcome.label());
+            let _ = writeln!(
+                out,
+                "statushook_callbacks_total{{outcome=\"{}\"}} {value}",
+                outcome.label()
+            );
         }
         let signature_failures = self.callbacks[Outcome::Forged as usize].load(Relaxed);
         let duplicates = self.callbacks[Outcome::Duplicate as usize].load(Relaxed);
@@ -155,17 +165,37 @@ impl Metrics {
             &GROUP_BOUNDS,
         );
         for (name, help, counter) in [
-            ("statushook_reconciler_fetches_total", "Messages fetched from Twilio by the reconciler.", &self.reconciler_fetches),
-            ("statushook_reconciler_corrections_total", "Newer statuses found by the reconciler.", &self.reconciler_corrections),
-            ("statushook_reconciler_failures_total", "Reconciler fetches that failed.", &self.reconciler_failures),
+            (
+                "statushook_reconciler_fetches_total",
+                "Messages fetched from Twilio by the reconciler.",
+                &self.reconciler_fetches,
+            ),
+            (
+                "statushook_reconciler_corrections_total",
+                "Newer statuses found by the reconciler.",
+                &self.reconciler_corrections,
+            ),
+            (
+                "statushook_reconciler_failures_total",
+                "Reconciler fetches that failed.",
+                &self.reconciler_failures,
+            ),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", counter.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                counter.load(Relaxed)
+            );
         }
         if let Ok(counts) = store.counts() {
             out.push_str("# HELP statushook_messages Messages by current status.\n");
             out.push_str("# TYPE statushook_messages gauge\n");
             for (status, count) in counts.by_status {
-                let _ = writeln!(out, "statushook_messages{{status=\"{}\"}} {count}", status.as_str());
+                let _ = writeln!(
+                    out,
+                    "statushook_messages{{status=\"{}\"}} {count}",
+                    status.as_str()
+                );
             }
         }
         if let Ok(bytes) = store.size_on_disk() {

@@ -120,7 +120,11 @@ pub fn sign_sha256(key: &Secret, url: &str, params: &[(String, String)]) -> Stri
     sign::<Hmac<Sha256>>(key, url, params)
 }
 
-fn sign<M: Mac + hmac::digest::KeyInit>(key: &Secret, url: &str, params: &[(String, String)]) -> String {
+fn sign<M: Mac + hmac::digest::KeyInit>(
+    key: &Secret,
+    url: &str,
+    params: &[(String, String)],
+) -> String {
     let mut mac = keyed::<M>(key);
     mac.update(url.as_bytes());
     mac.update(canonical_params(params).as_bytes());
@@ -269,10 +273,12 @@ fn query_param<'a>(url: &'a str, name: &str) -> Option<&'a str> {
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
 }
 
 #[cfg(test)]
@@ -297,7 +303,10 @@ mod tests {
     }
 
     fn vectors() -> Vec<Vector> {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/signature-vectors.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/signature-vectors.json"
+        );
         let text = std::fs::read_to_string(path).expect("signature vectors are readable");
         serde_json::from_str::<Vectors>(&text)
             .expect("signature vectors parse")
@@ -323,15 +332,26 @@ mod tests {
                         auth_tokens: vec![],
                         shared_keys: vec![("KS1".into(), key.clone())],
                     };
-                    assert_eq!(sign_sha256(&key, &v.url, &v.params), v.signature, "{}", v.name);
+                    assert_eq!(
+                        sign_sha256(&key, &v.url, &v.params),
+                        v.signature,
+                        "{}",
+                        v.name
+                    );
                     let settings = "key=KS1,algorithm=HMAC_SHA256";
-                    let result = verify(&keys, &v.url, &v.params, Some(&v.signature), Some(settings));
+                    let result =
+                        verify(&keys, &v.url, &v.params, Some(&v.signature), Some(settings));
                     assert_eq!(result, Ok(()), "{}", v.name);
                 }
                 (_, Some(body)) => {
                     let keys = token_keys(&v.token);
-                    let result =
-                        verify_with_body_hash(&keys, &v.url, body.as_bytes(), Some(&v.signature), None);
+                    let result = verify_with_body_hash(
+                        &keys,
+                        &v.url,
+                        body.as_bytes(),
+                        Some(&v.signature),
+                        None,
+                    );
                     assert_eq!(result, Ok(()), "{}", v.name);
                     let tampered = format!("{body} ");
                     let result = verify_with_body_hash(
@@ -344,8 +364,19 @@ mod tests {
                     assert_eq!(result, Err(SignatureError::BodyHashMismatch), "{}", v.name);
                 }
                 _ => {
-                    assert_eq!(sign_sha1(&key, &v.url, &v.params), v.signature, "{}", v.name);
-                    let result = verify(&token_keys(&v.token), &v.url, &v.params, Some(&v.signature), None);
+                    assert_eq!(
+                        sign_sha1(&key, &v.url, &v.params),
+                        v.signature,
+                        "{}",
+                        v.name
+                    );
+                    let result = verify(
+                        &token_keys(&v.token),
+                        &v.url,
+                        &v.params,
+                        Some(&v.signature),
+                        None,
+                    );
                     assert_eq!(result, Ok(()), "{}", v.name);
                 }
             }
@@ -354,9 +385,18 @@ mod tests {
 
     #[test]
     fn a_url_with_a_custom_port_also_verifies_a_signature_made_without_it() {
-        let v = vectors().into_iter().find(|v| v.name == "basic").expect("basic vector");
+        let v = vectors()
+            .into_iter()
+            .find(|v| v.name == "basic")
+            .expect("basic vector");
         let with_port = v.url.replace("mycompany.com", "mycompany.com:1234");
-        let result = verify(&token_keys(&v.token), &with_port, &v.params, Some(&v.signature), None);
+        let result = verify(
+            &token_keys(&v.token),
+            &with_port,
+            &v.params,
+            Some(&v.signature),
+            None,
+        );
         assert_eq!(result, Ok(()));
     }
 
@@ -367,18 +407,39 @@ mod tests {
             .find(|v| v.name == "https default port added")
             .expect("default port vector");
         let bare = v.url.replace(":443", "");
-        let result = verify(&token_keys(&v.token), &bare, &v.params, Some(&v.signature), None);
+        let result = verify(
+            &token_keys(&v.token),
+            &bare,
+            &v.params,
+            Some(&v.signature),
+            None,
+        );
         assert_eq!(result, Ok(()));
     }
 
     #[test]
     fn wrong_token_tampered_value_and_garbage_header_are_mismatches() {
-        let v = vectors().into_iter().find(|v| v.name == "basic").expect("basic vector");
-        let wrong = verify(&token_keys("54321"), &v.url, &v.params, Some(&v.signature), None);
+        let v = vectors()
+            .into_iter()
+            .find(|v| v.name == "basic")
+            .expect("basic vector");
+        let wrong = verify(
+            &token_keys("54321"),
+            &v.url,
+            &v.params,
+            Some(&v.signature),
+            None,
+        );
         assert_eq!(wrong, Err(SignatureError::Mismatch));
         let mut tampered = v.params.clone();
         tampered[2].1 = "9999".into();
-        let result = verify(&token_keys(&v.token), &v.url, &tampered, Some(&v.signature), None);
+        let result = verify(
+            &token_keys(&v.token),
+            &v.url,
+            &tampered,
+            Some(&v.signature),
+            None,
+        );
         assert_eq!(result, Err(SignatureError::Mismatch));
         let garbage = verify(&token_keys(&v.token), &v.url, &v.params, Some("%%%"), None);
         assert_eq!(garbage, Err(SignatureError::Mismatch));
@@ -388,12 +449,18 @@ mod tests {
 
     #[test]
     fn the_secondary_token_verifies_during_a_rotation() {
-        let v = vectors().into_iter().find(|v| v.name == "basic").expect("basic vector");
+        let v = vectors()
+            .into_iter()
+            .find(|v| v.name == "basic")
+            .expect("basic vector");
         let keys = Keys {
             auth_tokens: vec![Secret::new("new-primary"), Secret::new(&v.token)],
             shared_keys: vec![],
         };
-        assert_eq!(verify(&keys, &v.url, &v.params, Some(&v.signature), None), Ok(()));
+        assert_eq!(
+            verify(&keys, &v.url, &v.params, Some(&v.signature), None),
+            Ok(())
+        );
     }
 
     #[test]
@@ -403,13 +470,25 @@ mod tests {
             shared_keys: vec![("KS1".into(), Secret::new("12345"))],
         };
         let url = "https://example.com/twilio/status";
-        let unknown = verify(&keys, url, &[], Some("AAAA"), Some("key=KS9,algorithm=HMAC_SHA256"));
+        let unknown = verify(
+            &keys,
+            url,
+            &[],
+            Some("AAAA"),
+            Some("key=KS9,algorithm=HMAC_SHA256"),
+        );
         assert_eq!(unknown, Err(SignatureError::UnknownKey));
         let other_algorithm = verify(&keys, url, &[], Some("AAAA"), Some("key=KS1,algorithm=MD5"));
         assert_eq!(other_algorithm, Err(SignatureError::BadSettings));
         // A SHA-1 signature made with the token must not pass when SHA-256 was announced.
         let sha1 = sign_sha1(&Secret::new("12345"), url, &[]);
-        let downgraded = verify(&keys, url, &[], Some(&sha1), Some("key=KS1,algorithm=HMAC_SHA256"));
+        let downgraded = verify(
+            &keys,
+            url,
+            &[],
+            Some(&sha1),
+            Some("key=KS1,algorithm=HMAC_SHA256"),
+        );
         assert_eq!(downgraded, Err(SignatureError::Mismatch));
     }
 
@@ -417,7 +496,10 @@ mod tests {
     fn url_variants_cut_only_the_port() {
         assert_eq!(
             url_variants("https://h.example:8443/p?q=a:b"),
-            vec!["https://h.example:8443/p?q=a:b", "https://h.example/p?q=a:b"]
+            vec![
+                "https://h.example:8443/p?q=a:b",
+                "https://h.example/p?q=a:b"
+            ]
         );
         assert_eq!(
             url_variants("http://[::1]/x"),

@@ -34,8 +34,11 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let metrics = Arc::new(Metrics::default());
         let observer = Arc::clone(&metrics);
-        let store = Store::open(&config.data_dir, Box::new(move |size| observer.group_committed(size)))
-            .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+        let store = Store::open(
+            &config.data_dir,
+            Box::new(move |size| observer.group_committed(size)),
+        )
+        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
         let listener = TcpListener::bind(&config.listen)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let port = listener.local_addr()?.port();
@@ -46,16 +49,17 @@ impl Application {
             api_token: config.api_token.clone(),
             metrics,
         });
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .configure(routes_table)
+        let server =
+            HttpServer::new(move || App::new().app_data(state.clone()).configure(routes_table))
+                .listen(listener)?
+                // SIGTERM stops accepting, then waits this long for in-flight requests.
+                .shutdown_timeout(30)
+                .run();
+        Ok(Application {
+            port,
+            server,
+            store,
         })
-        .listen(listener)?
-        // SIGTERM stops accepting, then waits this long for in-flight requests.
-        .shutdown_timeout(30)
-        .run();
-        Ok(Application { port, server, store })
     }
 
     pub fn port(&self) -> u16 {

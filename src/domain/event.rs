@@ -119,7 +119,10 @@ mod tests {
     use super::*;
 
     fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -127,13 +130,22 @@ mod tests {
         let sid = "SM0123456789abcdef0123456789abcdef";
         let cases = [
             (params(&[("MessageStatus", "sent")]), EventError::MissingSid),
-            (params(&[("MessageSid", "SM1"), ("MessageStatus", "sent")]), EventError::BadSid(String::new())),
+            (
+                params(&[("MessageSid", "SM1"), ("MessageStatus", "sent")]),
+                EventError::BadSid(String::new()),
+            ),
             (params(&[("MessageSid", sid)]), EventError::MissingStatus),
-            (params(&[("MessageSid", sid), ("MessageStatus", "")]), EventError::MissingStatus),
+            (
+                params(&[("MessageSid", sid), ("MessageStatus", "")]),
+                EventError::MissingStatus,
+            ),
         ];
         for (input, expected) in cases {
             let error = StatusEvent::from_params(input, Source::Callback).expect_err("invalid");
-            assert_eq!(std::mem::discriminant(&error), std::mem::discriminant(&expected));
+            assert_eq!(
+                std::mem::discriminant(&error),
+                std::mem::discriminant(&expected)
+            );
         }
     }
 

@@ -15,7 +15,9 @@ impl MessageSid {
         if valid {
             Ok(MessageSid(raw.to_owned()))
         } else {
-            Err(format!("{raw:?} is not a message SID (SM or MM followed by 32 hex digits)"))
+            Err(format!(
+                "{raw:?} is not a message SID (SM or MM followed by 32 hex digits)"
+            ))
         }
     }
 

@@ -114,9 +114,19 @@ mod tests {
     #[test]
     fn ranks_follow_the_contract() {
         let expected = [
-            ("accepted", 0), ("scheduled", 1), ("queued", 2), ("sending", 3), ("sent", 4),
-            ("receiving", 3), ("received", 5), ("delivered", 5), ("undelivered", 5),
-            ("failed", 5), ("canceled", 5), ("partially_delivered", 5), ("read", 6),
+            ("accepted", 0),
+            ("scheduled", 1),
+            ("queued", 2),
+            ("sending", 3),
+            ("sent", 4),
+            ("receiving", 3),
+            ("received", 5),
+            ("delivered", 5),
+            ("undelivered", 5),
+            ("failed", 5),
+            ("canceled", 5),
+            ("partially_delivered", 5),
+            ("read", 6),
         ];
         assert_eq!(expected.len(), KnownStatus::ALL.len());
         for (name, rank) in expected {
@@ -129,8 +139,14 @@ mod tests {
 
     #[test]
     fn unknown_and_empty_statuses() {
-        assert_eq!(MessageStatus::parse("Delivered"), Ok(MessageStatus::Known(KnownStatus::Delivered)));
-        assert_eq!(MessageStatus::parse("bounced"), Ok(MessageStatus::Unknown("bounced".into())));
+        assert_eq!(
+            MessageStatus::parse("Delivered"),
+            Ok(MessageStatus::Known(KnownStatus::Delivered))
+        );
+        assert_eq!(
+            MessageStatus::parse("bounced"),
+            Ok(MessageStatus::Unknown("bounced".into()))
+        );
         assert!(MessageStatus::parse(" ").is_err());
     }
 }

@@ -2,7 +2,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 /// Microseconds since the Unix epoch, UTC. Stored big-endian in index keys, so byte order
 /// is time order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Timestamp(pub u64);
 
 impl Timestamp {

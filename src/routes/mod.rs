@@ -74,7 +74,10 @@ pub async fn require_bearer(
         .zip(request.headers().get(header::AUTHORIZATION))
         .and_then(|(state, value)| {
             let token = value.to_str().ok()?.strip_prefix("Bearer ")?;
-            Some(constant_time_eq(token.trim().as_bytes(), state.api_token.expose().as_bytes()))
+            Some(constant_time_eq(
+                token.trim().as_bytes(),
+                state.api_token.expose().as_bytes(),
+            ))
         })
         .unwrap_or(false);
     if !authorized {

@@ -54,7 +54,9 @@ impl ResponseError for CallbackError {
             tracing::error!(%error, "callback not stored");
             response.insert_header((header::RETRY_AFTER, "1"));
         }
-        response.content_type("text/plain; charset=utf-8").body(self.to_string())
+        response
+            .content_type("text/plain; charset=utf-8")
+            .body(self.to_string())
     }
 }
 
@@ -116,7 +118,8 @@ async fn receive(
         header_str(request, "X-Twilio-Webhooks-Signature-Settings"),
     )
     .map_err(CallbackError::Forbidden)?;
-    let event = StatusEvent::from_params(params, Source::Callback).map_err(CallbackError::Malformed)?;
+    let event =
+        StatusEvent::from_params(params, Source::Callback).map_err(CallbackError::Malformed)?;
     let token = header_str(request, "I-Twilio-Idempotency-Token")
         .filter(|token| !token.is_empty())
         .map(str::to_owned);
@@ -130,9 +133,16 @@ async fn receive(
 fn is_form(request: &HttpRequest) -> bool {
     header_str(request, header::CONTENT_TYPE.as_str())
         .and_then(|value| value.split(';').next())
-        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        .is_some_and(|essence| {
+            essence
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
 }
 
 fn header_str<'a>(request: &'a HttpRequest, name: &str) -> Option<&'a str> {
-    request.headers().get(name).and_then(|value| value.to_str().ok())
+    request
+        .headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
 }

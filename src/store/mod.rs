@@ -97,8 +97,9 @@ impl Store {
             db,
         };
         let (commands, receiver) = mpsc::channel(QUEUE_DEPTH);
-        let writer = writer::spawn(trees.clone(), receiver, observe)
-            .map_err(|error| StoreError::Unavailable(format!("cannot start the writer: {error}")))?;
+        let writer = writer::spawn(trees.clone(), receiver, observe).map_err(|error| {
+            StoreError::Unavailable(format!("cannot start the writer: {error}"))
+        })?;
         Ok(Store {
             trees,
             commands,
@@ -113,7 +114,12 @@ impl Store {
         idempotency_token: Option<String>,
     ) -> Result<Recorded, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Command::Record { event, idempotency_token, reply }).await?;
+        self.send(Command::Record {
+            event,
+            idempotency_token,
+            reply,
+        })
+        .await?;
         answer.await.map_err(|_| writer_gone())?
     }
 
@@ -140,7 +146,11 @@ impl Store {
             .values()
             .map(|value| decode(&value?))
             .collect::<Result<Vec<EventRecord>, StoreError>>()?;
-        Ok(Some(StoredMessage { sid: sid.clone(), record, events }))
+        Ok(Some(StoredMessage {
+            sid: sid.clone(),
+            record,
+            events,
+        }))
     }
 
     /// Bytes the database takes on disk.
@@ -208,7 +218,11 @@ impl Store {
         let mut counts = Counts::default();
         for entry in self.trees.meta.scan_prefix([b'c']) {
             let (key, value) = entry?;
-            let count = value.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
+            let count = value
+                .as_ref()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
             if count == 0 {
                 continue;
             }

@@ -56,7 +56,11 @@ impl MessageRecord {
     /// The record after `event`, received at `at`, is added to `previous` (or starts a new
     /// message). The current status moves only to a higher rank, or to an equal rank that
     /// is newer by `RawDlrDoneDate`, else by arrival.
-    pub fn with_event(previous: Option<&MessageRecord>, event: &StatusEvent, at: Timestamp) -> MessageRecord {
+    pub fn with_event(
+        previous: Option<&MessageRecord>,
+        event: &StatusEvent,
+        at: Timestamp,
+    ) -> MessageRecord {
         let mut record = previous.cloned().unwrap_or_else(|| MessageRecord {
             account_sid: None,
             from: None,
@@ -198,7 +202,10 @@ mod tests {
 
     fn event(status: &str, dlr: Option<&str>) -> StatusEvent {
         let mut params = vec![
-            ("MessageSid".to_string(), "SM0123456789abcdef0123456789abcdef".to_string()),
+            (
+                "MessageSid".to_string(),
+                "SM0123456789abcdef0123456789abcdef".to_string(),
+            ),
             ("MessageStatus".to_string(), status.to_string()),
         ];
         if let Some(dlr) = dlr {
@@ -210,7 +217,11 @@ mod tests {
     fn status_after(events: &[StatusEvent]) -> Option<KnownStatus> {
         let mut record = None;
         for (i, e) in events.iter().enumerate() {
-            record = Some(MessageRecord::with_event(record.as_ref(), e, Timestamp(i as u64)));
+            record = Some(MessageRecord::with_event(
+                record.as_ref(),
+                e,
+                Timestamp(i as u64),
+            ));
         }
         record.and_then(|r| r.known_status())
     }
@@ -219,7 +230,10 @@ mod tests {
     fn equal_rank_goes_to_the_later_dlr_date_then_the_later_arrival() {
         let late = event("failed", Some("2611260905"));
         let early = event("delivered", Some("2611260901"));
-        assert_eq!(status_after(&[late.clone(), early.clone()]), Some(KnownStatus::Failed));
+        assert_eq!(
+            status_after(&[late.clone(), early.clone()]),
+            Some(KnownStatus::Failed)
+        );
         assert_eq!(status_after(&[early, late]), Some(KnownStatus::Failed));
         let plain = [event("delivered", None), event("undelivered", None)];
         assert_eq!(status_after(&plain), Some(KnownStatus::Undelivered));
@@ -227,7 +241,11 @@ mod tests {
 
     #[test]
     fn lower_ranks_and_unknown_statuses_do_not_move_the_current_status() {
-        let events = [event("delivered", None), event("sent", None), event("bounced", None)];
+        let events = [
+            event("delivered", None),
+            event("sent", None),
+            event("bounced", None),
+        ];
         assert_eq!(status_after(&events), Some(KnownStatus::Delivered));
         assert_eq!(status_after(&[event("bounced", None)]), None);
     }

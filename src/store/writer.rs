@@ -30,9 +30,13 @@ pub enum Command {
         reply: oneshot::Sender<Result<Recorded, StoreError>>,
     },
     /// Writes and flushes a marker: proves the store is writable (`/readyz`).
-    Probe { reply: oneshot::Sender<Result<(), StoreError>> },
+    Probe {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     /// Commits the group it arrived in, flushes, replies and stops the writer.
-    Shutdown { reply: oneshot::Sender<Result<(), StoreError>> },
+    Shutdown {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 /// Observes each committed group; the metrics module counts group sizes through it.
@@ -46,7 +50,10 @@ pub fn spawn(
     thread::Builder::new()
         .name("statushook-writer".into())
         .spawn(move || {
-            let mut writer = Writer { trees, clock: Timestamp(0) };
+            let mut writer = Writer {
+                trees,
+                clock: Timestamp(0),
+            };
             let mut group = Vec::with_capacity(MAX_GROUP);
             while let Some(first) = commands.blocking_recv() {
                 group.push(first);
@@ -95,7 +102,10 @@ enum Continue {
 }
 
 enum Planned {
-    Record(Result<Recorded, StoreError>, oneshot::Sender<Result<Recorded, StoreError>>),
+    Record(
+        Result<Recorded, StoreError>,
+        oneshot::Sender<Result<Recorded, StoreError>>,
+    ),
     Probe(oneshot::Sender<Result<(), StoreError>>),
 }
 
@@ -106,7 +116,11 @@ impl Writer {
         let mut planned = Vec::with_capacity(group.len());
         for command in group.drain(..) {
             match command {
-                Command::Record { event, idempotency_token, reply } => {
+                Command::Record {
+                    event,
+                    idempotency_token,
+                    reply,
+                } => {
                     let outcome = self.plan(&mut writes, event, idempotency_token);
                     planned.push(Planned::Record(outcome, reply));
                 }
@@ -115,7 +129,9 @@ impl Writer {
                     planned.push(Planned::Probe(reply));
                 }
                 Command::Probe { reply } => {
-                    writes.meta.insert(b"probe".as_slice(), &self.tick().to_be_bytes()[..]);
+                    writes
+                        .meta
+                        .insert(b"probe".as_slice(), &self.tick().to_be_bytes()[..]);
                     planned.push(Planned::Probe(reply));
                 }
             }
@@ -137,7 +153,11 @@ impl Writer {
 
     fn tick(&mut self) -> Timestamp {
         let now = Timestamp::now();
-        self.clock = if now > self.clock { now } else { Timestamp(self.clock.0 + 1) };
+        self.clock = if now > self.clock {
+            now
+        } else {
+            Timestamp(self.clock.0 + 1)
+        };
         self.clock
     }
 
@@ -160,13 +180,19 @@ impl Writer {
             Some(record) => Some(record.clone()),
             None => self.trees.read_record(&sid)?,
         };
-        if previous.as_ref().is_some_and(|record| record.is_duplicate(&event)) {
+        if previous
+            .as_ref()
+            .is_some_and(|record| record.is_duplicate(&event))
+        {
             return Ok(Recorded::Duplicate);
         }
         let at = self.tick();
         let record = MessageRecord::with_event(previous.as_ref(), &event, at);
 
-        let old_entries = previous.as_ref().map(|p| index::entries(&sid, p)).unwrap_or_default();
+        let old_entries = previous
+            .as_ref()
+            .map(|p| index::entries(&sid, p))
+            .unwrap_or_default();
         for key in &old_entries {
             writes.index.remove(key.as_slice());
         }
@@ -181,8 +207,12 @@ impl Writer {
         count(&mut writes.counters, &record, 1);
 
         let seq = record.event_count - 1;
-        writes.events.insert(event_key(&sid, seq), encode(&EventRecord::new(event, at))?);
-        writes.messages.insert(sid.as_str().as_bytes(), encode(&record)?);
+        writes
+            .events
+            .insert(event_key(&sid, seq), encode(&EventRecord::new(event, at))?);
+        writes
+            .messages
+            .insert(sid.as_str().as_bytes(), encode(&record)?);
         if let Some(token) = token {
             writes.meta.insert(token_key(&token), &at.to_be_bytes()[..]);
             writes.tokens.insert(token, ());
@@ -198,10 +228,16 @@ impl Writer {
                 continue;
             }
             let current = self.trees.read_counter(&key)?;
-            let value = u64::try_from(i64::try_from(current).unwrap_or(i64::MAX) + delta).unwrap_or(0);
+            let value =
+                u64::try_from(i64::try_from(current).unwrap_or(i64::MAX) + delta).unwrap_or(0);
             writes.meta.insert(key, &value.to_be_bytes()[..]);
         }
-        let trees = (&self.trees.messages, &self.trees.events, &self.trees.index, &self.trees.meta);
+        let trees = (
+            &self.trees.messages,
+            &self.trees.events,
+            &self.trees.index,
+            &self.trees.meta,
+        );
         trees
             .transaction(|(messages, events, index, meta)| {
                 messages.apply_batch(&writes.messages)?;
@@ -212,7 +248,9 @@ impl Writer {
             })
             .map_err(|error| match error {
                 TransactionError::Storage(error) => StoreError::from(error),
-                TransactionError::Abort(()) => StoreError::Unavailable("transaction aborted".into()),
+                TransactionError::Abort(()) => {
+                    StoreError::Unavailable("transaction aborted".into())
+                }
             })?;
         // The one fsync of the group: nothing is acknowledged before it returns.
         self.trees.db.flush()?;
@@ -224,9 +262,13 @@ fn count(counters: &mut HashMap<Vec<u8>, i64>, record: &MessageRecord, delta: i6
     let Some(code) = record.status else {
         return;
     };
-    *counters.entry(counter_key(STATUS_COUNTER, &[code])).or_default() += delta;
+    *counters
+        .entry(counter_key(STATUS_COUNTER, &[code]))
+        .or_default() += delta;
     if let Some(error) = record.error_code {
-        *counters.entry(counter_key(ERROR_COUNTER, &error.to_be_bytes())).or_default() += delta;
+        *counters
+            .entry(counter_key(ERROR_COUNTER, &error.to_be_bytes()))
+            .or_default() += delta;
     }
 }
 

@@ -1,0 +1,131 @@
+//! Durability: every callback answered 200 survives `kill -9` of the process.
+
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::Notify;
+
+use crate::helpers::{callback, encode, new_sid, API_TOKEN, AUTH_TOKEN, FORM};
+
+const PUBLIC_URL: &str = "https://hooks.example.com";
+
+/// Starts the real binary on port 0 and reads the port it logged.
+async fn start_binary(data_dir: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_statushook"))
+        .arg("serve")
+        .env("STATUSHOOK_LISTEN", "127.0.0.1:0")
+        .env("STATUSHOOK_DATA_DIR", data_dir)
+        .env("STATUSHOOK_PUBLIC_URL", PUBLIC_URL)
+        .env("STATUSHOOK_API_TOKEN", API_TOKEN)
+        .env("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
+        .env("STATUSHOOK_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    while let Some(line) = lines.next_line().await.expect("readable stderr") {
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if entry["message"] == "listening" {
+            let port = entry["port"].as_u64().expect("a port");
+            // Keep draining the log so the child never blocks on a full pipe.
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return (child, format!("http://127.0.0.1:{port}"));
+        }
+    }
+    panic!("the binary exited before listening");
+}
+
+#[tokio::test]
+async fn every_acknowledged_callback_survives_kill_9() {
+    let data = tempfile::tempdir().expect("a temporary folder");
+    let (mut child, address) = start_binary(data.path()).await;
+
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let count = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let enough = Arc::new(Notify::new());
+    let mut senders = Vec::new();
+    for _ in 0..8 {
+        let (acknowledged, count, stop, enough) = (
+            acknowledged.clone(),
+            count.clone(),
+            stop.clone(),
+            enough.clone(),
+        );
+        let address = address.clone();
+        senders.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            while !stop.load(Ordering::Relaxed) {
+                let sid = new_sid();
+                let params = callback(&sid, "delivered");
+                let url = format!("{PUBLIC_URL}/twilio/status");
+                let signature = statushook::signature::sign_sha1(
+                    &statushook::config::Secret::new(AUTH_TOKEN),
+                    &url,
+                    &params,
+                );
+                let sent = client
+                    .post(format!("{address}/twilio/status"))
+                    .header("Content-Type", FORM)
+                    .header("X-Twilio-Signature", signature)
+                    .body(encode(&params))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(response) if response.status() == 200 => {
+                        acknowledged.lock().expect("lock").push(sid);
+                        if count.fetch_add(1, Ordering::Relaxed) + 1 == 500 {
+                            enough.notify_one();
+                        }
+                    }
+                    // The process was killed mid-request: this one was never acknowledged.
+                    _ => break,
+                }
+            }
+        }));
+    }
+
+    enough.notified().await;
+    child.start_kill().expect("SIGKILL is sent");
+    child.wait().await.expect("the child is reaped");
+    stop.store(true, Ordering::Relaxed);
+    for sender in senders {
+        sender.await.expect("sender finishes");
+    }
+
+    let acknowledged = acknowledged.lock().expect("lock").clone();
+    assert!(
+        acknowledged.len() >= 500,
+        "only {} acknowledged",
+        acknowledged.len()
+    );
+
+    let (_child, address) = start_binary(data.path()).await;
+    let client = reqwest::Client::new();
+    let mut missing = Vec::new();
+    for sid in &acknowledged {
+        let response = client
+            .get(format!("{address}/v1/messages/{sid}"))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .expect("answered");
+        if response.status() != 200 {
+            missing.push(sid.clone());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged callbacks lost: {missing:?}",
+        missing.len(),
+        acknowledged.len()
+    );
+}

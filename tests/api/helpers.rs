@@ -1,0 +1,186 @@
+//! `spawn_app()`: a real server on port 0 with a fresh temporary store, and a `TestApp`
+//! with one method per endpoint.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use reqwest::Response;
+use serde_json::Value;
+use statushook::config::{Config, Secret, ServeArgs};
+use statushook::signature;
+use statushook::startup::Application;
+use tempfile::TempDir;
+
+pub const AUTH_TOKEN: &str = "test-auth-token-0123456789abcdef";
+pub const API_TOKEN: &str = "test-api-token";
+pub const FORM: &str = "application/x-www-form-urlencoded";
+pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
+
+pub struct TestApp {
+    pub address: String,
+    pub public_url: String,
+    pub client: reqwest::Client,
+    /// Keeps the store's folder alive for the test's duration.
+    _data_dir: TempDir,
+}
+
+/// Extra settings for a test app, on top of the ones every test needs.
+#[derive(Default)]
+pub struct Settings {
+    pub public_url: Option<&'static str>,
+    pub env: Vec<(&'static str, String)>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Settings::default()).await
+}
+
+pub async fn spawn_app_with(settings: Settings) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("a temporary folder");
+    let public_url = settings.public_url.unwrap_or("https://hooks.example.com");
+    let args = ServeArgs {
+        listen: "127.0.0.1:0".into(),
+        data_dir: data_dir.path().join("db"),
+        public_url: Some(public_url.into()),
+    };
+    let mut env = vec![
+        ("STATUSHOOK_API_TOKEN", API_TOKEN.to_owned()),
+        ("TWILIO_AUTH_TOKEN", AUTH_TOKEN.to_owned()),
+    ];
+    env.extend(settings.env);
+    let config = Config::for_serve_with(&args, |name| {
+        env.iter()
+            .rev()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.clone())
+    })
+    .expect("a valid test configuration");
+    let app = Application::build(config).await.expect("the app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        public_url: public_url.trim_end_matches('/').to_owned(),
+        client: reqwest::Client::new(),
+        _data_dir: data_dir,
+    }
+}
+
+/// A fresh message SID, unique within the test run.
+pub fn new_sid() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    format!("SM{:016x}{:016x}", nanos, n)
+}
+
+/// The parameters Twilio sends with an SMS status callback.
+pub fn callback(sid: &str, status: &str) -> Vec<(String, String)> {
+    [
+        ("SmsSid", sid),
+        ("SmsStatus", status),
+        ("MessageStatus", status),
+        ("To", "+15005550009"),
+        ("MessagingServiceSid", ""),
+        ("MessageSid", sid),
+        ("AccountSid", ACCOUNT_SID),
+        ("From", "+15005550006"),
+        ("ApiVersion", "2010-04-01"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+pub fn with(mut params: Vec<(String, String)>, name: &str, value: &str) -> Vec<(String, String)> {
+    params.push((name.to_owned(), value.to_owned()));
+    params
+}
+
+pub fn encode(params: &[(String, String)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish()
+}
+
+impl TestApp {
+    /// The signature Twilio would send for `params` posted to `target` (path and query).
+    pub fn sign(&self, target: &str, params: &[(String, String)]) -> String {
+        signature::sign_sha1(
+            &Secret::new(AUTH_TOKEN),
+            &format!("{}{target}", self.public_url),
+            params,
+        )
+    }
+
+    /// Posts a correctly signed callback to `/twilio/status`.
+    pub async fn post_callback(&self, params: &[(String, String)]) -> Response {
+        self.post_signed("/twilio/status", params).await
+    }
+
+    pub async fn post_signed(&self, target: &str, params: &[(String, String)]) -> Response {
+        let signature = self.sign(target, params);
+        self.post_raw(
+            target,
+            encode(params),
+            &[("Content-Type", FORM), ("X-Twilio-Signature", &signature)],
+        )
+        .await
+    }
+
+    pub async fn post_raw(
+        &self,
+        target: &str,
+        body: impl Into<reqwest::Body>,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        let mut request = self
+            .client
+            .post(format!("{}{target}", self.address))
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.expect("the request is answered")
+    }
+
+    pub async fn get_message(&self, sid: &str) -> Response {
+        self.get_authorized(&format!("/v1/messages/{sid}")).await
+    }
+
+    pub async fn get_authorized(&self, path: &str) -> Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .expect("the request is answered")
+    }
+
+    /// The stored message as JSON; panics unless it exists.
+    pub async fn message_json(&self, sid: &str) -> Value {
+        let response = self.get_message(sid).await;
+        assert_eq!(response.status(), 200, "message {sid} should be stored");
+        response.json().await.expect("a JSON message")
+    }
+
+    pub async fn is_stored(&self, sid: &str) -> bool {
+        match self.get_message(sid).await.status().as_u16() {
+            200 => true,
+            404 => false,
+            other => panic!("unexpected status {other} looking up {sid}"),
+        }
+    }
+}
+
+/// Statuses of a message's events, in the order the API lists them.
+pub fn event_statuses(message: &Value) -> Vec<String> {
+    message["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|event| event["status"].as_str().expect("a status").to_owned())
+        .collect()
+}

@@ -1,0 +1,5 @@
+mod crash;
+mod health;
+mod helpers;
+mod lookup;
+mod status_callback;
