@@ -138,8 +138,10 @@ pub fn event_key(sid: &MessageSid, seq: u32) -> Vec<u8> {
     key
 }
 
-/// Index keys. Every entry ends in `updated_at ++ sid`, so within one prefix the newest
-/// message comes last, and a listing walks the prefix backwards.
+/// Index keys. Entries of the time-ordered indexes end in `updated_at ++ sid`, so within
+/// one prefix the newest message comes last and a listing walks the prefix backwards. The
+/// recipient index ends in the SID alone: it never moves, and one recipient has few
+/// messages, which a query sorts itself.
 pub mod index {
     use super::*;
 
@@ -147,29 +149,28 @@ pub mod index {
     pub const BY_STATUS: u8 = b's';
     pub const BY_ERROR: u8 = b'e';
     pub const BY_TO: u8 = b't';
-    pub const BY_FROM: u8 = b'f';
 
-    /// The index entries a record implies. The store removes the old record's entries and
-    /// inserts the new one's in the same transaction, which keeps indexes and records equal.
+    /// The index entries a record implies. The writer removes the entries of the old record
+    /// that the new one does not imply and inserts the new ones, in the same atomic batch as
+    /// the record, which keeps indexes and records equal.
     pub fn entries(sid: &MessageSid, record: &MessageRecord) -> Vec<Vec<u8>> {
-        let mut keys = vec![prefix(BY_UPDATED, &[])];
+        let mut timed = vec![prefix(BY_UPDATED, &[])];
         if let Some(code) = record.status {
-            keys.push(prefix(BY_STATUS, &[code]));
+            timed.push(prefix(BY_STATUS, &[code]));
         }
         if let Some(error) = record.error_code {
-            keys.push(prefix(BY_ERROR, &error.to_be_bytes()));
+            timed.push(prefix(BY_ERROR, &error.to_be_bytes()));
         }
-        if let Some(to) = &record.to {
-            keys.push(prefix(BY_TO, &text_value(to)));
-        }
-        if let Some(from) = &record.from {
-            keys.push(prefix(BY_FROM, &text_value(from)));
-        }
-        for key in &mut keys {
+        for key in &mut timed {
             key.extend_from_slice(&record.updated_at.to_be_bytes());
             key.extend_from_slice(sid.as_str().as_bytes());
         }
-        keys
+        if let Some(to) = &record.to {
+            let mut key = prefix(BY_TO, &text_value(to));
+            key.extend_from_slice(sid.as_str().as_bytes());
+            timed.push(key);
+        }
+        timed
     }
 
     /// `kind ++ value`: the prefix shared by every entry of one index value.

@@ -189,14 +189,16 @@ impl Writer {
         let at = self.tick();
         let record = MessageRecord::with_event(previous.as_ref(), &event, at);
 
+        // Only the entries that differ are written: the recipient entry, for one, stays put.
         let old_entries = previous
             .as_ref()
             .map(|p| index::entries(&sid, p))
             .unwrap_or_default();
-        for key in &old_entries {
+        let new_entries = index::entries(&sid, &record);
+        for key in old_entries.iter().filter(|key| !new_entries.contains(key)) {
             writes.index.remove(key.as_slice());
         }
-        for key in index::entries(&sid, &record) {
+        for key in new_entries.into_iter().filter(|key| !old_entries.contains(key)) {
             writes.index.insert(key, &[][..]);
         }
         // Counters hold the current state of every message: take the old state's

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Throughput and latency of verified, durable callbacks, next to the ceiling of the HTTP
+# stack (a bare actix-web handler answering 200), measured in one run on this machine.
+#
+#   bench/callbacks.sh            # DURATION=10s CONNS=64 COUNT=400000 RATE=2000 by default
+#
+# Three runs of wrk with the same pre-signed requests:
+#   1. ceiling     examples/ceiling: actix-web answering 200, nothing else
+#   2. statushook  max throughput: verify, store, fsync (group commit), answer
+#   3. statushook  paced at RATE requests/second, for latency under ordinary load
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-64}
+COUNT=${COUNT:-400000}
+RATE=${RATE:-2000}
+OUT=bench/out
+mkdir -p "$OUT"
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+cargo build --release --quiet --bin statushook --example ceiling --example presign
+
+export CALLBACKS="$OUT/callbacks.tsv" WRK_THREADS=2
+target/release/examples/presign "$COUNT" https://hooks.example.com bench-auth-token "$CALLBACKS"
+
+wait_for_port() {
+  for _ in $(seq 1 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "nothing listens on $1" >&2; exit 1
+}
+
+start_statushook() {
+  DATA=$(mktemp -d)
+  STATUSHOOK_LISTEN=127.0.0.1:9092 STATUSHOOK_DATA_DIR="$DATA/db" \
+  STATUSHOOK_PUBLIC_URL=https://hooks.example.com STATUSHOOK_API_TOKEN=bench \
+  TWILIO_AUTH_TOKEN=bench-auth-token RUST_LOG=warn \
+    target/release/statushook serve & PID=$!
+  wait_for_port 9092
+}
+
+stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; }
+
+run_wrk() { # label port [delay_ms conns]
+  local delay=${3:-0} conns=${4:-$CONNS}
+  local line
+  line=$(WRK_DELAY_MS=$delay wrk -t2 -c"$conns" -d"$DURATION" -s bench/callbacks.lua "http://127.0.0.1:$2" | grep '^RESULT')
+  printf '%-34s %s\n' "$1" "${line#RESULT }"
+}
+
+echo "== callbacks: $(nproc) cores, wrk -t2 -c$CONNS -d$DURATION on the same machine"
+target/release/examples/ceiling 127.0.0.1:9091 & PID=$!
+wait_for_port 9091
+run_wrk "ceiling (bare actix, 200)" 9091
+stop
+
+start_statushook
+run_wrk "statushook (verified, durable)" 9092
+echo "   store after the run: $(du -sh "$DATA/db" | cut -f1)"
+stop
+rm -rf "$DATA"
+
+# Paced: CONNS_PACED connections each waiting DELAY ms between requests ≈ RATE/s.
+CONNS_PACED=20
+DELAY=$(( 1000 * CONNS_PACED / RATE ))
+start_statushook
+run_wrk "statushook paced at ~$RATE/s" 9092 "$DELAY" "$CONNS_PACED"
+stop
+rm -rf "$DATA"
