@@ -18,10 +18,11 @@ function init(args)
   local n = 0
   for line in io.lines(file) do
     if n % nthreads == id then
-      local signature, body = line:match("^([^\t]+)\t(.*)$")
+      local signature, token, body = line:match("^([^\t]+)\t([^\t]+)\t(.*)$")
       requests[#requests + 1] = wrk.format("POST", "/twilio/status", {
         ["Content-Type"] = "application/x-www-form-urlencoded",
         ["X-Twilio-Signature"] = signature,
+        ["I-Twilio-Idempotency-Token"] = token,
       }, body)
     end
     n = n + 1

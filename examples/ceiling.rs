@@ -6,7 +6,9 @@
 use actix_web::{web, App, HttpResponse, HttpServer};
 
 fn main() -> std::io::Result<()> {
-    let listen = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9090".into());
+    let listen = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9090".into());
     actix_web::rt::System::new().block_on(async move {
         HttpServer::new(|| {
             App::new().route(

@@ -1,5 +1,6 @@
 //! Writes pre-signed status callbacks for the benchmark, one per line as
-//! `signature<TAB>body`, so the load generator spends nothing on HMAC.
+//! `signature<TAB>idempotency token<TAB>body`, so the load generator spends nothing on
+//! HMAC. Each carries an `I-Twilio-Idempotency-Token`, as Twilio's own callbacks do.
 //!
 //! Each message gets `sent` then `delivered`, in blocks of 1,000 messages, so the load
 //! mixes new messages with updates of existing ones, as real traffic does.
@@ -14,7 +15,9 @@ use statushook::signature::sign_sha1;
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let count: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(200_000);
-    let public_url = args.next().unwrap_or_else(|| "https://hooks.example.com".into());
+    let public_url = args
+        .next()
+        .unwrap_or_else(|| "https://hooks.example.com".into());
     let token = Secret::new(args.next().unwrap_or_else(|| "bench-auth-token".into()));
     let out = args.next().unwrap_or_else(|| "callbacks.tsv".into());
     let url = format!("{public_url}/twilio/status");
@@ -46,7 +49,12 @@ fn main() -> std::io::Result<()> {
                 let body = form_urlencoded::Serializer::new(String::new())
                     .extend_pairs(&params)
                     .finish();
-                writeln!(file, "{}\t{body}", sign_sha1(&token, &url, &params))?;
+                let idempotency = format!("{run:08x}-{written:012x}");
+                writeln!(
+                    file,
+                    "{}\t{idempotency}\t{body}",
+                    sign_sha1(&token, &url, &params)
+                )?;
                 written += 1;
             }
         }

@@ -62,7 +62,15 @@ pub fn verify(
         .decode(signature.trim())
         .map_err(|_| SignatureError::Mismatch)?;
     let signed_params = canonical_params(params);
-    let candidates = url_variants(url);
+    // The URL as given is tried first and nearly always matches; the port variants are
+    // only built when it does not.
+    let matches_any_variant = |matches: &dyn Fn(&str) -> bool| {
+        matches(url)
+            || url_variants(url)
+                .iter()
+                .skip(1)
+                .any(|candidate| matches(candidate))
+    };
 
     match settings {
         Some(settings) => {
@@ -72,14 +80,14 @@ pub fn verify(
                 .iter()
                 .find(|(id, _)| id == key_id)
                 .ok_or(SignatureError::UnknownKey)?;
-            let matched = candidates.iter().any(|candidate| {
+            let matched = matches_any_variant(&|candidate| {
                 mac_matches::<Hmac<Sha256>>(secret, candidate, &signed_params, &expected)
             });
             matched.then_some(()).ok_or(SignatureError::Mismatch)
         }
         None => {
             let matched = keys.auth_tokens.iter().any(|token| {
-                candidates.iter().any(|candidate| {
+                matches_any_variant(&|candidate| {
                     mac_matches::<Hmac<Sha1>>(token, candidate, &signed_params, &expected)
                 })
             });

@@ -1,12 +1,11 @@
 //! The store: the only module that imports sled.
 //!
-//! Four trees: `messages` (SID → current record), `events` (SID ++ sequence → one
-//! transition, so a message's history is a prefix scan in arrival order), `index` (the
-//! listing indexes, see [`record::index`]) and `meta` (counters by current status and error
-//! code, idempotency tokens). Every write goes through the single writer thread of
-//! [`writer`], which applies each group of callbacks in one transaction across the four
-//! trees and flushes it before any of them is acknowledged: the durable-before-200 rule
-//! lives there and nowhere else. Reads go straight to the trees from any thread.
+//! One tree holds message records, their events in arrival order, the listing indexes,
+//! counters by current status and error code, and idempotency tokens; [`record`] gives the
+//! key layout. Every write goes through the single writer thread of [`writer`], which
+//! applies each group of callbacks as one atomic batch and acknowledges none of them
+//! before a flush has made it durable: the durable-before-200 rule lives there and nowhere
+//! else. Reads go straight to the tree from any thread.
 
 mod record;
 mod writer;
@@ -66,14 +65,8 @@ pub struct Store {
 #[derive(Clone)]
 struct Trees {
     db: sled::Db,
-    messages: sled::Tree,
-    events: sled::Tree,
-    index: sled::Tree,
-    meta: sled::Tree,
+    data: sled::Tree,
 }
-
-const STATUS_COUNTER: u8 = b'S';
-const ERROR_COUNTER: u8 = b'E';
 /// How many commands may wait for the writer before handlers wait to enqueue.
 const QUEUE_DEPTH: usize = 16 * 1024;
 
@@ -90,10 +83,7 @@ impl Store {
             .flush_every_ms(None)
             .open()?;
         let trees = Trees {
-            messages: db.open_tree("messages")?,
-            events: db.open_tree("events")?,
-            index: db.open_tree("index")?,
-            meta: db.open_tree("meta")?,
+            data: db.open_tree("statushook")?,
             db,
         };
         let (commands, receiver) = mpsc::channel(QUEUE_DEPTH);
@@ -141,8 +131,8 @@ impl Store {
         };
         let events = self
             .trees
-            .events
-            .scan_prefix(sid.as_str().as_bytes())
+            .data
+            .scan_prefix(record::events_prefix(sid))
             .values()
             .map(|value| decode(&value?))
             .collect::<Result<Vec<EventRecord>, StoreError>>()?;
@@ -175,26 +165,20 @@ impl Store {
 
 impl Trees {
     fn read_record(&self, sid: &MessageSid) -> Result<Option<MessageRecord>, StoreError> {
-        self.messages
-            .get(sid.as_str().as_bytes())?
+        self.data
+            .get(record::record_key(sid))?
             .map(|value| decode(&value))
             .transpose()
     }
 
     fn read_counter(&self, key: &[u8]) -> Result<u64, StoreError> {
         Ok(self
-            .meta
+            .data
             .get(key)?
             .and_then(|value| value.as_ref().try_into().ok())
             .map(u64::from_be_bytes)
             .unwrap_or(0))
     }
-}
-
-fn counter_key(kind: u8, value: &[u8]) -> Vec<u8> {
-    let mut key = vec![b'c', kind];
-    key.extend_from_slice(value);
-    key
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
@@ -216,7 +200,7 @@ impl Store {
     /// All-time counts, from the counters the writer maintains with every commit.
     pub fn counts(&self) -> Result<Counts, StoreError> {
         let mut counts = Counts::default();
-        for entry in self.trees.meta.scan_prefix([b'c']) {
+        for entry in self.trees.data.scan_prefix(record::COUNTERS_PREFIX) {
             let (key, value) = entry?;
             let count = value
                 .as_ref()
@@ -227,12 +211,12 @@ impl Store {
                 continue;
             }
             match (key.get(1), key.get(2..)) {
-                (Some(&STATUS_COUNTER), Some([code])) => {
+                (Some(&record::STATUS_COUNTER), Some([code])) => {
                     if let Some(status) = KnownStatus::from_code(*code) {
                         counts.by_status.push((status, count));
                     }
                 }
-                (Some(&ERROR_COUNTER), Some(error)) => {
+                (Some(&record::ERROR_COUNTER), Some(error)) => {
                     if let Ok(error) = error.try_into().map(u32::from_be_bytes) {
                         counts.by_error.push((error, count));
                     }

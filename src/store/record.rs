@@ -1,7 +1,20 @@
 //! What the store keeps on disk: record layouts and key encodings.
 //!
-//! Keys put big-endian integers after a one-byte kind, so sled's byte order is time order
-//! and every listing is a range scan. Values are bincode.
+//! Everything lives in one sled tree, so that one callback's writes (record, event,
+//! index entries, counters) go into one `Batch`, which sled applies atomically, also
+//! across a crash. Each key starts with a one-byte kind:
+//!
+//! | kind | key                                   | value                   |
+//! |------|---------------------------------------|-------------------------|
+//! | `m`  | `m` sid                               | [`MessageRecord`]       |
+//! | `v`  | `v` sid seq(u32)                      | [`EventRecord`]         |
+//! | `s`  | `s` status(u8) updated_at sid         | empty (by status)       |
+//! | `e`  | `e` error(u32) updated_at sid         | empty (by error code)   |
+//! | `t`  | `t` to 0x00 sid                       | empty (by recipient)    |
+//! | `c`  | `c` S status(u8) / `c` E error(u32)   | count (u64)             |
+//!
+//! Integers are big-endian, so byte order is time order and every listing is a range
+//! scan. Values are bincode.
 
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +41,10 @@ pub struct MessageRecord {
     /// (status, error code) of every stored event, so a duplicate is found without reading
     /// the history.
     pub seen: Vec<(String, Option<u32>)>,
+    /// `I-Twilio-Idempotency-Token`s of the stored events. A token names one delivery of
+    /// one callback, which concerns one message, so the message is where to remember it;
+    /// that costs no extra read or write per callback.
+    pub tokens: Vec<String>,
 }
 
 /// One stored transition. Keyed by SID and sequence number in the `events` tree, so a
@@ -47,10 +64,12 @@ impl MessageRecord {
         self.status.and_then(KnownStatus::from_code)
     }
 
-    pub fn is_duplicate(&self, event: &StatusEvent) -> bool {
-        self.seen
-            .iter()
-            .any(|(status, code)| status == event.status().as_str() && *code == event.error_code())
+    /// Whether `event` (delivered with `token`, if any) is already stored.
+    pub fn is_duplicate(&self, event: &StatusEvent, token: Option<&str>) -> bool {
+        token.is_some_and(|token| self.tokens.iter().any(|seen| seen == token))
+            || self.seen.iter().any(|(status, code)| {
+                status == event.status().as_str() && *code == event.error_code()
+            })
     }
 
     /// The record after `event`, received at `at`, is added to `previous` (or starts a new
@@ -59,6 +78,7 @@ impl MessageRecord {
     pub fn with_event(
         previous: Option<&MessageRecord>,
         event: &StatusEvent,
+        token: Option<&str>,
         at: Timestamp,
     ) -> MessageRecord {
         let mut record = previous.cloned().unwrap_or_else(|| MessageRecord {
@@ -73,6 +93,7 @@ impl MessageRecord {
             updated_at: at,
             event_count: 0,
             seen: Vec::new(),
+            tokens: Vec::new(),
         });
         for (field, name) in [
             (&mut record.account_sid, "AccountSid"),
@@ -98,6 +119,7 @@ impl MessageRecord {
         record
             .seen
             .push((event.status().as_str().to_owned(), event.error_code()));
+        record.tokens.extend(token.map(str::to_owned));
         record
     }
 
@@ -131,33 +153,62 @@ impl EventRecord {
     }
 }
 
+pub fn record_key(sid: &MessageSid) -> Vec<u8> {
+    keyed(b'm', sid.as_str().as_bytes())
+}
+
+/// The prefix of every event of one message.
+pub fn events_prefix(sid: &MessageSid) -> Vec<u8> {
+    keyed(b'v', sid.as_str().as_bytes())
+}
+
 pub fn event_key(sid: &MessageSid, seq: u32) -> Vec<u8> {
-    let mut key = Vec::with_capacity(MessageSid::LEN + 4);
-    key.extend_from_slice(sid.as_str().as_bytes());
+    let mut key = events_prefix(sid);
     key.extend_from_slice(&seq.to_be_bytes());
     key
 }
 
+pub const STATUS_COUNTER: u8 = b'S';
+pub const ERROR_COUNTER: u8 = b'E';
+pub const COUNTERS_PREFIX: &[u8] = b"c";
+
+pub fn counter_key(kind: u8, value: &[u8]) -> Vec<u8> {
+    let mut key = vec![b'c', kind];
+    key.extend_from_slice(value);
+    key
+}
+
+pub const PROBE_KEY: &[u8] = b"p";
+
+fn keyed(kind: u8, rest: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + rest.len() + 4);
+    key.push(kind);
+    key.extend_from_slice(rest);
+    key
+}
+
 /// Index keys. Entries of the time-ordered indexes end in `updated_at ++ sid`, so within
-/// one prefix the newest message comes last and a listing walks the prefix backwards. The
-/// recipient index ends in the SID alone: it never moves, and one recipient has few
-/// messages, which a query sorts itself.
+/// one prefix the newest message comes last and a listing walks the prefix backwards.
+///
+/// Every message has exactly one entry in the status index (under [`NO_STATUS`] until a
+/// known status arrives), so the newest-first listing of all messages is a merge of the
+/// status prefixes and needs no index of its own: one index entry fewer to move on every
+/// callback. The recipient index ends in the SID alone: it never moves, and one recipient
+/// has few messages, which a query sorts itself.
 pub mod index {
     use super::*;
 
-    pub const BY_UPDATED: u8 = b'u';
     pub const BY_STATUS: u8 = b's';
     pub const BY_ERROR: u8 = b'e';
     pub const BY_TO: u8 = b't';
+    /// The status-index code of a message that has no known status yet.
+    pub const NO_STATUS: u8 = 0xff;
 
     /// The index entries a record implies. The writer removes the entries of the old record
     /// that the new one does not imply and inserts the new ones, in the same atomic batch as
     /// the record, which keeps indexes and records equal.
     pub fn entries(sid: &MessageSid, record: &MessageRecord) -> Vec<Vec<u8>> {
-        let mut timed = vec![prefix(BY_UPDATED, &[])];
-        if let Some(code) = record.status {
-            timed.push(prefix(BY_STATUS, &[code]));
-        }
+        let mut timed = vec![prefix(BY_STATUS, &[record.status.unwrap_or(NO_STATUS)])];
         if let Some(error) = record.error_code {
             timed.push(prefix(BY_ERROR, &error.to_be_bytes()));
         }
@@ -221,6 +272,7 @@ mod tests {
             record = Some(MessageRecord::with_event(
                 record.as_ref(),
                 e,
+                None,
                 Timestamp(i as u64),
             ));
         }
