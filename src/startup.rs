@@ -89,6 +89,8 @@ fn routes_table(config: &mut web::ServiceConfig) {
         .service(
             web::scope("/v1")
                 .wrap(from_fn(routes::require_bearer))
-                .route("/messages/{sid}", web::get().to(routes::get_message)),
+                .route("/messages", web::get().to(routes::list_messages))
+                .route("/messages/{sid}", web::get().to(routes::get_message))
+                .route("/stats", web::get().to(routes::stats)),
         );
 }

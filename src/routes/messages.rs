@@ -1,13 +1,14 @@
-//! `GET /v1/messages/{sid}`: one message, its current status and its whole history.
+//! `GET /v1/messages/{sid}`: one message, its current status and its whole history;
+//! `GET /v1/messages`: the listing, filtered and paged.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::ApiError;
-use crate::domain::{MessageSid, RfcTime, Source};
+use crate::domain::{KnownStatus, MessageSid, RfcTime, Source, Timestamp};
 use crate::startup::AppState;
-use crate::store::{EventRecord, MessageRecord, StoredMessage};
+use crate::store::{Cursor, EventRecord, ListQuery, MessageRecord, StoreError, StoredMessage};
 
 /// A message as the API shows it; `events` is left out of listings.
 #[derive(Serialize)]
@@ -94,4 +95,97 @@ pub async fn get_message(
     let sid = MessageSid::parse(&sid).map_err(ApiError::BadRequest)?;
     let message = state.store.message(&sid)?.ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(MessageView::full(message)))
+}
+
+/// The answer of `GET /v1/messages`.
+#[derive(Serialize)]
+struct ListView {
+    messages: Vec<MessageView>,
+    next_cursor: Option<String>,
+}
+
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
+
+/// `GET /v1/messages`: newest `updated_at` first, filtered, paged by an opaque cursor.
+pub async fn list_messages(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let query = parse_list_query(request.query_string())?;
+    let store = state.store.clone();
+    // A page may read a thousand records: off the async workers.
+    let page = web::block(move || store.list(&query)).await.map_err(|_| {
+        ApiError::Unavailable(StoreError::Unavailable("listing was cancelled".into()))
+    })??;
+    let next_cursor = page.next.map(|cursor| cursor.encode());
+    let messages = page
+        .messages
+        .into_iter()
+        .map(|(sid, record)| MessageView::summary(sid.as_str(), record))
+        .collect();
+    Ok(HttpResponse::Ok().json(ListView {
+        messages,
+        next_cursor,
+    }))
+}
+
+fn parse_list_query(raw: &str) -> Result<ListQuery, ApiError> {
+    let mut query = ListQuery {
+        limit: DEFAULT_LIMIT,
+        ..ListQuery::default()
+    };
+    let bad = |name: &str, problem: String| ApiError::BadRequest(format!("{name}: {problem}"));
+    for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
+        match name.as_ref() {
+            "status" => {
+                let status = KnownStatus::parse(&value)
+                    .ok_or_else(|| bad("status", format!("{value:?} is not a message status")))?;
+                if !query.statuses.contains(&status) {
+                    query.statuses.push(status);
+                }
+            }
+            "error_code" => {
+                let code = value
+                    .parse()
+                    .map_err(|_| bad("error_code", format!("{value:?} is not a whole number")))?;
+                query.error_code = Some(code);
+            }
+            "to" => query.to = Some(non_empty("to", &value)?),
+            "from" => query.from = Some(non_empty("from", &value)?),
+            "since" => {
+                query.since = Some(Timestamp::parse_rfc3339(&value).map_err(|e| bad("since", e))?)
+            }
+            "until" => {
+                query.until = Some(Timestamp::parse_rfc3339(&value).map_err(|e| bad("until", e))?)
+            }
+            "limit" => {
+                query.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|limit| (1..=MAX_LIMIT).contains(limit))
+                    .ok_or_else(|| {
+                        bad(
+                            "limit",
+                            format!("{value:?} is not a number from 1 to {MAX_LIMIT}"),
+                        )
+                    })?;
+            }
+            "cursor" => query.cursor = Some(Cursor::decode(&value).map_err(|e| bad("cursor", e))?),
+            other => return Err(bad(other, "is not a parameter of this listing".into())),
+        }
+    }
+    if let (Some(since), Some(until)) = (query.since, query.until) {
+        if since >= until {
+            return Err(bad("until", "must be later than since".into()));
+        }
+    }
+    Ok(query)
+}
+
+fn non_empty(name: &str, value: &str) -> Result<String, ApiError> {
+    if value.is_empty() {
+        return Err(ApiError::BadRequest(format!("{name}: must not be empty")));
+    }
+    Ok(value.to_owned())
 }

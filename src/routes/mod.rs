@@ -4,6 +4,7 @@
 
 mod health;
 mod messages;
+mod stats;
 mod status_callback;
 
 use actix_web::body::MessageBody;
@@ -13,7 +14,8 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse, ResponseError};
 
 pub use health::{healthz, metrics, readyz};
-pub use messages::get_message;
+pub use messages::{get_message, list_messages};
+pub use stats::stats;
 pub use status_callback::{status_callback, MAX_BODY as MAX_CALLBACK_BODY};
 
 use crate::startup::AppState;

@@ -7,6 +7,7 @@
 //! before a flush has made it durable: the durable-before-200 rule lives there and nowhere
 //! else. Reads go straight to the tree from any thread.
 
+mod query;
 mod record;
 mod writer;
 
@@ -16,6 +17,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
 
+pub use query::{Cursor, ListQuery, Page, Stats};
 pub use record::{EventRecord, MessageRecord};
 pub use writer::GroupObserver;
 

@@ -1,5 +1,6 @@
 mod crash;
 mod health;
 mod helpers;
+mod listing;
 mod lookup;
 mod status_callback;

@@ -1,0 +1,344 @@
+//! Listing and counting messages from the indexes.
+//!
+//! A listing walks index entries newest first and reads the record of each candidate,
+//! keeping those that pass every filter. The index walked is the most selective one the
+//! filters allow: the recipient index for `to`, the error-code index for `error_code`, the
+//! status index for `status` (one range per status, merged), else every status range merged
+//! (each message has exactly one status entry, so the merge is the newest-first order of
+//! all messages). `since`, `until` and the cursor bound the ranges, so a page reads about
+//! `limit` entries however large the store is.
+//!
+//! The cursor is the (updated_at, sid) position of the last message returned; the next page
+//! starts strictly below it. A message updated while a client pages moves above the cursor,
+//! so it is never shown twice; a message created meanwhile is above it too, so the pages
+//! describe the messages as they were when paging started.
+
+use std::cmp::Reverse;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+
+use super::record::index::{self, BY_ERROR, BY_STATUS, BY_TO, NO_STATUS};
+use super::record::MessageRecord;
+use super::{decode, Store, StoreError};
+use crate::domain::{KnownStatus, MessageSid, Timestamp};
+
+/// Filters of a listing; `None` and empty mean "any".
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub statuses: Vec<KnownStatus>,
+    pub error_code: Option<u32>,
+    pub to: Option<String>,
+    pub from: Option<String>,
+    /// Inclusive lower bound on `updated_at`.
+    pub since: Option<Timestamp>,
+    /// Exclusive upper bound on `updated_at`.
+    pub until: Option<Timestamp>,
+    pub limit: usize,
+    pub cursor: Option<Cursor>,
+}
+
+/// A position in the newest-first order: the last message a page returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    updated_at: Timestamp,
+    sid: MessageSid,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        let mut bytes = self.updated_at.to_be_bytes().to_vec();
+        bytes.extend_from_slice(self.sid.as_str().as_bytes());
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    pub fn decode(raw: &str) -> Result<Cursor, String> {
+        let invalid = || "cursor is not one this service returned".to_owned();
+        let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
+        if bytes.len() != 8 + MessageSid::LEN {
+            return Err(invalid());
+        }
+        let (time, sid) = bytes.split_at(8);
+        let time = u64::from_be_bytes(time.try_into().map_err(|_| invalid())?);
+        let sid = std::str::from_utf8(sid).map_err(|_| invalid())?;
+        let sid = MessageSid::parse(sid).map_err(|_| invalid())?;
+        Ok(Cursor {
+            updated_at: Timestamp(time),
+            sid,
+        })
+    }
+
+    /// The index-key tail `updated_at ++ sid` at this position.
+    fn tail(&self) -> Vec<u8> {
+        let mut tail = self.updated_at.to_be_bytes().to_vec();
+        tail.extend_from_slice(self.sid.as_str().as_bytes());
+        tail
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug)]
+pub struct Page {
+    pub messages: Vec<(MessageSid, MessageRecord)>,
+    pub next: Option<Cursor>,
+}
+
+/// Messages by current status and error code within a time window.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Stats {
+    pub by_status: Vec<(KnownStatus, u64)>,
+    pub by_error: Vec<(u32, u64)>,
+}
+
+impl Store {
+    /// One page of the messages matching `query`, newest `updated_at` first.
+    pub fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let mut messages = Vec::with_capacity(query.limit.min(1000) + 1);
+        let mut keep = |sid: &str, record: MessageRecord| -> Result<bool, StoreError> {
+            if matches(query, &record) {
+                let sid = MessageSid::parse(sid).map_err(StoreError::Corrupt)?;
+                messages.push((sid, record));
+            }
+            Ok(messages.len() <= query.limit)
+        };
+        match (&query.to, query.error_code) {
+            (Some(to), _) => self.walk_recipient(query, to, &mut keep)?,
+            (None, Some(error)) => {
+                let prefix = index::prefix(BY_ERROR, &error.to_be_bytes());
+                self.walk_ranges(query, vec![prefix], &mut keep)?;
+            }
+            (None, None) => {
+                let codes: Vec<u8> = if query.statuses.is_empty() {
+                    KnownStatus::ALL
+                        .iter()
+                        .map(|s| s.code())
+                        .chain([NO_STATUS])
+                        .collect()
+                } else {
+                    query.statuses.iter().map(|s| s.code()).collect()
+                };
+                let prefixes = codes
+                    .iter()
+                    .map(|code| index::prefix(BY_STATUS, &[*code]))
+                    .collect();
+                self.walk_ranges(query, prefixes, &mut keep)?;
+            }
+        }
+        let next = if messages.len() > query.limit {
+            messages.truncate(query.limit);
+            messages.last().map(|(sid, record)| Cursor {
+                updated_at: record.updated_at,
+                sid: sid.clone(),
+            })
+        } else {
+            None
+        };
+        Ok(Page { messages, next })
+    }
+
+    /// Counts by current status and error code of the messages last updated within
+    /// `[since, until)`. Without bounds the maintained counters answer; with bounds, the
+    /// status and error-code index ranges are counted (keys only, no records read).
+    pub fn stats(
+        &self,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+    ) -> Result<Stats, StoreError> {
+        let counts = self.counts()?;
+        if since.is_none() && until.is_none() {
+            return Ok(Stats {
+                by_status: counts.by_status,
+                by_error: counts.by_error,
+            });
+        }
+        let window = |prefix: Vec<u8>| self.count_range(&prefix, since, until);
+        let mut stats = Stats::default();
+        for status in KnownStatus::ALL {
+            let count = window(index::prefix(BY_STATUS, &[status.code()]))?;
+            if count > 0 {
+                stats.by_status.push((*status, count));
+            }
+        }
+        // Every error code that currently counts any message has its own index range.
+        for (error, _) in counts.by_error {
+            let count = window(index::prefix(BY_ERROR, &error.to_be_bytes()))?;
+            if count > 0 {
+                stats.by_error.push((error, count));
+            }
+        }
+        Ok(stats)
+    }
+
+    fn count_range(
+        &self,
+        prefix: &[u8],
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+    ) -> Result<u64, StoreError> {
+        let (low, high) = bounds(prefix, since, until, None);
+        let mut count = 0;
+        for entry in self.trees.data.range(low..high) {
+            entry?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// Walks the index ranges under `prefixes` newest first, merged, handing each entry's
+    /// record to `keep` until it answers `false`.
+    fn walk_ranges(
+        &self,
+        query: &ListQuery,
+        prefixes: Vec<Vec<u8>>,
+        keep: &mut impl FnMut(&str, MessageRecord) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let cursor = query.cursor.as_ref().map(Cursor::tail);
+        let mut ranges: Vec<_> = prefixes
+            .iter()
+            .map(|prefix| {
+                let (low, high) = bounds(prefix, query.since, query.until, cursor.as_deref());
+                self.trees.data.range(low..high).rev().peekable()
+            })
+            .collect();
+        loop {
+            // The newest head among the ranges; heads are compared by `updated_at ++ sid`.
+            let mut newest: Option<(usize, Vec<u8>)> = None;
+            for (i, range) in ranges.iter_mut().enumerate() {
+                let head = match range.peek() {
+                    None => continue,
+                    Some(Err(_)) => {
+                        return Err(range.next().and_then(Result::err).map_or_else(
+                            || StoreError::Unavailable("index read failed".into()),
+                            StoreError::from,
+                        ))
+                    }
+                    Some(Ok((key, _))) => key,
+                };
+                let Some(tail) = tail_of(head) else { continue };
+                if newest
+                    .as_ref()
+                    .is_none_or(|(_, best)| tail > best.as_slice())
+                {
+                    newest = Some((i, tail.to_vec()));
+                }
+            }
+            let Some((i, tail)) = newest else {
+                return Ok(());
+            };
+            ranges[i].next();
+            let Some((updated_at, sid)) = index::tail(&tail) else {
+                continue;
+            };
+            let Some(record) = self.read_record_str(sid)? else {
+                continue;
+            };
+            // A record updated since the entry was read has moved above this position: it
+            // belongs to a newer page, not this one.
+            if record.updated_at != updated_at {
+                continue;
+            }
+            if !keep(sid, record)? {
+                return Ok(());
+            }
+        }
+    }
+
+    fn walk_recipient(
+        &self,
+        query: &ListQuery,
+        to: &str,
+        keep: &mut impl FnMut(&str, MessageRecord) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let prefix = index::prefix(BY_TO, &index::text_value(to));
+        let cursor = query
+            .cursor
+            .as_ref()
+            .map(|c| (c.updated_at, c.sid.as_str().to_owned()));
+        let mut found = Vec::new();
+        for entry in self.trees.data.scan_prefix(&prefix) {
+            let (key, _) = entry?;
+            let Some(sid) = key
+                .get(prefix.len()..)
+                .and_then(|s| std::str::from_utf8(s).ok())
+            else {
+                continue;
+            };
+            let Some(record) = self.read_record_str(sid)? else {
+                continue;
+            };
+            let position = (record.updated_at, sid.to_owned());
+            let in_window = query.since.is_none_or(|since| record.updated_at >= since)
+                && query.until.is_none_or(|until| record.updated_at < until)
+                && cursor.as_ref().is_none_or(|cursor| &position < cursor);
+            if in_window {
+                found.push((position, record));
+            }
+        }
+        found.sort_unstable_by(|a, b| Reverse(&a.0).cmp(&Reverse(&b.0)));
+        for ((_, sid), record) in found {
+            if !keep(&sid, record)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn read_record_str(&self, sid: &str) -> Result<Option<MessageRecord>, StoreError> {
+        let mut key = vec![b'm'];
+        key.extend_from_slice(sid.as_bytes());
+        self.trees
+            .data
+            .get(key)?
+            .map(|value| decode(&value))
+            .transpose()
+    }
+}
+
+fn matches(query: &ListQuery, record: &MessageRecord) -> bool {
+    (query.statuses.is_empty()
+        || record
+            .known_status()
+            .is_some_and(|status| query.statuses.contains(&status)))
+        && query
+            .error_code
+            .is_none_or(|code| record.error_code == Some(code))
+        && query
+            .to
+            .as_ref()
+            .is_none_or(|to| record.to.as_ref() == Some(to))
+        && query
+            .from
+            .as_ref()
+            .is_none_or(|from| record.from.as_ref() == Some(from))
+        && query.since.is_none_or(|since| record.updated_at >= since)
+        && query.until.is_none_or(|until| record.updated_at < until)
+}
+
+/// Key bounds `[low, high)` of the entries under `prefix` with `since <= updated_at <
+/// until`, strictly below the cursor's `updated_at ++ sid` if one is given.
+fn bounds(
+    prefix: &[u8],
+    since: Option<Timestamp>,
+    until: Option<Timestamp>,
+    cursor: Option<&[u8]>,
+) -> (Vec<u8>, Vec<u8>) {
+    let mut low = prefix.to_vec();
+    low.extend_from_slice(&since.unwrap_or(Timestamp(0)).to_be_bytes());
+    let mut high = prefix.to_vec();
+    match until {
+        Some(until) => high.extend_from_slice(&until.to_be_bytes()),
+        None => high.extend_from_slice(&[0xff; 9]),
+    }
+    if let Some(cursor) = cursor {
+        let mut below = prefix.to_vec();
+        below.extend_from_slice(cursor);
+        high = high.min(below);
+    }
+    (low, high)
+}
+
+fn tail_of(key: &[u8]) -> Option<&[u8]> {
+    key.len()
+        .checked_sub(8 + MessageSid::LEN)
+        .map(|split| &key[split..])
+}
