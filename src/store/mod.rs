@@ -229,3 +229,84 @@ impl Store {
         Ok(counts)
     }
 }
+
+/// What [`Store::check`] read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckReport {
+    pub messages: u64,
+    pub events: u64,
+    pub index_entries: u64,
+}
+
+impl Store {
+    /// Reads the whole store and checks that indexes, counters and event counts agree with
+    /// the message records: an index entry exists if and only if a record implies it. A
+    /// full scan, for tests and maintenance, never on a request path.
+    pub fn check(&self) -> Result<CheckReport, String> {
+        let fail = |error: StoreError| error.to_string();
+        let mut report = CheckReport {
+            messages: 0,
+            events: 0,
+            index_entries: 0,
+        };
+        let mut implied = std::collections::BTreeSet::new();
+        let mut counters = std::collections::HashMap::<Vec<u8>, i64>::new();
+        for entry in self.trees.data.scan_prefix(b"m") {
+            let (key, value) = entry.map_err(|e| fail(e.into()))?;
+            let sid = std::str::from_utf8(&key[1..]).map_err(|e| e.to_string())?;
+            let sid = MessageSid::parse(sid)?;
+            let record: MessageRecord = decode(&value).map_err(fail)?;
+            implied.extend(record::index::entries(&sid, &record));
+            writer::count(&mut counters, &record, 1);
+            let events = self
+                .trees
+                .data
+                .scan_prefix(record::events_prefix(&sid))
+                .count() as u64;
+            if events != u64::from(record.event_count) {
+                return Err(format!(
+                    "{sid}: {events} events stored, record says {}",
+                    record.event_count
+                ));
+            }
+            report.messages += 1;
+            report.events += events;
+        }
+        for kind in [
+            record::index::BY_STATUS,
+            record::index::BY_ERROR,
+            record::index::BY_TO,
+        ] {
+            for entry in self.trees.data.scan_prefix([kind]) {
+                let (key, _) = entry.map_err(|e| fail(e.into()))?;
+                if !implied.remove(key.as_ref()) {
+                    return Err(format!("index entry {key:?} has no record implying it"));
+                }
+                report.index_entries += 1;
+            }
+        }
+        if let Some(missing) = implied.first() {
+            return Err(format!(
+                "index entry {missing:?} is implied by a record but missing"
+            ));
+        }
+        for entry in self.trees.data.scan_prefix(record::COUNTERS_PREFIX) {
+            let (key, value) = entry.map_err(|e| fail(e.into()))?;
+            let stored = value
+                .as_ref()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .unwrap_or(u64::MAX);
+            let expected = counters.remove(key.as_ref()).unwrap_or(0);
+            if i64::try_from(stored).ok() != Some(expected) {
+                return Err(format!(
+                    "counter {key:?} is {stored}, records say {expected}"
+                ));
+            }
+        }
+        if let Some((key, count)) = counters.into_iter().find(|(_, count)| *count != 0) {
+            return Err(format!("counter {key:?} is missing, records say {count}"));
+        }
+        Ok(report)
+    }
+}

@@ -231,7 +231,7 @@ impl Writer {
     }
 }
 
-fn count(counters: &mut HashMap<Vec<u8>, i64>, record: &MessageRecord, delta: i64) {
+pub(super) fn count(counters: &mut HashMap<Vec<u8>, i64>, record: &MessageRecord, delta: i64) {
     let Some(code) = record.status else {
         return;
     };

@@ -4,3 +4,4 @@ mod helpers;
 mod listing;
 mod lookup;
 mod status_callback;
+mod store_model;
