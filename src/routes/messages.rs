@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use super::ApiError;
 use crate::domain::{KnownStatus, MessageSid, RfcTime, Source, Timestamp};
 use crate::startup::AppState;
-use crate::store::{Cursor, EventRecord, ListQuery, MessageRecord, StoreError, StoredMessage};
+use crate::store::{Cursor, ListQuery, MessageRecord, StoreError, StoredEvent, StoredMessage};
 
 /// A message as the API shows it; `events` is left out of listings.
 #[derive(Serialize)]
@@ -62,8 +62,8 @@ impl MessageView {
     }
 }
 
-impl From<EventRecord> for EventView {
-    fn from(event: EventRecord) -> Self {
+impl From<StoredEvent> for EventView {
+    fn from(event: StoredEvent) -> Self {
         let mut params = Map::new();
         for (name, value) in event.params {
             match params.get_mut(&name) {

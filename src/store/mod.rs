@@ -7,6 +7,7 @@
 //! before a flush has made it durable: the durable-before-200 rule lives there and nowhere
 //! else. Reads go straight to the tree from any thread.
 
+mod params;
 mod query;
 mod record;
 mod writer;
@@ -18,7 +19,7 @@ use std::thread::JoinHandle;
 use tokio::sync::{mpsc, oneshot};
 
 pub use query::{Cursor, ListQuery, Page, Stats};
-pub use record::{EventRecord, MessageRecord};
+pub use record::{MessageRecord, StoredEvent};
 pub use writer::GroupObserver;
 
 use crate::domain::{KnownStatus, MessageSid, StatusEvent};
@@ -53,7 +54,7 @@ impl From<sled::Error> for StoreError {
 pub struct StoredMessage {
     pub sid: MessageSid,
     pub record: MessageRecord,
-    pub events: Vec<EventRecord>,
+    pub events: Vec<StoredEvent>,
 }
 
 /// A handle on the store. Cheap to clone; every clone talks to the same writer.
@@ -128,16 +129,14 @@ impl Store {
 
     /// A message and its history, or `None` if no event of it was ever stored.
     pub fn message(&self, sid: &MessageSid) -> Result<Option<StoredMessage>, StoreError> {
-        let Some(record) = self.trees.read_record(sid)? else {
+        let Some(value) = self.trees.data.get(record::record_key(sid))? else {
             return Ok(None);
         };
-        let events = self
-            .trees
-            .data
-            .scan_prefix(record::events_prefix(sid))
-            .values()
-            .map(|value| decode(&value?))
-            .collect::<Result<Vec<EventRecord>, StoreError>>()?;
+        let (record, events) = decode_record(&value)?;
+        let events = decode_events(events)?
+            .into_iter()
+            .map(|event| event.unpack(sid, &record))
+            .collect();
         Ok(Some(StoredMessage {
             sid: sid.clone(),
             record,
@@ -166,11 +165,16 @@ impl Store {
 }
 
 impl Trees {
-    fn read_record(&self, sid: &MessageSid) -> Result<Option<MessageRecord>, StoreError> {
-        self.data
-            .get(record::record_key(sid))?
-            .map(|value| decode(&value))
-            .transpose()
+    /// A message's record and its encoded events, which a new event is appended to.
+    fn read_message(
+        &self,
+        sid: &MessageSid,
+    ) -> Result<Option<(MessageRecord, Vec<u8>)>, StoreError> {
+        let Some(value) = self.data.get(record::record_key(sid))? else {
+            return Ok(None);
+        };
+        let (record, events) = decode_record(&value)?;
+        Ok(Some((record, events.to_vec())))
     }
 
     fn read_counter(&self, key: &[u8]) -> Result<u64, StoreError> {
@@ -183,8 +187,35 @@ impl Trees {
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
-    bincode::deserialize(bytes).map_err(|error| StoreError::Corrupt(error.to_string()))
+/// Values are bincode with variable-length integers: string lengths take one byte.
+fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    use bincode::Options;
+    bincode::options()
+        .serialize(value)
+        .map_err(|error| StoreError::Corrupt(error.to_string()))
+}
+
+/// Splits a message's value into its record and the encoded events that follow it. The
+/// events stay encoded: listings and the writer need only the record.
+fn decode_record(value: &[u8]) -> Result<(MessageRecord, &[u8]), StoreError> {
+    use bincode::Options;
+    let mut rest = value;
+    let record = bincode::options()
+        .deserialize_from(&mut rest)
+        .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+    Ok((record, rest))
+}
+
+fn decode_events(mut encoded: &[u8]) -> Result<Vec<record::EventRecord>, StoreError> {
+    use bincode::Options;
+    let mut events = Vec::new();
+    while !encoded.is_empty() {
+        let event = bincode::options()
+            .deserialize_from(&mut encoded)
+            .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        events.push(event);
+    }
+    Ok(events)
 }
 
 fn writer_gone() -> StoreError {
@@ -255,14 +286,10 @@ impl Store {
             let (key, value) = entry.map_err(|e| fail(e.into()))?;
             let sid = std::str::from_utf8(&key[1..]).map_err(|e| e.to_string())?;
             let sid = MessageSid::parse(sid)?;
-            let record: MessageRecord = decode(&value).map_err(fail)?;
+            let (record, events) = decode_record(&value).map_err(fail)?;
+            let events = decode_events(events).map_err(fail)?.len() as u64;
             implied.extend(record::index::entries(&sid, &record));
             writer::count(&mut counters, &record, 1);
-            let events = self
-                .trees
-                .data
-                .scan_prefix(record::events_prefix(&sid))
-                .count() as u64;
             if events != u64::from(record.event_count) {
                 return Err(format!(
                     "{sid}: {events} events stored, record says {}",

@@ -20,7 +20,7 @@ use base64::Engine;
 
 use super::record::index::{self, BY_ERROR, BY_STATUS, BY_TO, NO_STATUS};
 use super::record::MessageRecord;
-use super::{decode, Store, StoreError};
+use super::{decode_record, Store, StoreError};
 use crate::domain::{KnownStatus, MessageSid, Timestamp};
 
 /// Filters of a listing; `None` and empty mean "any".
@@ -286,11 +286,10 @@ impl Store {
     fn read_record_str(&self, sid: &str) -> Result<Option<MessageRecord>, StoreError> {
         let mut key = vec![b'm'];
         key.extend_from_slice(sid.as_bytes());
-        self.trees
-            .data
-            .get(key)?
-            .map(|value| decode(&value))
-            .transpose()
+        match self.trees.data.get(key)? {
+            Some(value) => Ok(Some(decode_record(&value)?.0)),
+            None => Ok(None),
+        }
     }
 }
 

@@ -6,8 +6,7 @@
 //!
 //! | kind | key                                   | value                   |
 //! |------|---------------------------------------|-------------------------|
-//! | `m`  | `m` sid                               | [`MessageRecord`]       |
-//! | `v`  | `v` sid seq(u32)                      | [`EventRecord`]         |
+//! | `m`  | `m` sid                               | [`MessageRecord`], then each [`EventRecord`] |
 //! | `s`  | `s` status(u8) updated_at sid         | empty (by status)       |
 //! | `e`  | `e` error(u32) updated_at sid         | empty (by error code)   |
 //! | `t`  | `t` to 0x00 sid                       | empty (by recipient)    |
@@ -18,6 +17,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::params::{self, Context, Packed};
 use crate::domain::{KnownStatus, MessageSid, Source, StatusEvent, Timestamp};
 
 /// The current state of one message. Keyed by its SID in the `messages` tree.
@@ -47,10 +47,21 @@ pub struct MessageRecord {
     pub tokens: Vec<String>,
 }
 
-/// One stored transition. Keyed by SID and sequence number in the `events` tree, so a
-/// prefix scan returns a message's history in arrival order.
+/// One stored transition. A message's events follow its record in the same value, in
+/// arrival order. Their parameters are packed against the record (see [`super::params`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventRecord {
+    status: String,
+    error_code: Option<u32>,
+    received_at: Timestamp,
+    source: Source,
+    raw_dlr_done_date: Option<String>,
+    params: Packed,
+}
+
+/// One transition as it arrived, every parameter unpacked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
     pub status: String,
     pub error_code: Option<u32>,
     pub received_at: Timestamp,
@@ -73,7 +84,9 @@ impl MessageRecord {
     }
 
     /// The record after `event`, received at `at`, is added to `previous` (or starts a new
-    /// message). The current status moves only to a higher rank, or to an equal rank that
+    /// message). Account, sender, recipient and messaging service are set by the first
+    /// event that carries them and never change after (they cannot change for a message,
+    /// and stored events refer to them). The current status moves only to a higher rank, or to an equal rank that
     /// is newer by `RawDlrDoneDate`, else by arrival.
     pub fn with_event(
         previous: Option<&MessageRecord>,
@@ -101,10 +114,8 @@ impl MessageRecord {
             (&mut record.to, "To"),
             (&mut record.messaging_service_sid, "MessagingServiceSid"),
         ] {
-            if let Some(value) = event.param(name) {
-                if field.as_deref() != Some(value) {
-                    *field = Some(value.to_owned());
-                }
+            if field.is_none() {
+                *field = event.param(name).map(str::to_owned);
             }
         }
         if let Some(known) = event.status().known() {
@@ -141,31 +152,50 @@ impl MessageRecord {
 }
 
 impl EventRecord {
-    pub fn new(event: StatusEvent, at: Timestamp) -> EventRecord {
+    /// The stored form of `event`; `record` is its message with the event applied.
+    pub fn new(event: StatusEvent, at: Timestamp, record: &MessageRecord) -> EventRecord {
+        let status = event.status().as_str().to_owned();
+        let error_code = event.error_code();
+        let source = event.source();
+        let raw_dlr_done_date = event.raw_dlr_done_date().map(str::to_owned);
+        let sid = event.sid().as_str().to_owned();
+        let cx = Context {
+            sid: &sid,
+            status: &status,
+            record,
+        };
+        let params = params::pack(event.into_params(), &cx);
         EventRecord {
-            status: event.status().as_str().to_owned(),
-            error_code: event.error_code(),
+            status,
+            error_code,
             received_at: at,
-            source: event.source(),
-            raw_dlr_done_date: event.raw_dlr_done_date().map(str::to_owned),
-            params: event.into_params(),
+            source,
+            raw_dlr_done_date,
+            params,
+        }
+    }
+
+    /// The event as it arrived; `record` is its message as stored.
+    pub fn unpack(self, sid: &MessageSid, record: &MessageRecord) -> StoredEvent {
+        let cx = Context {
+            sid: sid.as_str(),
+            status: &self.status,
+            record,
+        };
+        let params = params::unpack(self.params, &cx);
+        StoredEvent {
+            status: self.status,
+            error_code: self.error_code,
+            received_at: self.received_at,
+            source: self.source,
+            raw_dlr_done_date: self.raw_dlr_done_date,
+            params,
         }
     }
 }
 
 pub fn record_key(sid: &MessageSid) -> Vec<u8> {
     keyed(b'm', sid.as_str().as_bytes())
-}
-
-/// The prefix of every event of one message.
-pub fn events_prefix(sid: &MessageSid) -> Vec<u8> {
-    keyed(b'v', sid.as_str().as_bytes())
-}
-
-pub fn event_key(sid: &MessageSid, seq: u32) -> Vec<u8> {
-    let mut key = events_prefix(sid);
-    key.extend_from_slice(&seq.to_be_bytes());
-    key
 }
 
 pub const STATUS_COUNTER: u8 = b'S';

@@ -17,10 +17,10 @@ use sled::Batch;
 use tokio::sync::{mpsc, oneshot};
 
 use super::record::{
-    counter_key, event_key, index, record_key, EventRecord, MessageRecord, ERROR_COUNTER,
-    PROBE_KEY, STATUS_COUNTER,
+    counter_key, index, record_key, EventRecord, MessageRecord, ERROR_COUNTER, PROBE_KEY,
+    STATUS_COUNTER,
 };
-use super::{Recorded, StoreError, Trees};
+use super::{encode, Recorded, StoreError, Trees};
 use crate::domain::{MessageSid, StatusEvent, Timestamp};
 
 /// The most commands applied and flushed together.
@@ -100,8 +100,8 @@ struct Writer {
 #[derive(Default)]
 struct GroupWrites {
     batch: Batch,
-    /// Records changed earlier in this group, newest state.
-    overlay: HashMap<MessageSid, MessageRecord>,
+    /// Messages changed earlier in this group, newest state: record and encoded events.
+    overlay: HashMap<MessageSid, (MessageRecord, Vec<u8>)>,
     counters: HashMap<Vec<u8>, i64>,
 }
 
@@ -169,16 +169,18 @@ impl Writer {
         token: Option<String>,
     ) -> Result<Recorded, StoreError> {
         let sid = event.sid().clone();
-        let previous = match writes.overlay.remove(&sid) {
-            Some(record) => Some(record),
-            None => self.trees.read_record(&sid)?,
+        let (previous, mut events) = match writes.overlay.remove(&sid) {
+            Some((record, events)) => (Some(record), events),
+            None => match self.trees.read_message(&sid)? {
+                Some((record, events)) => (Some(record), events),
+                None => (None, Vec::new()),
+            },
         };
-        if let Some(previous) = previous
-            .as_ref()
-            .filter(|p| p.is_duplicate(&event, token.as_deref()))
-        {
-            writes.overlay.insert(sid, previous.clone());
-            return Ok(Recorded::Duplicate);
+        if let Some(previous) = previous.as_ref() {
+            if previous.is_duplicate(&event, token.as_deref()) {
+                writes.overlay.insert(sid, (previous.clone(), events));
+                return Ok(Recorded::Duplicate);
+            }
         }
         let at = self.tick();
         let record = MessageRecord::with_event(previous.as_ref(), &event, token.as_deref(), at);
@@ -205,12 +207,13 @@ impl Writer {
         }
         count(&mut writes.counters, &record, 1);
 
-        let seq = record.event_count - 1;
-        writes
-            .batch
-            .insert(event_key(&sid, seq), encode(&EventRecord::new(event, at))?);
-        writes.batch.insert(record_key(&sid), encode(&record)?);
-        writes.overlay.insert(sid, record);
+        // The message's value is its record followed by its events: one key per message,
+        // so a callback writes one value besides its index entries, and a lookup is one read.
+        events.extend(encode(&EventRecord::new(event, at, &record))?);
+        let mut value = encode(&record)?;
+        value.extend_from_slice(&events);
+        writes.batch.insert(record_key(&sid), value);
+        writes.overlay.insert(sid, (record, events));
         Ok(Recorded::Stored)
     }
 
@@ -243,8 +246,4 @@ pub(super) fn count(counters: &mut HashMap<Vec<u8>, i64>, record: &MessageRecord
             .entry(counter_key(ERROR_COUNTER, &error.to_be_bytes()))
             .or_default() += delta;
     }
-}
-
-fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    bincode::serialize(value).map_err(|error| StoreError::Corrupt(error.to_string()))
 }
