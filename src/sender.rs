@@ -1,0 +1,459 @@
+//! The Twilio REST client: CreateMessage, with statushook's own callback registered, and
+//! Fetch Message for the reconciler.
+//!
+//! [`CreateMessage`] carries every parameter of Twilio's CreateMessage operation, as one
+//! struct that is both the `statushook send` flags (kebab-case) and the `POST /v1/messages`
+//! JSON body (snake_case), and is checked against the constraints of Twilio's OpenAPI
+//! description before anything is sent. A rejected request sends nothing and names the
+//! offending parameter.
+//!
+//! Retries: a `429` was never processed, so it is retried after its `Retry-After`; `500`,
+//! `502`, `503` and `504` are retried with capped exponential backoff and full jitter. No
+//! other answer is retried, and neither is a timeout, which may have created the message.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{is_sid, TwilioCredentials};
+use crate::domain::{MessageSid, Timestamp};
+
+/// Every parameter of Twilio's CreateMessage. `None` and empty lists are not sent, so
+/// Twilio applies its own defaults.
+#[derive(Debug, Clone, Default, PartialEq, clap::Args, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateMessage {
+    /// Recipient: E.164 number or channel address (whatsapp:+1…).
+    #[arg(long)]
+    pub to: String,
+    /// Sender: a Twilio number, short code, alphanumeric ID or channel address.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// MG… messaging service (instead of, or with, --from).
+    #[arg(long)]
+    pub messaging_service_sid: Option<String>,
+    /// Text, at most 1,600 characters.
+    #[arg(long)]
+    pub body: Option<String>,
+    /// Media URL; repeat for several (at most 10).
+    #[arg(long)]
+    #[serde(default)]
+    pub media_url: Vec<String>,
+    /// HX… content template.
+    #[arg(long)]
+    pub content_sid: Option<String>,
+    /// JSON of template variables (needs --content-sid).
+    #[arg(long)]
+    pub content_variables: Option<String>,
+    /// Status callback URL; defaults to {PUBLIC_URL}/twilio/status with retry overrides.
+    #[arg(long)]
+    pub status_callback: Option<String>,
+    /// AP… TwiML application.
+    #[arg(long)]
+    pub application_sid: Option<String>,
+    /// Obsolete; accepted and passed on.
+    #[arg(long)]
+    pub max_price: Option<f64>,
+    /// true or false.
+    #[arg(long)]
+    pub provide_feedback: Option<bool>,
+    /// Total attempts made to send the message, this one included.
+    #[arg(long)]
+    pub attempt: Option<i64>,
+    /// Seconds the message may wait in Twilio's queue: 1 to 36000.
+    #[arg(long)]
+    pub validity_period: Option<i64>,
+    /// Reserved by Twilio; true or false.
+    #[arg(long)]
+    pub force_delivery: Option<bool>,
+    /// retain or discard.
+    #[arg(long)]
+    pub content_retention: Option<String>,
+    /// retain or obfuscate.
+    #[arg(long)]
+    pub address_retention: Option<String>,
+    /// true or false.
+    #[arg(long)]
+    pub smart_encoded: Option<bool>,
+    /// Rich action (e.g. a WhatsApp location); repeat for several.
+    #[arg(long)]
+    #[serde(default)]
+    pub persistent_action: Vec<String>,
+    /// free.
+    #[arg(long)]
+    pub traffic_type: Option<String>,
+    /// true or false (needs --messaging-service-sid).
+    #[arg(long)]
+    pub shorten_urls: Option<bool>,
+    /// fixed (needs --send-at and --messaging-service-sid).
+    #[arg(long)]
+    pub schedule_type: Option<String>,
+    /// RFC 3339 time to send at (needs --schedule-type fixed).
+    #[arg(long)]
+    pub send_at: Option<String>,
+    /// true or false.
+    #[arg(long)]
+    pub send_as_mms: Option<bool>,
+    /// enable or disable.
+    #[arg(long)]
+    pub risk_check: Option<String>,
+    /// SMS sender to fall back to when RCS cannot reach the recipient.
+    #[arg(long)]
+    pub fallback_from: Option<String>,
+}
+
+/// A parameter that breaks a constraint of CreateMessage.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{parameter}: {problem}")]
+pub struct InvalidParameter {
+    /// The parameter's name as Twilio spells it (`MediaUrl`).
+    pub parameter: &'static str,
+    pub problem: String,
+}
+
+fn invalid(parameter: &'static str, problem: impl Into<String>) -> InvalidParameter {
+    InvalidParameter { parameter, problem: problem.into() }
+}
+
+/// The largest `Body`, in characters.
+pub const MAX_BODY_CHARS: usize = 1600;
+pub const MAX_MEDIA_URLS: usize = 10;
+
+impl CreateMessage {
+    /// Checks the constraints of Twilio's OpenAPI description and CreateMessage's rules.
+    pub fn validate(&self) -> Result<(), InvalidParameter> {
+        if self.to.trim().is_empty() {
+            return Err(invalid("To", "is required"));
+        }
+        match (&self.from, &self.messaging_service_sid) {
+            (None, None) => return Err(invalid("From", "either From or MessagingServiceSid is required")),
+            (Some(_), Some(_)) => {
+                return Err(invalid("From", "give either From or MessagingServiceSid, not both"))
+            }
+            _ => {}
+        }
+        if self.from.as_deref().is_some_and(|from| from.trim().is_empty()) {
+            return Err(invalid("From", "must not be empty"));
+        }
+        if self.body.is_none() && self.media_url.is_empty() && self.content_sid.is_none() {
+            return Err(invalid("Body", "at least one of Body, MediaUrl or ContentSid is required"));
+        }
+        if let Some(body) = &self.body {
+            let chars = body.chars().count();
+            if chars > MAX_BODY_CHARS {
+                return Err(invalid("Body", format!("is {chars} characters; at most {MAX_BODY_CHARS}")));
+            }
+        }
+        if self.media_url.len() > MAX_MEDIA_URLS {
+            return Err(invalid("MediaUrl", format!("{} given; at most {MAX_MEDIA_URLS}", self.media_url.len())));
+        }
+        if let Some(url) = self.media_url.iter().find(|url| !is_http_url(url)) {
+            return Err(invalid("MediaUrl", format!("{url:?} is not an http(s) URL")));
+        }
+        for (parameter, value, prefix) in [
+            ("MessagingServiceSid", &self.messaging_service_sid, "MG"),
+            ("ContentSid", &self.content_sid, "HX"),
+            ("ApplicationSid", &self.application_sid, "AP"),
+        ] {
+            if let Some(value) = value {
+                if !is_sid(value, prefix) {
+                    return Err(invalid(parameter, format!("must be {prefix} followed by 32 hex digits")));
+                }
+            }
+        }
+        for (parameter, value, allowed) in [
+            ("ContentRetention", &self.content_retention, &["retain", "discard"][..]),
+            ("AddressRetention", &self.address_retention, &["retain", "obfuscate"][..]),
+            ("TrafficType", &self.traffic_type, &["free"][..]),
+            ("ScheduleType", &self.schedule_type, &["fixed"][..]),
+            ("RiskCheck", &self.risk_check, &["enable", "disable"][..]),
+        ] {
+            if let Some(value) = value {
+                if !allowed.contains(&value.as_str()) {
+                    return Err(invalid(parameter, format!("{value:?} is not one of {}", allowed.join(", "))));
+                }
+            }
+        }
+        if let Some(period) = self.validity_period {
+            if !(1..=36000).contains(&period) {
+                return Err(invalid("ValidityPeriod", format!("{period} is not from 1 to 36000 seconds")));
+            }
+        }
+        if let Some(attempt) = self.attempt {
+            if attempt < 1 {
+                return Err(invalid("Attempt", "must be at least 1"));
+            }
+        }
+        if let Some(price) = self.max_price {
+            if !price.is_finite() || price < 0.0 {
+                return Err(invalid("MaxPrice", "must be a non-negative number"));
+            }
+        }
+        if self.content_variables.is_some() && self.content_sid.is_none() {
+            return Err(invalid("ContentVariables", "needs ContentSid"));
+        }
+        if let Some(variables) = &self.content_variables {
+            if serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(variables).is_err() {
+                return Err(invalid("ContentVariables", "must be a JSON object"));
+            }
+        }
+        if self.shorten_urls == Some(true) && self.messaging_service_sid.is_none() {
+            return Err(invalid("ShortenUrls", "needs MessagingServiceSid"));
+        }
+        if let Some(callback) = &self.status_callback {
+            if !is_http_url(callback) {
+                return Err(invalid("StatusCallback", format!("{callback:?} is not an http(s) URL")));
+            }
+        }
+        match (&self.schedule_type, &self.send_at) {
+            (Some(_), None) => return Err(invalid("SendAt", "is required with ScheduleType")),
+            (None, Some(_)) => return Err(invalid("ScheduleType", "must be fixed when SendAt is given")),
+            (Some(_), Some(send_at)) => {
+                Timestamp::parse_rfc3339(send_at).map_err(|problem| invalid("SendAt", problem))?;
+                if self.messaging_service_sid.is_none() {
+                    return Err(invalid("MessagingServiceSid", "is required to schedule a message"));
+                }
+            }
+            (None, None) => {}
+        }
+        Ok(())
+    }
+
+    /// The form body of CreateMessage, in Twilio's parameter names; a repeated parameter
+    /// repeats its name. `status_callback` is used when the request names none.
+    pub fn to_form(&self, status_callback: &str) -> Vec<(&'static str, String)> {
+        let mut form = vec![("To", self.to.clone())];
+        let text = |form: &mut Vec<_>, name, value: &Option<String>| {
+            if let Some(value) = value {
+                form.push((name, value.clone()));
+            }
+        };
+        let flag = |form: &mut Vec<_>, name, value: Option<bool>| {
+            if let Some(value) = value {
+                form.push((name, value.to_string()));
+            }
+        };
+        text(&mut form, "From", &self.from);
+        text(&mut form, "MessagingServiceSid", &self.messaging_service_sid);
+        text(&mut form, "Body", &self.body);
+        form.extend(self.media_url.iter().map(|url| ("MediaUrl", url.clone())));
+        text(&mut form, "ContentSid", &self.content_sid);
+        text(&mut form, "ContentVariables", &self.content_variables);
+        let callback = self.status_callback.clone().unwrap_or_else(|| status_callback.to_owned());
+        form.push(("StatusCallback", callback));
+        text(&mut form, "ApplicationSid", &self.application_sid);
+        if let Some(price) = self.max_price {
+            form.push(("MaxPrice", price.to_string()));
+        }
+        flag(&mut form, "ProvideFeedback", self.provide_feedback);
+        if let Some(attempt) = self.attempt {
+            form.push(("Attempt", attempt.to_string()));
+        }
+        if let Some(period) = self.validity_period {
+            form.push(("ValidityPeriod", period.to_string()));
+        }
+        flag(&mut form, "ForceDelivery", self.force_delivery);
+        text(&mut form, "ContentRetention", &self.content_retention);
+        text(&mut form, "AddressRetention", &self.address_retention);
+        flag(&mut form, "SmartEncoded", self.smart_encoded);
+        form.extend(self.persistent_action.iter().map(|action| ("PersistentAction", action.clone())));
+        text(&mut form, "TrafficType", &self.traffic_type);
+        flag(&mut form, "ShortenUrls", self.shorten_urls);
+        text(&mut form, "ScheduleType", &self.schedule_type);
+        text(&mut form, "SendAt", &self.send_at);
+        flag(&mut form, "SendAsMms", self.send_as_mms);
+        text(&mut form, "RiskCheck", &self.risk_check);
+        text(&mut form, "FallbackFrom", &self.fallback_from);
+        form
+    }
+}
+
+fn is_http_url(url: &str) -> bool {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    rest.is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+}
+
+/// Twilio's error body, passed on to the caller intact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TwilioError {
+    pub code: Option<i64>,
+    pub message: String,
+    pub more_info: Option<String>,
+    pub status: u16,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("{0}")]
+    Invalid(#[from] InvalidParameter),
+    #[error("twilio error {}: {}", .0.code.map_or("-".to_owned(), |c| c.to_string()), .0.message)]
+    Twilio(TwilioError),
+    #[error("twilio did not answer in time")]
+    Timeout,
+    #[error("cannot reach twilio: {0}")]
+    Transport(String),
+}
+
+/// How often and how long to retry.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    pub base: Duration,
+    /// The longest wait between two attempts, a `Retry-After` included.
+    pub cap: Duration,
+    /// How long one request may take.
+    pub timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 4,
+            base: Duration::from_millis(250),
+            cap: Duration::from_secs(10),
+            timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// A client of Twilio's REST API for one account.
+#[derive(Debug, Clone)]
+pub struct TwilioClient {
+    http: reqwest::Client,
+    credentials: TwilioCredentials,
+    retry: RetryPolicy,
+}
+
+impl TwilioClient {
+    pub fn new(credentials: TwilioCredentials, retry: RetryPolicy) -> Result<Self, SendError> {
+        let http = reqwest::Client::builder()
+            .timeout(retry.timeout)
+            .connect_timeout(retry.timeout.min(Duration::from_secs(5)))
+            .user_agent(concat!("statushook/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| SendError::Transport(error.to_string()))?;
+        Ok(TwilioClient { http, credentials, retry })
+    }
+
+    pub fn account_sid(&self) -> &str {
+        &self.credentials.account_sid
+    }
+
+    /// Creates a message; `status_callback` is used unless the request names its own.
+    /// Answers Twilio's message resource as JSON.
+    pub async fn create_message(
+        &self,
+        request: &CreateMessage,
+        status_callback: &str,
+    ) -> Result<serde_json::Value, SendError> {
+        request.validate()?;
+        let url = format!("{}/2010-04-01/Accounts/{}/Messages.json", self.credentials.api_base, self.credentials.account_sid);
+        let form = request.to_form(status_callback);
+        self.with_retries(|| self.http.post(&url).form(&form)).await
+    }
+
+    /// Fetches a message's current state.
+    pub async fn fetch_message(&self, sid: &MessageSid) -> Result<serde_json::Value, SendError> {
+        let url = format!(
+            "{}/2010-04-01/Accounts/{}/Messages/{sid}.json",
+            self.credentials.api_base, self.credentials.account_sid
+        );
+        self.with_retries(|| self.http.get(&url)).await
+    }
+
+    async fn with_retries(
+        &self,
+        request: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<serde_json::Value, SendError> {
+        let mut attempt = 1;
+        loop {
+            let response = request()
+                .basic_auth(&self.credentials.username, Some(self.credentials.password.expose()))
+                .send()
+                .await
+                .map_err(|error| {
+                    if error.is_timeout() {
+                        SendError::Timeout
+                    } else {
+                        SendError::Transport(error.without_url().to_string())
+                    }
+                })?;
+            let status = response.status().as_u16();
+            if response.status().is_success() {
+                return response.json().await.map_err(|error| SendError::Transport(error.to_string()));
+            }
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let retryable = matches!(status, 429 | 500 | 502 | 503 | 504);
+            if !retryable || attempt >= self.retry.attempts {
+                return Err(SendError::Twilio(twilio_error(status, response).await));
+            }
+            let backoff = self.backoff(attempt);
+            let wait = match (status, retry_after) {
+                (429, Some(after)) => after.min(self.retry.cap),
+                _ => backoff,
+            };
+            tracing::warn!(status, attempt, wait_ms = wait.as_millis() as u64, "twilio asked to retry");
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    /// Full jitter: a random wait up to `base * 2^(attempt-1)`, capped.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let ceiling = self.retry.base.saturating_mul(1 << (attempt - 1).min(16)).min(self.retry.cap);
+        ceiling.mul_f64(fastrand::f64())
+    }
+}
+
+async fn twilio_error(status: u16, response: reqwest::Response) -> TwilioError {
+    let text = response.text().await.unwrap_or_default();
+    serde_json::from_str::<TwilioError>(&text).unwrap_or_else(|_| TwilioError {
+        code: None,
+        message: if text.is_empty() { format!("HTTP {status}") } else { text },
+        more_info: None,
+        status,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal() -> CreateMessage {
+        CreateMessage {
+            to: "+15005550009".into(),
+            from: Some("+15005550006".into()),
+            body: Some("hello".into()),
+            ..CreateMessage::default()
+        }
+    }
+
+    #[test]
+    fn the_form_repeats_media_urls_and_defaults_the_callback() {
+        let request = CreateMessage {
+            media_url: vec!["https://a.example/1.png".into(), "https://a.example/2.png".into()],
+            send_as_mms: Some(false),
+            ..minimal()
+        };
+        let form = request.to_form("https://hooks.example.com/twilio/status#rc=5");
+        let media: Vec<_> = form.iter().filter(|(name, _)| *name == "MediaUrl").collect();
+        assert_eq!(media.len(), 2);
+        assert!(form.contains(&("StatusCallback", "https://hooks.example.com/twilio/status#rc=5".into())));
+        assert!(form.contains(&("SendAsMms", "false".into())));
+        assert!(!form.iter().any(|(name, _)| *name == "ProvideFeedback"));
+    }
+
+    #[test]
+    fn a_body_of_1600_characters_passes_and_1601_does_not() {
+        let ok = CreateMessage { body: Some("é".repeat(1600)), ..minimal() };
+        assert_eq!(ok.validate(), Ok(()));
+        let long = CreateMessage { body: Some("é".repeat(1601)), ..minimal() };
+        assert_eq!(long.validate().map_err(|e| e.parameter), Err("Body"));
+    }
+}
