@@ -13,7 +13,11 @@ fn percentile(samples: &mut [Duration], p: f64) -> f64 {
     samples[i].as_secs_f64() * 1000.0
 }
 
-async fn timed(client: &reqwest::Client, url: &str, token: &str) -> anyhow::Result<(Duration, serde_json::Value)> {
+async fn timed(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+) -> anyhow::Result<(Duration, serde_json::Value)> {
     let started = Instant::now();
     let response = client.get(url).bearer_auth(token).send().await?;
     anyhow::ensure!(response.status() == 200, "{url}: {}", response.status());
@@ -23,31 +27,53 @@ async fn timed(client: &reqwest::Client, url: &str, token: &str) -> anyhow::Resu
 
 fn report(label: &str, samples: &mut [Duration]) {
     let (p50, p99) = (percentile(samples, 0.50), percentile(samples, 0.99));
-    println!("{label:<40} p50_ms={p50:.3} p99_ms={p99:.3} n={}", samples.len());
+    println!(
+        "{label:<40} p50_ms={p50:.3} p99_ms={p99:.3} n={}",
+        samples.len()
+    );
 }
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let base = args.next().unwrap_or_else(|| "http://127.0.0.1:9093".into());
+    let base = args
+        .next()
+        .unwrap_or_else(|| "http://127.0.0.1:9093".into());
     let token = args.next().unwrap_or_else(|| "bench".into());
-    let count: u64 = args.next().and_then(|n| n.parse().ok()).unwrap_or(1_000_000);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let count: u64 = args
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let client = reqwest::Client::new();
 
         let mut lookups = Vec::new();
         for i in 0..3000u64 {
             let n = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % count;
-            let (took, body) = timed(&client, &format!("{base}/v1/messages/SM{n:032x}"), &token).await?;
-            anyhow::ensure!(body["events"].as_array().is_some_and(|e| !e.is_empty()), "no events for {n}");
+            let (took, body) =
+                timed(&client, &format!("{base}/v1/messages/SM{n:032x}"), &token).await?;
+            anyhow::ensure!(
+                body["events"].as_array().is_some_and(|e| !e.is_empty()),
+                "no events for {n}"
+            );
             lookups.push(took);
         }
         report("GET /v1/messages/{sid}", &mut lookups);
 
         let mut filtered = Vec::new();
         for _ in 0..300 {
-            let (took, body) = timed(&client, &format!("{base}/v1/messages?status=failed&limit=100"), &token).await?;
-            anyhow::ensure!(body["messages"].as_array().map(Vec::len) == Some(100), "short page");
+            let (took, body) = timed(
+                &client,
+                &format!("{base}/v1/messages?status=failed&limit=100"),
+                &token,
+            )
+            .await?;
+            anyhow::ensure!(
+                body["messages"].as_array().map(Vec::len) == Some(100),
+                "short page"
+            );
             filtered.push(took);
         }
         report("GET /v1/messages?status=failed&limit=100", &mut filtered);
@@ -56,13 +82,23 @@ fn main() -> anyhow::Result<()> {
         for _ in 0..99 {
             let url = format!("{base}/v1/messages?limit=100{cursor}");
             let (_, body) = timed(&client, &url, &token).await?;
-            let next = body["next_cursor"].as_str().ok_or_else(|| anyhow::anyhow!("listing ended early"))?;
+            let next = body["next_cursor"]
+                .as_str()
+                .ok_or_else(|| anyhow::anyhow!("listing ended early"))?;
             cursor = format!("&cursor={next}");
         }
         let mut hundredth = Vec::new();
         for _ in 0..300 {
-            let (took, body) = timed(&client, &format!("{base}/v1/messages?limit=100{cursor}"), &token).await?;
-            anyhow::ensure!(body["messages"].as_array().map(Vec::len) == Some(100), "short page");
+            let (took, body) = timed(
+                &client,
+                &format!("{base}/v1/messages?limit=100{cursor}"),
+                &token,
+            )
+            .await?;
+            anyhow::ensure!(
+                body["messages"].as_array().map(Vec::len) == Some(100),
+                "short page"
+            );
             hundredth.push(took);
         }
         report("100th page of GET /v1/messages?limit=100", &mut hundredth);

@@ -38,6 +38,7 @@ Secrets and Twilio settings are read from the environment only:
   TWILIO_API_BASE               base URL of the Twilio REST API [default: https://api.twilio.com]
   STATUSHOOK_RECONCILE_AFTER    age at which a non-final message is fetched from Twilio [default: 15m]
   STATUSHOOK_CALLBACK_OVERRIDES connection overrides appended to the StatusCallback [default: #rc=5&rp=ct,rt,5xx]
+  STATUSHOOK_TWILIO_TIMEOUT     how long one request to Twilio's API may take [default: 15s]
   STATUSHOOK_LOG_FORMAT         text (default) or json; RUST_LOG sets the level";
 
 /// A secret string. It is never printed: `Debug` and `Display` show `[redacted]`.
@@ -145,9 +146,43 @@ pub struct Config {
     pub twilio: Option<TwilioCredentials>,
     pub reconcile_after: Duration,
     pub callback_overrides: String,
+    pub twilio_timeout: Duration,
+}
+
+/// What `statushook send` needs, validated.
+#[derive(Debug, Clone)]
+pub struct SendConfig {
+    pub twilio: TwilioCredentials,
+    /// `{PUBLIC_URL}/twilio/status` with the connection overrides.
+    pub status_callback: String,
+    pub twilio_timeout: Duration,
+}
+
+impl SendConfig {
+    pub fn from_env(public_url: Option<&str>) -> Result<SendConfig, ConfigError> {
+        let env = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|value| !value.trim().is_empty())
+        };
+        let public_url = public_url.ok_or(ConfigError::missing("STATUSHOOK_PUBLIC_URL"))?;
+        let public_url = PublicUrl::parse(public_url)
+            .map_err(|problem| ConfigError::malformed("STATUSHOOK_PUBLIC_URL", problem))?;
+        let twilio = twilio_credentials(&env)?.ok_or(ConfigError::missing("TWILIO_ACCOUNT_SID"))?;
+        Ok(SendConfig {
+            twilio,
+            status_callback: status_callback(&public_url, &callback_overrides(&env)?),
+            twilio_timeout: twilio_timeout(&env)?,
+        })
+    }
 }
 
 impl Config {
+    /// The StatusCallback registered on messages statushook sends.
+    pub fn status_callback(&self) -> String {
+        status_callback(&self.public_url, &self.callback_overrides)
+    }
+
     /// Builds the `serve` configuration from its flags and the process environment.
     pub fn for_serve(args: &ServeArgs) -> Result<Config, ConfigError> {
         Self::for_serve_with(args, |name| std::env::var(name).ok())
@@ -182,14 +217,6 @@ impl Config {
                 .map_err(|problem| ConfigError::malformed("STATUSHOOK_RECONCILE_AFTER", problem))?,
             None => Duration::from_secs(15 * 60),
         };
-        let callback_overrides =
-            get("STATUSHOOK_CALLBACK_OVERRIDES").unwrap_or_else(|| "#rc=5&rp=ct,rt,5xx".into());
-        if !callback_overrides.starts_with('#') {
-            return Err(ConfigError::malformed(
-                "STATUSHOOK_CALLBACK_OVERRIDES",
-                "must start with # (connection overrides are a URL fragment)",
-            ));
-        }
         Ok(Config {
             listen: args.listen.clone(),
             data_dir: args.data_dir.clone(),
@@ -201,8 +228,39 @@ impl Config {
             },
             twilio: twilio_credentials(&get)?,
             reconcile_after,
-            callback_overrides,
+            callback_overrides: callback_overrides(&get)?,
+            twilio_timeout: twilio_timeout(&get)?,
         })
+    }
+}
+
+/// `{PUBLIC_URL}/twilio/status` plus Twilio's connection overrides. The overrides are a
+/// fragment, which no HTTP request carries, so they never reach the signed URL.
+fn status_callback(public_url: &PublicUrl, overrides: &str) -> String {
+    format!("{}{overrides}", public_url.join("/twilio/status"))
+}
+
+fn callback_overrides(get: &impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    let overrides =
+        get("STATUSHOOK_CALLBACK_OVERRIDES").unwrap_or_else(|| "#rc=5&rp=ct,rt,5xx".into());
+    if overrides != "none" && !overrides.starts_with('#') {
+        return Err(ConfigError::malformed(
+            "STATUSHOOK_CALLBACK_OVERRIDES",
+            "must start with # (connection overrides are a URL fragment), or be none",
+        ));
+    }
+    Ok(if overrides == "none" {
+        String::new()
+    } else {
+        overrides
+    })
+}
+
+fn twilio_timeout(get: &impl Fn(&str) -> Option<String>) -> Result<Duration, ConfigError> {
+    match get("STATUSHOOK_TWILIO_TIMEOUT") {
+        Some(raw) => parse_duration(&raw)
+            .map_err(|problem| ConfigError::malformed("STATUSHOOK_TWILIO_TIMEOUT", problem)),
+        None => Ok(Duration::from_secs(15)),
     }
 }
 

@@ -3,6 +3,7 @@ pub mod config;
 pub mod domain;
 pub mod metrics;
 pub mod routes;
+pub mod sender;
 pub mod signature;
 pub mod startup;
 pub mod store;

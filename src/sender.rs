@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{is_sid, TwilioCredentials};
-use crate::domain::{MessageSid, Timestamp};
+use crate::domain::{MessageSid, Source, StatusEvent, Timestamp};
 
 /// Every parameter of Twilio's CreateMessage. `None` and empty lists are not sent, so
 /// Twilio applies its own defaults.
@@ -29,7 +29,7 @@ pub struct CreateMessage {
     /// Sender: a Twilio number, short code, alphanumeric ID or channel address.
     #[arg(long)]
     pub from: Option<String>,
-    /// MG… messaging service (instead of, or with, --from).
+    /// MG… messaging service, instead of --from.
     #[arg(long)]
     pub messaging_service_sid: Option<String>,
     /// Text, at most 1,600 characters.
@@ -112,7 +112,10 @@ pub struct InvalidParameter {
 }
 
 fn invalid(parameter: &'static str, problem: impl Into<String>) -> InvalidParameter {
-    InvalidParameter { parameter, problem: problem.into() }
+    InvalidParameter {
+        parameter,
+        problem: problem.into(),
+    }
 }
 
 /// The largest `Body`, in characters.
@@ -126,29 +129,53 @@ impl CreateMessage {
             return Err(invalid("To", "is required"));
         }
         match (&self.from, &self.messaging_service_sid) {
-            (None, None) => return Err(invalid("From", "either From or MessagingServiceSid is required")),
+            (None, None) => {
+                return Err(invalid(
+                    "From",
+                    "either From or MessagingServiceSid is required",
+                ))
+            }
             (Some(_), Some(_)) => {
-                return Err(invalid("From", "give either From or MessagingServiceSid, not both"))
+                return Err(invalid(
+                    "From",
+                    "give either From or MessagingServiceSid, not both",
+                ))
             }
             _ => {}
         }
-        if self.from.as_deref().is_some_and(|from| from.trim().is_empty()) {
+        if self
+            .from
+            .as_deref()
+            .is_some_and(|from| from.trim().is_empty())
+        {
             return Err(invalid("From", "must not be empty"));
         }
         if self.body.is_none() && self.media_url.is_empty() && self.content_sid.is_none() {
-            return Err(invalid("Body", "at least one of Body, MediaUrl or ContentSid is required"));
+            return Err(invalid(
+                "Body",
+                "at least one of Body, MediaUrl or ContentSid is required",
+            ));
         }
         if let Some(body) = &self.body {
             let chars = body.chars().count();
             if chars > MAX_BODY_CHARS {
-                return Err(invalid("Body", format!("is {chars} characters; at most {MAX_BODY_CHARS}")));
+                return Err(invalid(
+                    "Body",
+                    format!("is {chars} characters; at most {MAX_BODY_CHARS}"),
+                ));
             }
         }
         if self.media_url.len() > MAX_MEDIA_URLS {
-            return Err(invalid("MediaUrl", format!("{} given; at most {MAX_MEDIA_URLS}", self.media_url.len())));
+            return Err(invalid(
+                "MediaUrl",
+                format!("{} given; at most {MAX_MEDIA_URLS}", self.media_url.len()),
+            ));
         }
         if let Some(url) = self.media_url.iter().find(|url| !is_http_url(url)) {
-            return Err(invalid("MediaUrl", format!("{url:?} is not an http(s) URL")));
+            return Err(invalid(
+                "MediaUrl",
+                format!("{url:?} is not an http(s) URL"),
+            ));
         }
         for (parameter, value, prefix) in [
             ("MessagingServiceSid", &self.messaging_service_sid, "MG"),
@@ -157,26 +184,43 @@ impl CreateMessage {
         ] {
             if let Some(value) = value {
                 if !is_sid(value, prefix) {
-                    return Err(invalid(parameter, format!("must be {prefix} followed by 32 hex digits")));
+                    return Err(invalid(
+                        parameter,
+                        format!("must be {prefix} followed by 32 hex digits"),
+                    ));
                 }
             }
         }
         for (parameter, value, allowed) in [
-            ("ContentRetention", &self.content_retention, &["retain", "discard"][..]),
-            ("AddressRetention", &self.address_retention, &["retain", "obfuscate"][..]),
+            (
+                "ContentRetention",
+                &self.content_retention,
+                &["retain", "discard"][..],
+            ),
+            (
+                "AddressRetention",
+                &self.address_retention,
+                &["retain", "obfuscate"][..],
+            ),
             ("TrafficType", &self.traffic_type, &["free"][..]),
             ("ScheduleType", &self.schedule_type, &["fixed"][..]),
             ("RiskCheck", &self.risk_check, &["enable", "disable"][..]),
         ] {
             if let Some(value) = value {
                 if !allowed.contains(&value.as_str()) {
-                    return Err(invalid(parameter, format!("{value:?} is not one of {}", allowed.join(", "))));
+                    return Err(invalid(
+                        parameter,
+                        format!("{value:?} is not one of {}", allowed.join(", ")),
+                    ));
                 }
             }
         }
         if let Some(period) = self.validity_period {
             if !(1..=36000).contains(&period) {
-                return Err(invalid("ValidityPeriod", format!("{period} is not from 1 to 36000 seconds")));
+                return Err(invalid(
+                    "ValidityPeriod",
+                    format!("{period} is not from 1 to 36000 seconds"),
+                ));
             }
         }
         if let Some(attempt) = self.attempt {
@@ -193,7 +237,9 @@ impl CreateMessage {
             return Err(invalid("ContentVariables", "needs ContentSid"));
         }
         if let Some(variables) = &self.content_variables {
-            if serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(variables).is_err() {
+            if serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(variables)
+                .is_err()
+            {
                 return Err(invalid("ContentVariables", "must be a JSON object"));
             }
         }
@@ -202,16 +248,27 @@ impl CreateMessage {
         }
         if let Some(callback) = &self.status_callback {
             if !is_http_url(callback) {
-                return Err(invalid("StatusCallback", format!("{callback:?} is not an http(s) URL")));
+                return Err(invalid(
+                    "StatusCallback",
+                    format!("{callback:?} is not an http(s) URL"),
+                ));
             }
         }
         match (&self.schedule_type, &self.send_at) {
             (Some(_), None) => return Err(invalid("SendAt", "is required with ScheduleType")),
-            (None, Some(_)) => return Err(invalid("ScheduleType", "must be fixed when SendAt is given")),
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "ScheduleType",
+                    "must be fixed when SendAt is given",
+                ))
+            }
             (Some(_), Some(send_at)) => {
                 Timestamp::parse_rfc3339(send_at).map_err(|problem| invalid("SendAt", problem))?;
                 if self.messaging_service_sid.is_none() {
-                    return Err(invalid("MessagingServiceSid", "is required to schedule a message"));
+                    return Err(invalid(
+                        "MessagingServiceSid",
+                        "is required to schedule a message",
+                    ));
                 }
             }
             (None, None) => {}
@@ -234,12 +291,19 @@ impl CreateMessage {
             }
         };
         text(&mut form, "From", &self.from);
-        text(&mut form, "MessagingServiceSid", &self.messaging_service_sid);
+        text(
+            &mut form,
+            "MessagingServiceSid",
+            &self.messaging_service_sid,
+        );
         text(&mut form, "Body", &self.body);
         form.extend(self.media_url.iter().map(|url| ("MediaUrl", url.clone())));
         text(&mut form, "ContentSid", &self.content_sid);
         text(&mut form, "ContentVariables", &self.content_variables);
-        let callback = self.status_callback.clone().unwrap_or_else(|| status_callback.to_owned());
+        let callback = self
+            .status_callback
+            .clone()
+            .unwrap_or_else(|| status_callback.to_owned());
         form.push(("StatusCallback", callback));
         text(&mut form, "ApplicationSid", &self.application_sid);
         if let Some(price) = self.max_price {
@@ -256,7 +320,11 @@ impl CreateMessage {
         text(&mut form, "ContentRetention", &self.content_retention);
         text(&mut form, "AddressRetention", &self.address_retention);
         flag(&mut form, "SmartEncoded", self.smart_encoded);
-        form.extend(self.persistent_action.iter().map(|action| ("PersistentAction", action.clone())));
+        form.extend(
+            self.persistent_action
+                .iter()
+                .map(|action| ("PersistentAction", action.clone())),
+        );
         text(&mut form, "TrafficType", &self.traffic_type);
         flag(&mut form, "ShortenUrls", self.shorten_urls);
         text(&mut form, "ScheduleType", &self.schedule_type);
@@ -269,7 +337,9 @@ impl CreateMessage {
 }
 
 fn is_http_url(url: &str) -> bool {
-    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
     rest.is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
 }
 
@@ -333,7 +403,11 @@ impl TwilioClient {
             .user_agent(concat!("statushook/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|error| SendError::Transport(error.to_string()))?;
-        Ok(TwilioClient { http, credentials, retry })
+        Ok(TwilioClient {
+            http,
+            credentials,
+            retry,
+        })
     }
 
     pub fn account_sid(&self) -> &str {
@@ -348,7 +422,10 @@ impl TwilioClient {
         status_callback: &str,
     ) -> Result<serde_json::Value, SendError> {
         request.validate()?;
-        let url = format!("{}/2010-04-01/Accounts/{}/Messages.json", self.credentials.api_base, self.credentials.account_sid);
+        let url = format!(
+            "{}/2010-04-01/Accounts/{}/Messages.json",
+            self.credentials.api_base, self.credentials.account_sid
+        );
         let form = request.to_form(status_callback);
         self.with_retries(|| self.http.post(&url).form(&form)).await
     }
@@ -369,7 +446,10 @@ impl TwilioClient {
         let mut attempt = 1;
         loop {
             let response = request()
-                .basic_auth(&self.credentials.username, Some(self.credentials.password.expose()))
+                .basic_auth(
+                    &self.credentials.username,
+                    Some(self.credentials.password.expose()),
+                )
                 .send()
                 .await
                 .map_err(|error| {
@@ -381,7 +461,10 @@ impl TwilioClient {
                 })?;
             let status = response.status().as_u16();
             if response.status().is_success() {
-                return response.json().await.map_err(|error| SendError::Transport(error.to_string()));
+                return response
+                    .json()
+                    .await
+                    .map_err(|error| SendError::Transport(error.to_string()));
             }
             let retry_after = response
                 .headers()
@@ -398,7 +481,12 @@ impl TwilioClient {
                 (429, Some(after)) => after.min(self.retry.cap),
                 _ => backoff,
             };
-            tracing::warn!(status, attempt, wait_ms = wait.as_millis() as u64, "twilio asked to retry");
+            tracing::warn!(
+                status,
+                attempt,
+                wait_ms = wait.as_millis() as u64,
+                "twilio asked to retry"
+            );
             tokio::time::sleep(wait).await;
             attempt += 1;
         }
@@ -406,16 +494,54 @@ impl TwilioClient {
 
     /// Full jitter: a random wait up to `base * 2^(attempt-1)`, capped.
     fn backoff(&self, attempt: u32) -> Duration {
-        let ceiling = self.retry.base.saturating_mul(1 << (attempt - 1).min(16)).min(self.retry.cap);
+        let ceiling = self
+            .retry
+            .base
+            .saturating_mul(1 << (attempt - 1).min(16))
+            .min(self.retry.cap);
         ceiling.mul_f64(fastrand::f64())
     }
+}
+
+/// A status event made from Twilio's message resource (as CreateMessage and Fetch Message
+/// answer it), with the resource's fields under the names callbacks use.
+pub fn event_from_resource(resource: &serde_json::Value, source: Source) -> Option<StatusEvent> {
+    let fields = [
+        ("sid", "MessageSid"),
+        ("status", "MessageStatus"),
+        ("account_sid", "AccountSid"),
+        ("from", "From"),
+        ("to", "To"),
+        ("messaging_service_sid", "MessagingServiceSid"),
+        ("api_version", "ApiVersion"),
+        ("num_segments", "NumSegments"),
+        ("num_media", "NumMedia"),
+        ("error_code", "ErrorCode"),
+        ("date_sent", "DateSent"),
+    ];
+    let params = fields
+        .iter()
+        .filter_map(|(field, name)| {
+            let value = match &resource[*field] {
+                serde_json::Value::String(text) => text.clone(),
+                serde_json::Value::Number(number) => number.to_string(),
+                _ => return None,
+            };
+            Some(((*name).to_owned(), value))
+        })
+        .collect();
+    StatusEvent::from_params(params, source).ok()
 }
 
 async fn twilio_error(status: u16, response: reqwest::Response) -> TwilioError {
     let text = response.text().await.unwrap_or_default();
     serde_json::from_str::<TwilioError>(&text).unwrap_or_else(|_| TwilioError {
         code: None,
-        message: if text.is_empty() { format!("HTTP {status}") } else { text },
+        message: if text.is_empty() {
+            format!("HTTP {status}")
+        } else {
+            text
+        },
         more_info: None,
         status,
     })
@@ -437,23 +563,38 @@ mod tests {
     #[test]
     fn the_form_repeats_media_urls_and_defaults_the_callback() {
         let request = CreateMessage {
-            media_url: vec!["https://a.example/1.png".into(), "https://a.example/2.png".into()],
+            media_url: vec![
+                "https://a.example/1.png".into(),
+                "https://a.example/2.png".into(),
+            ],
             send_as_mms: Some(false),
             ..minimal()
         };
         let form = request.to_form("https://hooks.example.com/twilio/status#rc=5");
-        let media: Vec<_> = form.iter().filter(|(name, _)| *name == "MediaUrl").collect();
+        let media: Vec<_> = form
+            .iter()
+            .filter(|(name, _)| *name == "MediaUrl")
+            .collect();
         assert_eq!(media.len(), 2);
-        assert!(form.contains(&("StatusCallback", "https://hooks.example.com/twilio/status#rc=5".into())));
+        assert!(form.contains(&(
+            "StatusCallback",
+            "https://hooks.example.com/twilio/status#rc=5".into()
+        )));
         assert!(form.contains(&("SendAsMms", "false".into())));
         assert!(!form.iter().any(|(name, _)| *name == "ProvideFeedback"));
     }
 
     #[test]
     fn a_body_of_1600_characters_passes_and_1601_does_not() {
-        let ok = CreateMessage { body: Some("é".repeat(1600)), ..minimal() };
+        let ok = CreateMessage {
+            body: Some("é".repeat(1600)),
+            ..minimal()
+        };
         assert_eq!(ok.validate(), Ok(()));
-        let long = CreateMessage { body: Some("é".repeat(1601)), ..minimal() };
+        let long = CreateMessage {
+            body: Some("é".repeat(1601)),
+            ..minimal()
+        };
         assert_eq!(long.validate().map_err(|e| e.parameter), Err("Body"));
     }
 }

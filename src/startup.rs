@@ -12,6 +12,7 @@ use anyhow::Context;
 use crate::config::{Config, PublicUrl, Secret};
 use crate::metrics::Metrics;
 use crate::routes;
+use crate::sender::{RetryPolicy, TwilioClient};
 use crate::signature::Keys;
 use crate::store::Store;
 
@@ -22,6 +23,10 @@ pub struct AppState {
     pub signing_keys: Keys,
     pub api_token: Secret,
     pub metrics: Arc<Metrics>,
+    /// Present when Twilio credentials are configured.
+    pub twilio: Option<TwilioClient>,
+    /// The StatusCallback registered on messages sent through the API.
+    pub status_callback: String,
 }
 
 pub struct Application {
@@ -42,12 +47,22 @@ impl Application {
         let listener = TcpListener::bind(&config.listen)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let port = listener.local_addr()?.port();
+        let retry = RetryPolicy {
+            timeout: config.twilio_timeout,
+            ..RetryPolicy::default()
+        };
+        let twilio = match config.twilio.clone() {
+            Some(credentials) => Some(TwilioClient::new(credentials, retry)?),
+            None => None,
+        };
         let state = web::Data::new(AppState {
             store: store.clone(),
             public_url: config.public_url.clone(),
             signing_keys: config.signing_keys.clone(),
             api_token: config.api_token.clone(),
             metrics,
+            twilio,
+            status_callback: config.status_callback(),
         });
         let server =
             HttpServer::new(move || App::new().app_data(state.clone()).configure(routes_table))
@@ -90,6 +105,7 @@ fn routes_table(config: &mut web::ServiceConfig) {
             web::scope("/v1")
                 .wrap(from_fn(routes::require_bearer))
                 .route("/messages", web::get().to(routes::list_messages))
+                .route("/messages", web::post().to(routes::send_message))
                 .route("/messages/{sid}", web::get().to(routes::get_message))
                 .route("/stats", web::get().to(routes::stats)),
         );

@@ -14,10 +14,11 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse, ResponseError};
 
 pub use health::{healthz, metrics, readyz};
-pub use messages::{get_message, list_messages};
+pub use messages::{get_message, list_messages, send_message};
 pub use stats::stats;
 pub use status_callback::{status_callback, MAX_BODY as MAX_CALLBACK_BODY};
 
+use crate::sender::{InvalidParameter, SendError, TwilioError};
 use crate::startup::AppState;
 use crate::store::StoreError;
 
@@ -32,6 +33,16 @@ pub enum ApiError {
     NotFound,
     #[error("the store is unavailable, try again")]
     Unavailable(#[source] StoreError),
+    #[error("{0}")]
+    Unprocessable(InvalidParameter),
+    #[error("twilio rejected the request")]
+    Twilio(TwilioError),
+    #[error("twilio did not answer in time; the message may or may not have been created")]
+    TwilioTimeout,
+    #[error("cannot reach twilio")]
+    TwilioUnreachable(String),
+    #[error("sending is not configured: set TWILIO_ACCOUNT_SID and credentials")]
+    SendingNotConfigured,
 }
 
 impl ResponseError for ApiError {
@@ -40,7 +51,12 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::SendingNotConfigured => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Twilio(_) | ApiError::TwilioUnreachable(_) => StatusCode::BAD_GATEWAY,
+            ApiError::TwilioTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -54,9 +70,37 @@ impl ResponseError for ApiError {
                 tracing::error!(%error, "store unavailable");
                 response.insert_header((header::RETRY_AFTER, "1"));
             }
+            ApiError::Unprocessable(invalid) => {
+                return response.json(serde_json::json!({
+                    "error": self.to_string(),
+                    "parameter": invalid.parameter,
+                }));
+            }
+            // Twilio's own error body reaches the caller intact, beside ours.
+            ApiError::Twilio(twilio) => {
+                return response.json(serde_json::json!({
+                    "error": self.to_string(),
+                    "code": twilio.code,
+                    "message": twilio.message,
+                    "more_info": twilio.more_info,
+                    "status": twilio.status,
+                }));
+            }
+            ApiError::TwilioUnreachable(error) => tracing::error!(%error, "twilio unreachable"),
             _ => {}
         }
         response.json(serde_json::json!({ "error": self.to_string() }))
+    }
+}
+
+impl From<SendError> for ApiError {
+    fn from(error: SendError) -> Self {
+        match error {
+            SendError::Invalid(invalid) => ApiError::Unprocessable(invalid),
+            SendError::Twilio(twilio) => ApiError::Twilio(twilio),
+            SendError::Timeout => ApiError::TwilioTimeout,
+            SendError::Transport(error) => ApiError::TwilioUnreachable(error),
+        }
     }
 }
 

@@ -146,6 +146,16 @@ impl TestApp {
         request.send().await.expect("the request is answered")
     }
 
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(format!("{}{path}", self.address))
+            .bearer_auth(API_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .expect("the request is answered")
+    }
+
     pub async fn get_message(&self, sid: &str) -> Response {
         self.get_authorized(&format!("/v1/messages/{sid}")).await
     }

@@ -1,0 +1,461 @@
+//! Sending: `POST /v1/messages` and `statushook send` against a real HTTP mock of Twilio.
+
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{json, Value};
+use statushook::config::Secret;
+use statushook::signature;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+use crate::helpers::{
+    callback, encode, event_statuses, new_sid, spawn_app_with, Settings, TestApp, ACCOUNT_SID,
+    AUTH_TOKEN, FORM,
+};
+
+const MESSAGES_PATH: &str = "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json";
+const API_KEY: &str = "SK0123456789abcdef0123456789abcdef";
+const DEFAULT_CALLBACK: &str = "https://hooks.example.com/twilio/status#rc=5&rp=ct,rt,5xx";
+
+fn created(sid: &str) -> ResponseTemplate {
+    ResponseTemplate::new(201).set_body_json(json!({
+        "sid": sid, "status": "queued", "account_sid": ACCOUNT_SID,
+        "from": "+15005550006", "to": "+15005550009", "messaging_service_sid": null,
+        "body": "hello", "num_segments": "1", "num_media": "0", "api_version": "2010-04-01",
+        "error_code": null, "error_message": null, "date_created": "Thu, 26 Nov 2026 09:00:00 +0000"
+    }))
+}
+
+async fn twilio_app(twilio: &MockServer, extra: Vec<(&'static str, String)>) -> TestApp {
+    let mut env = vec![
+        ("TWILIO_ACCOUNT_SID", ACCOUNT_SID.to_owned()),
+        ("TWILIO_API_BASE", twilio.uri()),
+        ("STATUSHOOK_TWILIO_TIMEOUT", "2s".to_owned()),
+    ];
+    env.extend(extra);
+    spawn_app_with(Settings {
+        env,
+        ..Settings::default()
+    })
+    .await
+}
+
+fn form_of(request: &Request) -> Vec<(String, String)> {
+    form_urlencoded::parse(&request.body).into_owned().collect()
+}
+
+fn basic(user: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+fn hello() -> Value {
+    json!({"to": "+15005550009", "from": "+15005550006", "body": "hello"})
+}
+
+#[tokio::test]
+async fn a_message_is_sent_with_the_exact_form_and_recorded_at_once() {
+    let twilio = MockServer::start().await;
+    let sid = new_sid();
+    Mock::given(method("POST"))
+        .and(path(MESSAGES_PATH))
+        .respond_with(created(&sid))
+        .expect(1)
+        .mount(&twilio)
+        .await;
+    let app = twilio_app(&twilio, vec![]).await;
+
+    let response = app
+        .post_json(
+            "/v1/messages",
+            &json!({
+                "to": "+15005550009", "from": "+15005550006", "body": "Grüße 👋 & 100% + more",
+                "media_url": ["https://cdn.example.com/a.png", "https://cdn.example.com/b.png"],
+                "send_as_mms": true, "validity_period": 600, "persistent_action": ["geo:37.7,-122.4"]
+            }),
+        )
+        .await;
+
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["sid"], sid.as_str());
+    let requests = twilio.received_requests().await.expect("recorded requests");
+    let request = &requests[0];
+    assert_eq!(
+        request.headers["content-type"],
+        "application/x-www-form-urlencoded"
+    );
+    assert_eq!(
+        request.headers["authorization"],
+        basic(ACCOUNT_SID, AUTH_TOKEN).as_str()
+    );
+    let expected: Vec<(String, String)> = [
+        ("To", "+15005550009"),
+        ("From", "+15005550006"),
+        ("Body", "Grüße 👋 & 100% + more"),
+        ("MediaUrl", "https://cdn.example.com/a.png"),
+        ("MediaUrl", "https://cdn.example.com/b.png"),
+        ("StatusCallback", DEFAULT_CALLBACK),
+        ("ValidityPeriod", "600"),
+        ("PersistentAction", "geo:37.7,-122.4"),
+        ("SendAsMms", "true"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(form_of(request), expected);
+
+    // Recorded before any callback: the lookup shows the sender's event.
+    let message = app.message_json(&sid).await;
+    assert_eq!(message["status"], "queued");
+    assert_eq!(message["to"], "+15005550009");
+    assert_eq!(message["events"][0]["source"], "sender");
+}
+
+#[tokio::test]
+async fn an_api_key_is_preferred_for_basic_auth() {
+    let twilio = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(MESSAGES_PATH))
+        .respond_with(created(&new_sid()))
+        .mount(&twilio)
+        .await;
+    let app = twilio_app(
+        &twilio,
+        vec![
+            ("TWILIO_API_KEY", API_KEY.into()),
+            ("TWILIO_API_SECRET", "key-secret".into()),
+        ],
+    )
+    .await;
+    assert_eq!(app.post_json("/v1/messages", &hello()).await.status(), 201);
+    let requests = twilio.received_requests().await.expect("requests");
+    assert_eq!(
+        requests[0].headers["authorization"],
+        basic(API_KEY, "key-secret").as_str()
+    );
+}
+
+#[tokio::test]
+async fn the_registered_callback_with_its_overrides_verifies_when_twilio_calls_it() {
+    let twilio = MockServer::start().await;
+    let sid = new_sid();
+    Mock::given(method("POST"))
+        .and(path(MESSAGES_PATH))
+        .respond_with(created(&sid))
+        .mount(&twilio)
+        .await;
+    let app = twilio_app(&twilio, vec![]).await;
+    assert_eq!(app.post_json("/v1/messages", &hello()).await.status(), 201);
+    let requests = twilio.received_requests().await.expect("requests");
+    let registered = form_of(&requests[0])
+        .into_iter()
+        .find(|(k, _)| k == "StatusCallback")
+        .expect("a callback")
+        .1;
+    assert_eq!(registered, DEFAULT_CALLBACK);
+
+    // Twilio calls the URL without its fragment (no HTTP request carries one) and signs it so.
+    let called = registered.split('#').next().expect("a URL");
+    let params = callback(&sid, "delivered");
+    let signature = signature::sign_sha1(&Secret::new(AUTH_TOKEN), called, &params);
+    let response = app
+        .post_raw(
+            "/twilio/status",
+            encode(&params),
+            &[("Content-Type", FORM), ("X-Twilio-Signature", &signature)],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let message = app.message_json(&sid).await;
+    assert_eq!(message["status"], "delivered");
+    assert_eq!(event_statuses(&message), ["queued", "delivered"]);
+
+    // A caller's own StatusCallback is passed on unchanged.
+    let own = json!({"to": "+15005550009", "from": "+15005550006", "body": "x", "status_callback": "https://mine.example/cb"});
+    assert_eq!(app.post_json("/v1/messages", &own).await.status(), 201);
+    let requests = twilio.received_requests().await.expect("requests");
+    assert!(form_of(&requests[1])
+        .contains(&("StatusCallback".into(), "https://mine.example/cb".into())));
+}
+
+#[tokio::test]
+async fn every_validation_rule_answers_422_naming_the_parameter_and_sends_nothing() {
+    let twilio = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(created(&new_sid()))
+        .expect(0)
+        .mount(&twilio)
+        .await;
+    let app = twilio_app(&twilio, vec![]).await;
+    let with = |extra: Value| {
+        let mut body = hello();
+        for (k, v) in extra.as_object().expect("object") {
+            if v.is_null() {
+                body.as_object_mut().expect("object").remove(k);
+            } else {
+                body[k] = v.clone();
+            }
+        }
+        body
+    };
+    let media: Vec<String> = (0..11)
+        .map(|i| format!("https://cdn.example.com/{i}.png"))
+        .collect();
+    let cases = [
+        (with(json!({"to": ""})), "To"),
+        (with(json!({"from": null})), "From"),
+        (
+            with(json!({"messaging_service_sid": "MG0123456789abcdef0123456789abcdef"})),
+            "From",
+        ),
+        (with(json!({"body": null})), "Body"),
+        (with(json!({"body": "x".repeat(1601)})), "Body"),
+        (with(json!({"media_url": media})), "MediaUrl"),
+        (
+            with(json!({"media_url": ["ftp://cdn.example.com/a.png"]})),
+            "MediaUrl",
+        ),
+        (
+            with(json!({"from": null, "messaging_service_sid": "MG123"})),
+            "MessagingServiceSid",
+        ),
+        (with(json!({"content_sid": "HXnothex"})), "ContentSid"),
+        (with(json!({"application_sid": "AP0123"})), "ApplicationSid"),
+        (with(json!({"validity_period": 0})), "ValidityPeriod"),
+        (with(json!({"validity_period": 36001})), "ValidityPeriod"),
+        (
+            with(json!({"content_retention": "keep"})),
+            "ContentRetention",
+        ),
+        (
+            with(json!({"address_retention": "retain-all"})),
+            "AddressRetention",
+        ),
+        (with(json!({"traffic_type": "paid"})), "TrafficType"),
+        (with(json!({"risk_check": "maybe"})), "RiskCheck"),
+        (
+            with(json!({"schedule_type": "later", "send_at": "2026-12-01T09:00:00Z"})),
+            "ScheduleType",
+        ),
+        (
+            with(json!({"send_at": "2026-12-01T09:00:00Z"})),
+            "ScheduleType",
+        ),
+        (with(json!({"schedule_type": "fixed"})), "SendAt"),
+        (
+            with(json!({"schedule_type": "fixed", "send_at": "tomorrow"})),
+            "SendAt",
+        ),
+        (
+            with(json!({"schedule_type": "fixed", "send_at": "2026-12-01T09:00:00Z"})),
+            "MessagingServiceSid",
+        ),
+        (
+            with(json!({"content_variables": "{\"1\":\"x\"}"})),
+            "ContentVariables",
+        ),
+        (with(json!({"shorten_urls": true})), "ShortenUrls"),
+        (
+            with(json!({"status_callback": "not a url"})),
+            "StatusCallback",
+        ),
+        (with(json!({"attempt": 0})), "Attempt"),
+    ];
+    for (body, parameter) in cases {
+        let response = app.post_json("/v1/messages", &body).await;
+        assert_eq!(response.status(), 422, "{parameter}: {body}");
+        let answer: Value = response.json().await.expect("json");
+        assert_eq!(answer["parameter"], parameter, "{body}");
+    }
+    for (body, field) in [
+        (json!({"from": "+15005550006", "body": "x"}), "to"),
+        (with(json!({"colour": "blue"})), "colour"),
+        (with(json!({"validity_period": "ten"})), "invalid type"),
+    ] {
+        let response = app.post_json("/v1/messages", &body).await;
+        assert_eq!(response.status(), 400, "{body}");
+        let answer: Value = response.json().await.expect("json");
+        assert!(
+            answer["error"].as_str().unwrap_or_default().contains(field),
+            "{answer}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_429_is_retried_after_its_retry_after_and_a_503_with_backoff() {
+    for (status, failures) in [(429, 1), (503, 2)] {
+        let twilio = MockServer::start().await;
+        let mut failure = ResponseTemplate::new(status).set_body_json(json!({"code": 20429, "message": "Too Many Requests", "more_info": "https://www.twilio.com/docs/errors/20429", "status": status}));
+        if status == 429 {
+            failure = failure.insert_header("Retry-After", "1");
+        }
+        Mock::given(method("POST"))
+            .respond_with(failure)
+            .up_to_n_times(failures)
+            .with_priority(1)
+            .mount(&twilio)
+            .await;
+        let sid = new_sid();
+        Mock::given(method("POST"))
+            .respond_with(created(&sid))
+            .with_priority(2)
+            .mount(&twilio)
+            .await;
+        let app = twilio_app(&twilio, vec![]).await;
+
+        let started = std::time::Instant::now();
+        let response = app.post_json("/v1/messages", &hello()).await;
+
+        assert_eq!(response.status(), 201, "after {failures} × {status}");
+        let requests = twilio.received_requests().await.expect("requests");
+        assert_eq!(requests.len() as u64, failures + 1);
+        if status == 429 {
+            assert!(
+                started.elapsed() >= Duration::from_secs(1),
+                "Retry-After was not honoured"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn twilios_error_is_passed_on_and_not_retried() {
+    let twilio = MockServer::start().await;
+    let error = json!({"code": 21211, "message": "The 'To' number +15005550001 is not a valid phone number.", "more_info": "https://www.twilio.com/docs/errors/21211", "status": 400});
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(error.clone()))
+        .expect(1)
+        .mount(&twilio)
+        .await;
+    let app = twilio_app(&twilio, vec![]).await;
+
+    let response = app.post_json("/v1/messages", &hello()).await;
+
+    assert_eq!(response.status(), 502);
+    let body: Value = response.json().await.expect("json");
+    for field in ["code", "message", "more_info", "status"] {
+        assert_eq!(body[field], error[field], "{field}");
+    }
+}
+
+#[tokio::test]
+async fn a_twilio_that_does_not_answer_in_time_gives_a_504_without_a_retry() {
+    let twilio = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(created(&new_sid()).set_delay(Duration::from_secs(3)))
+        .expect(1)
+        .mount(&twilio)
+        .await;
+    let app = twilio_app(&twilio, vec![("STATUSHOOK_TWILIO_TIMEOUT", "300ms".into())]).await;
+    let response = app.post_json("/v1/messages", &hello()).await;
+    assert_eq!(response.status(), 504);
+}
+
+#[tokio::test]
+async fn sending_without_twilio_credentials_is_a_503_saying_so() {
+    let app = spawn_app_with(Settings::default()).await;
+    let response = app.post_json("/v1/messages", &hello()).await;
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.expect("json");
+    assert!(body["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("TWILIO_ACCOUNT_SID"));
+}
+
+fn send_command(twilio: &MockServer) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_statushook"));
+    command
+        .arg("send")
+        .env_clear()
+        .env("STATUSHOOK_PUBLIC_URL", "https://hooks.example.com")
+        .env("TWILIO_ACCOUNT_SID", ACCOUNT_SID)
+        .env("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
+        .env("TWILIO_API_BASE", twilio.uri());
+    command
+}
+
+#[tokio::test]
+async fn the_send_command_prints_the_created_message_or_twilios_error() {
+    let twilio = MockServer::start().await;
+    let sid = new_sid();
+    Mock::given(method("POST"))
+        .respond_with(created(&sid))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&twilio)
+        .await;
+    let error = json!({"code": 21610, "message": "Attempt to send to unsubscribed recipient", "more_info": "https://www.twilio.com/docs/errors/21610", "status": 400});
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(error))
+        .with_priority(2)
+        .mount(&twilio)
+        .await;
+
+    let args = [
+        "--to",
+        "+15005550009",
+        "--from",
+        "+15005550006",
+        "--media-url",
+        "https://cdn.example.com/a.png",
+        "--media-url",
+        "https://cdn.example.com/b.png",
+        "--send-as-mms",
+        "true",
+        "--validity-period",
+        "60",
+    ];
+    let ok = tokio::task::spawn_blocking({
+        let mut command = send_command(&twilio);
+        command.args(args);
+        move || command.output()
+    })
+    .await
+    .expect("joined")
+    .expect("runs");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&ok.stdout).expect("JSON on stdout");
+    assert_eq!(printed["sid"], sid.as_str());
+    let requests = twilio.received_requests().await.expect("requests");
+    let form = form_of(&requests[0]);
+    assert_eq!(form.iter().filter(|(k, _)| k == "MediaUrl").count(), 2);
+    assert!(form.contains(&("SendAsMms".into(), "true".into())));
+    assert!(form.contains(&("StatusCallback".into(), DEFAULT_CALLBACK.into())));
+
+    let failed = tokio::task::spawn_blocking({
+        let mut command = send_command(&twilio);
+        command.args(args);
+        move || command.output()
+    })
+    .await
+    .expect("joined")
+    .expect("runs");
+    assert_eq!(failed.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        stderr.contains("21610") && stderr.contains("unsubscribed recipient"),
+        "{stderr}"
+    );
+
+    let invalid = send_command(&twilio)
+        .args(["--to", "+15005550009", "--body", "x"])
+        .output()
+        .expect("runs");
+    assert_eq!(invalid.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&invalid.stderr).contains("From"));
+    assert_eq!(
+        twilio.received_requests().await.expect("requests").len(),
+        2,
+        "the invalid send reached Twilio"
+    );
+}
