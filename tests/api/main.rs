@@ -3,6 +3,7 @@ mod health;
 mod helpers;
 mod listing;
 mod lookup;
+mod prism;
 mod sender;
 mod status_callback;
 mod store_model;
