@@ -64,12 +64,16 @@ impl Application {
             twilio,
             status_callback: config.status_callback(),
         });
-        let server =
-            HttpServer::new(move || App::new().app_data(state.clone()).configure(routes_table))
-                .listen(listener)?
-                // SIGTERM stops accepting, then waits this long for in-flight requests.
-                .shutdown_timeout(30)
-                .run();
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(from_fn(crate::telemetry::log_request))
+                .app_data(state.clone())
+                .configure(routes_table)
+        })
+        .listen(listener)?
+        // SIGTERM stops accepting, then waits this long for in-flight requests.
+        .shutdown_timeout(30)
+        .run();
         Ok(Application {
             port,
             server,
