@@ -38,6 +38,7 @@ Secrets and Twilio settings are read from the environment only:
   TWILIO_API_BASE               base URL of the Twilio REST API [default: https://api.twilio.com]
   STATUSHOOK_RECONCILE_AFTER    age at which a non-final message is fetched from Twilio [default: 15m]
   STATUSHOOK_CALLBACK_OVERRIDES connection overrides appended to the StatusCallback [default: #rc=5&rp=ct,rt,5xx]
+  STATUSHOOK_RECONCILE_RATE     most Fetch Message requests a second by the reconciler [default: 5]
   STATUSHOOK_TWILIO_TIMEOUT     how long one request to Twilio's API may take [default: 15s]
   STATUSHOOK_LOG_FORMAT         text (default) or json; RUST_LOG sets the level";
 
@@ -145,6 +146,8 @@ pub struct Config {
     /// Present when TWILIO_ACCOUNT_SID is set: enables sending and reconciling.
     pub twilio: Option<TwilioCredentials>,
     pub reconcile_after: Duration,
+    /// Fetches a second, at most.
+    pub reconcile_rate: f64,
     pub callback_overrides: String,
     pub twilio_timeout: Duration,
 }
@@ -228,6 +231,7 @@ impl Config {
             },
             twilio: twilio_credentials(&get)?,
             reconcile_after,
+            reconcile_rate: reconcile_rate(&get)?,
             callback_overrides: callback_overrides(&get)?,
             twilio_timeout: twilio_timeout(&get)?,
         })
@@ -254,6 +258,22 @@ fn callback_overrides(get: &impl Fn(&str) -> Option<String>) -> Result<String, C
     } else {
         overrides
     })
+}
+
+fn reconcile_rate(get: &impl Fn(&str) -> Option<String>) -> Result<f64, ConfigError> {
+    let Some(raw) = get("STATUSHOOK_RECONCILE_RATE") else {
+        return Ok(5.0);
+    };
+    raw.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|rate| rate.is_finite() && *rate > 0.0)
+        .ok_or_else(|| {
+            ConfigError::malformed(
+                "STATUSHOOK_RECONCILE_RATE",
+                "must be a positive number of requests a second",
+            )
+        })
 }
 
 fn twilio_timeout(get: &impl Fn(&str) -> Option<String>) -> Result<Duration, ConfigError> {

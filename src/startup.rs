@@ -11,6 +11,7 @@ use anyhow::Context;
 
 use crate::config::{Config, PublicUrl, Secret};
 use crate::metrics::Metrics;
+use crate::reconciler::Reconciler;
 use crate::routes;
 use crate::sender::{RetryPolicy, TwilioClient};
 use crate::signature::Keys;
@@ -55,6 +56,16 @@ impl Application {
             Some(credentials) => Some(TwilioClient::new(credentials, retry)?),
             None => None,
         };
+        if let Some(client) = &twilio {
+            let reconciler = Reconciler::new(
+                store.clone(),
+                client.clone(),
+                Arc::clone(&metrics),
+                config.reconcile_after,
+                config.reconcile_rate,
+            );
+            tokio::spawn(reconciler.run());
+        }
         let state = web::Data::new(AppState {
             store: store.clone(),
             public_url: config.public_url.clone(),

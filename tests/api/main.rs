@@ -4,6 +4,7 @@ mod helpers;
 mod listing;
 mod lookup;
 mod prism;
+mod reconciler;
 mod sender;
 mod status_callback;
 mod store_model;
