@@ -24,6 +24,24 @@ enum Command {
     /// Send one message through Twilio with statushook's callback registered; prints the
     /// created message as JSON.
     Send(Box<SendArgs>),
+    /// Write every message with its events as JSON lines or CSV (with the service stopped,
+    /// or from a copy of the data folder).
+    Export(ExportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ExportArgs {
+    /// The sled database folder.
+    #[arg(long, env = "STATUSHOOK_DATA_DIR", default_value = "./statushook-data")]
+    data_dir: std::path::PathBuf,
+    /// Only messages last updated at or after this RFC 3339 time.
+    #[arg(long)]
+    since: Option<String>,
+    #[arg(long, value_enum, default_value = "jsonl")]
+    format: crate::export::Format,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    output: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -45,6 +63,7 @@ impl Cli {
         match self.command {
             Command::Serve(args) => serve(&args),
             Command::Send(args) => send(*args),
+            Command::Export(args) => export(&args),
         }
     }
 }
@@ -127,6 +146,66 @@ fn send(args: SendArgs) -> ExitCode {
         }
         Err(error) => {
             eprintln!("statushook: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn export(args: &ExportArgs) -> ExitCode {
+    let since = match args
+        .since
+        .as_deref()
+        .map(crate::domain::Timestamp::parse_rfc3339)
+        .transpose()
+    {
+        Ok(since) => since,
+        Err(problem) => {
+            eprintln!("statushook: --since: {problem}");
+            return ExitCode::from(CONFIG_ERROR);
+        }
+    };
+    if !args.data_dir.exists() {
+        eprintln!(
+            "statushook: --data-dir: {} does not exist",
+            args.data_dir.display()
+        );
+        return ExitCode::from(CONFIG_ERROR);
+    }
+    let store = match crate::store::Store::open(&args.data_dir, Box::new(|_| {})) {
+        Ok(store) => store,
+        Err(error) => {
+            eprintln!(
+                "statushook: cannot open the store in {} ({error}); if statushook serve is running on it, stop it or export from a copy",
+                args.data_dir.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let written = match &args.output {
+        Some(path) => std::fs::File::create(path)
+            .map_err(crate::export::ExportError::from)
+            .and_then(|file| {
+                crate::export::export(
+                    &store,
+                    since,
+                    args.format,
+                    &mut std::io::BufWriter::new(file),
+                )
+            }),
+        None => crate::export::export(
+            &store,
+            since,
+            args.format,
+            &mut std::io::BufWriter::new(std::io::stdout().lock()),
+        ),
+    };
+    match written {
+        Ok(count) => {
+            eprintln!("statushook: exported {count} messages");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("statushook: export failed: {error}");
             ExitCode::FAILURE
         }
     }

@@ -14,7 +14,7 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse, ResponseError};
 
 pub use health::{healthz, metrics, readyz};
-pub use messages::{get_message, list_messages, send_message};
+pub use messages::{get_message, list_messages, send_message, MessageView};
 pub use stats::stats;
 pub use status_callback::{status_callback, MAX_BODY as MAX_CALLBACK_BODY};
 

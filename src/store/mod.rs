@@ -129,19 +129,10 @@ impl Store {
 
     /// A message and its history, or `None` if no event of it was ever stored.
     pub fn message(&self, sid: &MessageSid) -> Result<Option<StoredMessage>, StoreError> {
-        let Some(value) = self.trees.data.get(record::record_key(sid))? else {
-            return Ok(None);
-        };
-        let (record, events) = decode_record(&value)?;
-        let events = decode_events(events)?
-            .into_iter()
-            .map(|event| event.unpack(sid, &record))
-            .collect();
-        Ok(Some(StoredMessage {
-            sid: sid.clone(),
-            record,
-            events,
-        }))
+        match self.trees.data.get(record::record_key(sid))? {
+            Some(value) => Ok(Some(stored_message(sid.clone(), &value)?)),
+            None => Ok(None),
+        }
     }
 
     /// Bytes the database takes on disk.
@@ -336,4 +327,31 @@ impl Store {
         }
         Ok(report)
     }
+}
+
+impl Store {
+    /// Every message with its history, in SID order. A full scan, for export.
+    pub fn messages(&self) -> impl Iterator<Item = Result<StoredMessage, StoreError>> + '_ {
+        self.trees.data.scan_prefix(b"m").map(|entry| {
+            let (key, value) = entry?;
+            let sid =
+                std::str::from_utf8(&key[1..]).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let sid = MessageSid::parse(sid).map_err(StoreError::Corrupt)?;
+            stored_message(sid, &value)
+        })
+    }
+}
+
+/// A message's value decoded whole: record and unpacked events.
+fn stored_message(sid: MessageSid, value: &[u8]) -> Result<StoredMessage, StoreError> {
+    let (record, events) = decode_record(value)?;
+    let events = decode_events(events)?
+        .into_iter()
+        .map(|event| event.unpack(&sid, &record))
+        .collect();
+    Ok(StoredMessage {
+        sid,
+        record,
+        events,
+    })
 }

@@ -3,12 +3,16 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::process::Stdio;
+
 use reqwest::Response;
 use serde_json::Value;
 use statushook::config::{Config, Secret, ServeArgs};
 use statushook::signature;
 use statushook::startup::Application;
 use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
 
 pub const AUTH_TOKEN: &str = "test-auth-token-0123456789abcdef";
 pub const API_TOKEN: &str = "test-api-token";
@@ -193,4 +197,37 @@ pub fn event_statuses(message: &Value) -> Vec<String> {
         .iter()
         .map(|event| event["status"].as_str().expect("a status").to_owned())
         .collect()
+}
+
+pub const PUBLIC_URL: &str = "https://hooks.example.com";
+
+/// Starts the real binary on port 0 and reads the port it logged.
+pub async fn start_binary(data_dir: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_statushook"))
+        .arg("serve")
+        .env("STATUSHOOK_LISTEN", "127.0.0.1:0")
+        .env("STATUSHOOK_DATA_DIR", data_dir)
+        .env("STATUSHOOK_PUBLIC_URL", PUBLIC_URL)
+        .env("STATUSHOOK_API_TOKEN", API_TOKEN)
+        .env("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
+        .env("STATUSHOOK_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    while let Some(line) = lines.next_line().await.expect("readable stderr") {
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if entry["message"] == "listening" {
+            let port = entry["port"].as_u64().expect("a port");
+            // Keep draining the log so the child never blocks on a full pipe.
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return (child, format!("http://127.0.0.1:{port}"));
+        }
+    }
+    panic!("the binary exited before listening");
 }

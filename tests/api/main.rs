@@ -1,6 +1,7 @@
 mod crash;
 mod health;
 mod helpers;
+mod lifecycle;
 mod listing;
 mod lookup;
 mod prism;

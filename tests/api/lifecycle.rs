@@ -1,0 +1,144 @@
+//! The real binary's life: SIGTERM drains and flushes, then `export` gives back every record.
+
+use std::collections::HashMap;
+
+use futures_util::future::join_all;
+use serde_json::Value;
+
+use crate::helpers::{
+    callback, encode, new_sid, start_binary, with, API_TOKEN, AUTH_TOKEN, FORM, PUBLIC_URL,
+};
+
+/// The answer's status, or `None` when the connection was refused or closed unanswered.
+async fn post(client: &reqwest::Client, address: &str, params: &[(String, String)]) -> Option<u16> {
+    let url = format!("{PUBLIC_URL}/twilio/status");
+    let signature = statushook::signature::sign_sha1(
+        &statushook::config::Secret::new(AUTH_TOKEN),
+        &url,
+        params,
+    );
+    client
+        .post(format!("{address}/twilio/status"))
+        .header("Content-Type", FORM)
+        .header("X-Twilio-Signature", signature)
+        .body(encode(params))
+        .send()
+        .await
+        .ok()
+        .map(|response| response.status().as_u16())
+}
+
+fn export(data: &std::path::Path, format: &str) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_statushook"))
+        .args(["export", "--format", format])
+        .env_clear()
+        .env("STATUSHOOK_DATA_DIR", data)
+        .output()
+        .expect("export runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8")
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_exits_0_and_export_round_trips_every_record() {
+    let data = tempfile::tempdir().expect("a temporary folder");
+    let (mut child, address) = start_binary(data.path()).await;
+    let client = reqwest::Client::new();
+
+    let sids: Vec<String> = (0..60).map(|_| new_sid()).collect();
+    for (i, sid) in sids.iter().enumerate() {
+        let last = match i % 3 {
+            0 => with(callback(sid, "undelivered"), "ErrorCode", "30003"),
+            1 => with(
+                callback(sid, "delivered"),
+                "Note",
+                "comma, \"quote\"\nand newline",
+            ),
+            _ => callback(sid, "read"),
+        };
+        assert_eq!(
+            post(&client, &address, &callback(sid, "sent")).await,
+            Some(200)
+        );
+        assert_eq!(post(&client, &address, &last).await, Some(200));
+    }
+    let mut shown = HashMap::new();
+    for sid in &sids {
+        let response = client
+            .get(format!("{address}/v1/messages/{sid}"))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .expect("answered");
+        shown.insert(sid.clone(), response.json::<Value>().await.expect("json"));
+    }
+
+    // Callbacks in flight when SIGTERM arrives: the ones already accepted are answered, the
+    // rest are refused (never acknowledged); the process exits 0 with every 200 on disk.
+    let in_flight: Vec<_> = (0..20).map(|_| new_sid()).collect();
+    let requests = join_all(in_flight.iter().map(|sid| {
+        let params = callback(sid, "queued");
+        let (client, address) = (client.clone(), address.clone());
+        async move { post(&client, &address, &params).await }
+    }));
+    let pid = child.id().expect("a pid").to_string();
+    let (answers, killed) = tokio::join!(requests, async {
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs")
+    });
+    assert!(killed.success());
+    let status = child.wait().await.expect("exits");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "SIGTERM must end the service cleanly"
+    );
+    let acknowledged: Vec<&String> = in_flight
+        .iter()
+        .zip(&answers)
+        .filter(|(_, code)| **code == Some(200))
+        .map(|(sid, _)| sid)
+        .collect();
+
+    let jsonl = export(data.path(), "jsonl");
+    let exported: HashMap<String, Value> = jsonl
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("a JSON line"))
+        .map(|message| (message["sid"].as_str().expect("sid").to_owned(), message))
+        .collect();
+    for (sid, message) in &shown {
+        assert_eq!(
+            exported.get(sid),
+            Some(message),
+            "{sid} exported as the API showed it"
+        );
+    }
+    for sid in acknowledged {
+        assert!(
+            exported.contains_key(sid),
+            "{sid} was acknowledged during shutdown but is not on disk"
+        );
+    }
+
+    let csv = export(data.path(), "csv");
+    let mut reader = csv.lines();
+    assert!(reader
+        .next()
+        .is_some_and(|header| header.starts_with("sid,account_sid,from,to")));
+    let events: usize = exported
+        .values()
+        .map(|m| m["events"].as_array().map_or(0, Vec::len))
+        .sum();
+    let quoted_newlines = csv.matches("\nand newline").count();
+    assert_eq!(
+        csv.lines().count() - 1 - quoted_newlines,
+        events,
+        "one CSV row per event"
+    );
+}
