@@ -27,6 +27,31 @@ enum Command {
     /// Write every message with its events as JSON lines or CSV (with the service stopped,
     /// or from a copy of the data folder).
     Export(ExportArgs),
+    /// Play Twilio: post realistic, signed callback sequences for N messages to an endpoint
+    /// and print each message's plan as a JSON line (TWILIO_AUTH_TOKEN signs them).
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SimulateArgs {
+    /// The endpoint to post to, e.g. http://127.0.0.1:8080/twilio/status.
+    #[arg(long)]
+    url: String,
+    /// The URL to sign, as Twilio would call it ({PUBLIC_URL}/twilio/status); defaults to --url.
+    #[arg(long)]
+    signed_url: Option<String>,
+    /// How many messages.
+    #[arg(long, default_value_t = 100)]
+    messages: usize,
+    /// Callbacks a second.
+    #[arg(long, default_value_t = 50.0)]
+    rate: f64,
+    /// Seed of the plan; the same seed makes the same plan.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Callbacks in flight at once, at most.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -64,6 +89,7 @@ impl Cli {
             Command::Serve(args) => serve(&args),
             Command::Send(args) => send(*args),
             Command::Export(args) => export(&args),
+            Command::Simulate(args) => simulate(args),
         }
     }
 }
@@ -208,5 +234,55 @@ fn export(args: &ExportArgs) -> ExitCode {
             eprintln!("statushook: export failed: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn simulate(args: SimulateArgs) -> ExitCode {
+    use crate::simulate::{plan, run, Options};
+    let Some(token) = std::env::var("TWILIO_AUTH_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+    else {
+        eprintln!(
+            "statushook: TWILIO_AUTH_TOKEN: is required but not set (it signs the callbacks)"
+        );
+        return ExitCode::from(CONFIG_ERROR);
+    };
+    if !(args.rate > 0.0) {
+        eprintln!("statushook: --rate: must be a positive number of callbacks a second");
+        return ExitCode::from(CONFIG_ERROR);
+    }
+    let options = Options {
+        signed_url: args.signed_url.unwrap_or_else(|| args.url.clone()),
+        url: args.url,
+        token: crate::config::Secret::new(token),
+        messages: args.messages,
+        rate: args.rate,
+        seed: args.seed.unwrap_or_else(|| fastrand::u64(..)),
+        concurrency: args.concurrency,
+    };
+    let planned = plan(&options);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("statushook: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = runtime.block_on(run(&options, &planned));
+    for message in &planned {
+        println!("{}", serde_json::to_string(message).unwrap_or_default());
+    }
+    eprintln!(
+        "statushook: {} callbacks for {} messages in {:.1}s (seed {}): {} answered 200, {} refused, {} unanswered",
+        report.callbacks, planned.len(), report.seconds, options.seed, report.answered_200, report.refused, report.failed
+    );
+    if report.answered_200 == report.callbacks {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

@@ -7,6 +7,7 @@ pub mod reconciler;
 pub mod routes;
 pub mod sender;
 pub mod signature;
+pub mod simulate;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

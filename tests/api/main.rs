@@ -7,5 +7,6 @@ mod lookup;
 mod prism;
 mod reconciler;
 mod sender;
+mod simulate;
 mod status_callback;
 mod store_model;

@@ -1,0 +1,195 @@
+//! `statushook simulate`: plays Twilio against a status-callback endpoint.
+//!
+//! It makes realistic, correctly signed callback sequences for a number of messages —
+//! queued → sent → delivered (some read), undelivered or failed with real error codes —
+//! then duplicates some callbacks (with the same idempotency token, as Twilio's retries
+//! do), shuffles the order of some messages, interleaves all messages, and posts them at a
+//! chosen rate. Each message's plan is printed as a JSON line: what it sent and the status
+//! the message must end in. Useful to try statushook locally and for load tests.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{self, StreamExt};
+use serde::Serialize;
+
+use crate::config::Secret;
+use crate::signature;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where to post, e.g. `http://127.0.0.1:8080/twilio/status`.
+    pub url: String,
+    /// The URL to sign: the one Twilio would call, `{PUBLIC_URL}/twilio/status`.
+    pub signed_url: String,
+    pub token: Secret,
+    pub messages: usize,
+    /// Callbacks a second.
+    pub rate: f64,
+    pub seed: u64,
+    pub concurrency: usize,
+}
+
+/// One simulated message: what is sent for it, and where it must end.
+#[derive(Debug, Clone, Serialize)]
+pub struct Planned {
+    pub sid: String,
+    pub final_status: &'static str,
+    pub error_code: Option<u32>,
+    /// Statuses in the order they are posted, duplicates included.
+    pub sent: Vec<&'static str>,
+    #[serde(skip)]
+    callbacks: Vec<Callback>,
+}
+
+#[derive(Debug, Clone)]
+struct Callback {
+    params: Vec<(String, String)>,
+    token: String,
+}
+
+/// What the endpoint answered.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Report {
+    pub callbacks: usize,
+    pub answered_200: usize,
+    pub refused: usize,
+    pub failed: usize,
+    pub seconds: f64,
+}
+
+const UNDELIVERED_CODES: &[u32] = &[30003, 30005, 30006, 30007];
+const FAILED_CODES: &[u32] = &[30008, 21610, 30032];
+
+/// Makes the plan: deterministic for a seed.
+pub fn plan(options: &Options) -> Vec<Planned> {
+    let mut rng = fastrand::Rng::with_seed(options.seed);
+    let run = rng.u32(..);
+    (0..options.messages)
+        .map(|n| {
+            let sid = format!("SM{run:08x}{:024x}", n);
+            let roll = rng.u32(0..100);
+            let (path, error_code): (&[&'static str], Option<u32>) = match roll {
+                0..=69 => (&["queued", "sent", "delivered"], None),
+                70..=79 => (&["queued", "sent", "delivered", "read"], None),
+                80..=89 => (
+                    &["queued", "sent", "undelivered"],
+                    Some(UNDELIVERED_CODES[rng.usize(..UNDELIVERED_CODES.len())]),
+                ),
+                _ => (
+                    &["queued", "failed"],
+                    Some(FAILED_CODES[rng.usize(..FAILED_CODES.len())]),
+                ),
+            };
+            let to = format!("+1555{:07}", rng.u32(0..10_000_000));
+            let mut sent: Vec<&'static str> = path.to_vec();
+            // Out of order: Twilio gives no ordering guarantee between callbacks.
+            if rng.u32(0..100) < 15 {
+                rng.shuffle(&mut sent);
+            }
+            let mut callbacks: Vec<Callback> = sent
+                .iter()
+                .enumerate()
+                .map(|(i, status)| {
+                    let error = if Some(*status) == path.last().copied() {
+                        error_code
+                    } else {
+                        None
+                    };
+                    Callback {
+                        params: params(&sid, status, error, &to),
+                        token: format!("{sid}-{i}"),
+                    }
+                })
+                .collect();
+            // Duplicates: a retried delivery repeats the callback and its token.
+            for i in 0..callbacks.len() {
+                if rng.u32(0..100) < 10 {
+                    callbacks.push(callbacks[i].clone());
+                    sent.push(sent[i]);
+                }
+            }
+            Planned {
+                sid,
+                final_status: path[path.len() - 1],
+                error_code,
+                sent,
+                callbacks,
+            }
+        })
+        .collect()
+}
+
+fn params(sid: &str, status: &str, error: Option<u32>, to: &str) -> Vec<(String, String)> {
+    let mut params: Vec<(String, String)> = [
+        ("SmsSid", sid),
+        ("SmsStatus", status),
+        ("MessageStatus", status),
+        ("To", to),
+        ("MessagingServiceSid", "MG0123456789abcdef0123456789abcdef"),
+        ("MessageSid", sid),
+        ("AccountSid", "AC0123456789abcdef0123456789abcdef"),
+        ("From", "+15005550006"),
+        ("ApiVersion", "2010-04-01"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    if let Some(error) = error {
+        params.push(("ErrorCode".into(), error.to_string()));
+    }
+    if matches!(status, "delivered" | "undelivered" | "failed") {
+        params.push(("RawDlrDoneDate".into(), "2611260900".into()));
+    }
+    params
+}
+
+/// Posts every planned callback, messages interleaved, at the chosen rate.
+pub async fn run(options: &Options, plan: &[Planned]) -> Report {
+    // Round-robin across messages: the i-th callback of every message, then the next.
+    let longest = plan.iter().map(|p| p.callbacks.len()).max().unwrap_or(0);
+    let order: Vec<&Callback> = (0..longest)
+        .flat_map(|i| plan.iter().filter_map(move |p| p.callbacks.get(i)))
+        .collect();
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let pace = Duration::from_secs_f64(1.0 / options.rate.max(0.001));
+    let options = Arc::new(options.clone());
+    let answers: Vec<Option<u16>> = stream::iter(order.into_iter().enumerate())
+        .map(|(i, callback)| {
+            let (client, options) = (client.clone(), Arc::clone(&options));
+            async move {
+                // Start times are paced; answers may overlap up to the concurrency.
+                let due = started + pace.mul_f64(i as f64);
+                tokio::time::sleep_until(due.into()).await;
+                let signature =
+                    signature::sign_sha1(&options.token, &options.signed_url, &callback.params);
+                let body = form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(&callback.params)
+                    .finish();
+                client
+                    .post(&options.url)
+                    .header("Content-Type", "application/x-www-form-urlencoded")
+                    .header("X-Twilio-Signature", signature)
+                    .header("I-Twilio-Idempotency-Token", &callback.token)
+                    .body(body)
+                    .send()
+                    .await
+                    .ok()
+                    .map(|response| response.status().as_u16())
+            }
+        })
+        .buffer_unordered(options.concurrency.max(1))
+        .collect()
+        .await;
+    Report {
+        callbacks: answers.len(),
+        answered_200: answers.iter().filter(|a| **a == Some(200)).count(),
+        refused: answers
+            .iter()
+            .filter(|a| a.is_some_and(|code| code != 200))
+            .count(),
+        failed: answers.iter().filter(|a| a.is_none()).count(),
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
