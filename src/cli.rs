@@ -248,7 +248,7 @@ fn simulate(args: SimulateArgs) -> ExitCode {
         );
         return ExitCode::from(CONFIG_ERROR);
     };
-    if !(args.rate > 0.0) {
+    if !args.rate.is_finite() || args.rate <= 0.0 {
         eprintln!("statushook: --rate: must be a positive number of callbacks a second");
         return ExitCode::from(CONFIG_ERROR);
     }
