@@ -30,6 +30,15 @@ enum Command {
     /// Play Twilio: post realistic, signed callback sequences for N messages to an endpoint
     /// and print each message's plan as a JSON line (TWILIO_AUTH_TOKEN signs them).
     Simulate(SimulateArgs),
+    /// Exit 0 if the local service answers /healthz (for container health checks).
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct HealthcheckArgs {
+    /// The address the service listens on.
+    #[arg(long, env = "STATUSHOOK_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -90,6 +99,7 @@ impl Cli {
             Command::Send(args) => send(*args),
             Command::Export(args) => export(&args),
             Command::Simulate(args) => simulate(args),
+            Command::Healthcheck(args) => healthcheck(&args),
         }
     }
 }
@@ -284,5 +294,43 @@ fn simulate(args: SimulateArgs) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+fn healthcheck(args: &HealthcheckArgs) -> ExitCode {
+    // A service bound to every interface is asked on loopback.
+    let address = args
+        .listen
+        .replace("0.0.0.0", "127.0.0.1")
+        .replace("[::]", "[::1]");
+    let url = format!("http://{address}/healthz");
+    let answered = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| error.to_string())
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                let client = reqwest::Client::builder()
+                    .timeout(std::time::Duration::from_secs(3))
+                    .build()
+                    .map_err(|error| error.to_string())?;
+                let response = client
+                    .get(&url)
+                    .send()
+                    .await
+                    .map_err(|error| error.to_string())?;
+                Ok(response.status().is_success())
+            })
+        });
+    match answered {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("statushook: {url} is not healthy");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("statushook: {url}: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
