@@ -20,6 +20,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the service: receive callbacks, answer the API.
+    #[command(after_help = ENV_HELP)]
     Serve(ServeArgs),
     /// Send one message through Twilio with statushook's callback registered; prints the
     /// created message as JSON.

@@ -51,8 +51,8 @@ impl ResponseError for CallbackError {
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
         if let CallbackError::Unavailable(error) = self {
-            tracing::error!(%error, "callback not stored");
-            response.insert_header((header::RETRY_AFTER, "1"));
+            tracing::warn!(%error, "callback not stored; answered 503");
+            response.insert_header((header::RETRY_AFTER, "5"));
         }
         response
             .content_type("text/plain; charset=utf-8")

@@ -113,14 +113,14 @@ impl Store {
             reply,
         })
         .await?;
-        answer.await.map_err(|_| writer_gone())?
+        wait_for(answer).await
     }
 
     /// Writes and flushes a marker, proving the store takes writes.
     pub async fn probe(&self) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Probe { reply }).await?;
-        answer.await.map_err(|_| writer_gone())?
+        wait_for(answer).await
     }
 
     async fn send(&self, command: Command) -> Result<(), StoreError> {
@@ -207,6 +207,20 @@ fn decode_events(mut encoded: &[u8]) -> Result<Vec<record::EventRecord>, StoreEr
         events.push(event);
     }
     Ok(events)
+}
+
+/// How long a handler waits for the writer before answering 503. A write that completes
+/// later is stored all the same; the sender's retry is then a duplicate, which is harmless.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn wait_for<T>(answer: oneshot::Receiver<Result<T, StoreError>>) -> Result<T, StoreError> {
+    match tokio::time::timeout(WRITE_TIMEOUT, answer).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(writer_gone()),
+        Err(_) => Err(StoreError::Unavailable(
+            "the store did not answer in time".into(),
+        )),
+    }
 }
 
 fn writer_gone() -> StoreError {

@@ -57,6 +57,7 @@ pub fn spawn(
             let mut writer = Writer {
                 trees,
                 clock: Timestamp(0),
+                failed: None,
             };
             let mut group = Vec::with_capacity(MAX_GROUP);
             while let Some(first) = commands.blocking_recv() {
@@ -94,6 +95,11 @@ struct Writer {
     /// The last time handed out; arrival times are strictly increasing, so they order
     /// events and index entries without ties.
     clock: Timestamp,
+    /// The first storage error met. sled does not recover from an I/O error within the
+    /// process (a later write can block forever), so from then on every command is
+    /// answered with this error at once: callbacks get 503, `/readyz` fails, and the
+    /// orchestrator restarts the service, which recovers everything acknowledged.
+    failed: Option<StoreError>,
 }
 
 /// What one group writes.
@@ -108,6 +114,9 @@ struct GroupWrites {
 impl Writer {
     /// Applies a group, makes it durable, then answers every command in it.
     fn commit(&mut self, group: &mut Vec<Command>) -> Continue {
+        if let Some(error) = self.failed.clone() {
+            return refuse(group, &error);
+        }
         let mut next = Continue::Go;
         let mut writes = GroupWrites::default();
         let mut replies = Vec::with_capacity(group.len());
@@ -134,8 +143,15 @@ impl Writer {
             }
         }
         let result = self.write(writes);
-        if let Err(error) = &result {
-            tracing::error!(%error, "a group was not stored; its callbacks are answered 503");
+        let storage_error = result.as_ref().err().or_else(|| {
+            replies.iter().find_map(|reply| match reply {
+                Reply::Record(Err(error @ StoreError::Unavailable(_)), _) => Some(error),
+                _ => None,
+            })
+        });
+        if let Some(error) = storage_error {
+            tracing::error!(%error, "the store failed; every write is refused until a restart");
+            self.failed = Some(error.clone());
         }
         for reply in replies {
             // A handler that gave up waiting has dropped its receiver: nothing to tell it.
@@ -232,6 +248,26 @@ impl Writer {
         self.trees.db.flush()?;
         Ok(())
     }
+}
+
+/// Answers every command of a group with `error`, touching nothing.
+fn refuse(group: &mut Vec<Command>, error: &StoreError) -> Continue {
+    let mut next = Continue::Go;
+    for command in group.drain(..) {
+        match command {
+            Command::Record { reply, .. } => {
+                let _ = reply.send(Err(error.clone()));
+            }
+            Command::Probe { reply } => {
+                let _ = reply.send(Err(error.clone()));
+            }
+            Command::Shutdown { reply } => {
+                next = Continue::Stop;
+                let _ = reply.send(Err(error.clone()));
+            }
+        }
+    }
+    next
 }
 
 pub(super) fn count(counters: &mut HashMap<Vec<u8>, i64>, record: &MessageRecord, delta: i64) {

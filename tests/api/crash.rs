@@ -95,3 +95,62 @@ async fn every_acknowledged_callback_survives_kill_9() {
         acknowledged.len()
     );
 }
+
+#[tokio::test]
+async fn when_the_disk_refuses_writes_callbacks_get_503_and_nothing_acknowledged_is_lost() {
+    let data = tempfile::tempdir().expect("a temporary folder");
+    let (mut child, address) =
+        crate::helpers::start_binary_with_file_limit(data.path(), 3000).await;
+    let client = reqwest::Client::new();
+    let url = format!("{PUBLIC_URL}/twilio/status");
+    let token = statushook::config::Secret::new(AUTH_TOKEN);
+    let post = |sid: String| {
+        let params = callback(&sid, "delivered");
+        let signature = statushook::signature::sign_sha1(&token, &url, &params);
+        client
+            .post(format!("{address}/twilio/status"))
+            .header("Content-Type", FORM)
+            .header("X-Twilio-Signature", signature)
+            .body(encode(&params))
+            .send()
+    };
+
+    let mut acknowledged = Vec::new();
+    let mut refusal = None;
+    for _ in 0..50_000 {
+        let sid = new_sid();
+        let response = post(sid.clone()).await.expect("answered");
+        match response.status().as_u16() {
+            200 => acknowledged.push(sid),
+            503 => {
+                refusal = Some(response);
+                break;
+            }
+            other => panic!("unexpected answer {other}"),
+        }
+    }
+    let refusal = refusal.expect("the store filled up and refused a write");
+    assert!(refusal.headers().contains_key("retry-after"));
+    assert!(!acknowledged.is_empty());
+    // The failure sticks until a restart: later callbacks are refused, readiness fails.
+    assert_eq!(post(new_sid()).await.expect("answered").status(), 503);
+    let ready = client
+        .get(format!("{address}/readyz"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(ready.status(), 503);
+
+    child.start_kill().expect("stopped");
+    child.wait().await.expect("reaped");
+    let (_child, address) = start_binary(data.path()).await;
+    for sid in &acknowledged {
+        let response = client
+            .get(format!("{address}/v1/messages/{sid}"))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(response.status(), 200, "{sid} was acknowledged, then lost");
+    }
+}

@@ -203,8 +203,26 @@ pub const PUBLIC_URL: &str = "https://hooks.example.com";
 
 /// Starts the real binary on port 0 and reads the port it logged.
 pub async fn start_binary(data_dir: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_statushook"))
-        .arg("serve")
+    start(
+        Command::new(env!("CARGO_BIN_EXE_statushook")).arg("serve"),
+        data_dir,
+    )
+    .await
+}
+
+/// Starts the binary with its files limited to `kib` KiB (RLIMIT_FSIZE, SIGXFSZ ignored),
+/// so that the store's writes fail once its file reaches that size, as on a full disk.
+pub async fn start_binary_with_file_limit(data_dir: &std::path::Path, kib: u32) -> (Child, String) {
+    let script = format!("trap '' XFSZ; ulimit -f {kib}; exec \"$0\" serve");
+    start(
+        Command::new("bash").args(["-c", &script, env!("CARGO_BIN_EXE_statushook")]),
+        data_dir,
+    )
+    .await
+}
+
+async fn start(command: &mut Command, data_dir: &std::path::Path) -> (Child, String) {
+    let mut child = command
         .env("STATUSHOOK_LISTEN", "127.0.0.1:0")
         .env("STATUSHOOK_DATA_DIR", data_dir)
         .env("STATUSHOOK_PUBLIC_URL", PUBLIC_URL)

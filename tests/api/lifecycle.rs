@@ -142,3 +142,66 @@ async fn sigterm_drains_and_exits_0_and_export_round_trips_every_record() {
         "one CSV row per event"
     );
 }
+
+#[test]
+fn a_missing_or_malformed_setting_stops_start_up_with_one_line_naming_it_and_exit_code_2() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("STATUSHOOK_API_TOKEN", "a"), ("TWILIO_AUTH_TOKEN", "t")],
+            "STATUSHOOK_PUBLIC_URL",
+        ),
+        (
+            &[
+                ("STATUSHOOK_PUBLIC_URL", "https://h.example"),
+                ("TWILIO_AUTH_TOKEN", "t"),
+            ],
+            "STATUSHOOK_API_TOKEN",
+        ),
+        (
+            &[
+                ("STATUSHOOK_PUBLIC_URL", "https://h.example"),
+                ("STATUSHOOK_API_TOKEN", "a"),
+            ],
+            "TWILIO_AUTH_TOKEN",
+        ),
+        (
+            &[
+                ("STATUSHOOK_PUBLIC_URL", "h.example"),
+                ("STATUSHOOK_API_TOKEN", "a"),
+                ("TWILIO_AUTH_TOKEN", "t"),
+            ],
+            "STATUSHOOK_PUBLIC_URL",
+        ),
+    ];
+    for (env, name) in cases {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_statushook"))
+            .arg("serve")
+            .env_clear()
+            .envs(env.iter().copied())
+            .output()
+            .expect("runs");
+        assert_eq!(output.status.code(), Some(2), "{name}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(name), "{stderr}");
+        assert!(
+            !stderr.contains("\"t\"") && !stderr.contains("=a"),
+            "no secret in {stderr}"
+        );
+    }
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_statushook"))
+        .args(["serve", "--help"])
+        .output()
+        .expect("runs");
+    let help = String::from_utf8_lossy(&help.stdout);
+    for option in [
+        "--listen",
+        "--data-dir",
+        "--public-url",
+        "STATUSHOOK_API_TOKEN",
+        "TWILIO_AUTH_TOKEN_SECONDARY",
+        "STATUSHOOK_SHARED_KEYS",
+    ] {
+        assert!(help.contains(option), "--help lacks {option}");
+    }
+}
