@@ -108,6 +108,23 @@ fn main() -> anyhow::Result<()> {
             stats.push(timed(&client, &format!("{base}/v1/stats"), &token).await?.0);
         }
         report("GET /v1/stats", &mut stats);
+
+        // A window holding every message: whole hours from hourly counters, the rest from
+        // minutely counters and the index.
+        let since = chrono::Utc::now() - chrono::Duration::hours(24);
+        let since = since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let mut windowed = Vec::new();
+        for _ in 0..100 {
+            let (took, body) =
+                timed(&client, &format!("{base}/v1/stats?since={since}"), &token).await?;
+            anyhow::ensure!(
+                body["total"].as_u64() == Some(count),
+                "windowed total {}",
+                body["total"]
+            );
+            windowed.push(took);
+        }
+        report("GET /v1/stats?since=(24 h ago)", &mut windowed);
         Ok(())
     })
 }

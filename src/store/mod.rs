@@ -238,7 +238,14 @@ impl Store {
     /// All-time counts, from the counters the writer maintains with every commit.
     pub fn counts(&self) -> Result<Counts, StoreError> {
         let mut counts = Counts::default();
-        for entry in self.trees.data.scan_prefix(record::COUNTERS_PREFIX) {
+        let all_time = [
+            record::counter_key(record::STATUS_COUNTER, &[]),
+            record::counter_key(record::ERROR_COUNTER, &[]),
+        ];
+        for entry in all_time
+            .iter()
+            .flat_map(|prefix| self.trees.data.scan_prefix(prefix))
+        {
             let (key, value) = entry?;
             let count = value
                 .as_ref()
@@ -322,7 +329,7 @@ impl Store {
                 "index entry {missing:?} is implied by a record but missing"
             ));
         }
-        for entry in self.trees.data.scan_prefix(record::COUNTERS_PREFIX) {
+        for entry in self.trees.data.scan_prefix(b"c") {
             let (key, value) = entry.map_err(|e| fail(e.into()))?;
             let stored = value
                 .as_ref()

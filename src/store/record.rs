@@ -11,6 +11,8 @@
 //! | `e`  | `e` error(u32) updated_at sid         | empty (by error code)   |
 //! | `t`  | `t` to 0x00 sid                       | empty (by recipient)    |
 //! | `c`  | `c` S status(u8) / `c` E error(u32)   | count (u64)             |
+//! | `c`  | `c` H/M hour/minute(u32) status(u8)   | count (u64)             |
+//! | `c`  | `c` h/m hour/minute(u32) error(u32)   | count (u64)             |
 //!
 //! Integers are big-endian, so byte order is time order and every listing is a range
 //! scan. Values are bincode.
@@ -198,12 +200,29 @@ pub fn record_key(sid: &MessageSid) -> Vec<u8> {
     keyed(b'm', sid.as_str().as_bytes())
 }
 
+/// Messages by current status / by the error code of their current status.
 pub const STATUS_COUNTER: u8 = b'S';
 pub const ERROR_COUNTER: u8 = b'E';
-pub const COUNTERS_PREFIX: &[u8] = b"c";
+/// The same, per hour and per minute of the messages' `updated_at`, so that stats over a
+/// time window add up a few buckets instead of counting index entries.
+pub const STATUS_HOURLY: u8 = b'H';
+pub const STATUS_MINUTELY: u8 = b'M';
+pub const ERROR_HOURLY: u8 = b'h';
+pub const ERROR_MINUTELY: u8 = b'm';
+pub const HOUR: u64 = 3_600_000_000;
+pub const MINUTE: u64 = 60_000_000;
 
 pub fn counter_key(kind: u8, value: &[u8]) -> Vec<u8> {
     let mut key = vec![b'c', kind];
+    key.extend_from_slice(value);
+    key
+}
+
+/// `c kind bucket value`: the bucket (hour or minute number since the epoch) comes first,
+/// so the buckets of a time range are one key range.
+pub fn bucket_key(kind: u8, bucket: u64, value: &[u8]) -> Vec<u8> {
+    let bucket = u32::try_from(bucket).unwrap_or(u32::MAX);
+    let mut key = counter_key(kind, &bucket.to_be_bytes());
     key.extend_from_slice(value);
     key
 }

@@ -17,8 +17,9 @@ use sled::Batch;
 use tokio::sync::{mpsc, oneshot};
 
 use super::record::{
-    counter_key, index, record_key, EventRecord, MessageRecord, ERROR_COUNTER, PROBE_KEY,
-    STATUS_COUNTER,
+    bucket_key, counter_key, index, record_key, EventRecord, MessageRecord, ERROR_COUNTER,
+    ERROR_HOURLY, ERROR_MINUTELY, HOUR, MINUTE, PROBE_KEY, STATUS_COUNTER, STATUS_HOURLY,
+    STATUS_MINUTELY,
 };
 use super::{encode, Recorded, StoreError, Trees};
 use crate::domain::{MessageSid, StatusEvent, Timestamp};
@@ -241,7 +242,12 @@ impl Writer {
             }
             let current = i64::try_from(self.trees.read_counter(&key)?).unwrap_or(i64::MAX);
             let value = u64::try_from(current.saturating_add(delta)).unwrap_or(0);
-            writes.batch.insert(key, &value.to_be_bytes()[..]);
+            // A counter at zero is removed, so that scans of buckets meet only live ones.
+            if value == 0 {
+                writes.batch.remove(key);
+            } else {
+                writes.batch.insert(key, &value.to_be_bytes()[..]);
+            }
         }
         self.trees.data.apply_batch(writes.batch)?;
         // The one fsync of the group: nothing is acknowledged before it returns.
@@ -270,16 +276,21 @@ fn refuse(group: &mut Vec<Command>, error: &StoreError) -> Continue {
     next
 }
 
+/// Adds `delta` to every counter `record` counts in: by status and by error code, all
+/// time and in the hour and the minute of its `updated_at`.
 pub(super) fn count(counters: &mut HashMap<Vec<u8>, i64>, record: &MessageRecord, delta: i64) {
     let Some(code) = record.status else {
         return;
     };
-    *counters
-        .entry(counter_key(STATUS_COUNTER, &[code]))
-        .or_default() += delta;
+    let at = record.updated_at.0;
+    let mut add = |key: Vec<u8>| *counters.entry(key).or_default() += delta;
+    add(counter_key(STATUS_COUNTER, &[code]));
+    add(bucket_key(STATUS_HOURLY, at / HOUR, &[code]));
+    add(bucket_key(STATUS_MINUTELY, at / MINUTE, &[code]));
     if let Some(error) = record.error_code {
-        *counters
-            .entry(counter_key(ERROR_COUNTER, &error.to_be_bytes()))
-            .or_default() += delta;
+        let error = error.to_be_bytes();
+        add(counter_key(ERROR_COUNTER, &error));
+        add(bucket_key(ERROR_HOURLY, at / HOUR, &error));
+        add(bucket_key(ERROR_MINUTELY, at / MINUTE, &error));
     }
 }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use futures_util::future::join_all;
 use proptest::prelude::*;
-use statushook::domain::{KnownStatus, Source, StatusEvent};
+use statushook::domain::{KnownStatus, Source, StatusEvent, Timestamp};
 use statushook::store::{ListQuery, Store};
 
 const STATUSES: &[&str] = &[
