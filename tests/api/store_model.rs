@@ -165,6 +165,31 @@ async fn compare(store: &Store, model: &BTreeMap<usize, ModelMessage>) {
         })
         .expect("list");
     assert_eq!(all.messages.len(), model.len());
+
+    // Windowed stats (hourly and minutely buckets plus index edges) agree with the records.
+    let windowed = store.stats(Some(Timestamp(0)), None).expect("stats");
+    let all_time = store.stats(None, None).expect("stats");
+    assert_eq!(windowed, all_time);
+    let mut times: Vec<Timestamp> = all.messages.iter().map(|(_, r)| r.updated_at).collect();
+    times.sort_unstable();
+    let pivot = times[times.len() / 2];
+    for (since, until) in [(Some(pivot), None), (Some(Timestamp(0)), Some(pivot))] {
+        let mut expected: BTreeMap<&str, u64> = BTreeMap::new();
+        for (_, record) in &all.messages {
+            let inside = since.is_none_or(|s| record.updated_at >= s)
+                && until.is_none_or(|u| record.updated_at < u);
+            if let (true, Some(status)) = (inside, record.known_status()) {
+                *expected.entry(status.as_str()).or_default() += 1;
+            }
+        }
+        let stats = store.stats(since, until).expect("stats");
+        let counted: BTreeMap<&str, u64> = stats
+            .by_status
+            .iter()
+            .map(|(s, c)| (s.as_str(), *c))
+            .collect();
+        assert_eq!(counted, expected, "window {since:?}..{until:?}");
+    }
 }
 
 proptest! {
