@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use statushook::domain::{Source, StatusEvent};
+use statushook::simulate::callback_params;
 use statushook::store::Store;
 
 const IN_FLIGHT: u64 = 512;
@@ -46,27 +47,9 @@ fn outcome(n: u64) -> (&'static [&'static str], Option<u32>) {
 
 fn params(n: u64, status: &str, error: Option<u32>) -> Vec<(String, String)> {
     let sid = format!("SM{n:032x}");
-    let mut params = vec![
-        ("SmsSid".to_owned(), sid.clone()),
-        ("SmsStatus".to_owned(), status.to_owned()),
-        ("MessageStatus".to_owned(), status.to_owned()),
-        ("To".to_owned(), format!("+1555{:07}", n % 9_999_999)),
-        (
-            "MessagingServiceSid".to_owned(),
-            "MG0123456789abcdef0123456789abcdef".to_owned(),
-        ),
-        ("MessageSid".to_owned(), sid),
-        (
-            "AccountSid".to_owned(),
-            "AC0123456789abcdef0123456789abcdef".to_owned(),
-        ),
-        ("From".to_owned(), format!("+1500555{:04}", n % 20)),
-        ("ApiVersion".to_owned(), "2010-04-01".to_owned()),
-    ];
-    if let Some(error) = error {
-        params.push(("ErrorCode".to_owned(), error.to_string()));
-    }
-    params
+    let to = format!("+1555{:07}", n % 9_999_999);
+    let from = format!("+1500555{:04}", n % 20);
+    callback_params(&sid, status, error, &to, &from)
 }
 
 fn main() -> anyhow::Result<()> {

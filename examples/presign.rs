@@ -11,6 +11,7 @@ use std::io::{BufWriter, Write};
 
 use statushook::config::Secret;
 use statushook::signature::sign_sha1;
+use statushook::simulate::callback_params;
 
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -32,20 +33,7 @@ fn main() -> std::io::Result<()> {
                     break;
                 }
                 let sid = format!("SM{run:08x}{:024x}", block * 1000 + i);
-                let params: Vec<(String, String)> = [
-                    ("SmsSid", sid.as_str()),
-                    ("SmsStatus", status),
-                    ("MessageStatus", status),
-                    ("To", "+15005550009"),
-                    ("MessagingServiceSid", "MG0123456789abcdef0123456789abcdef"),
-                    ("MessageSid", sid.as_str()),
-                    ("AccountSid", "AC0123456789abcdef0123456789abcdef"),
-                    ("From", "+15005550006"),
-                    ("ApiVersion", "2010-04-01"),
-                ]
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
+                let params = callback_params(&sid, status, None, "+15005550009", "+15005550006");
                 let body = form_urlencoded::Serializer::new(String::new())
                     .extend_pairs(&params)
                     .finish();

@@ -144,15 +144,9 @@ fn send(args: SendArgs) -> ExitCode {
         timeout: config.twilio_timeout,
         ..RetryPolicy::default()
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("statushook: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let sent = runtime.block_on(async {
         let client = TwilioClient::new(config.twilio, retry)?;
@@ -273,15 +267,9 @@ fn simulate(args: SimulateArgs) -> ExitCode {
         concurrency: args.concurrency,
     };
     let planned = plan(&options);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("statushook: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let report = runtime.block_on(run(&options, &planned));
     for message in &planned {
@@ -305,24 +293,24 @@ fn healthcheck(args: &HealthcheckArgs) -> ExitCode {
         .replace("0.0.0.0", "127.0.0.1")
         .replace("[::]", "[::1]");
     let url = format!("http://{address}/healthz");
-    let answered = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|error| error.to_string())
-        .and_then(|runtime| {
-            runtime.block_on(async {
-                let client = reqwest::Client::builder()
-                    .timeout(std::time::Duration::from_secs(3))
-                    .build()
-                    .map_err(|error| error.to_string())?;
-                let response = client
-                    .get(&url)
-                    .send()
-                    .await
-                    .map_err(|error| error.to_string())?;
-                Ok(response.status().is_success())
-            })
-        });
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let answered = Ok::<_, String>(runtime).and_then(|runtime| {
+        runtime.block_on(async {
+            let client = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(3))
+                .build()
+                .map_err(|error| error.to_string())?;
+            let response = client
+                .get(&url)
+                .send()
+                .await
+                .map_err(|error| error.to_string())?;
+            Ok(response.status().is_success())
+        })
+    });
     match answered {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
@@ -334,4 +322,16 @@ fn healthcheck(args: &HealthcheckArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A Tokio runtime for the one-shot sub-commands; a failure to build one is reported.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|error| {
+            eprintln!("statushook: cannot start a runtime: {error}");
+            ExitCode::FAILURE
+        })
 }

@@ -97,7 +97,7 @@ pub fn plan(options: &Options) -> Vec<Planned> {
                         None
                     };
                     Callback {
-                        params: params(&sid, status, error, &to),
+                        params: callback_params(&sid, status, error, &to, "+15005550006"),
                         token: format!("{sid}-{i}"),
                     }
                 })
@@ -120,7 +120,14 @@ pub fn plan(options: &Options) -> Vec<Planned> {
         .collect()
 }
 
-fn params(sid: &str, status: &str, error: Option<u32>, to: &str) -> Vec<(String, String)> {
+/// The parameters Twilio posts with an SMS status callback, in Twilio's order.
+pub fn callback_params(
+    sid: &str,
+    status: &str,
+    error: Option<u32>,
+    to: &str,
+    from: &str,
+) -> Vec<(String, String)> {
     let mut params: Vec<(String, String)> = [
         ("SmsSid", sid),
         ("SmsStatus", status),
@@ -129,7 +136,7 @@ fn params(sid: &str, status: &str, error: Option<u32>, to: &str) -> Vec<(String,
         ("MessagingServiceSid", "MG0123456789abcdef0123456789abcdef"),
         ("MessageSid", sid),
         ("AccountSid", "AC0123456789abcdef0123456789abcdef"),
-        ("From", "+15005550006"),
+        ("From", from),
         ("ApiVersion", "2010-04-01"),
     ]
     .iter()

@@ -169,12 +169,7 @@ impl Trees {
     }
 
     fn read_counter(&self, key: &[u8]) -> Result<u64, StoreError> {
-        Ok(self
-            .data
-            .get(key)?
-            .and_then(|value| value.as_ref().try_into().ok())
-            .map(u64::from_be_bytes)
-            .unwrap_or(0))
+        Ok(self.data.get(key)?.map_or(0, |value| decode_count(&value)))
     }
 }
 
@@ -223,6 +218,11 @@ async fn wait_for<T>(answer: oneshot::Receiver<Result<T, StoreError>>) -> Result
     }
 }
 
+/// A counter's value: a big-endian u64 (0 if malformed).
+fn decode_count(value: &[u8]) -> u64 {
+    value.try_into().map(u64::from_be_bytes).unwrap_or(0)
+}
+
 fn writer_gone() -> StoreError {
     StoreError::Unavailable("the writer has stopped".into())
 }
@@ -247,11 +247,7 @@ impl Store {
             .flat_map(|prefix| self.trees.data.scan_prefix(prefix))
         {
             let (key, value) = entry?;
-            let count = value
-                .as_ref()
-                .try_into()
-                .map(u64::from_be_bytes)
-                .unwrap_or(0);
+            let count = decode_count(&value);
             if count == 0 {
                 continue;
             }
@@ -331,11 +327,7 @@ impl Store {
         }
         for entry in self.trees.data.scan_prefix(b"c") {
             let (key, value) = entry.map_err(|e| fail(e.into()))?;
-            let stored = value
-                .as_ref()
-                .try_into()
-                .map(u64::from_be_bytes)
-                .unwrap_or(u64::MAX);
+            let stored = decode_count(&value);
             let expected = counters.remove(key.as_ref()).unwrap_or(0);
             if i64::try_from(stored).ok() != Some(expected) {
                 return Err(format!(

@@ -25,7 +25,7 @@ use super::record::{
     bucket_key, MessageRecord, ERROR_HOURLY, ERROR_MINUTELY, HOUR, MINUTE, STATUS_HOURLY,
     STATUS_MINUTELY,
 };
-use super::{decode_record, Store, StoreError};
+use super::{decode_count, decode_record, Store, StoreError};
 use crate::domain::{KnownStatus, MessageSid, Timestamp};
 
 /// Filters of a listing; `None` and empty mean "any".
@@ -267,11 +267,7 @@ impl Store {
             let range = bucket_key(kind, first, &[])..bucket_key(kind, last, &[]);
             for entry in self.trees.data.range(range) {
                 let (key, value) = entry?;
-                let count = value
-                    .as_ref()
-                    .try_into()
-                    .map(u64::from_be_bytes)
-                    .unwrap_or(0);
+                let count = decode_count(&value);
                 // `c kind bucket(4) value`
                 match key.get(6..) {
                     Some([code]) if kind == status_kind => {

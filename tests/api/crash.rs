@@ -5,9 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use crate::helpers::{
-    callback, encode, new_sid, start_binary, API_TOKEN, AUTH_TOKEN, FORM, PUBLIC_URL,
-};
+use crate::helpers::{callback, new_sid, post_to_binary, start_binary, API_TOKEN};
 
 #[tokio::test]
 async fn every_acknowledged_callback_survives_kill_9() {
@@ -32,19 +30,7 @@ async fn every_acknowledged_callback_survives_kill_9() {
             while !stop.load(Ordering::Relaxed) {
                 let sid = new_sid();
                 let params = callback(&sid, "delivered");
-                let url = format!("{PUBLIC_URL}/twilio/status");
-                let signature = statushook::signature::sign_sha1(
-                    &statushook::config::Secret::new(AUTH_TOKEN),
-                    &url,
-                    &params,
-                );
-                let sent = client
-                    .post(format!("{address}/twilio/status"))
-                    .header("Content-Type", FORM)
-                    .header("X-Twilio-Signature", signature)
-                    .body(encode(&params))
-                    .send()
-                    .await;
+                let sent = post_to_binary(&client, &address, &params).await;
                 match sent {
                     Ok(response) if response.status() == 200 => {
                         acknowledged.lock().expect("lock").push(sid);
@@ -102,17 +88,9 @@ async fn when_the_disk_refuses_writes_callbacks_get_503_and_nothing_acknowledged
     let (mut child, address) =
         crate::helpers::start_binary_with_file_limit(data.path(), 3000).await;
     let client = reqwest::Client::new();
-    let url = format!("{PUBLIC_URL}/twilio/status");
-    let token = statushook::config::Secret::new(AUTH_TOKEN);
     let post = |sid: String| {
-        let params = callback(&sid, "delivered");
-        let signature = statushook::signature::sign_sha1(&token, &url, &params);
-        client
-            .post(format!("{address}/twilio/status"))
-            .header("Content-Type", FORM)
-            .header("X-Twilio-Signature", signature)
-            .body(encode(&params))
-            .send()
+        let (client, address) = (client.clone(), address.clone());
+        async move { post_to_binary(&client, &address, &callback(&sid, "delivered")).await }
     };
 
     let mut acknowledged = Vec::new();

@@ -134,6 +134,23 @@ impl TestApp {
         .await
     }
 
+    /// Posts `params` to `/twilio/status`, signed with `token` for `signed_url`: the URL
+    /// Twilio would have called.
+    pub async fn post_signed_by(
+        &self,
+        token: &str,
+        signed_url: &str,
+        params: &[(String, String)],
+    ) -> Response {
+        let signature = signature::sign_sha1(&Secret::new(token), signed_url, params);
+        self.post_raw(
+            "/twilio/status",
+            encode(params),
+            &[("Content-Type", FORM), ("X-Twilio-Signature", &signature)],
+        )
+        .await
+    }
+
     pub async fn post_raw(
         &self,
         target: &str,
@@ -208,6 +225,24 @@ pub async fn start_binary(data_dir: &std::path::Path) -> (Child, String) {
         data_dir,
     )
     .await
+}
+
+/// Posts a callback, signed as Twilio signs it for `PUBLIC_URL`, to a binary started by
+/// [`start_binary`] at `address`.
+pub async fn post_to_binary(
+    client: &reqwest::Client,
+    address: &str,
+    params: &[(String, String)],
+) -> reqwest::Result<Response> {
+    let url = format!("{PUBLIC_URL}/twilio/status");
+    let signature = signature::sign_sha1(&Secret::new(AUTH_TOKEN), &url, params);
+    client
+        .post(format!("{address}/twilio/status"))
+        .header("Content-Type", FORM)
+        .header("X-Twilio-Signature", signature)
+        .body(encode(params))
+        .send()
+        .await
 }
 
 /// Starts the binary with its files limited to `kib` KiB (RLIMIT_FSIZE, SIGXFSZ ignored),

@@ -5,24 +5,11 @@ use std::collections::HashMap;
 use futures_util::future::join_all;
 use serde_json::Value;
 
-use crate::helpers::{
-    callback, encode, new_sid, start_binary, with, API_TOKEN, AUTH_TOKEN, FORM, PUBLIC_URL,
-};
+use crate::helpers::{callback, new_sid, post_to_binary, start_binary, with, API_TOKEN};
 
 /// The answer's status, or `None` when the connection was refused or closed unanswered.
 async fn post(client: &reqwest::Client, address: &str, params: &[(String, String)]) -> Option<u16> {
-    let url = format!("{PUBLIC_URL}/twilio/status");
-    let signature = statushook::signature::sign_sha1(
-        &statushook::config::Secret::new(AUTH_TOKEN),
-        &url,
-        params,
-    );
-    client
-        .post(format!("{address}/twilio/status"))
-        .header("Content-Type", FORM)
-        .header("X-Twilio-Signature", signature)
-        .body(encode(params))
-        .send()
+    post_to_binary(client, address, params)
         .await
         .ok()
         .map(|response| response.status().as_u16())

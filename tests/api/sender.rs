@@ -4,14 +4,11 @@ use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{json, Value};
-use statushook::config::Secret;
-use statushook::signature;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use crate::helpers::{
-    callback, encode, event_statuses, new_sid, spawn_app_with, Settings, TestApp, ACCOUNT_SID,
-    AUTH_TOKEN, FORM,
+    callback, event_statuses, new_sid, spawn_app_with, Settings, TestApp, ACCOUNT_SID, AUTH_TOKEN,
 };
 
 const MESSAGES_PATH: &str = "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json";
@@ -161,14 +158,7 @@ async fn the_registered_callback_with_its_overrides_verifies_when_twilio_calls_i
     // Twilio calls the URL without its fragment (no HTTP request carries one) and signs it so.
     let called = registered.split('#').next().expect("a URL");
     let params = callback(&sid, "delivered");
-    let signature = signature::sign_sha1(&Secret::new(AUTH_TOKEN), called, &params);
-    let response = app
-        .post_raw(
-            "/twilio/status",
-            encode(&params),
-            &[("Content-Type", FORM), ("X-Twilio-Signature", &signature)],
-        )
-        .await;
+    let response = app.post_signed_by(AUTH_TOKEN, called, &params).await;
     assert_eq!(response.status(), 200);
     let message = app.message_json(&sid).await;
     assert_eq!(message["status"], "delivered");

@@ -261,17 +261,8 @@ async fn signatures_verify_with_the_port_as_given_removed_or_defaulted() {
         .await;
         let sid = new_sid();
         let params = callback(&sid, "sent");
-        let signature = signature::sign_sha1(
-            &Secret::new(crate::helpers::AUTH_TOKEN),
-            signed_url,
-            &params,
-        );
         let response = app
-            .post_raw(
-                "/twilio/status",
-                encode(&params),
-                &[("Content-Type", FORM), ("X-Twilio-Signature", &signature)],
-            )
+            .post_signed_by(crate::helpers::AUTH_TOKEN, signed_url, &params)
             .await;
         assert_eq!(
             response.status(),
@@ -290,17 +281,8 @@ async fn a_different_custom_port_is_refused() {
     .await;
     let params = callback(&new_sid(), "sent");
     let signed_url = "https://hooks.example.com:9443/twilio/status";
-    let signature = signature::sign_sha1(
-        &Secret::new(crate::helpers::AUTH_TOKEN),
-        signed_url,
-        &params,
-    );
     let response = app
-        .post_raw(
-            "/twilio/status",
-            encode(&params),
-            &[("Content-Type", FORM), ("X-Twilio-Signature", &signature)],
-        )
+        .post_signed_by(crate::helpers::AUTH_TOKEN, signed_url, &params)
         .await;
     assert_eq!(response.status(), 403);
 }
@@ -338,16 +320,11 @@ async fn a_public_url_with_a_path_prefix_and_trailing_slash_is_signed_with_the_p
     })
     .await;
     let params = callback(&new_sid(), "sent");
-    let signature = signature::sign_sha1(
-        &Secret::new(crate::helpers::AUTH_TOKEN),
-        "https://example.com/statushook/twilio/status",
-        &params,
-    );
     let response = app
-        .post_raw(
-            "/twilio/status",
-            encode(&params),
-            &[("Content-Type", FORM), ("X-Twilio-Signature", &signature)],
+        .post_signed_by(
+            crate::helpers::AUTH_TOKEN,
+            "https://example.com/statushook/twilio/status",
+            &params,
         )
         .await;
     assert_eq!(response.status(), 200);
@@ -385,14 +362,7 @@ async fn the_secondary_token_is_accepted_during_a_rotation() {
         ("a-third-token", 403),
     ] {
         let params = callback(&new_sid(), "sent");
-        let signature = signature::sign_sha1(&Secret::new(token), url, &params);
-        let response = app
-            .post_raw(
-                "/twilio/status",
-                encode(&params),
-                &[("Content-Type", FORM), ("X-Twilio-Signature", &signature)],
-            )
-            .await;
+        let response = app.post_signed_by(token, url, &params).await;
         assert_eq!(response.status(), expected, "token {token}");
     }
 }
