@@ -10,6 +10,7 @@
 mod params;
 mod query;
 mod record;
+mod stats;
 mod writer;
 
 use std::path::Path;
@@ -18,8 +19,9 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
 
-pub use query::{Cursor, ListQuery, Page, Stats};
+pub use query::{Cursor, ListQuery, Page};
 pub use record::{MessageRecord, StoredEvent};
+pub use stats::Stats;
 pub use writer::GroupObserver;
 
 use crate::domain::{KnownStatus, MessageSid, StatusEvent};

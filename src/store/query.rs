@@ -1,4 +1,4 @@
-//! Listing and counting messages from the indexes.
+//! Listing messages from the indexes.
 //!
 //! A listing walks index entries newest first and reads the record of each candidate,
 //! keeping those that pass every filter. The index walked is the most selective one the
@@ -7,6 +7,8 @@
 //! (each message has exactly one status entry, so the merge is the newest-first order of
 //! all messages). `since`, `until` and the cursor bound the ranges, so a page reads about
 //! `limit` entries however large the store is.
+//!
+//! Stats over a time window are in `stats.rs`.
 //!
 //! The cursor is the (updated_at, sid) position of the last message returned; the next page
 //! starts strictly below it. A message updated while a client pages moves above the cursor,
@@ -18,14 +20,9 @@ use std::cmp::Reverse;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
-use std::collections::BTreeMap;
-
 use super::record::index::{self, BY_ERROR, BY_STATUS, BY_TO, NO_STATUS};
-use super::record::{
-    bucket_key, MessageRecord, ERROR_HOURLY, ERROR_MINUTELY, HOUR, MINUTE, STATUS_HOURLY,
-    STATUS_MINUTELY,
-};
-use super::{decode_count, decode_record, Store, StoreError};
+use super::record::MessageRecord;
+use super::{decode_record, Store, StoreError};
 use crate::domain::{KnownStatus, MessageSid, Timestamp};
 
 /// Filters of a listing; `None` and empty mean "any".
@@ -88,26 +85,6 @@ pub struct Page {
     pub next: Option<Cursor>,
 }
 
-/// Messages by current status and error code within a time window.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Stats {
-    pub by_status: Vec<(KnownStatus, u64)>,
-    pub by_error: Vec<(u32, u64)>,
-}
-
-/// A time window `[from, to)` in microseconds.
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    from: u64,
-    to: u64,
-}
-
-#[derive(Default)]
-struct Tally {
-    by_status: BTreeMap<u8, u64>,
-    by_error: BTreeMap<u32, u64>,
-}
-
 impl Store {
     /// One page of the messages matching `query`, newest `updated_at` first.
     pub fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
@@ -152,176 +129,6 @@ impl Store {
             None
         };
         Ok(Page { messages, next })
-    }
-
-    /// Counts by current status and error code of the messages last updated within
-    /// `[since, until)`. Without bounds the all-time counters answer. With bounds, the
-    /// whole hours inside the window are added up from hourly counters, the whole minutes
-    /// of the partial hours from minutely ones, and only the partial minutes at each edge
-    /// are counted in the indexes: a window costs a few hundred keys however many
-    /// messages it holds.
-    pub fn stats(
-        &self,
-        since: Option<Timestamp>,
-        until: Option<Timestamp>,
-    ) -> Result<Stats, StoreError> {
-        let counts = self.counts()?;
-        if since.is_none() && until.is_none() {
-            return Ok(Stats {
-                by_status: counts.by_status,
-                by_error: counts.by_error,
-            });
-        }
-        // Nothing is updated in the future: bounding `until` keeps bucket numbers small.
-        let horizon = Timestamp::now().0.saturating_add(HOUR);
-        let window = Window {
-            from: since.map_or(0, |t| t.0),
-            to: until.map_or(horizon, |t| t.0.min(horizon)),
-        };
-        let errors: Vec<u32> = counts.by_error.iter().map(|(error, _)| *error).collect();
-        let mut tally = Tally::default();
-        self.add_window(window, &errors, &mut tally)?;
-        Ok(Stats {
-            by_status: tally
-                .by_status
-                .into_iter()
-                .filter(|(_, count)| *count > 0)
-                .filter_map(|(code, count)| Some((KnownStatus::from_code(code)?, count)))
-                .collect(),
-            by_error: tally
-                .by_error
-                .into_iter()
-                .filter(|(_, count)| *count > 0)
-                .collect(),
-        })
-    }
-
-    fn add_window(
-        &self,
-        window: Window,
-        errors: &[u32],
-        tally: &mut Tally,
-    ) -> Result<(), StoreError> {
-        let (first, last) = (window.from.div_ceil(HOUR), window.to / HOUR);
-        if first >= last {
-            return self.add_minutes(window, errors, tally);
-        }
-        self.add_buckets(STATUS_HOURLY, ERROR_HOURLY, first, last, tally)?;
-        self.add_minutes(
-            Window {
-                from: window.from,
-                to: first * HOUR,
-            },
-            errors,
-            tally,
-        )?;
-        self.add_minutes(
-            Window {
-                from: last * HOUR,
-                to: window.to,
-            },
-            errors,
-            tally,
-        )
-    }
-
-    fn add_minutes(
-        &self,
-        window: Window,
-        errors: &[u32],
-        tally: &mut Tally,
-    ) -> Result<(), StoreError> {
-        let (first, last) = (window.from.div_ceil(MINUTE), window.to / MINUTE);
-        if first >= last {
-            return self.add_exact(window, errors, tally);
-        }
-        self.add_buckets(STATUS_MINUTELY, ERROR_MINUTELY, first, last, tally)?;
-        self.add_exact(
-            Window {
-                from: window.from,
-                to: first * MINUTE,
-            },
-            errors,
-            tally,
-        )?;
-        self.add_exact(
-            Window {
-                from: last * MINUTE,
-                to: window.to,
-            },
-            errors,
-            tally,
-        )
-    }
-
-    /// Adds the counters of buckets `[first, last)`.
-    fn add_buckets(
-        &self,
-        status_kind: u8,
-        error_kind: u8,
-        first: u64,
-        last: u64,
-        tally: &mut Tally,
-    ) -> Result<(), StoreError> {
-        for kind in [status_kind, error_kind] {
-            let range = bucket_key(kind, first, &[])..bucket_key(kind, last, &[]);
-            for entry in self.trees.data.range(range) {
-                let (key, value) = entry?;
-                let count = decode_count(&value);
-                // `c kind bucket(4) value`
-                match key.get(6..) {
-                    Some([code]) if kind == status_kind => {
-                        *tally.by_status.entry(*code).or_default() += count
-                    }
-                    Some(error) if kind == error_kind => {
-                        if let Ok(error) = error.try_into().map(u32::from_be_bytes) {
-                            *tally.by_error.entry(error).or_default() += count;
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Counts index entries in a window shorter than a minute.
-    fn add_exact(
-        &self,
-        window: Window,
-        errors: &[u32],
-        tally: &mut Tally,
-    ) -> Result<(), StoreError> {
-        if window.from >= window.to {
-            return Ok(());
-        }
-        let (since, until) = (Some(Timestamp(window.from)), Some(Timestamp(window.to)));
-        for status in KnownStatus::ALL {
-            let count =
-                self.count_range(&index::prefix(BY_STATUS, &[status.code()]), since, until)?;
-            *tally.by_status.entry(status.code()).or_default() += count;
-        }
-        for error in errors {
-            let count =
-                self.count_range(&index::prefix(BY_ERROR, &error.to_be_bytes()), since, until)?;
-            *tally.by_error.entry(*error).or_default() += count;
-        }
-        Ok(())
-    }
-
-    fn count_range(
-        &self,
-        prefix: &[u8],
-        since: Option<Timestamp>,
-        until: Option<Timestamp>,
-    ) -> Result<u64, StoreError> {
-        let (low, high) = bounds(prefix, since, until, None);
-        let mut count = 0;
-        for entry in self.trees.data.range(low..high) {
-            entry?;
-            count += 1;
-        }
-        Ok(count)
     }
 
     /// Walks the index ranges under `prefixes` newest first, merged, handing each entry's
@@ -455,7 +262,7 @@ fn matches(query: &ListQuery, record: &MessageRecord) -> bool {
 
 /// Key bounds `[low, high)` of the entries under `prefix` with `since <= updated_at <
 /// until`, strictly below the cursor's `updated_at ++ sid` if one is given.
-fn bounds(
+pub(super) fn bounds(
     prefix: &[u8],
     since: Option<Timestamp>,
     until: Option<Timestamp>,
