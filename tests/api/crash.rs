@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use crate::helpers::{callback, new_sid, post_to_binary, start_binary, API_TOKEN};
+use crate::helpers::{callback, get_from_binary, new_sid, post_to_binary, start_binary};
 
 #[tokio::test]
 async fn every_acknowledged_callback_survives_kill_9() {
@@ -64,12 +64,7 @@ async fn every_acknowledged_callback_survives_kill_9() {
     let client = reqwest::Client::new();
     let mut missing = Vec::new();
     for sid in &acknowledged {
-        let response = client
-            .get(format!("{address}/v1/messages/{sid}"))
-            .bearer_auth(API_TOKEN)
-            .send()
-            .await
-            .expect("answered");
+        let response = get_from_binary(&client, &address, sid).await;
         if response.status() != 200 {
             missing.push(sid.clone());
         }
@@ -123,12 +118,7 @@ async fn when_the_disk_refuses_writes_callbacks_get_503_and_nothing_acknowledged
     child.wait().await.expect("reaped");
     let (_child, address) = start_binary(data.path()).await;
     for sid in &acknowledged {
-        let response = client
-            .get(format!("{address}/v1/messages/{sid}"))
-            .bearer_auth(API_TOKEN)
-            .send()
-            .await
-            .expect("answered");
+        let response = get_from_binary(&client, &address, sid).await;
         assert_eq!(response.status(), 200, "{sid} was acknowledged, then lost");
     }
 }

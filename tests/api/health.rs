@@ -6,12 +6,7 @@ use crate::helpers::spawn_app;
 async fn health_and_readiness_answer_200_without_a_token() {
     let app = spawn_app().await;
     for path in ["/healthz", "/readyz"] {
-        let response = app
-            .client
-            .get(format!("{}{path}", app.address))
-            .send()
-            .await
-            .expect("answered");
+        let response = app.get(path).await;
         assert_eq!(response.status(), 200, "{path}");
     }
 }
@@ -56,12 +51,7 @@ async fn metrics_count_callbacks_by_outcome_and_messages_by_status() {
         .await;
     assert_eq!(typed.status(), 415);
 
-    let response = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .expect("answered");
+    let response = app.get("/metrics").await;
     assert_eq!(response.status(), 200);
     let text = response.text().await.expect("text");
     for (outcome, expected) in [

@@ -181,6 +181,15 @@ impl TestApp {
         self.get_authorized(&format!("/v1/messages/{sid}")).await
     }
 
+    /// A GET without credentials.
+    pub async fn get(&self, path: &str) -> Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("the request is answered")
+    }
+
     pub async fn get_authorized(&self, path: &str) -> Response {
         self.client
             .get(format!("{}{path}", self.address))
@@ -243,6 +252,16 @@ pub async fn post_to_binary(
         .body(encode(params))
         .send()
         .await
+}
+
+/// `GET /v1/messages/{sid}` of a binary started by [`start_binary`].
+pub async fn get_from_binary(client: &reqwest::Client, address: &str, sid: &str) -> Response {
+    client
+        .get(format!("{address}/v1/messages/{sid}"))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .expect("the request is answered")
 }
 
 /// Starts the binary with its files limited to `kib` KiB (RLIMIT_FSIZE, SIGXFSZ ignored),

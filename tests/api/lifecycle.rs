@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use futures_util::future::join_all;
 use serde_json::Value;
 
-use crate::helpers::{callback, new_sid, post_to_binary, start_binary, with, API_TOKEN};
+use crate::helpers::{callback, get_from_binary, new_sid, post_to_binary, start_binary, with};
 
 /// The answer's status, or `None` when the connection was refused or closed unanswered.
 async fn post(client: &reqwest::Client, address: &str, params: &[(String, String)]) -> Option<u16> {
@@ -55,12 +55,7 @@ async fn sigterm_drains_and_exits_0_and_export_round_trips_every_record() {
     }
     let mut shown = HashMap::new();
     for sid in &sids {
-        let response = client
-            .get(format!("{address}/v1/messages/{sid}"))
-            .bearer_auth(API_TOKEN)
-            .send()
-            .await
-            .expect("answered");
+        let response = get_from_binary(&client, &address, sid).await;
         shown.insert(sid.clone(), response.json::<Value>().await.expect("json"));
     }
 

@@ -366,12 +366,7 @@ async fn bad_listing_and_stats_parameters_are_400s_naming_the_parameter() {
         assert!(message.starts_with(parameter), "{path}: {message}");
     }
     for path in ["/v1/messages", "/v1/stats"] {
-        let response = app
-            .client
-            .get(format!("{}{path}", app.address))
-            .send()
-            .await
-            .expect("answered");
+        let response = app.get(path).await;
         assert_eq!(response.status(), 401, "{path}");
     }
 }

@@ -88,15 +88,7 @@ async fn a_message_stuck_in_sent_becomes_delivered_and_final_messages_are_never_
     // the mock's expectations (exactly one fetch, none of the delivered one) are checked
     // when it is dropped.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .expect("answered")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.get("/metrics").await.text().await.expect("text");
     assert!(
         metrics.contains("statushook_reconciler_corrections_total 1"),
         "{metrics}"

@@ -358,6 +358,16 @@ async fn sending_without_twilio_credentials_is_a_503_saying_so() {
         .contains("TWILIO_ACCOUNT_SID"));
 }
 
+/// Runs `statushook send ARGS` against the mock, off the async runtime.
+async fn run_send(twilio: &MockServer, args: &[&str]) -> std::process::Output {
+    let mut command = send_command(twilio);
+    command.args(args);
+    tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("joined")
+        .expect("runs")
+}
+
 fn send_command(twilio: &MockServer) -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_statushook"));
     command
@@ -401,14 +411,7 @@ async fn the_send_command_prints_the_created_message_or_twilios_error() {
         "--validity-period",
         "60",
     ];
-    let ok = tokio::task::spawn_blocking({
-        let mut command = send_command(&twilio);
-        command.args(args);
-        move || command.output()
-    })
-    .await
-    .expect("joined")
-    .expect("runs");
+    let ok = run_send(&twilio, &args).await;
     assert!(
         ok.status.success(),
         "{}",
@@ -422,14 +425,7 @@ async fn the_send_command_prints_the_created_message_or_twilios_error() {
     assert!(form.contains(&("SendAsMms".into(), "true".into())));
     assert!(form.contains(&("StatusCallback".into(), DEFAULT_CALLBACK.into())));
 
-    let failed = tokio::task::spawn_blocking({
-        let mut command = send_command(&twilio);
-        command.args(args);
-        move || command.output()
-    })
-    .await
-    .expect("joined")
-    .expect("runs");
+    let failed = run_send(&twilio, &args).await;
     assert_eq!(failed.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert!(
