@@ -170,6 +170,20 @@ impl Trees {
         Ok(Some((record, events.to_vec())))
     }
 
+    /// A message's record and its decoded (still packed) events.
+    fn read_full(
+        &self,
+        sid: &str,
+    ) -> Result<Option<(MessageRecord, Vec<record::EventRecord>)>, StoreError> {
+        let mut key = vec![b'm'];
+        key.extend_from_slice(sid.as_bytes());
+        let Some(value) = self.data.get(key)? else {
+            return Ok(None);
+        };
+        let (record, events) = decode_record(&value)?;
+        Ok(Some((record, decode_events(events)?)))
+    }
+
     fn read_counter(&self, key: &[u8]) -> Result<u64, StoreError> {
         Ok(self.data.get(key)?.map_or(0, |value| decode_count(&value)))
     }

@@ -10,10 +10,15 @@
 //!
 //! Stats over a time window are in `stats.rs`.
 //!
-//! The cursor is the (updated_at, sid) position of the last message returned; the next page
-//! starts strictly below it. A message updated while a client pages moves above the cursor,
-//! so it is never shown twice; a message created meanwhile is above it too, so the pages
-//! describe the messages as they were when paging started.
+//! Paging lists the messages as they stood when the first page was served (the snapshot
+//! time, carried in the cursor with the position (updated_at, sid) of the last message
+//! returned). Entries below the cursor belong to messages unchanged since the snapshot, so
+//! their current state is their snapshot state. A message updated since has left its old
+//! position for a newer one; each page also looks at the entries newer than the snapshot,
+//! replays those messages' events up to the snapshot, and puts each back at its old
+//! position when that lies below the cursor. So every message is visited exactly once,
+//! whatever callbacks arrive meanwhile, and messages created meanwhile are not in the pages.
+//! That look costs one read per message changed since the snapshot, on each page.
 
 use std::cmp::Reverse;
 
@@ -40,16 +45,19 @@ pub struct ListQuery {
     pub cursor: Option<Cursor>,
 }
 
-/// A position in the newest-first order: the last message a page returned.
+/// A position in the newest-first order of a listing taken at `snapshot`: the last message
+/// a page returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
+    snapshot: Timestamp,
     updated_at: Timestamp,
     sid: MessageSid,
 }
 
 impl Cursor {
     pub fn encode(&self) -> String {
-        let mut bytes = self.updated_at.to_be_bytes().to_vec();
+        let mut bytes = self.snapshot.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&self.updated_at.to_be_bytes());
         bytes.extend_from_slice(self.sid.as_str().as_bytes());
         URL_SAFE_NO_PAD.encode(bytes)
     }
@@ -57,17 +65,24 @@ impl Cursor {
     pub fn decode(raw: &str) -> Result<Cursor, String> {
         let invalid = || "cursor is not one this service returned".to_owned();
         let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
-        if bytes.len() != 8 + MessageSid::LEN {
+        if bytes.len() != 16 + MessageSid::LEN {
             return Err(invalid());
         }
-        let (time, sid) = bytes.split_at(8);
+        let (snapshot, rest) = bytes.split_at(8);
+        let (time, sid) = rest.split_at(8);
+        let snapshot = u64::from_be_bytes(snapshot.try_into().map_err(|_| invalid())?);
         let time = u64::from_be_bytes(time.try_into().map_err(|_| invalid())?);
         let sid = std::str::from_utf8(sid).map_err(|_| invalid())?;
         let sid = MessageSid::parse(sid).map_err(|_| invalid())?;
         Ok(Cursor {
+            snapshot: Timestamp(snapshot),
             updated_at: Timestamp(time),
             sid,
         })
+    }
+
+    fn position(&self) -> (Timestamp, &str) {
+        (self.updated_at, self.sid.as_str())
     }
 
     /// The index-key tail `updated_at ++ sid` at this position.
@@ -88,6 +103,10 @@ pub struct Page {
 impl Store {
     /// One page of the messages matching `query`, newest `updated_at` first.
     pub fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let snapshot = query
+            .cursor
+            .as_ref()
+            .map_or_else(Timestamp::now, |cursor| cursor.snapshot);
         let mut messages = Vec::with_capacity(query.limit.min(1000) + 1);
         let mut keep = |sid: &str, record: MessageRecord| -> Result<bool, StoreError> {
             if matches(query, &record) {
@@ -97,31 +116,34 @@ impl Store {
             Ok(messages.len() <= query.limit)
         };
         match (&query.to, query.error_code) {
-            (Some(to), _) => self.walk_recipient(query, to, &mut keep)?,
-            (None, Some(error)) => {
-                let prefix = index::prefix(BY_ERROR, &error.to_be_bytes());
-                self.walk_ranges(query, vec![prefix], &mut keep)?;
-            }
-            (None, None) => {
-                let codes: Vec<u8> = if query.statuses.is_empty() {
-                    KnownStatus::ALL
-                        .iter()
-                        .map(|s| s.code())
-                        .chain([NO_STATUS])
-                        .collect()
-                } else {
-                    query.statuses.iter().map(|s| s.code()).collect()
+            (Some(to), _) => self.walk_recipient(query, snapshot, to, &mut keep)?,
+            (None, error) => {
+                let prefixes = match error {
+                    Some(error) => vec![index::prefix(BY_ERROR, &error.to_be_bytes())],
+                    None => status_prefixes(&query.statuses),
                 };
-                let prefixes = codes
-                    .iter()
-                    .map(|code| index::prefix(BY_STATUS, &[*code]))
-                    .collect();
-                self.walk_ranges(query, prefixes, &mut keep)?;
+                // The walk sees messages unchanged since the snapshot...
+                let after_snapshot = Timestamp(snapshot.0.saturating_add(1));
+                let unchanged = ListQuery {
+                    until: Some(
+                        query
+                            .until
+                            .map_or(after_snapshot, |until| until.min(after_snapshot)),
+                    ),
+                    ..query.clone()
+                };
+                self.walk_ranges(&unchanged, prefixes, &mut keep)?;
+                // ...and those changed since are put back where they stood then.
+                let below = query.cursor.as_ref().map(Cursor::position);
+                messages.extend(self.moved_since(query, snapshot, below)?);
+                messages.sort_unstable_by(|a, b| position(b).cmp(&position(a)));
+                messages.truncate(query.limit + 1);
             }
         }
         let next = if messages.len() > query.limit {
             messages.truncate(query.limit);
             messages.last().map(|(sid, record)| Cursor {
+                snapshot,
                 updated_at: record.updated_at,
                 sid: sid.clone(),
             })
@@ -129,6 +151,42 @@ impl Store {
             None
         };
         Ok(Page { messages, next })
+    }
+
+    /// The messages updated after `snapshot` that matched the query at the snapshot, as
+    /// they were then, when their position then lies below `below` (if given).
+    fn moved_since(
+        &self,
+        query: &ListQuery,
+        snapshot: Timestamp,
+        below: Option<(Timestamp, &str)>,
+    ) -> Result<Vec<(MessageSid, MessageRecord)>, StoreError> {
+        let mut moved = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let after = Timestamp(snapshot.0.saturating_add(1));
+        for prefix in status_prefixes(&[]) {
+            let (low, high) = bounds(&prefix, Some(after), None, None);
+            for entry in self.trees.data.range(low..high) {
+                let (key, _) = entry?;
+                let Some((_, sid)) = index::tail(&key) else {
+                    continue;
+                };
+                if !seen.insert(sid.to_owned()) {
+                    continue;
+                }
+                let Some((record, events)) = self.trees.read_full(sid)? else {
+                    continue;
+                };
+                let Some(then) = record.as_of(&events, snapshot) else {
+                    continue;
+                };
+                let above = below.is_some_and(|below| (then.updated_at, sid) >= below);
+                if !above && matches(query, &then) {
+                    moved.push((MessageSid::parse(sid).map_err(StoreError::Corrupt)?, then));
+                }
+            }
+        }
+        Ok(moved)
     }
 
     /// Walks the index ranges under `prefixes` newest first, merged, handing each entry's
@@ -193,6 +251,7 @@ impl Store {
     fn walk_recipient(
         &self,
         query: &ListQuery,
+        snapshot: Timestamp,
         to: &str,
         keep: &mut impl FnMut(&str, MessageRecord) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
@@ -210,7 +269,11 @@ impl Store {
             else {
                 continue;
             };
-            let Some(record) = self.read_record_str(sid)? else {
+            // One recipient has few messages: each is taken as it stood at the snapshot.
+            let Some((current, events)) = self.trees.read_full(sid)? else {
+                continue;
+            };
+            let Some(record) = current.as_of(&events, snapshot) else {
                 continue;
             };
             let position = (record.updated_at, sid.to_owned());
@@ -281,6 +344,28 @@ pub(super) fn bounds(
         high = high.min(below);
     }
     (low, high)
+}
+
+/// A listed message's position in the newest-first order.
+fn position(message: &(MessageSid, MessageRecord)) -> (Timestamp, &str) {
+    (message.1.updated_at, message.0.as_str())
+}
+
+/// The status-index prefixes of `statuses`, or of every status (and none) when empty.
+fn status_prefixes(statuses: &[KnownStatus]) -> Vec<Vec<u8>> {
+    let codes: Vec<u8> = if statuses.is_empty() {
+        KnownStatus::ALL
+            .iter()
+            .map(|s| s.code())
+            .chain([NO_STATUS])
+            .collect()
+    } else {
+        statuses.iter().map(|s| s.code()).collect()
+    };
+    codes
+        .iter()
+        .map(|code| index::prefix(BY_STATUS, &[*code]))
+        .collect()
 }
 
 fn tail_of(key: &[u8]) -> Option<&[u8]> {

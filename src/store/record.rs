@@ -136,6 +136,41 @@ impl MessageRecord {
         record
     }
 
+    /// The record as it stood at `at`, replayed from its `events` (this record's own, in
+    /// arrival order); `None` if the message did not exist yet. Paging uses it to list
+    /// messages as they were when the first page was served.
+    pub fn as_of(&self, events: &[EventRecord], at: Timestamp) -> Option<MessageRecord> {
+        if self.updated_at <= at {
+            return Some(self.clone());
+        }
+        if self.created_at > at {
+            return None;
+        }
+        let mut record = MessageRecord {
+            status: None,
+            error_code: None,
+            status_dlr_done: None,
+            updated_at: self.created_at,
+            event_count: 0,
+            seen: Vec::new(),
+            tokens: Vec::new(),
+            ..self.clone()
+        };
+        for event in events.iter().filter(|event| event.received_at <= at) {
+            if let Some(known) = KnownStatus::parse(&event.status) {
+                if record.takes_over(known, event.raw_dlr_done_date.as_deref()) {
+                    record.status = Some(known.code());
+                    record.error_code = event.error_code;
+                    record.status_dlr_done = event.raw_dlr_done_date.clone();
+                }
+            }
+            record.updated_at = event.received_at;
+            record.event_count += 1;
+            record.seen.push((event.status.clone(), event.error_code));
+        }
+        Some(record)
+    }
+
     fn takes_over(&self, new: KnownStatus, new_dlr: Option<&str>) -> bool {
         let Some(current) = self.known_status() else {
             return true;
