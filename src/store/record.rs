@@ -262,7 +262,11 @@ pub fn bucket_key(kind: u8, bucket: u64, value: &[u8]) -> Vec<u8> {
     key
 }
 
+/// Written by `/readyz` to prove the store takes writes.
 pub const PROBE_KEY: &[u8] = b"p";
+/// The writer's clock: the last arrival time handed out, so times stay increasing across
+/// restarts even if the system clock steps back.
+pub const CLOCK_KEY: &[u8] = b"T";
 
 fn keyed(kind: u8, rest: &[u8]) -> Vec<u8> {
     let mut key = Vec::with_capacity(1 + rest.len() + 4);

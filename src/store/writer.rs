@@ -17,9 +17,9 @@ use sled::Batch;
 use tokio::sync::{mpsc, oneshot};
 
 use super::record::{
-    bucket_key, counter_key, index, record_key, EventRecord, MessageRecord, ERROR_COUNTER,
-    ERROR_HOURLY, ERROR_MINUTELY, HOUR, MINUTE, PROBE_KEY, STATUS_COUNTER, STATUS_HOURLY,
-    STATUS_MINUTELY,
+    bucket_key, counter_key, index, record_key, EventRecord, MessageRecord, CLOCK_KEY,
+    ERROR_COUNTER, ERROR_HOURLY, ERROR_MINUTELY, HOUR, MINUTE, PROBE_KEY, STATUS_COUNTER,
+    STATUS_HOURLY, STATUS_MINUTELY,
 };
 use super::{encode, Recorded, StoreError, Trees};
 use crate::domain::{MessageSid, StatusEvent, Timestamp};
@@ -55,9 +55,15 @@ pub fn spawn(
     thread::Builder::new()
         .name("statushook-writer".into())
         .spawn(move || {
+            let clock = trees
+                .data
+                .get(CLOCK_KEY)
+                .ok()
+                .flatten()
+                .map_or(Timestamp(0), |value| Timestamp(super::decode_count(&value)));
             let mut writer = Writer {
                 trees,
-                clock: Timestamp(0),
+                clock,
                 failed: None,
             };
             let mut group = Vec::with_capacity(MAX_GROUP);
@@ -236,6 +242,9 @@ impl Writer {
 
     /// Applies a group as one atomic batch and flushes it to disk.
     fn write(&self, mut writes: GroupWrites) -> Result<(), StoreError> {
+        writes
+            .batch
+            .insert(CLOCK_KEY, &self.clock.to_be_bytes()[..]);
         for (key, delta) in writes.counters.drain() {
             if delta == 0 {
                 continue;
