@@ -78,15 +78,7 @@ const QUEUE_DEPTH: usize = 16 * 1024;
 impl Store {
     /// Opens (or creates) the store in `path` and starts its writer thread.
     pub fn open(path: &Path, observe: GroupObserver) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
-            .path(path)
-            // Bounded so that the service's memory stays small on millions of messages;
-            // the hot set (recent messages) fits easily.
-            .cache_capacity(128 * 1024 * 1024)
-            // The writer flushes every group itself; a background flusher would only add
-            // fsyncs that acknowledge nothing.
-            .flush_every_ms(None)
-            .open()?;
+        let db = open_db(path)?;
         let trees = Trees {
             data: db.open_tree("statushook")?,
             db,
@@ -154,6 +146,42 @@ impl Store {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }
         flushed
+    }
+}
+
+/// How long to wait for the lock of a store that another handle is still releasing.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens the database, waiting a little while its lock is held: sled releases it only
+/// once its I/O threads have finished with a closed store, and a restart in the same
+/// process (or right after a previous one) can come sooner. Past the wait, the error says
+/// another statushook probably has the folder open.
+fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
+    let started = std::time::Instant::now();
+    loop {
+        let opened = sled::Config::new()
+            .path(path)
+            // Bounded so that the service's memory stays small on millions of messages;
+            // the hot set (recent messages) fits easily.
+            .cache_capacity(128 * 1024 * 1024)
+            // The writer flushes every group itself; a background flusher would only add
+            // fsyncs that acknowledge nothing.
+            .flush_every_ms(None)
+            .open();
+        // sled reports a held lock as an `Other` I/O error carrying this text.
+        let locked = |error: &std::io::Error| error.to_string().contains("could not acquire lock");
+        match opened {
+            Err(sled::Error::Io(error)) if locked(&error) && started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(sled::Error::Io(error)) if locked(&error) => {
+                return Err(StoreError::Unavailable(format!(
+                    "{} is locked: is another statushook using it? ({error})",
+                    path.display()
+                )));
+            }
+            other => return Ok(other?),
+        }
     }
 }
 

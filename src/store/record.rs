@@ -10,6 +10,7 @@
 //! | `s`  | `s` status(u8) updated_at sid         | empty (by status)       |
 //! | `e`  | `e` error(u32) updated_at sid         | empty (by error code)   |
 //! | `t`  | `t` to 0x00 sid                       | empty (by recipient)    |
+//! | `f`  | `f` from 0x00 sid                     | empty (by sender)       |
 //! | `c`  | `c` S status(u8) / `c` E error(u32)   | count (u64)             |
 //! | `c`  | `c` H/M hour/minute(u32) status(u8)   | count (u64)             |
 //! | `c`  | `c` h/m hour/minute(u32) error(u32)   | count (u64)             |
@@ -281,14 +282,16 @@ fn keyed(kind: u8, rest: &[u8]) -> Vec<u8> {
 /// Every message has exactly one entry in the status index (under [`NO_STATUS`] until a
 /// known status arrives), so the newest-first listing of all messages is a merge of the
 /// status prefixes and needs no index of its own: one index entry fewer to move on every
-/// callback. The recipient index ends in the SID alone: it never moves, and one recipient
-/// has few messages, which a query sorts itself.
+/// callback. The recipient and sender indexes end in the SID alone: they never move, and a
+/// query sorts the messages of one number itself (falling back to the time-ordered walk
+/// for a sender with very many messages).
 pub mod index {
     use super::*;
 
     pub const BY_STATUS: u8 = b's';
     pub const BY_ERROR: u8 = b'e';
     pub const BY_TO: u8 = b't';
+    pub const BY_FROM: u8 = b'f';
     /// The status-index code of a message that has no known status yet.
     pub const NO_STATUS: u8 = 0xff;
 
@@ -304,10 +307,12 @@ pub mod index {
             key.extend_from_slice(&record.updated_at.to_be_bytes());
             key.extend_from_slice(sid.as_str().as_bytes());
         }
-        if let Some(to) = &record.to {
-            let mut key = prefix(BY_TO, &text_value(to));
-            key.extend_from_slice(sid.as_str().as_bytes());
-            timed.push(key);
+        for (kind, number) in [(BY_TO, &record.to), (BY_FROM, &record.from)] {
+            if let Some(number) = number {
+                let mut key = prefix(kind, &text_value(number));
+                key.extend_from_slice(sid.as_str().as_bytes());
+                timed.push(key);
+            }
         }
         timed
     }
