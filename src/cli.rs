@@ -297,19 +297,11 @@ fn healthcheck(args: &HealthcheckArgs) -> ExitCode {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    let answered = Ok::<_, String>(runtime).and_then(|runtime| {
-        runtime.block_on(async {
-            let client = reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(3))
-                .build()
-                .map_err(|error| error.to_string())?;
-            let response = client
-                .get(&url)
-                .send()
-                .await
-                .map_err(|error| error.to_string())?;
-            Ok(response.status().is_success())
-        })
+    let answered: Result<bool, reqwest::Error> = runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(3))
+            .build()?;
+        Ok(client.get(&url).send().await?.status().is_success())
     });
     match answered {
         Ok(true) => ExitCode::SUCCESS,

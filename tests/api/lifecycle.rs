@@ -187,3 +187,26 @@ fn a_missing_or_malformed_setting_stops_start_up_with_one_line_naming_it_and_exi
         assert!(help.contains(option), "--help lacks {option}");
     }
 }
+
+#[tokio::test]
+async fn healthcheck_exits_0_while_the_service_answers_and_1_after() {
+    let data = tempfile::tempdir().expect("a temporary folder");
+    let (mut child, address) = start_binary(data.path()).await;
+    let listen = address.trim_start_matches("http://").to_owned();
+    let check = |listen: String| async move {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_statushook"))
+                .args(["healthcheck", "--listen", &listen])
+                .env_clear()
+                .status()
+                .expect("runs")
+                .code()
+        })
+        .await
+        .expect("joined")
+    };
+    assert_eq!(check(listen.clone()).await, Some(0));
+    child.start_kill().expect("stopped");
+    child.wait().await.expect("reaped");
+    assert_eq!(check(listen).await, Some(1));
+}
