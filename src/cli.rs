@@ -33,6 +33,16 @@ enum Command {
     Simulate(SimulateArgs),
     /// Exit 0 if the local service answers /healthz (for container health checks).
     Healthcheck(HealthcheckArgs),
+    /// Read a whole store (service stopped) and verify that its indexes and counters are
+    /// exactly what its message records imply.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CheckArgs {
+    /// The sled database folder.
+    #[arg(long, env = "STATUSHOOK_DATA_DIR", default_value = "./statushook-data")]
+    data_dir: std::path::PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -101,6 +111,7 @@ impl Cli {
             Command::Export(args) => export(&args),
             Command::Simulate(args) => simulate(args),
             Command::Healthcheck(args) => healthcheck(&args),
+            Command::Check(args) => check(&args),
         }
     }
 }
@@ -180,6 +191,50 @@ fn send(args: SendArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn check(args: &CheckArgs) -> ExitCode {
+    let store = match open_existing(&args.data_dir) {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    match store.check() {
+        Ok(report) => {
+            println!(
+                "statushook: {} consistent: {} messages, {} events, {} index entries",
+                args.data_dir.display(),
+                report.messages,
+                report.events,
+                report.index_entries
+            );
+            ExitCode::SUCCESS
+        }
+        Err(problem) => {
+            eprintln!(
+                "statushook: {} is inconsistent: {problem}",
+                args.data_dir.display()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Opens the store of an existing data folder for the offline sub-commands.
+fn open_existing(data_dir: &std::path::Path) -> Result<crate::store::Store, ExitCode> {
+    if !data_dir.exists() {
+        eprintln!(
+            "statushook: --data-dir: {} does not exist",
+            data_dir.display()
+        );
+        return Err(ExitCode::from(CONFIG_ERROR));
+    }
+    crate::store::Store::open(data_dir, Box::new(|_| {})).map_err(|error| {
+        eprintln!(
+            "statushook: cannot open the store in {} ({error}); if statushook serve is running on it, stop it or use a copy",
+            data_dir.display()
+        );
+        ExitCode::FAILURE
+    })
 }
 
 fn export(args: &ExportArgs) -> ExitCode {

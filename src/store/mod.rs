@@ -355,6 +355,7 @@ impl Store {
             record::index::BY_STATUS,
             record::index::BY_ERROR,
             record::index::BY_TO,
+            record::index::BY_FROM,
         ] {
             for entry in self.trees.data.scan_prefix([kind]) {
                 let (key, _) = entry.map_err(|e| fail(e.into()))?;

@@ -108,6 +108,24 @@ async fn sigterm_drains_and_exits_0_and_export_round_trips_every_record() {
         );
     }
 
+    // The store the process left behind is consistent, indexes and counters included.
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_statushook"))
+        .arg("check")
+        .env_clear()
+        .env("STATUSHOOK_DATA_DIR", data.path())
+        .output()
+        .expect("check runs");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        said.contains(&format!("{} messages", exported.len())),
+        "{said}"
+    );
+
     let csv = export(data.path(), "csv");
     let mut reader = csv.lines();
     assert!(reader

@@ -105,6 +105,7 @@ fn event(c: &Callback) -> StatusEvent {
         params.push(("RawDlrDoneDate".into(), dlr.to_owned()));
     }
     params.push(("To".into(), format!("+1555000{}", c.sid % 2)));
+    params.push(("From".into(), format!("+1500555{}", c.sid % 3)));
     StatusEvent::from_params(params, Source::Callback).expect("valid event")
 }
 
