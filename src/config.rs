@@ -119,10 +119,6 @@ impl PublicUrl {
     pub fn join(&self, target: &str) -> String {
         format!("{}{}", self.0, target)
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
 /// How statushook authenticates to Twilio's REST API.

@@ -12,16 +12,6 @@ pub enum Source {
     Reconciler,
 }
 
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Callback => "callback",
-            Source::Sender => "sender",
-            Source::Reconciler => "reconciler",
-        }
-    }
-}
-
 /// One reported transition of one message, with every parameter it arrived with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusEvent {

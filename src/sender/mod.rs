@@ -87,10 +87,6 @@ impl TwilioClient {
         })
     }
 
-    pub fn account_sid(&self) -> &str {
-        &self.credentials.account_sid
-    }
-
     /// Creates a message; `status_callback` is used unless the request names its own.
     /// Answers Twilio's message resource as JSON.
     pub async fn create_message(

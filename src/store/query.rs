@@ -175,7 +175,8 @@ impl Store {
     }
 
     /// The messages updated after `snapshot` that matched the query at the snapshot, as
-    /// they were then, when their position then lies below `below` (if given).
+    /// they were then, when their position then lies below `below` (if given). Each
+    /// message has exactly one status entry, so walking the status index meets each once.
     fn moved_since(
         &self,
         query: &ListQuery,
@@ -183,7 +184,6 @@ impl Store {
         below: Option<(Timestamp, &str)>,
     ) -> Result<Vec<(MessageSid, MessageRecord)>, StoreError> {
         let mut moved = Vec::new();
-        let mut seen = std::collections::HashSet::new();
         let after = Timestamp(snapshot.0.saturating_add(1));
         for prefix in status_prefixes(&[]) {
             let (low, high) = bounds(&prefix, Some(after), None, None);
@@ -192,9 +192,6 @@ impl Store {
                 let Some((_, sid)) = index::tail(&key) else {
                     continue;
                 };
-                if !seen.insert(sid.to_owned()) {
-                    continue;
-                }
                 let Some((record, events)) = self.trees.read_full(sid)? else {
                     continue;
                 };

@@ -30,6 +30,26 @@ struct Window {
     to: u64,
 }
 
+/// One bucket size of the time-bucketed counters.
+struct Level {
+    size: u64,
+    status_kind: u8,
+    error_kind: u8,
+}
+
+const LEVELS: &[Level] = &[
+    Level {
+        size: HOUR,
+        status_kind: STATUS_HOURLY,
+        error_kind: ERROR_HOURLY,
+    },
+    Level {
+        size: MINUTE,
+        status_kind: STATUS_MINUTELY,
+        error_kind: ERROR_MINUTELY,
+    },
+];
+
 #[derive(Default)]
 struct Tally {
     by_status: BTreeMap<u8, u64>,
@@ -63,7 +83,7 @@ impl Store {
         };
         let errors: Vec<u32> = counts.by_error.iter().map(|(error, _)| *error).collect();
         let mut tally = Tally::default();
-        self.add_window(window, &errors, &mut tally)?;
+        self.add_window(window, LEVELS, &errors, &mut tally)?;
         Ok(Stats {
             by_status: tally
                 .by_status
@@ -79,62 +99,34 @@ impl Store {
         })
     }
 
+    /// Adds up `window` at the coarsest bucket size of `levels` that fits inside it, and
+    /// its edges at the next sizes; what is left below the finest size is counted in the
+    /// indexes.
     fn add_window(
         &self,
         window: Window,
+        levels: &[Level],
         errors: &[u32],
         tally: &mut Tally,
     ) -> Result<(), StoreError> {
-        let (first, last) = (window.from.div_ceil(HOUR), window.to / HOUR);
-        if first >= last {
-            return self.add_minutes(window, errors, tally);
-        }
-        self.add_buckets(STATUS_HOURLY, ERROR_HOURLY, first, last, tally)?;
-        self.add_minutes(
-            Window {
-                from: window.from,
-                to: first * HOUR,
-            },
-            errors,
-            tally,
-        )?;
-        self.add_minutes(
-            Window {
-                from: last * HOUR,
-                to: window.to,
-            },
-            errors,
-            tally,
-        )
-    }
-
-    fn add_minutes(
-        &self,
-        window: Window,
-        errors: &[u32],
-        tally: &mut Tally,
-    ) -> Result<(), StoreError> {
-        let (first, last) = (window.from.div_ceil(MINUTE), window.to / MINUTE);
-        if first >= last {
+        let Some((level, finer)) = levels.split_first() else {
             return self.add_exact(window, errors, tally);
+        };
+        let (first, last) = (window.from.div_ceil(level.size), window.to / level.size);
+        if first >= last {
+            return self.add_window(window, finer, errors, tally);
         }
-        self.add_buckets(STATUS_MINUTELY, ERROR_MINUTELY, first, last, tally)?;
-        self.add_exact(
-            Window {
-                from: window.from,
-                to: first * MINUTE,
-            },
-            errors,
-            tally,
-        )?;
-        self.add_exact(
-            Window {
-                from: last * MINUTE,
-                to: window.to,
-            },
-            errors,
-            tally,
-        )
+        self.add_buckets(level.status_kind, level.error_kind, first, last, tally)?;
+        let head = Window {
+            from: window.from,
+            to: first * level.size,
+        };
+        let tail = Window {
+            from: last * level.size,
+            to: window.to,
+        };
+        self.add_window(head, finer, errors, tally)?;
+        self.add_window(tail, finer, errors, tally)
     }
 
     /// Adds the counters of buckets `[first, last)`.
