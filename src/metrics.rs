@@ -60,6 +60,7 @@ pub struct Metrics {
     reconciler_fetches: AtomicU64,
     reconciler_corrections: AtomicU64,
     reconciler_failures: AtomicU64,
+    unauthorized: AtomicU64,
 }
 
 struct Histogram<const N: usize> {
@@ -128,6 +129,11 @@ impl Metrics {
         self.reconciler_failures.fetch_add(1, Relaxed);
     }
 
+    /// An API request refused with 401.
+    pub fn unauthorized(&self) {
+        self.unauthorized.fetch_add(1, Relaxed);
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self, store: &Store) -> String {
         let mut out = String::with_capacity(4096);
@@ -179,6 +185,11 @@ impl Metrics {
                 "statushook_reconciler_failures_total",
                 "Reconciler fetches that failed.",
                 &self.reconciler_failures,
+            ),
+            (
+                "statushook_unauthorized_total",
+                "API requests refused with 401 (no or a wrong bearer token).",
+                &self.unauthorized,
             ),
         ] {
             let _ = writeln!(

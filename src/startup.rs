@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use anyhow::Context;
 
 use crate::config::{Config, PublicUrl, Secret};
@@ -66,6 +66,21 @@ impl Application {
             );
             tokio::spawn(reconciler.run());
         }
+        let jobs = if twilio.is_some() {
+            "reconciler"
+        } else {
+            "none"
+        };
+        // The one start-up line: enough to tell from the log alone what this process serves,
+        // from where, and what runs in the background.
+        tracing::info!(
+            address = %listener.local_addr()?,
+            port,
+            store = %format!("sled {}", config.data_dir.display()),
+            public_url = %config.public_url.for_log(),
+            jobs,
+            "listening"
+        );
         let state = web::Data::new(AppState {
             store: store.clone(),
             public_url: config.public_url.clone(),
@@ -80,6 +95,7 @@ impl Application {
                 .wrap(from_fn(crate::telemetry::log_request))
                 .app_data(state.clone())
                 .configure(routes_table)
+                .default_service(web::to(no_route))
         })
         .listen(listener)?
         // SIGTERM stops accepting, then waits this long for in-flight requests.
@@ -111,7 +127,8 @@ fn routes_table(config: &mut web::ServiceConfig) {
         .service(
             web::resource("/twilio/status")
                 .app_data(web::PayloadConfig::new(routes::MAX_CALLBACK_BODY))
-                .route(web::post().to(routes::status_callback)),
+                .route(web::post().to(routes::status_callback))
+                .default_service(web::to(method_not_allowed)),
         )
         .route("/healthz", web::get().to(routes::healthz))
         .route("/readyz", web::get().to(routes::readyz))
@@ -124,4 +141,21 @@ fn routes_table(config: &mut web::ServiceConfig) {
                 .route("/messages/{sid}", web::get().to(routes::get_message))
                 .route("/stats", web::get().to(routes::stats)),
         );
+}
+
+/// The answer to a request no route takes: `405` when the path is served but not with this
+/// method, else `404`; a JSON error like every other.
+async fn no_route(request: HttpRequest) -> HttpResponse {
+    if request.resource_map().has_resource(request.path()) {
+        return method_not_allowed(request).await;
+    }
+    HttpResponse::NotFound().json(serde_json::json!({
+        "error": format!("no such route: {}", request.path()),
+    }))
+}
+
+async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
+    HttpResponse::MethodNotAllowed().json(serde_json::json!({
+        "error": format!("{} is not allowed on {}", request.method(), request.path()),
+    }))
 }

@@ -152,8 +152,8 @@ fn parse_list_query(raw: &str) -> Result<ListQuery, ApiError> {
                     .map_err(|_| bad("error_code", format!("{value:?} is not a whole number")))?;
                 query.error_code = Some(code);
             }
-            "to" => query.to = Some(non_empty("to", &value)?),
-            "from" => query.from = Some(non_empty("from", &value)?),
+            "to" => query.to = Some(phone_filter("to", &value)?),
+            "from" => query.from = Some(phone_filter("from", &value)?),
             "since" => {
                 query.since = Some(Timestamp::parse_rfc3339(&value).map_err(|e| bad("since", e))?)
             }
@@ -184,9 +184,19 @@ fn parse_list_query(raw: &str) -> Result<ListQuery, ApiError> {
     Ok(query)
 }
 
-fn non_empty(name: &str, value: &str) -> Result<String, ApiError> {
+/// A `to` or `from` filter. A leading space is what an unencoded `+` becomes in a query
+/// string (`?to=+1555…`); it would silently match nothing, so it is refused with the fix.
+fn phone_filter(parameter: &'static str, value: &str) -> Result<String, ApiError> {
+    let invalid = |problem: String| ApiError::InvalidParameter { parameter, problem };
     if value.is_empty() {
-        return Err(ApiError::BadRequest(format!("{name}: must not be empty")));
+        return Err(invalid("must not be empty".into()));
+    }
+    if value.starts_with(' ') {
+        return Err(invalid(format!(
+            "starts with a space, which is what an unencoded + becomes in a query string: \
+             encode + as %2B ({parameter}=%2B{})",
+            value.trim_start()
+        )));
     }
     Ok(value.to_owned())
 }

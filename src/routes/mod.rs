@@ -29,6 +29,11 @@ pub enum ApiError {
     Unauthorized,
     #[error("{0}")]
     BadRequest(String),
+    #[error("{parameter}: {problem}")]
+    InvalidParameter {
+        parameter: &'static str,
+        problem: String,
+    },
     #[error("no such message")]
     NotFound,
     #[error("the store is unavailable, try again")]
@@ -49,7 +54,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) | ApiError::SendingNotConfigured => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -74,6 +79,12 @@ impl ResponseError for ApiError {
                 return response.json(serde_json::json!({
                     "error": self.to_string(),
                     "parameter": invalid.parameter,
+                }));
+            }
+            ApiError::InvalidParameter { parameter, .. } => {
+                return response.json(serde_json::json!({
+                    "error": self.to_string(),
+                    "parameter": parameter,
                 }));
             }
             // Twilio's own error body reaches the caller intact, beside ours.
@@ -111,22 +122,37 @@ impl From<StoreError> for ApiError {
 }
 
 /// Middleware for `/v1`: answers 401 unless `Authorization: Bearer <STATUSHOOK_API_TOKEN>`.
+/// A refusal is logged with why (never with the token presented) and counted in `/metrics`.
 pub async fn require_bearer(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let authorized = request
-        .app_data::<web::Data<AppState>>()
-        .zip(request.headers().get(header::AUTHORIZATION))
-        .and_then(|(state, value)| {
-            let token = value.to_str().ok()?.strip_prefix("Bearer ")?;
-            Some(constant_time_eq(
-                token.trim().as_bytes(),
-                state.api_token.expose().as_bytes(),
-            ))
-        })
-        .unwrap_or(false);
-    if !authorized {
+    let Some(state) = request.app_data::<web::Data<AppState>>() else {
+        return Err(ApiError::Unauthorized.into());
+    };
+    let refusal = match request.headers().get(header::AUTHORIZATION) {
+        None => Some("no Authorization header"),
+        Some(value) => match value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")) {
+            None => Some("the Authorization header is not a bearer token"),
+            Some(token)
+                if !constant_time_eq(
+                    token.trim().as_bytes(),
+                    state.api_token.expose().as_bytes(),
+                ) =>
+            {
+                Some("the bearer token is wrong")
+            }
+            Some(_) => None,
+        },
+    };
+    if let Some(reason) = refusal {
+        state.metrics.unauthorized();
+        tracing::warn!(
+            method = %request.method(),
+            path = %request.path(),
+            reason,
+            "API request refused with 401"
+        );
         return Err(ApiError::Unauthorized.into());
     }
     next.call(request).await
