@@ -7,7 +7,7 @@ mod messages;
 mod stats;
 mod status_callback;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, StatusCode};
 use actix_web::middleware::Next;
@@ -126,9 +126,11 @@ impl From<StoreError> for ApiError {
 pub async fn require_bearer(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let Some(state) = request.app_data::<web::Data<AppState>>() else {
-        return Err(ApiError::Unauthorized.into());
+        return Ok(request
+            .error_response(ApiError::Unauthorized)
+            .map_into_right_body());
     };
     let refusal = match request.headers().get(header::AUTHORIZATION) {
         None => Some("no Authorization header"),
@@ -153,9 +155,12 @@ pub async fn require_bearer(
             reason,
             "API request refused with 401"
         );
-        return Err(ApiError::Unauthorized.into());
+        // An answer rather than an error, so that it passes the request log like any other.
+        return Ok(request
+            .error_response(ApiError::Unauthorized)
+            .map_into_right_body());
     }
-    next.call(request).await
+    Ok(next.call(request).await?.map_into_left_body())
 }
 
 /// Compares without an early exit, so the time taken does not reveal a matching prefix.
