@@ -266,7 +266,7 @@ fn summarize_failures(answers: &[Answer]) -> Vec<Failure> {
             });
         }
     }
-    failures.sort_by(|a, b| b.count.cmp(&a.count));
+    failures.sort_by_key(|failure| std::cmp::Reverse(failure.count));
     failures
 }
 

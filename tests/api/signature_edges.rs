@@ -32,7 +32,9 @@ async fn a_signed_value_or_name_that_is_not_utf8_is_refused_with_400_naming_it_a
 {
     let app = spawn_app().await;
     let url = "https://hooks.example.com/twilio/status";
-    let cases: [(&str, (&[u8], &[u8]), &str); 3] = [
+    // The pair as written in the body, the bytes it decodes to, and the parameter named.
+    type Case = (&'static str, (&'static [u8], &'static [u8]), &'static str);
+    let cases: [Case; 3] = [
         ("Body=caf%E9", (b"Body", b"caf\xe9"), "Body"),
         ("Body=%FF%FE", (b"Body", b"\xff\xfe"), "Body"),
         ("Na%E9me=x", (b"Na\xe9me", b"x"), "Na%E9me"),
