@@ -31,11 +31,21 @@ fn base_env(data_dir: &std::path::Path) -> Vec<(&'static str, String)> {
 
 fn command(env: &[(&'static str, String)]) -> Command {
     let mut command = Command::new(BINARY);
-    command.arg("serve").env_clear();
+    command.arg("serve").env_clear().kill_on_drop(true);
     for (name, value) in env {
         command.env(name, value);
     }
     command
+}
+
+/// Runs `serve` with `env`, which must stop it at start-up: a binary that starts serving
+/// instead is stopped and the test fails, rather than waiting for it forever.
+async fn refused_start(env: &[(&'static str, String)]) -> std::process::Output {
+    let output = tokio::time::timeout(Duration::from_secs(30), command(env).output()).await;
+    let description: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    output
+        .unwrap_or_else(|_| panic!("serve started instead of refusing {description:?}"))
+        .expect("the binary runs")
 }
 
 /// The binary, serving, with every log line it writes.
@@ -142,7 +152,7 @@ async fn each_malformed_setting_stops_start_up_with_one_line_naming_it_and_exit_
         let mut env = base_env(&db);
         env.retain(|(key, _)| key != name);
         env.push((name, value.to_string()));
-        let output = command(&env).output().await.expect("the binary runs");
+        let output = refused_start(&env).await;
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{name}={value}: {stderr}");
         let lines: Vec<&str> = stderr.lines().collect();
@@ -163,7 +173,7 @@ async fn a_public_url_that_is_the_callback_url_is_refused_with_the_base_url_to_u
         "STATUSHOOK_PUBLIC_URL",
         "https://example.com/prefix/twilio/status".into(),
     ));
-    let output = command(&env).output().await.expect("the binary runs");
+    let output = refused_start(&env).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
@@ -177,10 +187,7 @@ async fn a_store_that_cannot_open_stops_start_up_with_one_plain_line_and_a_non_z
     let data_dir = tempfile::tempdir().expect("a temporary folder");
     let file = data_dir.path().join("a-file");
     std::fs::write(&file, b"not a folder").expect("a file");
-    let output = command(&base_env(&file))
-        .output()
-        .await
-        .expect("the binary runs");
+    let output = refused_start(&base_env(&file)).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert_ne!(output.status.code(), Some(2), "not a configuration error");
@@ -391,6 +398,7 @@ async fn simulate_prints_the_status_and_body_of_the_callbacks_that_failed() {
         ])
         .env_clear()
         .env("TWILIO_AUTH_TOKEN", "not-the-token")
+        .kill_on_drop(true)
         .output();
     let output = tokio::time::timeout(Duration::from_secs(60), output)
         .await
