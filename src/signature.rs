@@ -160,9 +160,10 @@ enum Algorithm {
     Sha256,
 }
 
-/// `X-Twilio-Webhooks-Signature-Settings`, read as Twilio's helper libraries read such a
-/// header: comma-separated `name=value` parts, a part without `=` ignored, the algorithm
-/// `HMAC_SHA1` unless stated, and an empty header the same as none.
+/// `X-Twilio-Webhooks-Signature-Settings`: comma-separated `name=value` parts, a part
+/// without `=` ignored (so a trailing comma is harmless), the algorithm `HMAC_SHA1` unless
+/// stated, and an empty header the same as none. Lenient where leniency cannot let a forgery
+/// through: the header is not signed, and dropping it only falls back to the auth tokens.
 #[derive(Debug, PartialEq, Eq)]
 struct Settings<'a> {
     key: Option<&'a str>,
@@ -191,11 +192,14 @@ impl<'a> Settings<'a> {
 
 /// The keys that may have signed, in the order they are tried.
 ///
-/// A key id in the settings names the one key that signed, whatever the algorithm: the
-/// helper libraries verify with whichever secret they are given, so a shared key signs
-/// SHA-1 as well as SHA-256. Without a key id, SHA-1 means an account's auth token: the one
-/// of the account the callback names, then the primary and the secondary. SHA-256 has never
-/// been made with an auth token, so without a key id it is refused.
+/// A key id in the settings names the one key that signed, whatever the algorithm. Twilio's
+/// helper libraries (twilio-python's `RequestValidator`, twilio-node's `validateRequest`)
+/// do not read the settings header at all: they compute HMAC-SHA1 under whichever secret
+/// they are given. So `key=K1` without an algorithm is HMAC-SHA1 under K1's secret, as a
+/// validator built with that secret would check it. Without a key id, SHA-1 means an
+/// account's auth token: the one of the account the callback names, then the primary and
+/// the secondary. SHA-256 has never been made with an auth token, so without a key id it is
+/// refused.
 fn candidate_keys<'k, N: AsRef<[u8]>, V: AsRef<[u8]>>(
     keys: &'k Keys,
     settings: &Settings<'_>,
