@@ -33,6 +33,8 @@ pub enum ApiError {
     NotFound,
     #[error("the store is unavailable, try again")]
     Unavailable(#[source] StoreError),
+    #[error("a stored record could not be read")]
+    Internal(#[source] StoreError),
     #[error("{0}")]
     Unprocessable(InvalidParameter),
     #[error("twilio rejected the request")]
@@ -54,6 +56,7 @@ impl ResponseError for ApiError {
             ApiError::Unavailable(_) | ApiError::SendingNotConfigured => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Twilio(_) | ApiError::TwilioUnreachable(_) => StatusCode::BAD_GATEWAY,
             ApiError::TwilioTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -70,6 +73,7 @@ impl ResponseError for ApiError {
                 tracing::error!(%error, "store unavailable");
                 response.insert_header((header::RETRY_AFTER, "1"));
             }
+            ApiError::Internal(error) => tracing::error!(%error, "a stored record is corrupt"),
             ApiError::Unprocessable(invalid) => {
                 return response.json(serde_json::json!({
                     "error": self.to_string(),
@@ -106,7 +110,10 @@ impl From<SendError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        ApiError::Unavailable(error)
+        match error {
+            StoreError::Corrupt(_) => ApiError::Internal(error),
+            StoreError::Unavailable(_) => ApiError::Unavailable(error),
+        }
     }
 }
 
