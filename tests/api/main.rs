@@ -4,6 +4,7 @@ mod helpers;
 mod lifecycle;
 mod listing;
 mod lookup;
+mod paging_under_load;
 mod prism;
 mod reconciler;
 mod sender;
