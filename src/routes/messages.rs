@@ -26,10 +26,13 @@ pub struct MessageView {
     updated_at: RfcTime,
     #[serde(skip_serializing_if = "Option::is_none")]
     events: Option<Vec<EventView>>,
+    /// The one event a change-feed entry or a forwarded webhook is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event: Option<EventView>,
 }
 
 #[derive(Serialize)]
-struct EventView {
+pub struct EventView {
     status: String,
     error_code: Option<u32>,
     received_at: RfcTime,
@@ -52,6 +55,15 @@ impl MessageView {
             to: state.parties.to,
             messaging_service_sid: state.parties.messaging_service_sid,
             events: None,
+            event: None,
+        }
+    }
+
+    /// The message as it stood right after `event`, with that event.
+    pub fn after(sid: &str, state: MessageState, event: StoredEvent) -> Self {
+        MessageView {
+            event: Some(EventView::from(event)),
+            ..MessageView::summary(sid, state)
         }
     }
 

@@ -2,6 +2,7 @@
 //! outcome to an answer. The `/v1` API shares one error type, [`ApiError`], mapped to a
 //! status code in one place.
 
+mod events;
 mod health;
 mod messages;
 mod stats;
@@ -13,6 +14,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse, ResponseError};
 
+pub use events::{events, FeedEventView};
 pub use health::{healthz, metrics, readyz};
 pub use messages::{get_message, list_messages, send_message, MessageView};
 pub use stats::stats;

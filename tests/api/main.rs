@@ -1,4 +1,5 @@
 mod crash;
+mod feed;
 mod health;
 mod helpers;
 mod lifecycle;
