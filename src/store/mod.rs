@@ -181,6 +181,23 @@ impl Store {
         }
     }
 
+    /// A piece of the service's own state (forwarding progress, …) stored under `key`.
+    pub async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            Store::Sled(store) => {
+                let (store, key) = (store.clone(), key.to_owned());
+                blocking(move || store.meta(key.as_bytes())).await
+            }
+        }
+    }
+
+    /// Durably sets (or with `None` removes) the state under `key`.
+    pub async fn put_meta(&self, key: &str, value: Option<Vec<u8>>) -> Result<(), StoreError> {
+        match self {
+            Store::Sled(store) => store.put_meta(key.as_bytes(), value).await,
+        }
+    }
+
     /// Bytes the store takes on disk.
     pub async fn size_on_disk(&self) -> Result<u64, StoreError> {
         match self {

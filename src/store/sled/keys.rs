@@ -16,6 +16,7 @@
 //! | `c`  | `c` S status(u8) / `c` E error(u32)   | count (u64)                            |
 //! | `c`  | `c` H/M hour/minute(u32) status(u8)   | count (u64)                            |
 //! | `c`  | `c` h/m hour/minute(u32) error(u32)   | count (u64)                            |
+//! | `k`  | `k` name                              | the service's own state (`put_meta`)   |
 //!
 //! A callback rewrites its message's small record and adds one event value: the
 //! parameters of earlier events are never rewritten. Integers are big-endian, so byte
@@ -153,6 +154,14 @@ pub fn bucket_key(kind: u8, bucket: u64, value: &[u8]) -> Vec<u8> {
 /// A counter's value: a big-endian u64 (0 if malformed).
 pub fn decode_count(value: &[u8]) -> u64 {
     value.try_into().map(u64::from_be_bytes).unwrap_or(0)
+}
+
+/// `k` name: the service's own state (e.g. forwarding progress), see `Store::put_meta`.
+pub fn meta_key(name: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + name.len());
+    key.push(b'k');
+    key.extend_from_slice(name);
+    key
 }
 
 /// Written by `/readyz` to prove the store takes writes.

@@ -107,6 +107,22 @@ impl SledStore {
         wait_for(answer).await
     }
 
+    pub async fn put_meta(&self, key: &[u8], value: Option<Vec<u8>>) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let key = key.to_vec();
+        self.send(Command::Put { key, value, reply }).await?;
+        wait_for(answer).await
+    }
+
+    pub fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let value = self
+            .trees
+            .data
+            .get(keys::meta_key(key))
+            .map_err(unavailable)?;
+        Ok(value.map(|value| value.to_vec()))
+    }
+
     async fn send(&self, command: Command) -> Result<(), StoreError> {
         self.commands.send(command).await.map_err(|_| writer_gone())
     }

@@ -37,9 +37,9 @@ use sled::Batch;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::keys::{
-    bucket_key, counter_key, encode, event_key, feed_key, feed_value, index, record_key, EventBody,
-    Record, CLOCK_KEY, ERROR_COUNTER, ERROR_HOURLY, ERROR_MINUTELY, HOUR, MINUTE, PROBE_KEY,
-    STATUS_COUNTER, STATUS_HOURLY, STATUS_MINUTELY,
+    bucket_key, counter_key, encode, event_key, feed_key, feed_value, index, meta_key, record_key,
+    EventBody, Record, CLOCK_KEY, ERROR_COUNTER, ERROR_HOURLY, ERROR_MINUTELY, HOUR, MINUTE,
+    PROBE_KEY, STATUS_COUNTER, STATUS_HOURLY, STATUS_MINUTELY,
 };
 use super::params::{self, Context};
 use super::Trees;
@@ -65,6 +65,12 @@ pub enum Command {
     },
     /// Writes and syncs a marker: proves the store is writable (`/readyz`).
     Probe {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// Sets (or with `None` removes) a piece of the service's own state, durably.
+    Put {
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
     /// History entries found at start-up, to remove once they are old enough.
@@ -180,6 +186,13 @@ impl Writer {
                     writes
                         .batch
                         .insert(PROBE_KEY, &self.tick().to_be_bytes()[..]);
+                    replies.push(Reply::Done(reply));
+                }
+                Command::Put { key, value, reply } => {
+                    match value {
+                        Some(value) => writes.batch.insert(meta_key(&key), value),
+                        None => writes.batch.remove(meta_key(&key)),
+                    }
                     replies.push(Reply::Done(reply));
                 }
                 Command::Forget { mut entries } => {
@@ -403,7 +416,7 @@ fn refuse(group: &mut Vec<Command>, error: &StoreError) -> Continue {
             Command::Record { reply, .. } => {
                 let _ = reply.send(Err(error.clone()));
             }
-            Command::Probe { reply } => {
+            Command::Probe { reply } | Command::Put { reply, .. } => {
                 let _ = reply.send(Err(error.clone()));
             }
             Command::Forget { .. } => {}
