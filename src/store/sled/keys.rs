@@ -7,8 +7,7 @@
 //! | kind | key                                   | value                                  |
 //! |------|---------------------------------------|----------------------------------------|
 //! | `m`  | `m` sid                               | [`Record`]: parties, transitions, tokens |
-//! | `v`  | `v` sid n(u32)                        | event n's parameters, packed           |
-//! | `q`  | `q` seq(u64)                          | sid n(u32): the change feed            |
+//! | `v`  | `v` seq(u64)                          | [`EventBody`]: sid, parameters packed  |
 //! | `s`  | `s` status(u8) updated_at sid         | empty, or `replaced_at` (history)      |
 //! | `e`  | `e` error(u32) updated_at sid         | empty, or `replaced_at` (history)      |
 //! | `t`  | `t` to 0x00 sid                       | empty (by recipient)                   |
@@ -25,7 +24,9 @@
 //!
 //! The sequence number of an event is its arrival time from the writer's clock, which
 //! is strictly increasing and handed out in commit order: the change feed, the listing
-//! positions and the paging snapshot all use that one clock.
+//! positions and the paging snapshot all use that one clock. Events are keyed by it, so
+//! the events themselves, in key order, are the change feed, and new ones are appended at
+//! the end of the tree; a message finds its own through the arrival times in its record.
 
 use serde::{Deserialize, Serialize};
 
@@ -56,9 +57,11 @@ impl Record {
     }
 }
 
-/// One event's parameters, packed against its message (see [`super::params`]).
+/// One event: its message and its parameters, packed against the message (see
+/// [`super::params`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventBody {
+    pub sid: String,
     pub params: Packed,
 }
 
@@ -84,44 +87,25 @@ pub fn record_key(sid: &MessageSid) -> Vec<u8> {
     key
 }
 
-/// The prefix of a message's event values; event `n` follows it as a big-endian u32.
-pub fn event_prefix(sid: &MessageSid) -> Vec<u8> {
-    let mut key = Vec::with_capacity(1 + MessageSid::LEN + 4);
-    key.push(b'v');
-    key.extend_from_slice(sid.as_str().as_bytes());
-    key
-}
+pub const EVENT: u8 = b'v';
 
-pub fn event_key(sid: &MessageSid, n: u32) -> Vec<u8> {
-    let mut key = event_prefix(sid);
-    key.extend_from_slice(&n.to_be_bytes());
-    key
-}
-
-pub const FEED: u8 = b'q';
-
-pub fn feed_key(seq: u64) -> [u8; 9] {
-    let mut key = [FEED; 9];
+/// The key of the event stored at `seq`.
+pub fn event_key(seq: u64) -> [u8; 9] {
+    let mut key = [EVENT; 9];
     key[1..].copy_from_slice(&seq.to_be_bytes());
     key
 }
 
-/// A feed value: the SID and the event's number.
-pub fn feed_value(sid: &MessageSid, n: u32) -> Vec<u8> {
-    let mut value = sid.as_str().as_bytes().to_vec();
-    value.extend_from_slice(&n.to_be_bytes());
-    value
-}
-
-pub fn parse_feed_value(value: &[u8]) -> Result<(MessageSid, u32), StoreError> {
-    let bad = || StoreError::corrupt("a change-feed entry is malformed");
-    if value.len() != MessageSid::LEN + 4 {
-        return Err(bad());
+/// The sequence number of an event key.
+pub fn event_seq(key: &[u8]) -> Result<u64, StoreError> {
+    match key {
+        [EVENT, seq @ ..] => {
+            Ok(u64::from_be_bytes(seq.try_into().map_err(|_| {
+                StoreError::corrupt("an event key is malformed")
+            })?))
+        }
+        _ => Err(StoreError::corrupt("an event key is malformed")),
     }
-    let (sid, n) = value.split_at(MessageSid::LEN);
-    let sid = std::str::from_utf8(sid).map_err(|_| bad())?;
-    let sid = MessageSid::parse(sid).map_err(|_| bad())?;
-    Ok((sid, u32::from_be_bytes(n.try_into().map_err(|_| bad())?)))
 }
 
 /// Messages by current status / by the error code of their current status.

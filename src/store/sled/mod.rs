@@ -174,40 +174,40 @@ impl SledStore {
         flushed
     }
 
-    /// The transitions after `after` up to the watermark, in commit order.
+    /// The transitions after `after` up to the watermark, in commit order: the events,
+    /// which are keyed by their sequence number.
     pub fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedEntry>, StoreError> {
         let watermark = self.watermark();
         if after >= watermark {
             return Ok(Vec::new());
         }
-        let range = keys::feed_key(after.saturating_add(1))..=keys::feed_key(watermark);
+        let range = keys::event_key(after.saturating_add(1))..=keys::event_key(watermark);
         let mut entries = Vec::new();
-        let mut records: Option<(MessageSid, Record)> = None;
+        let mut cached: Option<(MessageSid, Record)> = None;
         for entry in self.trees.data.range(range).take(limit) {
             let (key, value) = entry.map_err(unavailable)?;
-            let seq = u64::from_be_bytes(
-                key.get(1..9)
-                    .and_then(|k| k.try_into().ok())
-                    .ok_or_else(|| StoreError::corrupt("a change-feed key is malformed"))?,
-            );
-            let (sid, n) = keys::parse_feed_value(&value)?;
+            let seq = keys::event_seq(&key)?;
+            let body: keys::EventBody = decode(&value)?;
+            let sid = MessageSid::parse(&body.sid).map_err(StoreError::corrupt)?;
             // Consecutive events of one message are common: read its record once.
-            let record = match records.take() {
-                Some((cached, record)) if cached == sid => record,
+            let record = match cached.take() {
+                Some((known, record)) if known == sid => record,
                 _ => match self.trees.record(&sid)? {
                     Some(record) => record,
-                    // Deleted since: its feed entries go with it, but a delete may race.
-                    None => continue,
+                    None => {
+                        return Err(StoreError::corrupt(format!("{sid}: event without record")))
+                    }
                 },
             };
-            let index = n as usize;
-            let Some(transition) = record.transitions.get(index) else {
-                return Err(StoreError::corrupt(format!("{sid}: feed names event {n}")));
-            };
+            let index = record
+                .transitions
+                .binary_search_by_key(&seq, |t| t.received_at.0)
+                .map_err(|_| {
+                    StoreError::corrupt(format!("{sid}: event {seq} not in its record"))
+                })?;
             let state = record
-                .state_at(transition.received_at)
-                .ok_or_else(|| StoreError::corrupt(format!("{sid}: no state at event {n}")))?;
-            let body = self.trees.event_body(&sid, n)?;
+                .state_at(Timestamp(seq))
+                .ok_or_else(|| StoreError::corrupt(format!("{sid}: no state at event {seq}")))?;
             let event = self.trees.unpack(&sid, &record, index, body)?;
             entries.push(FeedEntry {
                 seq,
@@ -215,7 +215,7 @@ impl SledStore {
                 event,
                 state,
             });
-            records = Some((sid, record));
+            cached = Some((sid, record));
         }
         Ok(entries)
     }
@@ -309,30 +309,21 @@ impl Trees {
         }
     }
 
-    fn event_body(&self, sid: &MessageSid, n: u32) -> Result<keys::EventBody, StoreError> {
-        match self
-            .data
-            .get(keys::event_key(sid, n))
-            .map_err(unavailable)?
-        {
-            Some(value) => decode(&value),
-            None => Err(StoreError::corrupt(format!("{sid}: event {n} is missing"))),
-        }
-    }
-
     /// Every event of a message, in arrival order.
     fn events(&self, sid: &MessageSid, record: &Record) -> Result<Vec<StoredEvent>, StoreError> {
         let mut events = Vec::with_capacity(record.transitions.len());
-        for (index, entry) in self.data.scan_prefix(keys::event_prefix(sid)).enumerate() {
-            let (_, value) = entry.map_err(unavailable)?;
-            events.push(self.unpack(sid, record, index, decode(&value)?)?);
-        }
-        if events.len() != record.transitions.len() {
-            return Err(StoreError::corrupt(format!(
-                "{sid}: {} events stored, record has {}",
-                events.len(),
-                record.transitions.len()
-            )));
+        for (index, transition) in record.transitions.iter().enumerate() {
+            let seq = transition.received_at.0;
+            let value = self.data.get(keys::event_key(seq)).map_err(unavailable)?;
+            let value = value
+                .ok_or_else(|| StoreError::corrupt(format!("{sid}: event {seq} is missing")))?;
+            let body: keys::EventBody = decode(&value)?;
+            if body.sid != sid.as_str() {
+                return Err(StoreError::corrupt(format!(
+                    "{sid}: event {seq} is another's"
+                )));
+            }
+            events.push(self.unpack(sid, record, index, body)?);
         }
         Ok(events)
     }
@@ -396,7 +387,7 @@ fn writer_gone() -> StoreError {
 }
 
 impl SledStore {
-    /// Reads the whole store and checks that index entries, feed entries, event values
+    /// Reads the whole store and checks that index entries, event values
     /// and counters are exactly what the records imply. History entries may be missing
     /// (they are removed when old), but never wrong.
     pub fn check(&self) -> Result<CheckReport, String> {
@@ -408,7 +399,7 @@ impl SledStore {
         };
         let mut live = std::collections::BTreeSet::new();
         let mut history = std::collections::BTreeMap::new();
-        let mut feed = std::collections::BTreeMap::new();
+        let mut events = std::collections::BTreeMap::new();
         let mut counters = std::collections::HashMap::<Vec<u8>, i64>::new();
         for entry in self.trees.data.scan_prefix(b"m") {
             let (key, value) = entry.map_err(|e| fail(unavailable(e)))?;
@@ -418,19 +409,19 @@ impl SledStore {
             let state = record
                 .state()
                 .ok_or_else(|| format!("{sid}: a record without events"))?;
-            let events = self.trees.events(&sid, &record).map_err(fail)?;
+            let stored = self.trees.events(&sid, &record).map_err(fail)?;
             for (key, replaced_at) in index::implied(&sid, &record) {
                 match replaced_at {
                     None => live.insert(key),
                     Some(at) => history.insert(key, at).is_none(),
                 };
             }
-            for (n, transition) in record.transitions.iter().enumerate() {
-                feed.insert(transition.received_at.0, (sid.clone(), n as u32));
+            for transition in &record.transitions {
+                events.insert(transition.received_at.0, sid.clone());
             }
             writer::count(&mut counters, &state, 1);
             report.messages += 1;
-            report.events += events.len() as u64;
+            report.events += stored.len() as u64;
         }
         for kind in [
             index::BY_STATUS,
@@ -454,20 +445,13 @@ impl SledStore {
         if let Some(missing) = live.first() {
             return Err(format!("index entry {missing:?} is implied but missing"));
         }
-        for entry in self.trees.data.scan_prefix([keys::FEED]) {
-            let (key, value) = entry.map_err(|e| fail(unavailable(e)))?;
-            let seq = key
-                .get(1..9)
-                .and_then(|k| k.try_into().ok())
-                .map(u64::from_be_bytes)
-                .ok_or("a malformed change-feed key")?;
-            let named = keys::parse_feed_value(&value).map_err(fail)?;
-            if feed.remove(&seq) != Some(named) {
-                return Err(format!("change-feed entry {seq} names no such event"));
+        // Every event value belongs to a record (each record's own were read above).
+        for entry in self.trees.data.scan_prefix([keys::EVENT]) {
+            let (key, _) = entry.map_err(|e| fail(unavailable(e)))?;
+            let seq = keys::event_seq(&key).map_err(fail)?;
+            if events.remove(&seq).is_none() {
+                return Err(format!("event {seq} belongs to no record"));
             }
-        }
-        if let Some((seq, _)) = feed.first_key_value() {
-            return Err(format!("change-feed entry {seq} is missing"));
         }
         for entry in self.trees.data.scan_prefix(b"c") {
             let (key, value) = entry.map_err(|e| fail(unavailable(e)))?;

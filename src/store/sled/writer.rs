@@ -37,9 +37,9 @@ use sled::Batch;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::keys::{
-    bucket_key, counter_key, encode, event_key, feed_key, feed_value, index, meta_key, record_key,
-    EventBody, Record, CLOCK_KEY, ERROR_COUNTER, ERROR_HOURLY, ERROR_MINUTELY, HOUR, MINUTE,
-    PROBE_KEY, STATUS_COUNTER, STATUS_HOURLY, STATUS_MINUTELY,
+    bucket_key, counter_key, encode, event_key, index, meta_key, record_key, EventBody, Record,
+    CLOCK_KEY, ERROR_COUNTER, ERROR_HOURLY, ERROR_MINUTELY, HOUR, MINUTE, PROBE_KEY,
+    STATUS_COUNTER, STATUS_HOURLY, STATUS_MINUTELY,
 };
 use super::params::{self, Context};
 use super::Trees;
@@ -289,8 +289,6 @@ impl Writer {
             }
             None => MessageState::first(record.parties.clone(), &transition),
         };
-        let n = u32::try_from(record.transitions.len())
-            .map_err(|_| StoreError::corrupt(format!("{sid} has too many events")))?;
         record.transitions.push(transition);
         record.tokens.extend(token);
 
@@ -321,12 +319,10 @@ impl Writer {
             parties: &record.parties,
         };
         let body = EventBody {
+            sid: sid.as_str().to_owned(),
             params: params::pack(event.into_params(), &cx),
         };
-        writes.batch.insert(event_key(&sid, n), encode(&body)?);
-        writes
-            .batch
-            .insert(&feed_key(at.0)[..], feed_value(&sid, n));
+        writes.batch.insert(&event_key(at.0)[..], encode(&body)?);
         writes.batch.insert(record_key(&sid), encode(&record)?);
         writes.overlay.insert(sid, record);
         Ok(Recorded::Stored)
