@@ -7,6 +7,7 @@
 //! before a flush has made it durable: the durable-before-200 rule lives there and nowhere
 //! else. Reads go straight to the tree from any thread.
 
+mod idempotency;
 mod params;
 mod query;
 mod record;
@@ -19,6 +20,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
 
+pub use idempotency::{Claim, ClaimTicket, Finish, KeptReply, KeyRequest, IDEMPOTENCY_WINDOW};
 pub use query::{Cursor, ListQuery, Page};
 pub use record::{MessageRecord, StoredEvent};
 pub use stats::Stats;
@@ -71,6 +73,8 @@ pub struct Store {
 struct Trees {
     db: sled::Db,
     data: sled::Tree,
+    /// The database folder, for an fsync of sled's files.
+    dir: std::path::PathBuf,
 }
 /// How many commands may wait for the writer before handlers wait to enqueue.
 const QUEUE_DEPTH: usize = 16 * 1024;
@@ -82,6 +86,7 @@ impl Store {
         let trees = Trees {
             data: db.open_tree("statushook")?,
             db,
+            dir: path.to_owned(),
         };
         let (commands, receiver) = mpsc::channel(QUEUE_DEPTH);
         let writer = writer::spawn(trees.clone(), receiver, observe).map_err(|error| {
