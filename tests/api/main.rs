@@ -1,6 +1,7 @@
 mod crash;
 mod health;
 mod helpers;
+mod idempotency;
 mod lifecycle;
 mod listing;
 mod lookup;
