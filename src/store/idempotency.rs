@@ -193,9 +193,10 @@ impl Store {
 
     /// Removes a few keys whose window has ended, oldest first.
     fn sweep(&self, tree: &sled::Tree, now: Timestamp) -> Result<(), StoreError> {
-        let cutoff = Timestamp(now.0.saturating_sub(micros(IDEMPOTENCY_WINDOW)));
+        // Claimed at or before `now - window` is expired (see `expired`).
+        let first_unexpired = now.0.saturating_sub(micros(IDEMPOTENCY_WINDOW)) + 1;
         let mut end = vec![EXPIRY];
-        end.extend_from_slice(&cutoff.to_be_bytes());
+        end.extend_from_slice(&first_unexpired.to_be_bytes());
         for index in tree.range(vec![EXPIRY]..end).take(SWEEP) {
             let (index, _) = index?;
             let Some(claimed) = index.get(1..9).and_then(|bytes| bytes.try_into().ok()) else {
@@ -312,4 +313,116 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|_| StoreError::Unavailable("an idempotency key operation was cancelled".into()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: u64 = 3_600_000_000;
+
+    fn request(key: &str, hash: u8, now: u64) -> KeyRequest {
+        KeyRequest {
+            key: key.into(),
+            request_hash: [hash; 32],
+            now: Timestamp(now),
+            in_flight_at_most: Duration::from_secs(120),
+        }
+    }
+
+    fn reply() -> KeptReply {
+        KeptReply {
+            status: 201,
+            body: b"{}".to_vec(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_is_answered_for_24_hours_then_free_again_and_swept() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let store = Store::open(dir.path(), Box::new(|_| {})).expect("a store");
+        let start = 1_000 * HOUR;
+        let Claim::Claimed(ticket) = store
+            .claim_idempotency_key(request("k", 1, start))
+            .await
+            .expect("claimed")
+        else {
+            panic!("a new key is claimed");
+        };
+        store
+            .finish_idempotency_key(ticket, Finish::Answer(reply()))
+            .await
+            .expect("finished");
+
+        let within = store
+            .claim_idempotency_key(request("k", 1, start + 24 * HOUR - 1))
+            .await
+            .expect("read");
+        assert_eq!(within, Claim::Answered(reply()));
+        let other = store
+            .claim_idempotency_key(request("k", 2, start + HOUR))
+            .await
+            .expect("read");
+        assert_eq!(other, Claim::Conflict);
+
+        // Another key claimed after the window sweeps the expired one away.
+        let later = start + 24 * HOUR;
+        let claimed = store
+            .claim_idempotency_key(request("other", 1, later))
+            .await
+            .expect("claimed");
+        assert!(matches!(claimed, Claim::Claimed(_)));
+        let tree = store.idempotency_tree().expect("the tree");
+        assert!(
+            tree.get(entry_key("k")).expect("read").is_none(),
+            "not swept"
+        );
+        assert_eq!(tree.len(), 2, "only the new claim and its age entry remain");
+
+        // After the window the key is free, also for another request.
+        let again = store
+            .claim_idempotency_key(request("k", 2, later))
+            .await
+            .expect("claimed");
+        assert!(matches!(again, Claim::Claimed(_)));
+    }
+
+    #[tokio::test]
+    async fn an_in_flight_claim_is_abandoned_past_its_deadline_and_a_released_key_is_free() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let store = Store::open(dir.path(), Box::new(|_| {})).expect("a store");
+        let start = 1_000 * HOUR;
+        let Claim::Claimed(ticket) = store
+            .claim_idempotency_key(request("k", 1, start))
+            .await
+            .expect("claimed")
+        else {
+            panic!("a new key is claimed");
+        };
+        let during = store
+            .claim_idempotency_key(request("k", 1, start + 1))
+            .await
+            .expect("read");
+        assert_eq!(during, Claim::InFlight);
+        let past = store
+            .claim_idempotency_key(request("k", 1, start + HOUR))
+            .await
+            .expect("read");
+        assert_eq!(
+            past,
+            Claim::Abandoned {
+                claimed_at: Timestamp(start)
+            }
+        );
+
+        store
+            .finish_idempotency_key(ticket, Finish::Release)
+            .await
+            .expect("released");
+        let free = store
+            .claim_idempotency_key(request("k", 1, start + HOUR))
+            .await
+            .expect("claimed");
+        assert!(matches!(free, Claim::Claimed(_)));
+    }
 }
