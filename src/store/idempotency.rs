@@ -337,15 +337,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_key_is_answered_for_24_hours_then_free_again_and_swept() {
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let store = Store::open(dir.path(), Box::new(|_| {})).expect("a store");
-        let start = 1_000 * HOUR;
-        let Claim::Claimed(ticket) = store
-            .claim_idempotency_key(request("k", 1, start))
-            .await
-            .expect("claimed")
+    async fn answered(store: &Store, key: &str, now: u64) {
+        let Ok(Claim::Claimed(ticket)) = store.claim_idempotency_key(request(key, 1, now)).await
         else {
             panic!("a new key is claimed");
         };
@@ -353,6 +346,15 @@ mod tests {
             .finish_idempotency_key(ticket, Finish::Answer(reply()))
             .await
             .expect("finished");
+    }
+
+    #[tokio::test]
+    async fn a_key_is_answered_for_24_hours_then_free_again_and_swept() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let store = Store::open(dir.path(), Box::new(|_| {})).expect("a store");
+        let start = 1_000 * HOUR;
+        answered(&store, "k", start).await;
+        answered(&store, "old", start).await;
 
         let within = store
             .claim_idempotency_key(request("k", 1, start + 24 * HOUR - 1))
@@ -365,26 +367,20 @@ mod tests {
             .expect("read");
         assert_eq!(other, Claim::Conflict);
 
-        // Another key claimed after the window sweeps the expired one away.
+        // After the window the key is free, also for another request; the claim sweeps
+        // the other expired key away.
         let later = start + 24 * HOUR;
-        let claimed = store
-            .claim_idempotency_key(request("other", 1, later))
-            .await
-            .expect("claimed");
-        assert!(matches!(claimed, Claim::Claimed(_)));
-        let tree = store.idempotency_tree().expect("the tree");
-        assert!(
-            tree.get(entry_key("k")).expect("read").is_none(),
-            "not swept"
-        );
-        assert_eq!(tree.len(), 2, "only the new claim and its age entry remain");
-
-        // After the window the key is free, also for another request.
         let again = store
             .claim_idempotency_key(request("k", 2, later))
             .await
             .expect("claimed");
-        assert!(matches!(again, Claim::Claimed(_)));
+        assert!(matches!(again, Claim::Claimed(_)), "{again:?}");
+        let tree = store.idempotency_tree().expect("the tree");
+        assert!(
+            tree.get(entry_key("old")).expect("read").is_none(),
+            "not swept"
+        );
+        assert_eq!(tree.len(), 2, "only the new claim and its age entry remain");
     }
 
     #[tokio::test]
