@@ -351,7 +351,7 @@ fn check(args: &CheckArgs) -> ExitCode {
 }
 
 /// Opens the store of an existing data folder for the offline sub-commands.
-fn open_existing(data_dir: &std::path::Path) -> Result<crate::store::Store, ExitCode> {
+fn open_existing(data_dir: &std::path::Path) -> Result<crate::store::sled::SledStore, ExitCode> {
     if !data_dir.exists() {
         eprintln!(
             "statushook: --data-dir: {} does not exist",
@@ -359,7 +359,7 @@ fn open_existing(data_dir: &std::path::Path) -> Result<crate::store::Store, Exit
         );
         return Err(ExitCode::from(CONFIG_ERROR));
     }
-    crate::store::Store::open(data_dir, Box::new(|_| {})).map_err(|error| {
+    crate::store::sled::SledStore::open(data_dir, Box::new(|_| {})).map_err(|error| {
         eprintln!(
             "statushook: cannot open the store in {} ({error}); if statushook serve is running on it, stop it or use a copy",
             data_dir.display()
@@ -388,7 +388,7 @@ fn export(args: &ExportArgs) -> ExitCode {
         );
         return ExitCode::from(CONFIG_ERROR);
     }
-    let store = match crate::store::Store::open(&args.data_dir, Box::new(|_| {})) {
+    let store = match crate::store::sled::SledStore::open(&args.data_dir, Box::new(|_| {})) {
         Ok(store) => store,
         Err(error) => {
             eprintln!(

@@ -2,11 +2,13 @@
 //! nothing below the handlers sees a SID or a status as a bare `String`.
 
 mod event;
+mod message;
 mod sid;
 mod status;
 mod timestamp;
 
 pub use event::{EventError, Source, StatusEvent};
+pub use message::{is_duplicate, MessageState, Parties, Transition};
 pub use sid::MessageSid;
 pub use status::{KnownStatus, MessageStatus};
 pub use timestamp::{RfcTime, Timestamp};

@@ -6,9 +6,10 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::ApiError;
+use crate::domain::MessageState;
 use crate::domain::{KnownStatus, MessageSid, RfcTime, Source, Timestamp};
 use crate::startup::AppState;
-use crate::store::{Cursor, ListQuery, MessageRecord, StoreError, StoredEvent, StoredMessage};
+use crate::store::{Cursor, ListQuery, StoredEvent, StoredMessage};
 
 /// A message as the API shows it; `events` is left out of listings.
 #[derive(Serialize)]
@@ -24,10 +25,13 @@ pub struct MessageView {
     updated_at: RfcTime,
     #[serde(skip_serializing_if = "Option::is_none")]
     events: Option<Vec<EventView>>,
+    /// The one event a change-feed entry or a forwarded webhook is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event: Option<EventView>,
 }
 
 #[derive(Serialize)]
-struct EventView {
+pub struct EventView {
     status: String,
     error_code: Option<u32>,
     received_at: RfcTime,
@@ -38,18 +42,27 @@ struct EventView {
 }
 
 impl MessageView {
-    pub fn summary(sid: &str, record: MessageRecord) -> Self {
+    pub fn summary(sid: &str, state: MessageState) -> Self {
         MessageView {
             sid: sid.to_owned(),
-            status: record.known_status().map(|status| status.as_str()),
-            error_code: record.error_code,
-            created_at: RfcTime(record.created_at),
-            updated_at: RfcTime(record.updated_at),
-            account_sid: record.account_sid,
-            from: record.from,
-            to: record.to,
-            messaging_service_sid: record.messaging_service_sid,
+            status: state.status.map(|status| status.as_str()),
+            error_code: state.error_code,
+            created_at: RfcTime(state.created_at),
+            updated_at: RfcTime(state.updated_at),
+            account_sid: state.parties.account_sid,
+            from: state.parties.from,
+            to: state.parties.to,
+            messaging_service_sid: state.parties.messaging_service_sid,
             events: None,
+            event: None,
+        }
+    }
+
+    /// The message as it stood right after `event`, with that event.
+    pub fn after(sid: &str, state: MessageState, event: StoredEvent) -> Self {
+        MessageView {
+            event: Some(EventView::from(event)),
+            ..MessageView::summary(sid, state)
         }
     }
 
@@ -57,7 +70,7 @@ impl MessageView {
         let events = message.events.into_iter().map(EventView::from).collect();
         MessageView {
             events: Some(events),
-            ..MessageView::summary(message.sid.as_str(), message.record)
+            ..MessageView::summary(message.sid.as_str(), message.state)
         }
     }
 }
@@ -93,7 +106,7 @@ pub async fn get_message(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let sid = MessageSid::parse(&sid).map_err(ApiError::BadRequest)?;
-    let message = state.store.message(&sid)?.ok_or(ApiError::NotFound)?;
+    let message = state.store.message(&sid).await?.ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(MessageView::full(message)))
 }
 
@@ -113,11 +126,7 @@ pub async fn list_messages(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let query = parse_list_query(request.query_string())?;
-    let store = state.store.clone();
-    // A page may read a thousand records: off the async workers.
-    let page = web::block(move || store.list(&query)).await.map_err(|_| {
-        ApiError::Unavailable(StoreError::Unavailable("listing was cancelled".into()))
-    })??;
+    let page = state.store.list(query).await?;
     let next_cursor = page.next.map(|cursor| cursor.encode());
     let messages = page
         .messages
@@ -171,7 +180,10 @@ fn parse_list_query(raw: &str) -> Result<ListQuery, ApiError> {
                         )
                     })?;
             }
-            "cursor" => query.cursor = Some(Cursor::decode(&value).map_err(|e| bad("cursor", e))?),
+            "cursor" => {
+                let cursor = Cursor::decode(&value, Timestamp::now());
+                query.cursor = Some(cursor.map_err(|e| bad("cursor", e.to_string()))?);
+            }
             other => return Err(bad(other, "is not a parameter of this listing".into())),
         }
     }

@@ -3,6 +3,7 @@
 //! status code in one place; sending has its own, [`SendFailure`], because its answers are
 //! kept under idempotency keys.
 
+mod events;
 mod health;
 mod messages;
 mod send;
@@ -15,6 +16,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse, ResponseError};
 
+pub use events::{events, FeedEventView};
 pub use health::{healthz, metrics, readyz};
 pub use messages::{get_message, list_messages, MessageView};
 pub use send::{send_message, SendFailure};
@@ -35,6 +37,8 @@ pub enum ApiError {
     NotFound,
     #[error("the store is unavailable, try again")]
     Unavailable(#[source] StoreError),
+    #[error("a stored record could not be read")]
+    Internal(#[source] StoreError),
 }
 
 impl ResponseError for ApiError {
@@ -44,6 +48,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -57,6 +62,7 @@ impl ResponseError for ApiError {
                 tracing::error!(%error, "store unavailable");
                 response.insert_header((header::RETRY_AFTER, "1"));
             }
+            ApiError::Internal(error) => tracing::error!(%error, "a stored record is corrupt"),
             _ => {}
         }
         response.json(serde_json::json!({ "error": self.to_string() }))
@@ -65,7 +71,10 @@ impl ResponseError for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        ApiError::Unavailable(error)
+        match error {
+            StoreError::Corrupt(_) => ApiError::Internal(error),
+            StoreError::Unavailable(_) => ApiError::Unavailable(error),
+        }
     }
 }
 

@@ -8,7 +8,6 @@ use serde::Serialize;
 use super::ApiError;
 use crate::domain::{KnownStatus, RfcTime, Timestamp};
 use crate::startup::AppState;
-use crate::store::StoreError;
 
 #[derive(Serialize)]
 struct StatsView {
@@ -29,12 +28,7 @@ pub async fn stats(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (since, until) = parse_window(request.query_string())?;
-    let store = state.store.clone();
-    let stats = web::block(move || store.stats(since, until))
-        .await
-        .map_err(|_| {
-            ApiError::Unavailable(StoreError::Unavailable("stats were cancelled".into()))
-        })??;
+    let stats = state.store.stats(since, until).await?;
     let count = |wanted: &[KnownStatus]| -> u64 {
         stats
             .by_status

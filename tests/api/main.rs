@@ -1,10 +1,12 @@
 mod crash;
+mod feed;
 mod health;
 mod helpers;
 mod idempotency;
 mod lifecycle;
 mod listing;
 mod lookup;
+mod paging_under_load;
 mod prism;
 mod reconciler;
 mod sender;
