@@ -1,5 +1,5 @@
 //! `GET /v1/messages/{sid}`: one message, its current status and its whole history;
-//! `GET /v1/messages`: the listing, filtered and paged; `POST /v1/messages`: send.
+//! `GET /v1/messages`: the listing, filtered and paged. (`POST /v1/messages` is in `send.rs`.)
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
@@ -8,7 +8,6 @@ use serde_json::{Map, Value};
 use super::ApiError;
 use crate::domain::MessageState;
 use crate::domain::{KnownStatus, MessageSid, RfcTime, Source, Timestamp};
-use crate::sender::{self, CreateMessage};
 use crate::startup::AppState;
 use crate::store::{Cursor, ListQuery, StoredEvent, StoredMessage};
 
@@ -201,35 +200,4 @@ fn non_empty(name: &str, value: &str) -> Result<String, ApiError> {
         return Err(ApiError::BadRequest(format!("{name}: must not be empty")));
     }
     Ok(value.to_owned())
-}
-
-/// `POST /v1/messages`: creates a message through Twilio with statushook's callback
-/// registered, and records it at once (source `sender`), so a lookup works before the first
-/// callback arrives. Answers 201 with Twilio's message resource.
-pub async fn send_message(
-    body: web::Bytes,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let request: CreateMessage = serde_json::from_slice(&body)
-        .map_err(|error| ApiError::BadRequest(format!("body: {error}")))?;
-    request.validate().map_err(ApiError::Unprocessable)?;
-    let twilio = state
-        .twilio
-        .as_ref()
-        .ok_or(ApiError::SendingNotConfigured)?;
-    let created = twilio
-        .create_message(&request, &state.status_callback)
-        .await?;
-    match sender::event_from_resource(&created, Source::Sender) {
-        // The message exists at Twilio whatever happens here: a failure to record it is
-        // logged, not answered, or the caller would retry and send it twice. Its first
-        // callback records it anyway.
-        Some(event) => {
-            if let Err(error) = state.store.record(event, None).await {
-                tracing::error!(%error, "a sent message could not be recorded");
-            }
-        }
-        None => tracing::warn!("twilio's answer carries no message sid or status"),
-    }
-    Ok(HttpResponse::Created().json(created))
 }

@@ -10,11 +10,13 @@
 //! Every write is durable before its method returns: with sled, fsynced (see
 //! `sled/writer.rs`); with PostgreSQL, committed with `synchronous_commit` on.
 
+mod idempotency;
 mod listing;
 pub mod sled;
 
 use std::sync::Arc;
 
+pub use idempotency::{Claim, ClaimTicket, Finish, KeptReply, KeyRequest, IDEMPOTENCY_WINDOW};
 pub use listing::{Cursor, CursorError, ListQuery, Page, CURSOR_LIFETIME};
 
 use crate::domain::{KnownStatus, MessageSid, MessageState, Source, StatusEvent, Timestamp};

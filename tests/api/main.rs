@@ -2,6 +2,7 @@ mod crash;
 mod feed;
 mod health;
 mod helpers;
+mod idempotency;
 mod lifecycle;
 mod listing;
 mod lookup;
