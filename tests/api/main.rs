@@ -4,6 +4,7 @@ mod helpers;
 mod lifecycle;
 mod listing;
 mod lookup;
+mod powercut;
 mod prism;
 mod reconciler;
 mod sender;
