@@ -83,8 +83,11 @@ impl Store {
             data: db.open_tree("statushook")?,
             db,
         };
+        let files = writer::SledFiles::after_open(path).map_err(|error| {
+            StoreError::Unavailable(format!("cannot fsync {}: {error}", path.display()))
+        })?;
         let (commands, receiver) = mpsc::channel(QUEUE_DEPTH);
-        let writer = writer::spawn(trees.clone(), receiver, observe).map_err(|error| {
+        let writer = writer::spawn(trees.clone(), files, receiver, observe).map_err(|error| {
             StoreError::Unavailable(format!("cannot start the writer: {error}"))
         })?;
         Ok(Store {
