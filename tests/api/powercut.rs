@@ -88,69 +88,87 @@ async fn every_callback_acknowledged_before_a_power_cut_is_there_after_it() {
     assert!(all_kept, "{}", trials.join("\n"));
 }
 
+/// What the clients of one stream share.
+#[derive(Default)]
+struct Stream {
+    acknowledged: Mutex<Vec<Ack>>,
+    count: AtomicUsize,
+    stop: AtomicBool,
+    /// Clients that have stopped posting.
+    finished: AtomicUsize,
+    /// Woken at the [`CUT_AFTER`]th acknowledgement and whenever a client stops.
+    wake: Notify,
+}
+
 /// Posts callbacks from [`CLIENTS`] clients, each message `sent`, `delivered` then `read`,
-/// each callback with a distinct `Tag`; once [`CUT_AFTER`] are acknowledged, cuts the power and kills the
-/// service. Returns every callback answered 200.
+/// each callback with a distinct `Tag`; once [`CUT_AFTER`] are acknowledged, cuts the
+/// power and kills the service. Returns every callback answered 200.
 async fn stream_until_cut(
     trial: usize,
     address: &str,
     disk: &Disk,
     mut child: tokio::process::Child,
 ) -> Vec<Ack> {
-    let acknowledged = Arc::new(Mutex::new(Vec::new()));
-    let count = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let enough = Arc::new(Notify::new());
-    let mut clients = Vec::new();
-    for client in 0..CLIENTS {
-        let (acknowledged, count, stop, enough) = (
-            acknowledged.clone(),
-            count.clone(),
-            stop.clone(),
-            enough.clone(),
+    let stream = Arc::new(Stream::default());
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|client| {
+            let (stream, address) = (stream.clone(), address.to_owned());
+            tokio::spawn(async move {
+                post_until_refused(&stream, &address, trial, client).await;
+                stream.finished.fetch_add(1, Ordering::Relaxed);
+                stream.wake.notify_one();
+            })
+        })
+        .collect();
+    while stream.count.load(Ordering::Relaxed) < CUT_AFTER {
+        assert!(
+            stream.finished.load(Ordering::Relaxed) < CLIENTS,
+            "the service refused callbacks before the cut, after {} acknowledged",
+            stream.count.load(Ordering::Relaxed)
         );
-        let address = address.to_owned();
-        clients.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            for n in 0.. {
-                let sid = new_sid();
-                for status in ["sent", "delivered", "read"] {
-                    if stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    let tag = format!("t{trial}c{client}n{n}{status}");
-                    let mut params = with(callback(&sid, status), "Tag", &tag);
-                    if client == 0 {
-                        // Three of these make a value that sled keeps in a blob file.
-                        params = with(params, "Body", &"b".repeat(BIG));
-                    }
-                    match post_to_binary(&http, &address, &params).await {
-                        Ok(response) if response.status() == 200 => {
-                            let sid = sid.clone();
-                            let ack = Ack { sid, status, tag };
-                            acknowledged.lock().expect("lock").push(ack);
-                            if count.fetch_add(1, Ordering::Relaxed) + 1 == CUT_AFTER {
-                                enough.notify_one();
-                            }
-                        }
-                        // After the cut: refused (503) or the process is gone.
-                        _ => return,
-                    }
-                }
-            }
-        }));
+        stream.wake.notified().await;
     }
-    enough.notified().await;
     disk.power_cut().expect("the power is cut");
     child.start_kill().expect("SIGKILL is sent");
     child.wait().await.expect("the child is reaped");
-    stop.store(true, Ordering::Relaxed);
+    stream.stop.store(true, Ordering::Relaxed);
     for client in clients {
         client.await.expect("a client finishes");
     }
-    let acknowledged = acknowledged.lock().expect("lock").clone();
+    let acknowledged = stream.acknowledged.lock().expect("lock").clone();
     assert!(acknowledged.len() >= CUT_AFTER);
     acknowledged
+}
+
+/// One client: posts until told to stop or until a callback is not answered 200.
+async fn post_until_refused(stream: &Stream, address: &str, trial: usize, client: usize) {
+    let http = reqwest::Client::new();
+    for n in 0.. {
+        let sid = new_sid();
+        for status in ["sent", "delivered", "read"] {
+            if stream.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let tag = format!("t{trial}c{client}n{n}{status}");
+            let mut params = with(callback(&sid, status), "Tag", &tag);
+            if client == 0 {
+                // Three of these make a value that sled keeps in a blob file.
+                params = with(params, "Body", &"b".repeat(BIG));
+            }
+            match post_to_binary(&http, address, &params).await {
+                Ok(response) if response.status() == 200 => {
+                    let sid = sid.clone();
+                    let ack = Ack { sid, status, tag };
+                    stream.acknowledged.lock().expect("lock").push(ack);
+                    if stream.count.fetch_add(1, Ordering::Relaxed) + 1 == CUT_AFTER {
+                        stream.wake.notify_one();
+                    }
+                }
+                // After the cut: refused (503) or the process is gone.
+                _ => return,
+            }
+        }
+    }
 }
 
 /// The acknowledged callbacks whose event, with its `Tag`, the service does not return.
