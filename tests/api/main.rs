@@ -7,6 +7,7 @@ mod lifecycle;
 mod listing;
 mod lookup;
 mod paging_under_load;
+mod powercut;
 mod prism;
 mod reconciler;
 mod sender;
