@@ -122,6 +122,8 @@ fn routes_table(config: &mut web::ServiceConfig) {
                 .route("/messages", web::get().to(routes::list_messages))
                 .route("/messages", web::post().to(routes::send_message))
                 .route("/messages/{sid}", web::get().to(routes::get_message))
-                .route("/stats", web::get().to(routes::stats)),
-        );
+                .route("/stats", web::get().to(routes::stats))
+                .route("/stats/series", web::get().to(routes::stats_series)),
+        )
+        .configure(routes::ui_routes);
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::ApiError;
-use crate::domain::{KnownStatus, MessageSid, RfcTime, Source, Timestamp};
+use crate::domain::{error_codes, KnownStatus, MessageSid, RfcTime, Source, Timestamp};
 use crate::sender::{self, CreateMessage};
 use crate::startup::AppState;
 use crate::store::{Cursor, ListQuery, MessageRecord, StoreError, StoredEvent, StoredMessage};
@@ -21,6 +21,8 @@ pub struct MessageView {
     messaging_service_sid: Option<String>,
     status: Option<&'static str>,
     error_code: Option<u32>,
+    /// Twilio's title of `error_code`, when the code is one statushook knows.
+    error_description: Option<&'static str>,
     created_at: RfcTime,
     updated_at: RfcTime,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -31,6 +33,7 @@ pub struct MessageView {
 struct EventView {
     status: String,
     error_code: Option<u32>,
+    error_description: Option<&'static str>,
     received_at: RfcTime,
     source: Source,
     raw_dlr_done_date: Option<String>,
@@ -44,6 +47,7 @@ impl MessageView {
             sid: sid.to_owned(),
             status: record.known_status().map(|status| status.as_str()),
             error_code: record.error_code,
+            error_description: record.error_code.and_then(error_codes::describe),
             created_at: RfcTime(record.created_at),
             updated_at: RfcTime(record.updated_at),
             account_sid: record.account_sid,
@@ -81,6 +85,7 @@ impl From<StoredEvent> for EventView {
         EventView {
             status: event.status,
             error_code: event.error_code,
+            error_description: event.error_code.and_then(error_codes::describe),
             received_at: RfcTime(event.received_at),
             source: event.source,
             raw_dlr_done_date: event.raw_dlr_done_date,

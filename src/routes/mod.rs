@@ -6,6 +6,7 @@ mod health;
 mod messages;
 mod stats;
 mod status_callback;
+mod ui;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -15,8 +16,9 @@ use actix_web::{web, HttpResponse, ResponseError};
 
 pub use health::{healthz, metrics, readyz};
 pub use messages::{get_message, list_messages, send_message, MessageView};
-pub use stats::stats;
+pub use stats::{stats, stats_series};
 pub use status_callback::{status_callback, MAX_BODY as MAX_CALLBACK_BODY};
+pub use ui::ui_routes;
 
 use crate::sender::{InvalidParameter, SendError, TwilioError};
 use crate::startup::AppState;

@@ -10,6 +10,7 @@
 mod params;
 mod query;
 mod record;
+mod series;
 mod stats;
 mod writer;
 
@@ -21,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use query::{Cursor, ListQuery, Page};
 pub use record::{MessageRecord, StoredEvent};
+pub use series::{BucketSize, Series};
 pub use stats::Stats;
 pub use writer::GroupObserver;
 
