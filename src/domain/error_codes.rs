@@ -108,7 +108,10 @@ mod tests {
     #[test]
     fn common_delivery_failures_are_described_and_unknown_codes_are_not() {
         assert_eq!(describe(30003), Some("Unreachable destination handset"));
-        assert_eq!(describe(21610), Some("Attempt to send to unsubscribed recipient"));
+        assert_eq!(
+            describe(21610),
+            Some("Attempt to send to unsubscribed recipient")
+        );
         assert_eq!(describe(12345), None);
         assert_eq!(
             docs_url(30008),

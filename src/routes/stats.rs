@@ -136,9 +136,10 @@ pub async fn stats_series(
         BucketSize::Hour => DEFAULT_HOURS,
         BucketSize::Day => DEFAULT_DAYS,
     };
-    let since = query.window.0.unwrap_or_else(|| {
-        Timestamp(until.0.saturating_sub(default_buckets * size.micros()))
-    });
+    let since = query
+        .window
+        .0
+        .unwrap_or_else(|| Timestamp(until.0.saturating_sub(default_buckets * size.micros())));
     if since >= until {
         return Err(ApiError::BadRequest(
             "since: must be earlier than until".into(),

@@ -111,7 +111,5 @@ fn serve(request: &HttpRequest, name: &str) -> HttpResponse {
     if fresh {
         return response.finish();
     }
-    response
-        .content_type(asset.content_type)
-        .body(asset.body)
+    response.content_type(asset.content_type).body(asset.body)
 }

@@ -141,7 +141,9 @@ async fn series_counts_each_hour_and_day_like_a_model_of_the_messages_posted() {
     let hour = Duration::hours(1);
     assert_eq!(
         time(&hourly["since"]),
-        (now - Duration::hours(3)).duration_trunc(hour).expect("aligned"),
+        (now - Duration::hours(3))
+            .duration_trunc(hour)
+            .expect("aligned"),
         "since is aligned down to its hour"
     );
     let buckets = hourly["series"].as_array().expect("a series").len();
@@ -161,7 +163,9 @@ async fn series_counts_each_hour_and_day_like_a_model_of_the_messages_posted() {
     assert_eq!(daily["bucket"], "day");
     assert_eq!(
         time(&daily["since"]),
-        (now - Duration::days(3)).duration_trunc(day).expect("aligned")
+        (now - Duration::days(3))
+            .duration_trunc(day)
+            .expect("aligned")
     );
     check_series(&daily, &posted, day);
 
@@ -203,7 +207,10 @@ async fn series_defaults_to_the_last_day_by_hour_and_widens_a_window_to_whole_bu
     assert_eq!(series["bucket"], "hour");
     assert_eq!(series["series"].as_array().expect("a series").len(), 24);
     let until = time(&series["until"]);
-    assert!(until > before && until <= after + Duration::hours(1), "{until}");
+    assert!(
+        until > before && until <= after + Duration::hours(1),
+        "{until}"
+    );
     assert_eq!(until.duration_trunc(Duration::hours(1)).ok(), Some(until));
     assert_eq!(time(&series["since"]), until - Duration::hours(24));
 
@@ -270,7 +277,10 @@ async fn bad_series_parameters_are_400s_naming_the_parameter() {
         assert_eq!(response.status(), 400, "{path}");
         let body: Value = response.json().await.expect("json");
         let message = body["error"].as_str().unwrap_or_default();
-        assert!(message.starts_with(&format!("{parameter}:")), "{path}: {message}");
+        assert!(
+            message.starts_with(&format!("{parameter}:")),
+            "{path}: {message}"
+        );
     }
     assert_eq!(app.get("/v1/stats/series").await.status(), 401);
 }

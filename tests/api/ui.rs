@@ -30,7 +30,11 @@ async fn the_dashboard_is_served_without_a_token_with_a_strict_policy() {
         assert_eq!(headers["content-type"], content_type, "{path}");
         assert_eq!(headers["cache-control"], "no-cache", "{path}");
         let policy = headers["content-security-policy"].to_str().expect("ascii");
-        for directive in ["default-src 'none'", "script-src 'self'", "frame-ancestors 'none'"] {
+        for directive in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "frame-ancestors 'none'",
+        ] {
             assert!(policy.contains(directive), "{path}: {policy}");
         }
         assert!(!policy.contains("unsafe-inline"), "{path}: {policy}");
@@ -50,5 +54,7 @@ async fn the_dashboard_is_served_without_a_token_with_a_strict_policy() {
     let missing = app.get("/ui/secrets.txt").await;
     assert_eq!(missing.status(), 404);
     let body: serde_json::Value = missing.json().await.expect("a JSON error");
-    assert!(body["error"].as_str().is_some_and(|e| e.contains("secrets.txt")));
+    assert!(body["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("secrets.txt")));
 }
