@@ -5,7 +5,7 @@
 const NS = "http://www.w3.org/2000/svg";
 const WIDTH = 720;
 const HEIGHT = 240;
-const PAD = { top: 12, right: 44, bottom: 28, left: 48 };
+const PAD = { top: 12, right: 52, bottom: 28, left: 48 };
 
 function svg(tag, attributes = {}, ...children) {
   const element = document.createElementNS(NS, tag);
