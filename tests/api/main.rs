@@ -11,6 +11,8 @@ mod powercut;
 mod prism;
 mod reconciler;
 mod sender;
+mod series;
 mod simulate;
 mod status_callback;
 mod store_model;
+mod ui;

@@ -12,6 +12,7 @@ mod idempotency;
 mod keys;
 mod params;
 mod query;
+mod series;
 mod stats;
 mod writer;
 
