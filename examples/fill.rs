@@ -63,7 +63,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let store = Store::open(std::path::Path::new(&path), Box::new(|_| {}))?;
+        let store = Store::open_sled(std::path::Path::new(&path), Box::new(|_| {}))?;
         let next = Arc::new(AtomicU64::new(0));
         let events = Arc::new(AtomicU64::new(0));
         let started = Instant::now();

@@ -2,8 +2,12 @@
 //! `signature<TAB>idempotency token<TAB>body`, so the load generator spends nothing on
 //! HMAC. Each carries an `I-Twilio-Idempotency-Token`, as Twilio's own callbacks do.
 //!
-//! Each message gets `sent` then `delivered`, in blocks of 1,000 messages, so the load
-//! mixes new messages with updates of existing ones, as real traffic does.
+//! The mix is realistic: every message has its own SID and goes through 3 or 4 statuses
+//! (`queued`, `sent`, then `delivered` and sometimes `read`); about 15% end `undelivered`
+//! or `failed` with an error code; about 20% have two callbacks arriving out of order; about
+//! 3% of callbacks are delivered twice (a new delivery, so a new idempotency token, as
+//! when Twilio retries). Messages go in blocks of 1,000, each block's callbacks step by
+//! step, so the load mixes new messages with updates of existing ones, as real traffic does.
 //!
 //! `cargo run --release --example presign -- COUNT PUBLIC_URL AUTH_TOKEN OUT`
 
@@ -24,29 +28,53 @@ fn main() -> std::io::Result<()> {
     let url = format!("{public_url}/twilio/status");
     let mut file = BufWriter::new(std::fs::File::create(out)?);
     let run = std::process::id();
+    let mut rng = fastrand::Rng::with_seed(7);
     let mut written = 0;
     let mut block = 0u64;
     while written < count {
-        for status in ["sent", "delivered"] {
-            for i in 0..1000u64 {
+        // Each message's callbacks in the order they will arrive.
+        let paths: Vec<Vec<(&str, Option<u32>)>> = (0..1000).map(|_| path(&mut rng)).collect();
+        let longest = paths.iter().map(Vec::len).max().unwrap_or(0);
+        for step in 0..longest {
+            for (i, path) in paths.iter().enumerate() {
+                let Some((status, error)) = path.get(step).copied() else {
+                    continue;
+                };
                 if written == count {
                     break;
                 }
-                let sid = format!("SM{run:08x}{:024x}", block * 1000 + i);
-                let params = callback_params(&sid, status, None, "+15005550009", "+15005550006");
+                let sid = format!("SM{run:08x}{:024x}", block * 1000 + i as u64);
+                let params = callback_params(&sid, status, error, "+15005550009", "+15005550006");
                 let body = form_urlencoded::Serializer::new(String::new())
                     .extend_pairs(&params)
                     .finish();
-                let idempotency = format!("{run:08x}-{written:012x}");
-                writeln!(
-                    file,
-                    "{}\t{idempotency}\t{body}",
-                    sign_sha1(&token, &url, &params)
-                )?;
-                written += 1;
+                let signature = sign_sha1(&token, &url, &params);
+                let deliveries = if rng.u8(..100) < 3 { 2 } else { 1 };
+                for _ in 0..deliveries {
+                    let idempotency = format!("{run:08x}-{written:012x}");
+                    writeln!(file, "{signature}\t{idempotency}\t{body}")?;
+                    written += 1;
+                }
             }
         }
         block += 1;
     }
     file.flush()
+}
+
+/// One message's callbacks: 3 or 4 statuses, 15% ending in an error, 20% with two
+/// neighbours swapped.
+fn path(rng: &mut fastrand::Rng) -> Vec<(&'static str, Option<u32>)> {
+    let mut path = vec![("queued", None), ("sent", None)];
+    match rng.u8(..100) {
+        0..=9 => path.push(("undelivered", Some([30003, 30005, 30006][rng.usize(..3)]))),
+        10..=14 => path.push(("failed", Some(30008))),
+        15..=39 => path.extend([("delivered", None), ("read", None)]),
+        _ => path.push(("delivered", None)),
+    }
+    if rng.u8(..100) < 20 {
+        let at = rng.usize(..path.len() - 1);
+        path.swap(at, at + 1);
+    }
+    path
 }

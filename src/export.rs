@@ -10,7 +10,8 @@ use std::io::{self, Write};
 
 use crate::domain::Timestamp;
 use crate::routes::MessageView;
-use crate::store::{Store, StoreError, StoredMessage};
+use crate::store::sled::SledStore;
+use crate::store::{StoreError, StoredMessage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -24,7 +25,7 @@ event_status,event_error_code,received_at,source,raw_dlr_done_date,params";
 
 /// Writes every message last updated at or after `since`; answers how many.
 pub fn export(
-    store: &Store,
+    store: &SledStore,
     since: Option<Timestamp>,
     format: Format,
     out: &mut impl Write,
@@ -35,7 +36,7 @@ pub fn export(
     let mut count = 0;
     for message in store.messages() {
         let message = message?;
-        if since.is_some_and(|since| message.record.updated_at < since) {
+        if since.is_some_and(|since| message.state.updated_at < since) {
             continue;
         }
         match format {

@@ -7,7 +7,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use crate::store::Store;
+use crate::store::Counts;
 
 /// How a callback ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,7 +135,9 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric.
-    pub fn render(&self, store: &Store) -> String {
+    /// The metrics as Prometheus text; `counts` and `store_bytes` are read from the store
+    /// by the caller (absent when the store could not answer).
+    pub fn render(&self, counts: Option<Counts>, store_bytes: Option<u64>) -> String {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP statushook_callbacks_total Status callbacks by outcome.\n");
         out.push_str("# TYPE statushook_callbacks_total counter\n");
@@ -198,7 +200,7 @@ impl Metrics {
                 counter.load(Relaxed)
             );
         }
-        if let Ok(counts) = store.counts() {
+        if let Some(counts) = counts {
             out.push_str("# HELP statushook_messages Messages by current status.\n");
             out.push_str("# TYPE statushook_messages gauge\n");
             for (status, count) in counts.by_status {
@@ -209,7 +211,7 @@ impl Metrics {
                 );
             }
         }
-        if let Ok(bytes) = store.size_on_disk() {
+        if let Some(bytes) = store_bytes {
             let _ = writeln!(
                 out,
                 "# HELP statushook_store_bytes Size of the database on disk.\n\

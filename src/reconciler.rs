@@ -74,7 +74,7 @@ impl Reconciler {
     /// One pass over the current candidates.
     pub async fn pass(&mut self) -> Result<(), StoreError> {
         let now = Timestamp::now();
-        let candidates = self.candidates(now)?;
+        let candidates = self.candidates(now).await?;
         // Forget messages that are no longer candidates (final now, or too old).
         self.attempts.retain(|sid, _| candidates.contains_key(sid));
         for (sid, current) in candidates {
@@ -92,7 +92,7 @@ impl Reconciler {
         Ok(())
     }
 
-    fn candidates(
+    async fn candidates(
         &self,
         now: Timestamp,
     ) -> Result<HashMap<MessageSid, Option<KnownStatus>>, StoreError> {
@@ -110,9 +110,9 @@ impl Reconciler {
         };
         let mut candidates = HashMap::new();
         loop {
-            let page = self.store.list(&query)?;
+            let page = self.store.list(query.clone()).await?;
             for (sid, record) in page.messages {
-                candidates.insert(sid, record.known_status());
+                candidates.insert(sid, record.status);
             }
             match page.next {
                 Some(cursor) if candidates.len() < MAX_PER_PASS => query.cursor = Some(cursor),

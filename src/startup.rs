@@ -30,6 +30,9 @@ pub struct AppState {
     pub status_callback: String,
 }
 
+/// How long a service whose store failed keeps answering `503` before it exits.
+const FAILED_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -40,7 +43,7 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let metrics = Arc::new(Metrics::default());
         let observer = Arc::clone(&metrics);
-        let store = Store::open(
+        let store = Store::open_sled(
             &config.data_dir,
             Box::new(move |size| observer.group_committed(size)),
         )
@@ -113,8 +116,25 @@ impl Application {
     }
 
     /// Serves until SIGTERM or SIGINT, then flushes and closes the store.
+    ///
+    /// If the store fails a write, the service cannot heal in place (sled keeps failing
+    /// after an I/O error): it keeps answering `503` for [`FAILED_GRACE`], so requests in
+    /// flight get an answer, then stops and returns the error, and the process exits
+    /// non-zero for its supervisor to restart it on the recovered store.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.server.await.context("the HTTP server failed")?;
+        let handle = self.server.handle();
+        let mut server = tokio::spawn(self.server);
+        tokio::select! {
+            served = &mut server => {
+                served.context("the HTTP server task failed")?.context("the HTTP server failed")?;
+            }
+            error = self.store.failed() => {
+                tracing::error!(%error, "the store failed; stopping so that a restart recovers it");
+                tokio::time::sleep(FAILED_GRACE).await;
+                handle.stop(false).await;
+                return Err(anyhow::Error::new(error).context("the store failed a write"));
+            }
+        }
         self.store.close().await.context("the final flush failed")?;
         tracing::info!("stopped; every acknowledged callback is on disk");
         Ok(())
@@ -139,8 +159,11 @@ fn routes_table(config: &mut web::ServiceConfig) {
                 .route("/messages", web::get().to(routes::list_messages))
                 .route("/messages", web::post().to(routes::send_message))
                 .route("/messages/{sid}", web::get().to(routes::get_message))
-                .route("/stats", web::get().to(routes::stats)),
-        );
+                .route("/stats", web::get().to(routes::stats))
+                .route("/events", web::get().to(routes::events))
+                .route("/stats/series", web::get().to(routes::stats_series)),
+        )
+        .configure(routes::ui_routes);
 }
 
 /// The answer to a request no route takes: `405` when the path is served but not with this

@@ -1,12 +1,15 @@
 //! Validated values. Raw form parameters become these types on a handler's first line;
 //! nothing below the handlers sees a SID or a status as a bare `String`.
 
+pub mod error_codes;
 mod event;
+mod message;
 mod sid;
 mod status;
 mod timestamp;
 
 pub use event::{EventError, Source, StatusEvent};
+pub use message::{is_duplicate, MessageState, Parties, Transition};
 pub use sid::MessageSid;
 pub use status::{KnownStatus, MessageStatus};
 pub use timestamp::{RfcTime, Timestamp};

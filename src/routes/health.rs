@@ -23,7 +23,9 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let text = state.metrics.render(&state.store);
+    let counts = state.store.stats(None, None).await.ok();
+    let bytes = state.store.size_on_disk().await.ok();
+    let text = state.metrics.render(counts, bytes);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(text)

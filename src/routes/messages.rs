@@ -1,15 +1,16 @@
 //! `GET /v1/messages/{sid}`: one message, its current status and its whole history;
-//! `GET /v1/messages`: the listing, filtered and paged; `POST /v1/messages`: send.
+//! `GET /v1/messages`: the listing, filtered and paged. (`POST /v1/messages` is in `send.rs`.)
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::ApiError;
-use crate::domain::{KnownStatus, MessageSid, RfcTime, Source, Timestamp};
-use crate::sender::{self, CreateMessage};
+use crate::domain::{
+    error_codes, KnownStatus, MessageSid, MessageState, RfcTime, Source, Timestamp,
+};
 use crate::startup::AppState;
-use crate::store::{Cursor, ListQuery, MessageRecord, StoreError, StoredEvent, StoredMessage};
+use crate::store::{Cursor, ListQuery, StoredEvent, StoredMessage};
 
 /// A message as the API shows it; `events` is left out of listings.
 #[derive(Serialize)]
@@ -21,16 +22,22 @@ pub struct MessageView {
     messaging_service_sid: Option<String>,
     status: Option<&'static str>,
     error_code: Option<u32>,
+    /// Twilio's title of `error_code`, when the code is one statushook knows.
+    error_description: Option<&'static str>,
     created_at: RfcTime,
     updated_at: RfcTime,
     #[serde(skip_serializing_if = "Option::is_none")]
     events: Option<Vec<EventView>>,
+    /// The one event a change-feed entry or a forwarded webhook is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event: Option<EventView>,
 }
 
 #[derive(Serialize)]
-struct EventView {
+pub struct EventView {
     status: String,
     error_code: Option<u32>,
+    error_description: Option<&'static str>,
     received_at: RfcTime,
     source: Source,
     raw_dlr_done_date: Option<String>,
@@ -39,18 +46,28 @@ struct EventView {
 }
 
 impl MessageView {
-    pub fn summary(sid: &str, record: MessageRecord) -> Self {
+    pub fn summary(sid: &str, state: MessageState) -> Self {
         MessageView {
             sid: sid.to_owned(),
-            status: record.known_status().map(|status| status.as_str()),
-            error_code: record.error_code,
-            created_at: RfcTime(record.created_at),
-            updated_at: RfcTime(record.updated_at),
-            account_sid: record.account_sid,
-            from: record.from,
-            to: record.to,
-            messaging_service_sid: record.messaging_service_sid,
+            status: state.status.map(|status| status.as_str()),
+            error_code: state.error_code,
+            error_description: state.error_code.and_then(error_codes::describe),
+            created_at: RfcTime(state.created_at),
+            updated_at: RfcTime(state.updated_at),
+            account_sid: state.parties.account_sid,
+            from: state.parties.from,
+            to: state.parties.to,
+            messaging_service_sid: state.parties.messaging_service_sid,
             events: None,
+            event: None,
+        }
+    }
+
+    /// The message as it stood right after `event`, with that event.
+    pub fn after(sid: &str, state: MessageState, event: StoredEvent) -> Self {
+        MessageView {
+            event: Some(EventView::from(event)),
+            ..MessageView::summary(sid, state)
         }
     }
 
@@ -58,7 +75,7 @@ impl MessageView {
         let events = message.events.into_iter().map(EventView::from).collect();
         MessageView {
             events: Some(events),
-            ..MessageView::summary(message.sid.as_str(), message.record)
+            ..MessageView::summary(message.sid.as_str(), message.state)
         }
     }
 }
@@ -81,6 +98,7 @@ impl From<StoredEvent> for EventView {
         EventView {
             status: event.status,
             error_code: event.error_code,
+            error_description: event.error_code.and_then(error_codes::describe),
             received_at: RfcTime(event.received_at),
             source: event.source,
             raw_dlr_done_date: event.raw_dlr_done_date,
@@ -94,7 +112,7 @@ pub async fn get_message(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let sid = MessageSid::parse(&sid).map_err(ApiError::BadRequest)?;
-    let message = state.store.message(&sid)?.ok_or(ApiError::NotFound)?;
+    let message = state.store.message(&sid).await?.ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(MessageView::full(message)))
 }
 
@@ -114,11 +132,7 @@ pub async fn list_messages(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let query = parse_list_query(request.query_string())?;
-    let store = state.store.clone();
-    // A page may read a thousand records: off the async workers.
-    let page = web::block(move || store.list(&query)).await.map_err(|_| {
-        ApiError::Unavailable(StoreError::Unavailable("listing was cancelled".into()))
-    })??;
+    let page = state.store.list(query).await?;
     let next_cursor = page.next.map(|cursor| cursor.encode());
     let messages = page
         .messages
@@ -172,7 +186,10 @@ fn parse_list_query(raw: &str) -> Result<ListQuery, ApiError> {
                         )
                     })?;
             }
-            "cursor" => query.cursor = Some(Cursor::decode(&value).map_err(|e| bad("cursor", e))?),
+            "cursor" => {
+                let cursor = Cursor::decode(&value, Timestamp::now());
+                query.cursor = Some(cursor.map_err(|e| bad("cursor", e.to_string()))?);
+            }
             other => return Err(bad(other, "is not a parameter of this listing".into())),
         }
     }
@@ -199,35 +216,4 @@ fn phone_filter(parameter: &'static str, value: &str) -> Result<String, ApiError
         )));
     }
     Ok(value.to_owned())
-}
-
-/// `POST /v1/messages`: creates a message through Twilio with statushook's callback
-/// registered, and records it at once (source `sender`), so a lookup works before the first
-/// callback arrives. Answers 201 with Twilio's message resource.
-pub async fn send_message(
-    body: web::Bytes,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let request: CreateMessage = serde_json::from_slice(&body)
-        .map_err(|error| ApiError::BadRequest(format!("body: {error}")))?;
-    request.validate().map_err(ApiError::Unprocessable)?;
-    let twilio = state
-        .twilio
-        .as_ref()
-        .ok_or(ApiError::SendingNotConfigured)?;
-    let created = twilio
-        .create_message(&request, &state.status_callback)
-        .await?;
-    match sender::event_from_resource(&created, Source::Sender) {
-        // The message exists at Twilio whatever happens here: a failure to record it is
-        // logged, not answered, or the caller would retry and send it twice. Its first
-        // callback records it anyway.
-        Some(event) => {
-            if let Err(error) = state.store.record(event, None).await {
-                tracing::error!(%error, "a sent message could not be recorded");
-            }
-        }
-        None => tracing::warn!("twilio's answer carries no message sid or status"),
-    }
-    Ok(HttpResponse::Created().json(created))
 }

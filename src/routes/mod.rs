@@ -1,11 +1,15 @@
 //! HTTP handlers, kept thin: parse the request into domain types, call the store, map the
 //! outcome to an answer. The `/v1` API shares one error type, [`ApiError`], mapped to a
-//! status code in one place.
+//! status code in one place; sending has its own, [`SendFailure`], because its answers are
+//! kept under idempotency keys.
 
+mod events;
 mod health;
 mod messages;
+mod send;
 mod stats;
 mod status_callback;
+mod ui;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -13,12 +17,14 @@ use actix_web::http::{header, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse, ResponseError};
 
+pub use events::{events, FeedEventView};
 pub use health::{healthz, metrics, readyz};
-pub use messages::{get_message, list_messages, send_message, MessageView};
-pub use stats::stats;
+pub use messages::{get_message, list_messages, MessageView};
+pub use send::{send_message, SendFailure};
+pub use stats::{stats, stats_series};
 pub use status_callback::{status_callback, MAX_BODY as MAX_CALLBACK_BODY};
+pub use ui::ui_routes;
 
-use crate::sender::{InvalidParameter, SendError, TwilioError};
 use crate::startup::AppState;
 use crate::store::StoreError;
 
@@ -38,16 +44,8 @@ pub enum ApiError {
     NotFound,
     #[error("the store is unavailable, try again")]
     Unavailable(#[source] StoreError),
-    #[error("{0}")]
-    Unprocessable(InvalidParameter),
-    #[error("twilio rejected the request")]
-    Twilio(TwilioError),
-    #[error("twilio did not answer in time; the message may or may not have been created")]
-    TwilioTimeout,
-    #[error("cannot reach twilio")]
-    TwilioUnreachable(String),
-    #[error("sending is not configured: set TWILIO_ACCOUNT_SID and credentials")]
-    SendingNotConfigured,
+    #[error("a stored record could not be read")]
+    Internal(#[source] StoreError),
 }
 
 impl ResponseError for ApiError {
@@ -56,12 +54,8 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::BadRequest(_) | ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::Unavailable(_) | ApiError::SendingNotConfigured => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Twilio(_) | ApiError::TwilioUnreachable(_) => StatusCode::BAD_GATEWAY,
-            ApiError::TwilioTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -75,49 +69,25 @@ impl ResponseError for ApiError {
                 tracing::error!(%error, "store unavailable");
                 response.insert_header((header::RETRY_AFTER, "1"));
             }
-            ApiError::Unprocessable(invalid) => {
-                return response.json(serde_json::json!({
-                    "error": self.to_string(),
-                    "parameter": invalid.parameter,
-                }));
-            }
             ApiError::InvalidParameter { parameter, .. } => {
                 return response.json(serde_json::json!({
                     "error": self.to_string(),
                     "parameter": parameter,
                 }));
             }
-            // Twilio's own error body reaches the caller intact, beside ours.
-            ApiError::Twilio(twilio) => {
-                return response.json(serde_json::json!({
-                    "error": self.to_string(),
-                    "code": twilio.code,
-                    "message": twilio.message,
-                    "more_info": twilio.more_info,
-                    "status": twilio.status,
-                }));
-            }
-            ApiError::TwilioUnreachable(error) => tracing::error!(%error, "twilio unreachable"),
+            ApiError::Internal(error) => tracing::error!(%error, "a stored record is corrupt"),
             _ => {}
         }
         response.json(serde_json::json!({ "error": self.to_string() }))
     }
 }
 
-impl From<SendError> for ApiError {
-    fn from(error: SendError) -> Self {
-        match error {
-            SendError::Invalid(invalid) => ApiError::Unprocessable(invalid),
-            SendError::Twilio(twilio) => ApiError::Twilio(twilio),
-            SendError::Timeout => ApiError::TwilioTimeout,
-            SendError::Transport(error) => ApiError::TwilioUnreachable(error),
-        }
-    }
-}
-
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        ApiError::Unavailable(error)
+        match error {
+            StoreError::Corrupt(_) => ApiError::Internal(error),
+            StoreError::Unavailable(_) => ApiError::Unavailable(error),
+        }
     }
 }
 

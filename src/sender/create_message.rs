@@ -1,7 +1,7 @@
 //! The CreateMessage request: every parameter of Twilio's operation, as one struct that is
-//! both the `statushook send` flags (kebab-case) and the `POST /v1/messages` JSON body
-//! (snake_case), checked against the constraints of Twilio's OpenAPI description before
-//! anything is sent, and encoded as Twilio's form.
+//! the `POST /v1/messages` JSON body (snake_case) and what `statushook send` maps its flags
+//! onto (in `cli.rs`), checked against the constraints of Twilio's OpenAPI description
+//! before anything is sent, and encoded as Twilio's form.
 
 use serde::{Deserialize, Serialize};
 
@@ -10,85 +10,60 @@ use crate::domain::Timestamp;
 
 /// Every parameter of Twilio's CreateMessage. `None` and empty lists are not sent, so
 /// Twilio applies its own defaults.
-#[derive(Debug, Clone, Default, PartialEq, clap::Args, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateMessage {
     /// Recipient: E.164 number or channel address (whatsapp:+1…).
-    #[arg(long)]
     pub to: String,
     /// Sender: a Twilio number, short code, alphanumeric ID or channel address.
-    #[arg(long)]
     pub from: Option<String>,
-    /// MG… messaging service, instead of --from.
-    #[arg(long)]
+    /// MG… messaging service, instead of `from`.
     pub messaging_service_sid: Option<String>,
     /// Text, at most 1,600 characters.
-    #[arg(long)]
     pub body: Option<String>,
     /// Media URL; repeat for several (at most 10).
-    #[arg(long)]
     #[serde(default)]
     pub media_url: Vec<String>,
     /// HX… content template.
-    #[arg(long)]
     pub content_sid: Option<String>,
-    /// JSON of template variables (needs --content-sid).
-    #[arg(long)]
+    /// JSON of template variables (needs `content_sid`).
     pub content_variables: Option<String>,
     /// Status callback URL; defaults to {PUBLIC_URL}/twilio/status with retry overrides.
-    #[arg(long)]
     pub status_callback: Option<String>,
     /// AP… TwiML application.
-    #[arg(long)]
     pub application_sid: Option<String>,
     /// Obsolete; accepted and passed on.
-    #[arg(long)]
     pub max_price: Option<f64>,
     /// true or false.
-    #[arg(long)]
     pub provide_feedback: Option<bool>,
     /// Total attempts made to send the message, this one included.
-    #[arg(long)]
     pub attempt: Option<i64>,
     /// Seconds the message may wait in Twilio's queue: 1 to 36000.
-    #[arg(long)]
     pub validity_period: Option<i64>,
     /// Reserved by Twilio; true or false.
-    #[arg(long)]
     pub force_delivery: Option<bool>,
     /// retain or discard.
-    #[arg(long)]
     pub content_retention: Option<String>,
     /// retain or obfuscate.
-    #[arg(long)]
     pub address_retention: Option<String>,
     /// true or false.
-    #[arg(long)]
     pub smart_encoded: Option<bool>,
     /// Rich action (e.g. a WhatsApp location); repeat for several.
-    #[arg(long)]
     #[serde(default)]
     pub persistent_action: Vec<String>,
     /// free.
-    #[arg(long)]
     pub traffic_type: Option<String>,
-    /// true or false (needs --messaging-service-sid).
-    #[arg(long)]
+    /// true or false (needs `messaging_service_sid`).
     pub shorten_urls: Option<bool>,
-    /// fixed (needs --send-at and --messaging-service-sid).
-    #[arg(long)]
+    /// fixed (needs `send_at` and `messaging_service_sid`).
     pub schedule_type: Option<String>,
-    /// RFC 3339 time to send at (needs --schedule-type fixed).
-    #[arg(long)]
+    /// RFC 3339 time to send at (needs `schedule_type` fixed).
     pub send_at: Option<String>,
     /// true or false.
-    #[arg(long)]
     pub send_as_mms: Option<bool>,
     /// enable or disable.
-    #[arg(long)]
     pub risk_check: Option<String>,
     /// SMS sender to fall back to when RCS cannot reach the recipient.
-    #[arg(long)]
     pub fallback_from: Option<String>,
 }
 
@@ -108,11 +83,35 @@ fn invalid(parameter: &'static str, problem: impl Into<String>) -> InvalidParame
     }
 }
 
+/// A JSON body that is not a CreateMessage: malformed, a wrong type, a missing or an
+/// unknown field. `parameter` is the field's path (`validity_period`, `media_url[2]`) when
+/// the problem is in one field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", match .parameter { Some(parameter) => format!("{parameter}: {}", .problem), None => .problem.clone() })]
+pub struct BodyError {
+    pub parameter: Option<String>,
+    pub problem: String,
+}
+
 /// The largest `Body`, in characters.
 pub const MAX_BODY_CHARS: usize = 1600;
 pub const MAX_MEDIA_URLS: usize = 10;
 
 impl CreateMessage {
+    /// Reads a JSON body. An error names the field it is about, in the JSON's own terms
+    /// (`validity_period: expected an integer`), rather than a line and column.
+    pub fn from_json(body: &[u8]) -> Result<CreateMessage, BodyError> {
+        let mut json = serde_json::Deserializer::from_slice(body);
+        let message: CreateMessage =
+            serde_path_to_error::deserialize(&mut json).map_err(body_error)?;
+        // Trailing characters after the object are a syntax error too.
+        json.end().map_err(|error| BodyError {
+            parameter: None,
+            problem: format!("the body is not valid JSON: {error}"),
+        })?;
+        Ok(message)
+    }
+
     /// Checks the constraints of Twilio's OpenAPI description and CreateMessage's rules.
     pub fn validate(&self) -> Result<(), InvalidParameter> {
         if self.to.trim().is_empty() {
@@ -326,6 +325,59 @@ impl CreateMessage {
     }
 }
 
+/// Turns serde's error into one naming the field. serde reports a missing or unknown field
+/// at the object that lacks or holds it, so those name the field from the message itself.
+fn body_error(error: serde_path_to_error::Error<serde_json::Error>) -> BodyError {
+    let path = error.path().to_string();
+    let inner = error.into_inner();
+    if inner.is_syntax() || inner.is_eof() {
+        return BodyError {
+            parameter: None,
+            problem: format!("the body is not valid JSON: {inner}"),
+        };
+    }
+    // serde_json appends the position; the field's path says more.
+    let text = inner.to_string();
+    let text = text
+        .rsplit_once(" at line ")
+        .map_or(text.as_str(), |(text, _)| text);
+    let quoted = |prefix: &str| {
+        text.strip_prefix(prefix)
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_owned)
+    };
+    if let Some(field) = quoted("missing field `") {
+        return BodyError {
+            parameter: Some(field),
+            problem: "is required".into(),
+        };
+    }
+    if let Some(field) = quoted("unknown field `") {
+        return BodyError {
+            parameter: Some(field),
+            problem: "is not a parameter of CreateMessage".into(),
+        };
+    }
+    let problem = match text.strip_prefix("invalid type: ") {
+        Some(rest) => match rest.split_once(", expected ") {
+            Some((found, expected)) => format!("expected {}, found {found}", plain(expected)),
+            None => text.to_owned(),
+        },
+        None => text.to_owned(),
+    };
+    let parameter = (path != ".").then_some(path);
+    BodyError { parameter, problem }
+}
+
+/// serde's names of the expected types, in words.
+fn plain(expected: &str) -> &str {
+    match expected {
+        "i64" | "u64" | "i32" | "u32" => "an integer",
+        "f64" => "a number",
+        other => other,
+    }
+}
+
 fn is_http_url(url: &str) -> bool {
     let rest = url
         .strip_prefix("https://")
@@ -382,5 +434,47 @@ mod tests {
             ..minimal()
         };
         assert_eq!(long.validate().map_err(|e| e.parameter), Err("Body"));
+    }
+
+    #[test]
+    fn a_json_body_error_names_the_field_not_a_line_and_column() {
+        let cases = [
+            (
+                r#"{"to": "+1", "from": "+2", "body": "x", "validity_period": "ten"}"#,
+                Some("validity_period"),
+                "validity_period: expected an integer",
+            ),
+            (
+                r#"{"to": "+1", "from": "+2", "media_url": ["https://a.example", 7]}"#,
+                Some("media_url[1]"),
+                "media_url[1]: expected a string",
+            ),
+            (
+                r#"{"to": "+1", "from": "+2", "send_as_mms": "yes"}"#,
+                Some("send_as_mms"),
+                "send_as_mms: expected a boolean",
+            ),
+            (
+                r#"{"from": "+2", "body": "x"}"#,
+                Some("to"),
+                "to: is required",
+            ),
+            (
+                r#"{"to": "+1", "from": "+2", "colour": "blue"}"#,
+                Some("colour"),
+                "colour: is not a parameter",
+            ),
+            (r#"{"to": "+1", "#, None, "the body is not valid JSON"),
+            (r#"{"to": "+1"} x"#, None, "the body is not valid JSON"),
+        ];
+        for (body, parameter, problem) in cases {
+            let error = CreateMessage::from_json(body.as_bytes()).expect_err(body);
+            assert_eq!(error.parameter.as_deref(), parameter, "{body}");
+            assert!(error.to_string().starts_with(problem), "{body}: {error}");
+            assert!(
+                parameter.is_none() || !error.to_string().contains("line"),
+                "{error}"
+            );
+        }
     }
 }

@@ -5,17 +5,27 @@
 //! CreateMessage operation and is checked before anything is sent. A rejected request sends
 //! nothing and names the offending parameter.
 //!
-//! Retries: a `429` was never processed, so it is retried after its `Retry-After`; `500`,
-//! `502`, `503` and `504` are retried with capped exponential backoff and full jitter. No
-//! other answer is retried, and neither is a timeout, which may have created the message.
+//! Retries differ by operation, because CreateMessage is not idempotent: a request that
+//! reached Twilio may have created the message even when no answer came back, and a second
+//! attempt would send the SMS twice. So CreateMessage is retried only where Twilio cannot
+//! have created it: a `429` (Twilio refused to process the request; retried after its
+//! `Retry-After`) and a connection that could not be established (nothing was sent). A `5xx`,
+//! a timeout or a connection lost after the request went out is never retried; the caller
+//! learns that the message may have been created ([`CreateError::may_have_created`]). Fetch
+//! Message is a read, so it is also retried on `500`, `502`, `503` and `504`, with capped
+//! exponential backoff and full jitter.
 
 mod create_message;
+mod refusal;
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use create_message::{CreateMessage, InvalidParameter, MAX_BODY_CHARS, MAX_MEDIA_URLS};
+pub use create_message::{
+    BodyError, CreateMessage, InvalidParameter, MAX_BODY_CHARS, MAX_MEDIA_URLS,
+};
+pub use refusal::refused_event;
 
 use crate::config::TwilioCredentials;
 use crate::domain::{MessageSid, Source, StatusEvent};
@@ -29,16 +39,69 @@ pub struct TwilioError {
     pub status: u16,
 }
 
+/// Why a Fetch Message failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    #[error("{0}")]
-    Invalid(#[from] InvalidParameter),
-    #[error("twilio error {}: {}", .0.code.map_or("-".to_owned(), |c| c.to_string()), .0.message)]
+    #[error("twilio error {}: {}", code_text(.0), .0.message)]
     Twilio(TwilioError),
     #[error("twilio did not answer in time")]
     Timeout,
     #[error("cannot reach twilio: {0}")]
     Transport(String),
+}
+
+/// Why a CreateMessage failed, sorted by what it means for the message: refused and
+/// certainly not created, certainly not sent for a reason that has nothing to do with the
+/// message, or possibly created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// A parameter breaks a constraint of CreateMessage; nothing was sent.
+    #[error("{0}")]
+    Invalid(#[from] InvalidParameter),
+    /// Twilio refused the message itself (a `4xx` such as an invalid `To` or an unverified
+    /// sender): it was not created.
+    #[error("twilio refused the message: error {}: {}", code_text(.0), .0.message)]
+    Refused(TwilioError),
+    /// Twilio refused statushook's credentials or account (`401`, `403`, `404`): a
+    /// configuration problem; the message was not created.
+    #[error("twilio refused statushook's credentials (HTTP {}): error {}: {}", .0.status, code_text(.0), .0.message)]
+    Credentials(TwilioError),
+    /// Twilio answered `429` to every attempt: it processed none of them.
+    #[error("twilio is limiting the request rate: error {}: {}", code_text(.error), .error.message)]
+    RateLimited {
+        error: TwilioError,
+        retry_after: Option<Duration>,
+    },
+    /// No connection to Twilio could be made on any attempt: nothing was sent.
+    #[error("cannot connect to twilio; the message was not sent: {0}")]
+    Unreachable(String),
+    /// Twilio answered `5xx` (or something unexpected): it may have created the message.
+    #[error("twilio failed (HTTP {}); the message may have been created: error {}: {}", .0.status, code_text(.0), .0.message)]
+    Failed(TwilioError),
+    /// No answer within the timeout: the message may have been created.
+    #[error("twilio did not answer in time; the message may have been created")]
+    Timeout,
+    /// The connection broke after the request went out, or the answer could not be read:
+    /// the message may have been created.
+    #[error("the exchange with twilio broke off; the message may have been created: {0}")]
+    Interrupted(String),
+}
+
+impl CreateError {
+    /// True when Twilio may have created the message although no created message came back:
+    /// sending again could send it twice.
+    pub fn may_have_created(&self) -> bool {
+        matches!(
+            self,
+            CreateError::Failed(_) | CreateError::Timeout | CreateError::Interrupted(_)
+        )
+    }
+}
+
+fn code_text(error: &TwilioError) -> String {
+    error
+        .code
+        .map_or_else(|| "-".to_owned(), |code| code.to_string())
 }
 
 /// How often and how long to retry.
@@ -61,6 +124,14 @@ impl Default for RetryPolicy {
             cap: Duration::from_secs(10),
             timeout: Duration::from_secs(15),
         }
+    }
+}
+
+impl RetryPolicy {
+    /// The longest a call can take with every attempt and every wait between them.
+    pub fn longest_call(&self) -> Duration {
+        let attempts = self.attempts.max(1);
+        self.timeout.saturating_mul(attempts) + self.cap.saturating_mul(attempts - 1)
     }
 }
 
@@ -87,20 +158,85 @@ impl TwilioClient {
         })
     }
 
+    /// The `AC…` account messages are sent from.
+    pub fn account_sid(&self) -> &str {
+        &self.credentials.account_sid
+    }
+
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry
+    }
+
     /// Creates a message; `status_callback` is used unless the request names its own.
-    /// Answers Twilio's message resource as JSON.
+    /// Answers Twilio's message resource as JSON. Retried only where Twilio cannot have
+    /// created the message (see the module documentation).
     pub async fn create_message(
         &self,
         request: &CreateMessage,
         status_callback: &str,
-    ) -> Result<serde_json::Value, SendError> {
+    ) -> Result<serde_json::Value, CreateError> {
         request.validate()?;
         let url = format!(
             "{}/2010-04-01/Accounts/{}/Messages.json",
             self.credentials.api_base, self.credentials.account_sid
         );
         let form = request.to_form(status_callback);
-        self.with_retries(|| self.http.post(&url).form(&form)).await
+        let mut attempt = 1;
+        loop {
+            let sent = self
+                .http
+                .post(&url)
+                .form(&form)
+                .basic_auth(
+                    &self.credentials.username,
+                    Some(self.credentials.password.expose()),
+                )
+                .send()
+                .await;
+            let response = match sent {
+                Ok(response) => response,
+                // A connect error comes before a byte of the request is written: Twilio
+                // has seen nothing, so another attempt cannot send the message twice.
+                Err(error) if error.is_connect() => {
+                    let error = error.without_url().to_string();
+                    if attempt >= self.retry.attempts {
+                        return Err(CreateError::Unreachable(error));
+                    }
+                    self.wait_before_retry(attempt, None, "cannot connect to twilio")
+                        .await;
+                    attempt += 1;
+                    continue;
+                }
+                Err(error) if error.is_timeout() => return Err(CreateError::Timeout),
+                Err(error) => {
+                    return Err(CreateError::Interrupted(error.without_url().to_string()))
+                }
+            };
+            let status = response.status().as_u16();
+            if response.status().is_success() {
+                return response.json().await.map_err(|error| {
+                    if error.is_timeout() {
+                        CreateError::Timeout
+                    } else {
+                        CreateError::Interrupted(error.without_url().to_string())
+                    }
+                });
+            }
+            let retry_after = retry_after(&response);
+            if status == 429 && attempt < self.retry.attempts {
+                self.wait_before_retry(attempt, retry_after, "twilio asked to retry")
+                    .await;
+                attempt += 1;
+                continue;
+            }
+            let error = twilio_error(status, response).await;
+            return Err(match status {
+                429 => CreateError::RateLimited { error, retry_after },
+                401 | 403 | 404 => CreateError::Credentials(error),
+                400..=499 => CreateError::Refused(error),
+                _ => CreateError::Failed(error),
+            });
+        }
     }
 
     /// Fetches a message's current state.
@@ -109,16 +245,11 @@ impl TwilioClient {
             "{}/2010-04-01/Accounts/{}/Messages/{sid}.json",
             self.credentials.api_base, self.credentials.account_sid
         );
-        self.with_retries(|| self.http.get(&url)).await
-    }
-
-    async fn with_retries(
-        &self,
-        request: impl Fn() -> reqwest::RequestBuilder,
-    ) -> Result<serde_json::Value, SendError> {
         let mut attempt = 1;
         loop {
-            let response = request()
+            let response = self
+                .http
+                .get(&url)
                 .basic_auth(
                     &self.credentials.username,
                     Some(self.credentials.password.expose()),
@@ -139,30 +270,25 @@ impl TwilioClient {
                     .await
                     .map_err(|error| SendError::Transport(error.to_string()));
             }
-            let retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
             let retryable = matches!(status, 429 | 500 | 502 | 503 | 504);
             if !retryable || attempt >= self.retry.attempts {
                 return Err(SendError::Twilio(twilio_error(status, response).await));
             }
-            let backoff = self.backoff(attempt);
-            let wait = match (status, retry_after) {
-                (429, Some(after)) => after.min(self.retry.cap),
-                _ => backoff,
-            };
-            tracing::warn!(
-                status,
-                attempt,
-                wait_ms = wait.as_millis() as u64,
-                "twilio asked to retry"
-            );
-            tokio::time::sleep(wait).await;
+            let after = retry_after(&response).filter(|_| status == 429);
+            self.wait_before_retry(attempt, after, "twilio asked to retry")
+                .await;
             attempt += 1;
         }
+    }
+
+    /// Waits a `Retry-After` (capped) when Twilio gave one, else a backoff.
+    async fn wait_before_retry(&self, attempt: u32, retry_after: Option<Duration>, why: &str) {
+        let wait = match retry_after {
+            Some(after) => after.min(self.retry.cap),
+            None => self.backoff(attempt),
+        };
+        tracing::warn!(attempt, wait_ms = wait.as_millis() as u64, "{why}");
+        tokio::time::sleep(wait).await;
     }
 
     /// Full jitter: a random wait up to `base * 2^(attempt-1)`, capped.
@@ -174,6 +300,15 @@ impl TwilioClient {
             .min(self.retry.cap);
         ceiling.mul_f64(fastrand::f64())
     }
+}
+
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
 }
 
 /// A status event made from Twilio's message resource (as CreateMessage and Fetch Message

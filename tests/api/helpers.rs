@@ -236,6 +236,16 @@ pub async fn start_binary(data_dir: &std::path::Path) -> (Child, String) {
     .await
 }
 
+/// Starts the real binary on port 0 with extra environment variables.
+pub async fn start_binary_with_env(
+    data_dir: &std::path::Path,
+    env: &[(&str, String)],
+) -> (Child, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_statushook"));
+    command.arg("serve").envs(env.iter().map(|(k, v)| (*k, v)));
+    start(&mut command, data_dir).await
+}
+
 /// Posts a callback, signed as Twilio signs it for `PUBLIC_URL`, to a binary started by
 /// [`start_binary`] at `address`.
 pub async fn post_to_binary(

@@ -1,6 +1,10 @@
 //! Sending: `POST /v1/messages` and `statushook send` against a real HTTP mock of Twilio.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
 
 use base64::Engine;
 use serde_json::{json, Value};
@@ -8,14 +12,16 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use crate::helpers::{
-    callback, event_statuses, new_sid, spawn_app_with, Settings, TestApp, ACCOUNT_SID, AUTH_TOKEN,
+    callback, event_statuses, new_sid, spawn_app_with, Settings, TestApp, ACCOUNT_SID, API_TOKEN,
+    AUTH_TOKEN,
 };
 
-const MESSAGES_PATH: &str = "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json";
+pub const MESSAGES_PATH: &str =
+    "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json";
 const API_KEY: &str = "SK0123456789abcdef0123456789abcdef";
 const DEFAULT_CALLBACK: &str = "https://hooks.example.com/twilio/status#rc=5&rp=ct,rt,5xx";
 
-fn created(sid: &str) -> ResponseTemplate {
+pub fn created(sid: &str) -> ResponseTemplate {
     ResponseTemplate::new(201).set_body_json(json!({
         "sid": sid, "status": "queued", "account_sid": ACCOUNT_SID,
         "from": "+15005550006", "to": "+15005550009", "messaging_service_sid": null,
@@ -24,7 +30,7 @@ fn created(sid: &str) -> ResponseTemplate {
     }))
 }
 
-async fn twilio_app(twilio: &MockServer, extra: Vec<(&'static str, String)>) -> TestApp {
+pub async fn twilio_app(twilio: &MockServer, extra: Vec<(&'static str, String)>) -> TestApp {
     let mut env = vec![
         ("TWILIO_ACCOUNT_SID", ACCOUNT_SID.to_owned()),
         ("TWILIO_API_BASE", twilio.uri()),
@@ -49,7 +55,7 @@ fn basic(user: &str, password: &str) -> String {
     )
 }
 
-fn hello() -> Value {
+pub fn hello() -> Value {
     json!({"to": "+15005550009", "from": "+15005550006", "body": "hello"})
 }
 
@@ -261,75 +267,191 @@ async fn every_validation_rule_answers_422_naming_the_parameter_and_sends_nothin
         let answer: Value = response.json().await.expect("json");
         assert_eq!(answer["parameter"], parameter, "{body}");
     }
-    for (body, field) in [
-        (json!({"from": "+15005550006", "body": "x"}), "to"),
-        (with(json!({"colour": "blue"})), "colour"),
-        (with(json!({"validity_period": "ten"})), "invalid type"),
+    // A JSON body error names the field, not a line and column.
+    for (body, field, error) in [
+        (
+            json!({"from": "+15005550006", "body": "x"}),
+            "to",
+            "to: is required",
+        ),
+        (
+            with(json!({"colour": "blue"})),
+            "colour",
+            "colour: is not a parameter of CreateMessage",
+        ),
+        (
+            with(json!({"validity_period": "ten"})),
+            "validity_period",
+            "validity_period: expected an integer",
+        ),
+        (
+            with(json!({"media_url": ["https://cdn.example.com/a.png", 7]})),
+            "media_url[1]",
+            "media_url[1]: expected a string",
+        ),
     ] {
         let response = app.post_json("/v1/messages", &body).await;
         assert_eq!(response.status(), 400, "{body}");
         let answer: Value = response.json().await.expect("json");
-        assert!(
-            answer["error"].as_str().unwrap_or_default().contains(field),
-            "{answer}"
-        );
+        assert_eq!(answer["parameter"], field, "{answer}");
+        let text = answer["error"].as_str().unwrap_or_default();
+        assert!(text.starts_with(error), "{answer}");
+        assert!(!text.contains("line"), "{answer}");
     }
+    let response = app
+        .post_raw(
+            "/v1/messages",
+            "{\"to\": ",
+            &[("Authorization", &format!("Bearer {API_TOKEN}"))],
+        )
+        .await;
+    assert_eq!(response.status(), 400);
+    let answer: Value = response.json().await.expect("json");
+    assert!(answer["error"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("the body is not valid JSON"));
+}
+
+fn twilio_error(code: i64, message: &str, status: u16) -> Value {
+    json!({"code": code, "message": message, "more_info": format!("https://www.twilio.com/docs/errors/{code}"), "status": status})
+}
+
+async fn answer_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("a JSON answer"))
+}
+
+fn error_text(answer: &Value) -> &str {
+    answer["error"].as_str().unwrap_or_default()
 }
 
 #[tokio::test]
-async fn a_429_is_retried_after_its_retry_after_and_a_503_with_backoff() {
-    for (status, failures) in [(429, 1), (503, 2)] {
+async fn a_429_is_retried_after_its_retry_after() {
+    let twilio = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", "1")
+                .set_body_json(twilio_error(20429, "Too Many Requests", 429)),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&twilio)
+        .await;
+    let sid = new_sid();
+    Mock::given(method("POST"))
+        .respond_with(created(&sid))
+        .with_priority(2)
+        .mount(&twilio)
+        .await;
+    let app = twilio_app(&twilio, vec![]).await;
+
+    let started = std::time::Instant::now();
+    let (status, answer) = answer_of(app.post_json("/v1/messages", &hello()).await).await;
+
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["sid"], sid.as_str());
+    let requests = twilio.received_requests().await.expect("requests");
+    assert_eq!(requests.len(), 2, "one 429, then the message");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After was not honoured"
+    );
+}
+
+#[tokio::test]
+async fn a_twilio_5xx_is_answered_502_after_one_attempt_saying_the_message_may_exist() {
+    for status in [500, 502, 503, 504] {
         let twilio = MockServer::start().await;
-        let mut failure = ResponseTemplate::new(status).set_body_json(json!({"code": 20429, "message": "Too Many Requests", "more_info": "https://www.twilio.com/docs/errors/20429", "status": status}));
-        if status == 429 {
-            failure = failure.insert_header("Retry-After", "1");
-        }
+        let error = twilio_error(20500, "Internal Server Error", status);
         Mock::given(method("POST"))
-            .respond_with(failure)
-            .up_to_n_times(failures)
-            .with_priority(1)
-            .mount(&twilio)
-            .await;
-        let sid = new_sid();
-        Mock::given(method("POST"))
-            .respond_with(created(&sid))
-            .with_priority(2)
+            .respond_with(ResponseTemplate::new(status).set_body_json(error.clone()))
+            .expect(1)
             .mount(&twilio)
             .await;
         let app = twilio_app(&twilio, vec![]).await;
 
-        let started = std::time::Instant::now();
-        let response = app.post_json("/v1/messages", &hello()).await;
+        let (answered, answer) = answer_of(app.post_json("/v1/messages", &hello()).await).await;
 
-        assert_eq!(response.status(), 201, "after {failures} × {status}");
-        let requests = twilio.received_requests().await.expect("requests");
-        assert_eq!(requests.len() as u64, failures + 1);
-        if status == 429 {
-            assert!(
-                started.elapsed() >= Duration::from_secs(1),
-                "Retry-After was not honoured"
-            );
+        assert_eq!(answered, 502, "Twilio's {status}: {answer}");
+        assert!(
+            error_text(&answer).contains("may have been created"),
+            "{answer}"
+        );
+        for field in ["code", "message", "more_info", "status"] {
+            assert_eq!(answer[field], error[field], "{field}");
         }
+        let requests = twilio.received_requests().await.expect("requests");
+        assert_eq!(requests.len(), 1, "Twilio's {status} was retried");
     }
 }
 
 #[tokio::test]
-async fn twilios_error_is_passed_on_and_not_retried() {
+async fn a_twilio_refusal_is_answered_422_with_its_fields_and_recorded_as_failed_under_a_local_sid()
+{
     let twilio = MockServer::start().await;
-    let error = json!({"code": 21211, "message": "The 'To' number +15005550001 is not a valid phone number.", "more_info": "https://www.twilio.com/docs/errors/21211", "status": 400});
+    let error = twilio_error(
+        21211,
+        "The 'To' number +15005550001 is not a valid phone number.",
+        400,
+    );
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(400).set_body_json(error.clone()))
         .expect(1)
         .mount(&twilio)
         .await;
     let app = twilio_app(&twilio, vec![]).await;
+    let attempt = json!({"to": "+15005550001", "from": "+15005550006", "body": "hello"});
 
-    let response = app.post_json("/v1/messages", &hello()).await;
+    let (status, answer) = answer_of(app.post_json("/v1/messages", &attempt).await).await;
 
-    assert_eq!(response.status(), 502);
-    let body: Value = response.json().await.expect("json");
+    assert_eq!(status, 422, "{answer}");
     for field in ["code", "message", "more_info", "status"] {
-        assert_eq!(body[field], error[field], "{field}");
+        assert_eq!(answer[field], error[field], "{field}");
+    }
+    // No SID comes from Twilio: the attempt is recorded under one statushook minted.
+    let sid = answer["sid"].as_str().expect("a sid in the answer");
+    let message = app.message_json(sid).await;
+    assert_eq!(message["status"], "failed");
+    assert_eq!(message["error_code"], 21211);
+    assert_eq!(message["to"], "+15005550001");
+    assert_eq!(message["from"], "+15005550006");
+    assert_eq!(message["account_sid"], ACCOUNT_SID);
+    assert_eq!(message["events"][0]["source"], "sender");
+    assert_eq!(message["events"][0]["params"]["LocalSid"], "true");
+    let listed = app
+        .get_authorized("/v1/messages?status=failed&to=%2B15005550001")
+        .await;
+    let listed: Value = listed.json().await.expect("json");
+    assert_eq!(listed["messages"][0]["sid"], sid);
+}
+
+#[tokio::test]
+async fn twilio_refusing_statushooks_credentials_is_a_502_and_records_nothing() {
+    for status in [401, 403] {
+        let twilio = MockServer::start().await;
+        let error = twilio_error(20003, "Authenticate", status);
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(status).set_body_json(error.clone()))
+            .expect(1)
+            .mount(&twilio)
+            .await;
+        let app = twilio_app(&twilio, vec![]).await;
+
+        let (answered, answer) = answer_of(app.post_json("/v1/messages", &hello()).await).await;
+
+        assert_eq!(answered, 502, "Twilio's {status}: {answer}");
+        assert!(error_text(&answer).contains("credentials"), "{answer}");
+        assert_eq!(answer["code"], 20003);
+        assert!(answer.get("sid").is_none(), "{answer}");
+        let listed: Value = app
+            .get_authorized("/v1/messages")
+            .await
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(listed["messages"], json!([]));
     }
 }
 
@@ -342,8 +464,105 @@ async fn a_twilio_that_does_not_answer_in_time_gives_a_504_without_a_retry() {
         .mount(&twilio)
         .await;
     let app = twilio_app(&twilio, vec![("STATUSHOOK_TWILIO_TIMEOUT", "300ms".into())]).await;
-    let response = app.post_json("/v1/messages", &hello()).await;
-    assert_eq!(response.status(), 504);
+    let (status, answer) = answer_of(app.post_json("/v1/messages", &hello()).await).await;
+    assert_eq!(status, 504);
+    assert!(
+        error_text(&answer).contains("may have been created"),
+        "{answer}"
+    );
+}
+
+/// A TCP server on port 0 that hands each connection to `serve` and counts them.
+async fn tcp_server<F, Fut>(serve: F) -> (String, Arc<AtomicUsize>)
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let address = listener.local_addr().expect("an address");
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&connections);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(serve(stream));
+        }
+    });
+    (address.to_string(), connections)
+}
+
+#[tokio::test]
+async fn a_connection_that_fails_before_the_request_is_sent_is_retried() {
+    // The server hangs up at once, so the TLS handshake fails: no byte of the request can
+    // have been sent, and every attempt is a connect error.
+    let (address, connections) = tcp_server(|stream| async move { drop(stream) }).await;
+    let twilio = MockServer::start().await;
+    let app = twilio_app(
+        &twilio,
+        vec![("TWILIO_API_BASE", format!("https://{address}"))],
+    )
+    .await;
+
+    let (status, answer) = answer_of(app.post_json("/v1/messages", &hello()).await).await;
+
+    assert_eq!(status, 502, "{answer}");
+    assert!(error_text(&answer).contains("nothing was sent"), "{answer}");
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        4,
+        "every attempt should have been made"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_lost_after_the_request_was_sent_is_not_retried() {
+    // The server reads the whole request, then hangs up without answering: Twilio may have
+    // created the message.
+    let (address, connections) = tcp_server(|mut stream| async move {
+        let mut received = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while !whole_request(&received) {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await;
+    let twilio = MockServer::start().await;
+    let app = twilio_app(
+        &twilio,
+        vec![("TWILIO_API_BASE", format!("http://{address}"))],
+    )
+    .await;
+
+    let (status, answer) = answer_of(app.post_json("/v1/messages", &hello()).await).await;
+
+    assert_eq!(status, 502, "{answer}");
+    assert!(
+        error_text(&answer).contains("may have been created"),
+        "{answer}"
+    );
+    assert_eq!(connections.load(Ordering::SeqCst), 1, "it was retried");
+}
+
+/// True once `received` holds the headers and the `Content-Length` bytes of body.
+fn whole_request(received: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(received);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    let length = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    body.len() >= length
 }
 
 #[tokio::test]
@@ -443,5 +662,38 @@ async fn the_send_command_prints_the_created_message_or_twilios_error() {
         twilio.received_requests().await.expect("requests").len(),
         2,
         "the invalid send reached Twilio"
+    );
+}
+
+#[tokio::test]
+async fn twilios_own_callback_is_kept_after_the_senders_record_of_the_same_status() {
+    let twilio = MockServer::start().await;
+    let sid = new_sid();
+    Mock::given(method("POST"))
+        .and(path(MESSAGES_PATH))
+        .respond_with(created(&sid))
+        .expect(1)
+        .mount(&twilio)
+        .await;
+    let app = twilio_app(&twilio, vec![]).await;
+    assert_eq!(app.post_json("/v1/messages", &hello()).await.status(), 201);
+    // Twilio reports `queued` too, with parameters of its own: it is not a duplicate of
+    // the record statushook made when it sent the message.
+    let mut form = callback(&sid, "queued");
+    form.push(("ChannelPrefix".into(), "sms".into()));
+    assert_eq!(app.post_callback(&form).await.status(), 200);
+    let message = app.message_json(&sid).await;
+    let events = message["events"].as_array().expect("events");
+    let sources: Vec<&str> = events
+        .iter()
+        .map(|e| e["source"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(sources, ["sender", "callback"]);
+    assert_eq!(events[1]["params"]["ChannelPrefix"], "sms");
+    // Twilio's second delivery of that callback is a duplicate.
+    assert_eq!(app.post_callback(&form).await.status(), 200);
+    assert_eq!(
+        event_statuses(&app.message_json(&sid).await),
+        ["queued", "queued"]
     );
 }

@@ -110,25 +110,32 @@ fn event(c: &Callback) -> StatusEvent {
 }
 
 async fn compare(store: &Store, model: &BTreeMap<usize, ModelMessage>) {
-    store.check().expect("indexes, counters and records agree");
+    store
+        .check()
+        .await
+        .expect("indexes, counters and records agree");
     let mut by_status: BTreeMap<&str, u64> = BTreeMap::new();
     let mut by_error: BTreeMap<u32, u64> = BTreeMap::new();
     for (n, expected) in model {
         let sid = statushook::domain::MessageSid::parse(&sid(*n)).expect("sid");
-        let stored = store.message(&sid).expect("readable").expect("stored");
+        let stored = store
+            .message(&sid)
+            .await
+            .expect("readable")
+            .expect("stored");
         let statuses: Vec<String> = stored.events.iter().map(|e| e.status.clone()).collect();
         assert_eq!(statuses, expected.events, "history of {sid}");
-        let current = stored.record.known_status().map(KnownStatus::as_str);
+        let current = stored.state.status.map(KnownStatus::as_str);
         assert_eq!(current, expected.current.map(|c| c.0), "status of {sid}");
         if let Some((status, _, _, error)) = expected.current {
-            assert_eq!(stored.record.error_code, error, "error code of {sid}");
+            assert_eq!(stored.state.error_code, error, "error code of {sid}");
             *by_status.entry(status).or_default() += 1;
             if let Some(error) = error {
                 *by_error.entry(error).or_default() += 1;
             }
         }
     }
-    let counts = store.counts().expect("counts");
+    let counts = store.stats(None, None).await.expect("counts");
     let counted: BTreeMap<&str, u64> = counts
         .by_status
         .iter()
@@ -146,7 +153,8 @@ async fn compare(store: &Store, model: &BTreeMap<usize, ModelMessage>) {
             ..ListQuery::default()
         };
         let listed: BTreeSet<String> = store
-            .list(&query)
+            .list(query)
+            .await
             .expect("list")
             .messages
             .into_iter()
@@ -160,18 +168,19 @@ async fn compare(store: &Store, model: &BTreeMap<usize, ModelMessage>) {
         assert_eq!(listed, expected, "listing of {}", status.as_str());
     }
     let all = store
-        .list(&ListQuery {
+        .list(ListQuery {
             limit: 1000,
             ..ListQuery::default()
         })
+        .await
         .expect("list");
     assert_eq!(all.messages.len(), model.len());
 
     // Windowed stats (hourly and minutely buckets plus index edges) agree with the records.
-    let windowed = store.stats(Some(Timestamp(0)), None).expect("stats");
-    let all_time = store.stats(None, None).expect("stats");
+    let windowed = store.stats(Some(Timestamp(0)), None).await.expect("stats");
+    let all_time = store.stats(None, None).await.expect("stats");
     assert_eq!(windowed, all_time);
-    let mut times: Vec<Timestamp> = all.messages.iter().map(|(_, r)| r.updated_at).collect();
+    let mut times: Vec<Timestamp> = all.messages.iter().map(|(_, s)| s.updated_at).collect();
     times.sort_unstable();
     let pivot = times[times.len() / 2];
     for (since, until) in [(Some(pivot), None), (Some(Timestamp(0)), Some(pivot))] {
@@ -179,11 +188,11 @@ async fn compare(store: &Store, model: &BTreeMap<usize, ModelMessage>) {
         for (_, record) in &all.messages {
             let inside = since.is_none_or(|s| record.updated_at >= s)
                 && until.is_none_or(|u| record.updated_at < u);
-            if let (true, Some(status)) = (inside, record.known_status()) {
+            if let (true, Some(status)) = (inside, record.status) {
                 *expected.entry(status.as_str()).or_default() += 1;
             }
         }
-        let stats = store.stats(since, until).expect("stats");
+        let stats = store.stats(since, until).await.expect("stats");
         let counted: BTreeMap<&str, u64> = stats
             .by_status
             .iter()
@@ -202,7 +211,7 @@ proptest! {
         runtime.block_on(async {
             let dir = tempfile::tempdir().expect("a temporary folder");
             let path = dir.path().join("db");
-            let store = Store::open(&path, Box::new(|_| {})).expect("store opens");
+            let store = Store::open_sled(&path, Box::new(|_| {})).expect("store opens");
             let mut model: BTreeMap<usize, ModelMessage> = BTreeMap::new();
             for c in &callbacks {
                 model.entry(c.sid).or_default().apply(c);
@@ -214,7 +223,7 @@ proptest! {
 
             store.close().await.expect("closes");
             drop(store);
-            let reopened = Store::open(&path, Box::new(|_| {})).expect("store reopens");
+            let reopened = Store::open_sled(&path, Box::new(|_| {})).expect("store reopens");
             compare(&reopened, &model).await;
             reopened.close().await.expect("closes");
         });

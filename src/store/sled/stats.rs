@@ -8,20 +8,15 @@
 
 use std::collections::BTreeMap;
 
-use super::query::bounds;
-use super::record::index::{self, BY_ERROR, BY_STATUS};
-use super::record::{
-    bucket_key, ERROR_HOURLY, ERROR_MINUTELY, HOUR, MINUTE, STATUS_HOURLY, STATUS_MINUTELY,
+use super::keys::index::{self, BY_ERROR, BY_STATUS};
+use super::keys::{
+    bucket_key, counter_key, decode_count, ERROR_COUNTER, ERROR_HOURLY, ERROR_MINUTELY, HOUR,
+    MINUTE, STATUS_COUNTER, STATUS_HOURLY, STATUS_MINUTELY,
 };
-use super::{decode_count, Store, StoreError};
+use super::query::bounds;
+use super::{unavailable, SledStore};
 use crate::domain::{KnownStatus, Timestamp};
-
-/// Messages by current status and error code within a time window.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Stats {
-    pub by_status: Vec<(KnownStatus, u64)>,
-    pub by_error: Vec<(u32, u64)>,
-}
+use crate::store::{Counts, StoreError};
 
 /// A time window `[from, to)` in microseconds.
 #[derive(Debug, Clone, Copy)]
@@ -56,7 +51,7 @@ struct Tally {
     by_error: BTreeMap<u32, u64>,
 }
 
-impl Store {
+impl SledStore {
     /// Counts by current status and error code of the messages last updated within
     /// `[since, until)`. Without bounds the all-time counters answer. With bounds, the
     /// whole hours inside the window are added up from hourly counters, the whole minutes
@@ -67,13 +62,10 @@ impl Store {
         &self,
         since: Option<Timestamp>,
         until: Option<Timestamp>,
-    ) -> Result<Stats, StoreError> {
+    ) -> Result<Counts, StoreError> {
         let counts = self.counts()?;
         if since.is_none() && until.is_none() {
-            return Ok(Stats {
-                by_status: counts.by_status,
-                by_error: counts.by_error,
-            });
+            return Ok(counts);
         }
         // Nothing is updated in the future: bounding `until` keeps bucket numbers small.
         let horizon = Timestamp::now().0.saturating_add(HOUR);
@@ -84,7 +76,7 @@ impl Store {
         let errors: Vec<u32> = counts.by_error.iter().map(|(error, _)| *error).collect();
         let mut tally = Tally::default();
         self.add_window(window, LEVELS, &errors, &mut tally)?;
-        Ok(Stats {
+        Ok(Counts {
             by_status: tally
                 .by_status
                 .into_iter()
@@ -141,7 +133,7 @@ impl Store {
         for kind in [status_kind, error_kind] {
             let range = bucket_key(kind, first, &[])..bucket_key(kind, last, &[]);
             for entry in self.trees.data.range(range) {
-                let (key, value) = entry?;
+                let (key, value) = entry.map_err(unavailable)?;
                 let count = decode_count(&value);
                 // `c kind bucket(4) value`
                 match key.get(6..) {
@@ -160,7 +152,7 @@ impl Store {
         Ok(())
     }
 
-    /// Counts index entries in a window shorter than a minute.
+    /// Counts live index entries in a window shorter than a minute.
     fn add_exact(
         &self,
         window: Window,
@@ -193,9 +185,45 @@ impl Store {
         let (low, high) = bounds(prefix, since, until, None);
         let mut count = 0;
         for entry in self.trees.data.range(low..high) {
-            entry?;
-            count += 1;
+            let (_, value) = entry.map_err(unavailable)?;
+            // History entries (positions messages have left) are not counted.
+            count += u64::from(value.is_empty());
         }
         Ok(count)
+    }
+}
+
+impl SledStore {
+    /// All-time counts, from the counters the writer maintains with every commit.
+    pub fn counts(&self) -> Result<Counts, StoreError> {
+        let mut counts = Counts::default();
+        let all_time = [
+            counter_key(STATUS_COUNTER, &[]),
+            counter_key(ERROR_COUNTER, &[]),
+        ];
+        for entry in all_time
+            .iter()
+            .flat_map(|prefix| self.trees.data.scan_prefix(prefix))
+        {
+            let (key, value) = entry.map_err(unavailable)?;
+            let count = decode_count(&value);
+            if count == 0 {
+                continue;
+            }
+            match (key.get(1), key.get(2..)) {
+                (Some(&STATUS_COUNTER), Some([code])) => {
+                    if let Some(status) = KnownStatus::from_code(*code) {
+                        counts.by_status.push((status, count));
+                    }
+                }
+                (Some(&ERROR_COUNTER), Some(error)) => {
+                    if let Ok(error) = error.try_into().map(u32::from_be_bytes) {
+                        counts.by_error.push((error, count));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(counts)
     }
 }

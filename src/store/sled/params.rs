@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::record::MessageRecord;
+use crate::domain::Parties;
 
 /// Parameter names Twilio sends with message status callbacks. Append only: the index
 /// of a name is stored.
@@ -63,7 +63,7 @@ enum Value {
 pub struct Context<'a> {
     pub sid: &'a str,
     pub status: &'a str,
-    pub record: &'a MessageRecord,
+    pub parties: &'a Parties,
 }
 
 impl Context<'_> {
@@ -71,12 +71,12 @@ impl Context<'_> {
         [
             (Value::Sid, Some(self.sid)),
             (Value::Status, Some(self.status)),
-            (Value::AccountSid, self.record.account_sid.as_deref()),
-            (Value::From, self.record.from.as_deref()),
-            (Value::To, self.record.to.as_deref()),
+            (Value::AccountSid, self.parties.account_sid.as_deref()),
+            (Value::From, self.parties.from.as_deref()),
+            (Value::To, self.parties.to.as_deref()),
             (
                 Value::MessagingServiceSid,
-                self.record.messaging_service_sid.as_deref(),
+                self.parties.messaging_service_sid.as_deref(),
             ),
         ]
     }

@@ -1,0 +1,120 @@
+//! `GET /v1/events?after=SEQ&limit=…&wait=…`: the change feed, every stored transition in
+//! commit order, each once.
+//!
+//! A consumer keeps the `next` of its last answer and asks again with `after=next`: the
+//! store hands out sequence numbers in commit order and shows none before every smaller
+//! one is visible, so resuming from any `next`, also after a crash of either side, misses
+//! nothing and repeats nothing. With `wait`, an empty answer is held open until a
+//! transition arrives (long polling).
+
+use std::time::Duration;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Serialize;
+
+use super::{ApiError, MessageView};
+use crate::domain::RfcTime;
+use crate::startup::AppState;
+use crate::store::FeedEntry;
+
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
+const MAX_WAIT: u64 = 30;
+
+/// One transition as the feed and forwarded webhooks show it: the message as it stood
+/// right after the transition, with the transition as `event`.
+#[derive(Serialize)]
+pub struct FeedEventView {
+    pub seq: u64,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub timestamp: RfcTime,
+    pub data: MessageView,
+}
+
+impl From<FeedEntry> for FeedEventView {
+    fn from(entry: FeedEntry) -> Self {
+        FeedEventView {
+            seq: entry.seq,
+            kind: "message.status",
+            timestamp: RfcTime(entry.event.received_at),
+            data: MessageView::after(entry.sid.as_str(), entry.state, entry.event),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct FeedView {
+    events: Vec<FeedEventView>,
+    /// The `after` of the next request: the last `seq` returned, else the `after` given.
+    next: u64,
+}
+
+struct FeedQuery {
+    after: u64,
+    limit: usize,
+    wait: Duration,
+}
+
+pub async fn events(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let query = parse(request.query_string())?;
+    let mut entries = state.store.feed(query.after, query.limit).await?;
+    if entries.is_empty() && !query.wait.is_zero() {
+        state.store.wait_for_feed(query.after, query.wait).await;
+        entries = state.store.feed(query.after, query.limit).await?;
+    }
+    let next = entries.last().map_or(query.after, |entry| entry.seq);
+    let events = entries.into_iter().map(FeedEventView::from).collect();
+    Ok(HttpResponse::Ok().json(FeedView { events, next }))
+}
+
+fn parse(raw: &str) -> Result<FeedQuery, ApiError> {
+    let mut query = FeedQuery {
+        after: 0,
+        limit: DEFAULT_LIMIT,
+        wait: Duration::ZERO,
+    };
+    let bad = |name: &str, problem: String| ApiError::BadRequest(format!("{name}: {problem}"));
+    for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
+        match name.as_ref() {
+            "after" => {
+                query.after = value.parse().map_err(|_| {
+                    bad(
+                        "after",
+                        format!("{value:?} is not a sequence number (a whole number)"),
+                    )
+                })?
+            }
+            "limit" => {
+                query.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|limit| (1..=MAX_LIMIT).contains(limit))
+                    .ok_or_else(|| {
+                        bad(
+                            "limit",
+                            format!("{value:?} is not a number from 1 to {MAX_LIMIT}"),
+                        )
+                    })?
+            }
+            "wait" => {
+                let seconds: u64 = value
+                    .parse()
+                    .ok()
+                    .filter(|seconds| *seconds <= MAX_WAIT)
+                    .ok_or_else(|| {
+                        bad(
+                            "wait",
+                            format!("{value:?} is not a number of seconds from 0 to {MAX_WAIT}"),
+                        )
+                    })?;
+                query.wait = Duration::from_secs(seconds);
+            }
+            other => return Err(bad(other, "is not a parameter of the event feed".into())),
+        }
+    }
+    Ok(query)
+}

@@ -1,0 +1,480 @@
+//! The embedded store: the only module that imports sled.
+//!
+//! One tree holds message records, their events, the change feed, the listing indexes,
+//! counters by current status and error code, and idempotency tokens; [`keys`] gives the
+//! layout. Every write goes through the single writer thread of [`writer`], which applies
+//! each group of commands as one atomic batch and acknowledges none of them before it is
+//! fsynced: the durable-before-200 rule lives there and nowhere else. Reads go straight
+//! to the tree from any (blocking) thread.
+
+mod files;
+mod idempotency;
+mod keys;
+mod params;
+mod query;
+mod series;
+mod stats;
+mod writer;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::domain::{MessageSid, Timestamp};
+use crate::store::{
+    CheckReport, FeedEntry, GroupObserver, Recorded, StoreError, StoredEvent, StoredMessage,
+};
+use keys::{decode, decode_count, index, Record};
+use writer::{Command, Shared};
+
+/// A handle on the sled store. Cheap to clone; every clone talks to the same writer.
+#[derive(Clone)]
+pub struct SledStore {
+    trees: Trees,
+    commands: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+    writer: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+#[derive(Clone)]
+struct Trees {
+    db: sled::Db,
+    data: sled::Tree,
+}
+
+/// How many commands may wait for the writer before handlers wait to enqueue.
+const QUEUE_DEPTH: usize = 16 * 1024;
+
+impl SledStore {
+    /// Opens (or creates) the store in `path` and starts its writer thread.
+    pub fn open(path: &Path, observe: GroupObserver) -> Result<SledStore, StoreError> {
+        let db = open_db(path)?;
+        let files = files::SledFiles::after_open(path).map_err(StoreError::unavailable)?;
+        let trees = Trees {
+            data: db.open_tree("statushook").map_err(unavailable)?,
+            db,
+        };
+        let clock = trees
+            .data
+            .get(keys::CLOCK_KEY)
+            .map_err(unavailable)?
+            .map_or(Timestamp(0), |value| Timestamp(decode_count(&value)));
+        let shared = Arc::new(Shared {
+            watermark: watch::channel(clock.0).0,
+            failed: watch::channel(None).0,
+        });
+        let (commands, receiver) = mpsc::channel(QUEUE_DEPTH);
+        let writer = writer::spawn(
+            trees.clone(),
+            receiver,
+            Arc::clone(&shared),
+            files,
+            observe,
+            clock,
+        )
+        .map_err(StoreError::unavailable)?;
+        let store = SledStore {
+            trees,
+            commands,
+            shared,
+            writer: Arc::new(Mutex::new(Some(writer))),
+        };
+        store.find_history();
+        Ok(store)
+    }
+
+    pub async fn record(
+        &self,
+        event: StatusEvent,
+        idempotency_token: Option<String>,
+    ) -> Result<Recorded, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Record {
+            event,
+            idempotency_token,
+            reply,
+        })
+        .await?;
+        wait_for(answer).await
+    }
+
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Probe { reply }).await?;
+        wait_for(answer).await
+    }
+
+    pub async fn put_meta(&self, key: &[u8], value: Option<Vec<u8>>) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let key = key.to_vec();
+        self.send(Command::Put { key, value, reply }).await?;
+        wait_for(answer).await
+    }
+
+    pub fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let value = self
+            .trees
+            .data
+            .get(keys::meta_key(key))
+            .map_err(unavailable)?;
+        Ok(value.map(|value| value.to_vec()))
+    }
+
+    async fn send(&self, command: Command) -> Result<(), StoreError> {
+        self.commands.send(command).await.map_err(|_| writer_gone())
+    }
+
+    /// The watermark of applied, durable writes (see `writer::Shared`).
+    pub fn watermark(&self) -> u64 {
+        *self.shared.watermark.borrow()
+    }
+
+    pub async fn failed(&self) -> StoreError {
+        let mut failed = self.shared.failed.subscribe();
+        let error = match failed.wait_for(Option::is_some).await {
+            Ok(error) => error.clone(),
+            Err(_) => None,
+        };
+        error.unwrap_or_else(writer_gone)
+    }
+
+    pub fn message(&self, sid: &MessageSid) -> Result<Option<StoredMessage>, StoreError> {
+        let Some(record) = self.trees.record(sid)? else {
+            return Ok(None);
+        };
+        let Some(state) = record.state() else {
+            return Ok(None);
+        };
+        let events = self.trees.events(sid, &record)?;
+        Ok(Some(StoredMessage {
+            sid: sid.clone(),
+            state,
+            events,
+        }))
+    }
+
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.trees.db.size_on_disk().map_err(unavailable)
+    }
+
+    /// Commits everything queued before it, syncs, and stops the writer. Records sent
+    /// afterwards get `Unavailable`.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Shutdown { reply }).await?;
+        let flushed = answer.await.map_err(|_| writer_gone())?;
+        let handle = self.writer.lock().ok().and_then(|mut writer| writer.take());
+        if let Some(handle) = handle {
+            // The writer has replied and is returning; joining cannot block for long.
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+        flushed
+    }
+
+    /// The transitions after `after` up to the watermark, in commit order: the events,
+    /// which are keyed by their sequence number.
+    pub fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedEntry>, StoreError> {
+        let watermark = self.watermark();
+        if after >= watermark {
+            return Ok(Vec::new());
+        }
+        let range = keys::event_key(after.saturating_add(1))..=keys::event_key(watermark);
+        let mut entries = Vec::new();
+        let mut cached: Option<(MessageSid, Record)> = None;
+        for entry in self.trees.data.range(range).take(limit) {
+            let (key, value) = entry.map_err(unavailable)?;
+            let seq = keys::event_seq(&key)?;
+            let body: keys::EventBody = decode(&value)?;
+            let sid = MessageSid::parse(&body.sid).map_err(StoreError::corrupt)?;
+            // Consecutive events of one message are common: read its record once.
+            let record = match cached.take() {
+                Some((known, record)) if known == sid => record,
+                _ => match self.trees.record(&sid)? {
+                    Some(record) => record,
+                    None => {
+                        return Err(StoreError::corrupt(format!("{sid}: event without record")))
+                    }
+                },
+            };
+            let index = record
+                .transitions
+                .binary_search_by_key(&seq, |t| t.received_at.0)
+                .map_err(|_| {
+                    StoreError::corrupt(format!("{sid}: event {seq} not in its record"))
+                })?;
+            let state = record
+                .state_at(Timestamp(seq))
+                .ok_or_else(|| StoreError::corrupt(format!("{sid}: no state at event {seq}")))?;
+            let event = self.trees.unpack(&sid, &record, index, body)?;
+            entries.push(FeedEntry {
+                seq,
+                sid: sid.clone(),
+                event,
+                state,
+            });
+            cached = Some((sid, record));
+        }
+        Ok(entries)
+    }
+
+    /// Waits until the watermark passes `after`, or `timeout`.
+    pub async fn wait_for_feed(&self, after: u64, timeout: std::time::Duration) {
+        let mut watermark = self.shared.watermark.subscribe();
+        let _ = tokio::time::timeout(timeout, watermark.wait_for(|w| *w > after)).await;
+    }
+
+    /// Finds the history entries left by an earlier run, off the writer's thread, and
+    /// hands them to the writer to remove when they are old enough.
+    fn find_history(&self) {
+        let (data, commands) = (self.trees.data.clone(), self.commands.clone());
+        let scan = move || {
+            let mut entries = Vec::new();
+            for kind in [index::BY_STATUS, index::BY_ERROR] {
+                for entry in data.scan_prefix([kind]) {
+                    let Ok((key, value)) = entry else { return };
+                    if let Some(replaced_at) = index::replaced_at(&value) {
+                        entries.push((replaced_at, key.to_vec()));
+                    }
+                }
+            }
+            let _ = commands.blocking_send(Command::Forget { entries });
+        };
+        let _ = std::thread::Builder::new()
+            .name("statushook-history".into())
+            .spawn(scan);
+    }
+}
+
+/// How long to wait for the lock of a store that another handle is still releasing.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens the database, waiting a little while its lock is held: sled releases it only
+/// once its I/O threads have finished with a closed store, and a restart in the same
+/// process (or right after a previous one) can come sooner. Past the wait, the error says
+/// another statushook probably has the folder open.
+fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
+    let started = std::time::Instant::now();
+    loop {
+        let opened = sled::Config::new()
+            .path(path)
+            // Bounded so that the service's memory stays small on millions of messages;
+            // the hot set (recent messages) fits easily.
+            .cache_capacity(128 * 1024 * 1024)
+            // The writer syncs every group itself; a background flusher would only add
+            // syncs that acknowledge nothing.
+            .flush_every_ms(None)
+            // sled writes a page larger than a quarter of a segment to a blob file of its
+            // own, which is one more file to sync and to get right across a power cut
+            // (see files.rs). 8 MiB segments put that at 2 MiB: no page of ours (a node
+            // holds at most 16 values, each under 64 KiB) comes near it.
+            .segment_size(8 * 1024 * 1024)
+            .open();
+        // sled reports a held lock as an `Other` I/O error carrying this text.
+        let locked = |error: &std::io::Error| error.to_string().contains("could not acquire lock");
+        match opened {
+            Err(sled::Error::Io(error)) if locked(&error) && started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(sled::Error::Io(error)) if locked(&error) => {
+                return Err(StoreError::unavailable(format!(
+                    "{} is locked: is another statushook using it? ({error})",
+                    path.display()
+                )));
+            }
+            other => return other.map_err(unavailable),
+        }
+    }
+}
+
+impl Trees {
+    fn record(&self, sid: &MessageSid) -> Result<Option<Record>, StoreError> {
+        self.record_by_key(&keys::record_key(sid))
+    }
+
+    fn record_by_key(&self, key: &[u8]) -> Result<Option<Record>, StoreError> {
+        match self.data.get(key).map_err(unavailable)? {
+            Some(value) => Ok(Some(decode(&value)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every event of a message, in arrival order.
+    fn events(&self, sid: &MessageSid, record: &Record) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut events = Vec::with_capacity(record.transitions.len());
+        for (index, transition) in record.transitions.iter().enumerate() {
+            let seq = transition.received_at.0;
+            let value = self.data.get(keys::event_key(seq)).map_err(unavailable)?;
+            let value = value
+                .ok_or_else(|| StoreError::corrupt(format!("{sid}: event {seq} is missing")))?;
+            let body: keys::EventBody = decode(&value)?;
+            if body.sid != sid.as_str() {
+                return Err(StoreError::corrupt(format!(
+                    "{sid}: event {seq} is another's"
+                )));
+            }
+            events.push(self.unpack(sid, record, index, body)?);
+        }
+        Ok(events)
+    }
+
+    /// Event `index` of `record` with its parameters unpacked.
+    fn unpack(
+        &self,
+        sid: &MessageSid,
+        record: &Record,
+        index: usize,
+        body: keys::EventBody,
+    ) -> Result<StoredEvent, StoreError> {
+        let transition = record
+            .transitions
+            .get(index)
+            .ok_or_else(|| StoreError::corrupt(format!("{sid}: event {index} has no record")))?;
+        let cx = params::Context {
+            sid: sid.as_str(),
+            status: transition.status.as_str(),
+            parties: &record.parties,
+        };
+        Ok(StoredEvent {
+            status: transition.status.as_str().to_owned(),
+            error_code: transition.error_code,
+            received_at: transition.received_at,
+            source: transition.source,
+            raw_dlr_done_date: transition.raw_dlr_done_date.clone(),
+            params: params::unpack(body.params, &cx),
+        })
+    }
+
+    fn counter(&self, key: &[u8]) -> Result<u64, StoreError> {
+        Ok(self
+            .data
+            .get(key)
+            .map_err(unavailable)?
+            .map_or(0, |value| decode_count(&value)))
+    }
+}
+
+use crate::domain::StatusEvent;
+
+fn unavailable(error: sled::Error) -> StoreError {
+    StoreError::unavailable(error)
+}
+
+/// How long a handler waits for the writer before answering 503. A write that completes
+/// later is stored all the same; the sender's retry is then a duplicate, which is harmless.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn wait_for<T>(answer: oneshot::Receiver<Result<T, StoreError>>) -> Result<T, StoreError> {
+    match tokio::time::timeout(WRITE_TIMEOUT, answer).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(writer_gone()),
+        Err(_) => Err(StoreError::unavailable("the store did not answer in time")),
+    }
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::unavailable("the writer has stopped")
+}
+
+impl SledStore {
+    /// Reads the whole store and checks that index entries, event values
+    /// and counters are exactly what the records imply. History entries may be missing
+    /// (they are removed when old), but never wrong.
+    pub fn check(&self) -> Result<CheckReport, String> {
+        let fail = |error: StoreError| error.to_string();
+        let mut report = CheckReport {
+            messages: 0,
+            events: 0,
+            index_entries: 0,
+        };
+        let mut live = std::collections::BTreeSet::new();
+        let mut history = std::collections::BTreeMap::new();
+        let mut events = std::collections::BTreeMap::new();
+        let mut counters = std::collections::HashMap::<Vec<u8>, i64>::new();
+        for entry in self.trees.data.scan_prefix(b"m") {
+            let (key, value) = entry.map_err(|e| fail(unavailable(e)))?;
+            let sid = std::str::from_utf8(&key[1..]).map_err(|e| e.to_string())?;
+            let sid = MessageSid::parse(sid)?;
+            let record: Record = decode(&value).map_err(fail)?;
+            let state = record
+                .state()
+                .ok_or_else(|| format!("{sid}: a record without events"))?;
+            let stored = self.trees.events(&sid, &record).map_err(fail)?;
+            for (key, replaced_at) in index::implied(&sid, &record) {
+                match replaced_at {
+                    None => live.insert(key),
+                    Some(at) => history.insert(key, at).is_none(),
+                };
+            }
+            for transition in &record.transitions {
+                events.insert(transition.received_at.0, sid.clone());
+            }
+            writer::count(&mut counters, &state, 1);
+            report.messages += 1;
+            report.events += stored.len() as u64;
+        }
+        for kind in [
+            index::BY_STATUS,
+            index::BY_ERROR,
+            index::BY_TO,
+            index::BY_FROM,
+        ] {
+            for entry in self.trees.data.scan_prefix([kind]) {
+                let (key, value) = entry.map_err(|e| fail(unavailable(e)))?;
+                let expected = match index::replaced_at(&value) {
+                    None if value.is_empty() => live.remove(key.as_ref()),
+                    Some(at) => history.get(key.as_ref()) == Some(&at),
+                    None => false,
+                };
+                if !expected {
+                    return Err(format!("index entry {key:?} is not implied by a record"));
+                }
+                report.index_entries += 1;
+            }
+        }
+        if let Some(missing) = live.first() {
+            return Err(format!("index entry {missing:?} is implied but missing"));
+        }
+        // Every event value belongs to a record (each record's own were read above).
+        for entry in self.trees.data.scan_prefix([keys::EVENT]) {
+            let (key, _) = entry.map_err(|e| fail(unavailable(e)))?;
+            let seq = keys::event_seq(&key).map_err(fail)?;
+            if events.remove(&seq).is_none() {
+                return Err(format!("event {seq} belongs to no record"));
+            }
+        }
+        for entry in self.trees.data.scan_prefix(b"c") {
+            let (key, value) = entry.map_err(|e| fail(unavailable(e)))?;
+            let stored = decode_count(&value);
+            let expected = counters.remove(key.as_ref()).unwrap_or(0);
+            if i64::try_from(stored).ok() != Some(expected) {
+                return Err(format!(
+                    "counter {key:?} is {stored}, records say {expected}"
+                ));
+            }
+        }
+        if let Some((key, count)) = counters.into_iter().find(|(_, count)| *count != 0) {
+            return Err(format!("counter {key:?} is missing, records say {count}"));
+        }
+        Ok(report)
+    }
+
+    /// Every message with its history, in SID order. A full scan, for export.
+    pub fn messages(&self) -> impl Iterator<Item = Result<StoredMessage, StoreError>> + '_ {
+        self.trees.data.scan_prefix(b"m").filter_map(move |entry| {
+            let read = || {
+                let (key, value) = entry.map_err(unavailable)?;
+                let sid = std::str::from_utf8(&key[1..]).map_err(StoreError::corrupt)?;
+                let sid = MessageSid::parse(sid).map_err(StoreError::corrupt)?;
+                let record: Record = decode(&value)?;
+                let Some(state) = record.state() else {
+                    return Ok(None);
+                };
+                let events = self.trees.events(&sid, &record)?;
+                Ok(Some(StoredMessage { sid, state, events }))
+            };
+            read().transpose()
+        })
+    }
+}

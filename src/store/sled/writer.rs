@@ -1,0 +1,411 @@
+//! Group commit: one thread owns every write, and many callbacks share one fsync.
+//!
+//! Handlers send a [`Command`] and wait for its reply. The writer takes whatever commands
+//! have queued up (up to [`MAX_GROUP`]), applies them as one sled `Batch`, which sled makes
+//! atomic also across a crash, makes the group durable, and only then replies to each.
+//! While it syncs, the next group queues up behind it, so under load one fsync
+//! acknowledges hundreds of callbacks, and a lone callback at low load is synced at once.
+//! Because a single thread writes, reads of the current record need no locking; an overlay
+//! of the records changed earlier in the same group gives each command the state its
+//! predecessors left.
+//!
+//! # Durable means fsynced
+//!
+//! This is the one place where "no answer before the write is durable" is kept: after
+//! sled's flush, [`SledFiles::sync`] fsyncs every file sled needs to recover the group
+//! (`files.rs` says which and why), once per group, and only then are replies sent.
+//!
+//! # Failure
+//!
+//! sled does not recover from an I/O error within the process (a later write can block
+//! forever), so after the first storage error the writer answers everything with that
+//! error and reports it through [`Shared::failed`]; the service then answers `503` for a
+//! moment and exits non-zero, and its supervisor restarts it on the recovered store.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::thread;
+
+use sled::Batch;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::files::SledFiles;
+use super::keys::{
+    bucket_key, counter_key, encode, event_key, index, meta_key, record_key, EventBody, Record,
+    CLOCK_KEY, ERROR_COUNTER, ERROR_HOURLY, ERROR_MINUTELY, HOUR, MINUTE, PROBE_KEY,
+    STATUS_COUNTER, STATUS_HOURLY, STATUS_MINUTELY,
+};
+use super::params::{self, Context};
+use super::Trees;
+use crate::domain::{is_duplicate, MessageSid, MessageState, StatusEvent, Timestamp, Transition};
+use crate::store::{GroupObserver, Recorded, StoreError, CURSOR_LIFETIME};
+
+/// The most commands applied and synced together.
+pub const MAX_GROUP: usize = 2048;
+
+/// History entries (positions a message has left) are kept this long, a little more than
+/// a cursor lives, then removed.
+const HISTORY_KEPT: u64 = CURSOR_LIFETIME.as_micros() as u64 + 5 * 60_000_000;
+
+/// At most this many history entries are removed per group, so that catching up after a
+/// restart never makes one group slow.
+const PRUNE_PER_GROUP: usize = 4096;
+
+pub enum Command {
+    Record {
+        event: StatusEvent,
+        idempotency_token: Option<String>,
+        reply: oneshot::Sender<Result<Recorded, StoreError>>,
+    },
+    /// Writes and syncs a marker: proves the store is writable (`/readyz`).
+    Probe {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// Sets (or with `None` removes) a piece of the service's own state, durably.
+    Put {
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// History entries found at start-up, to remove once they are old enough.
+    Forget { entries: Vec<(Timestamp, Vec<u8>)> },
+    /// Commits the group it arrived in, syncs, replies and stops the writer.
+    Shutdown {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+/// What the writer tells readers.
+pub struct Shared {
+    /// The clock value of the last group applied and made durable: every write at or below
+    /// it is visible to readers, none above it is. Paging snapshots and the change feed
+    /// read up to it.
+    pub watermark: watch::Sender<u64>,
+    /// Set once, at the first storage error.
+    pub failed: watch::Sender<Option<StoreError>>,
+}
+
+/// Starts the writer thread; it stops after a `Shutdown`, or when every sender is gone.
+pub fn spawn(
+    trees: Trees,
+    mut commands: mpsc::Receiver<Command>,
+    shared: Arc<Shared>,
+    files: SledFiles,
+    observe: GroupObserver,
+    clock: Timestamp,
+) -> std::io::Result<thread::JoinHandle<()>> {
+    thread::Builder::new()
+        .name("statushook-writer".into())
+        .spawn(move || {
+            let mut writer = Writer {
+                trees,
+                shared,
+                clock,
+                history: VecDeque::new(),
+                files,
+            };
+            let mut group = Vec::with_capacity(MAX_GROUP);
+            while let Some(first) = commands.blocking_recv() {
+                group.push(first);
+                while group.len() < MAX_GROUP {
+                    match commands.try_recv() {
+                        Ok(command) => group.push(command),
+                        Err(_) => break,
+                    }
+                }
+                observe(group.len());
+                if writer.commit(&mut group) == Continue::Stop {
+                    return;
+                }
+            }
+        })
+}
+
+#[derive(PartialEq, Eq)]
+enum Continue {
+    Go,
+    Stop,
+}
+
+enum Reply {
+    Record(
+        Result<Recorded, StoreError>,
+        oneshot::Sender<Result<Recorded, StoreError>>,
+    ),
+    Done(oneshot::Sender<Result<(), StoreError>>),
+}
+
+struct Writer {
+    trees: Trees,
+    shared: Arc<Shared>,
+    /// The last time handed out; arrival times are strictly increasing, so they order
+    /// events, index entries and the change feed without ties.
+    clock: Timestamp,
+    /// History index entries to remove once old enough, oldest first.
+    history: VecDeque<(Timestamp, Vec<u8>)>,
+    files: SledFiles,
+}
+
+/// What one group writes.
+#[derive(Default)]
+struct GroupWrites {
+    batch: Batch,
+    /// Records changed earlier in this group, newest first.
+    overlay: HashMap<MessageSid, Record>,
+    counters: HashMap<Vec<u8>, i64>,
+    /// History entries this group creates, with the time they were replaced.
+    history: Vec<(Timestamp, Vec<u8>)>,
+}
+
+impl Writer {
+    /// Applies a group, makes it durable, then answers every command in it.
+    fn commit(&mut self, group: &mut Vec<Command>) -> Continue {
+        if let Some(error) = self.shared.failed.borrow().clone() {
+            return refuse(group, &error);
+        }
+        let mut next = Continue::Go;
+        let mut writes = GroupWrites::default();
+        let mut replies = Vec::with_capacity(group.len());
+        for command in group.drain(..) {
+            match command {
+                Command::Record {
+                    event,
+                    idempotency_token,
+                    reply,
+                } => {
+                    let outcome = self.plan(&mut writes, event, idempotency_token);
+                    replies.push(Reply::Record(outcome, reply));
+                }
+                Command::Probe { reply } => {
+                    writes
+                        .batch
+                        .insert(PROBE_KEY, &self.tick().to_be_bytes()[..]);
+                    replies.push(Reply::Done(reply));
+                }
+                Command::Put { key, value, reply } => {
+                    match value {
+                        Some(value) => writes.batch.insert(meta_key(&key), value),
+                        None => writes.batch.remove(meta_key(&key)),
+                    }
+                    replies.push(Reply::Done(reply));
+                }
+                Command::Forget { mut entries } => {
+                    // Entries found at start-up are older than any made since.
+                    entries.sort_unstable();
+                    for entry in entries.into_iter().rev() {
+                        self.history.push_front(entry);
+                    }
+                }
+                Command::Shutdown { reply } => {
+                    next = Continue::Stop;
+                    replies.push(Reply::Done(reply));
+                }
+            }
+        }
+        let history = std::mem::take(&mut writes.history);
+        let result = self.write(writes);
+        let storage_error = result.as_ref().err().or_else(|| {
+            replies.iter().find_map(|reply| match reply {
+                Reply::Record(Err(error @ StoreError::Unavailable(_)), _) => Some(error),
+                _ => None,
+            })
+        });
+        match storage_error {
+            Some(error) => {
+                tracing::error!(%error, "the store failed a write; exiting for a restart");
+                self.shared.failed.send_replace(Some(error.clone()));
+            }
+            None => {
+                self.history.extend(history);
+                self.shared.watermark.send_replace(self.clock.0);
+            }
+        }
+        for reply in replies {
+            // A handler that gave up waiting has dropped its receiver: nothing to tell it.
+            match reply {
+                Reply::Record(outcome, reply) => {
+                    let _ = reply.send(result.clone().and(outcome));
+                }
+                Reply::Done(reply) => {
+                    let _ = reply.send(result.clone());
+                }
+            }
+        }
+        next
+    }
+
+    fn tick(&mut self) -> Timestamp {
+        let now = Timestamp::now();
+        self.clock = if now > self.clock {
+            now
+        } else {
+            Timestamp(self.clock.0 + 1)
+        };
+        self.clock
+    }
+
+    /// Works out what recording `event` writes, without writing it yet.
+    fn plan(
+        &mut self,
+        writes: &mut GroupWrites,
+        event: StatusEvent,
+        token: Option<String>,
+    ) -> Result<Recorded, StoreError> {
+        let sid = event.sid().clone();
+        let previous = match writes.overlay.remove(&sid) {
+            Some(record) => Some(record),
+            None => self.trees.record(&sid)?,
+        };
+        let mut record = previous.clone().unwrap_or(Record {
+            parties: Default::default(),
+            transitions: Vec::new(),
+            tokens: Vec::new(),
+        });
+        if is_duplicate(
+            &record.transitions,
+            &record.tokens,
+            &event,
+            token.as_deref(),
+        ) {
+            writes.overlay.insert(sid, record);
+            return Ok(Recorded::Duplicate);
+        }
+        let at = self.tick();
+        let old_state = record.state();
+        let old_parties = record.parties.clone();
+        record.parties.fill_from(&event);
+        let transition = Transition::of(&event, at);
+        let state = match old_state.clone() {
+            Some(mut state) => {
+                state.apply(&transition);
+                state.parties = record.parties.clone();
+                state
+            }
+            None => MessageState::first(record.parties.clone(), &transition),
+        };
+        record.transitions.push(transition);
+        record.tokens.extend(token);
+
+        // The old position becomes history (its value the time it was replaced); the new
+        // one is live. Counters hold the current state of every message: the old state's
+        // contribution goes out and the new one's in.
+        if let Some(old) = &old_state {
+            for key in index::timed(&sid, old) {
+                writes.batch.insert(key.as_slice(), &at.to_be_bytes()[..]);
+                writes.history.push((at, key));
+            }
+            count(&mut writes.counters, old, -1);
+        }
+        for key in index::timed(&sid, &state) {
+            writes.batch.insert(key, &[][..]);
+        }
+        count(&mut writes.counters, &state, 1);
+        if record.parties != old_parties {
+            for key in index::numbers(&sid, &record.parties) {
+                writes.batch.insert(key, &[][..]);
+            }
+        }
+
+        let status = event.status().clone();
+        let cx = Context {
+            sid: sid.as_str(),
+            status: status.as_str(),
+            parties: &record.parties,
+        };
+        let body = EventBody {
+            sid: sid.as_str().to_owned(),
+            params: params::pack(event.into_params(), &cx),
+        };
+        writes.batch.insert(&event_key(at.0)[..], encode(&body)?);
+        writes.batch.insert(record_key(&sid), encode(&record)?);
+        writes.overlay.insert(sid, record);
+        Ok(Recorded::Stored)
+    }
+
+    /// Applies a group as one atomic batch and makes it durable.
+    fn write(&mut self, mut writes: GroupWrites) -> Result<(), StoreError> {
+        writes
+            .batch
+            .insert(CLOCK_KEY, &self.clock.to_be_bytes()[..]);
+        for (key, delta) in writes.counters.drain() {
+            if delta == 0 {
+                continue;
+            }
+            let current = i64::try_from(self.trees.counter(&key)?).unwrap_or(i64::MAX);
+            let value = u64::try_from(current.saturating_add(delta)).unwrap_or(0);
+            // A counter at zero is removed, so that scans of buckets meet only live ones.
+            if value == 0 {
+                writes.batch.remove(key);
+            } else {
+                writes.batch.insert(key, &value.to_be_bytes()[..]);
+            }
+        }
+        self.prune(&mut writes.batch);
+        self.trees
+            .data
+            .apply_batch(writes.batch)
+            .map_err(unavailable)?;
+        self.trees.db.flush().map_err(unavailable)?;
+        // The one sync of the group: nothing is acknowledged before it returns.
+        self.files.sync().map_err(StoreError::unavailable)
+    }
+
+    /// Removes history entries old enough that no valid cursor can need them.
+    fn prune(&mut self, batch: &mut Batch) {
+        let horizon = Timestamp::now().0.saturating_sub(HISTORY_KEPT);
+        for _ in 0..PRUNE_PER_GROUP {
+            match self.history.front() {
+                Some((replaced_at, _)) if replaced_at.0 < horizon => {}
+                _ => break,
+            }
+            if let Some((_, key)) = self.history.pop_front() {
+                batch.remove(key);
+            }
+        }
+    }
+}
+
+fn unavailable(error: sled::Error) -> StoreError {
+    StoreError::unavailable(error)
+}
+
+/// Answers every command of a group with `error`, touching nothing.
+fn refuse(group: &mut Vec<Command>, error: &StoreError) -> Continue {
+    let mut next = Continue::Go;
+    for command in group.drain(..) {
+        match command {
+            Command::Record { reply, .. } => {
+                let _ = reply.send(Err(error.clone()));
+            }
+            Command::Probe { reply } | Command::Put { reply, .. } => {
+                let _ = reply.send(Err(error.clone()));
+            }
+            Command::Forget { .. } => {}
+            Command::Shutdown { reply } => {
+                next = Continue::Stop;
+                let _ = reply.send(Err(error.clone()));
+            }
+        }
+    }
+    next
+}
+
+/// Adds `delta` to every counter a message in `state` counts in: by status and by error
+/// code, all time and in the hour and the minute of its `updated_at`.
+pub(super) fn count(counters: &mut HashMap<Vec<u8>, i64>, state: &MessageState, delta: i64) {
+    let Some(status) = state.status else {
+        return;
+    };
+    let code = status.code();
+    let at = state.updated_at.0;
+    let mut add = |key: Vec<u8>| *counters.entry(key).or_default() += delta;
+    add(counter_key(STATUS_COUNTER, &[code]));
+    add(bucket_key(STATUS_HOURLY, at / HOUR, &[code]));
+    add(bucket_key(STATUS_MINUTELY, at / MINUTE, &[code]));
+    if let Some(error) = state.error_code {
+        let error = error.to_be_bytes();
+        add(counter_key(ERROR_COUNTER, &error));
+        add(bucket_key(ERROR_HOURLY, at / HOUR, &error));
+        add(bucket_key(ERROR_MINUTELY, at / MINUTE, &error));
+    }
+}
