@@ -83,6 +83,7 @@ impl Application {
                 .wrap(from_fn(crate::telemetry::log_request))
                 .app_data(state.clone())
                 .configure(routes_table)
+                .default_service(web::to(routes::no_route))
         })
         .listen(listener)?
         // SIGTERM stops accepting, then waits this long for in-flight requests.
@@ -131,11 +132,13 @@ fn routes_table(config: &mut web::ServiceConfig) {
         .service(
             web::resource("/twilio/status")
                 .app_data(web::PayloadConfig::new(routes::MAX_CALLBACK_BODY))
-                .route(web::post().to(routes::status_callback)),
+                .route(web::post().to(routes::status_callback))
+                .default_service(web::to(routes::no_route)),
         )
         .route("/healthz", web::get().to(routes::healthz))
         .route("/readyz", web::get().to(routes::readyz))
         .route("/metrics", web::get().to(routes::metrics))
+        .route("/openapi.json", web::get().to(routes::openapi))
         .service(
             web::scope("/v1")
                 .wrap(from_fn(routes::require_bearer))

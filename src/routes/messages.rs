@@ -199,5 +199,14 @@ fn non_empty(name: &str, value: &str) -> Result<String, ApiError> {
     if value.is_empty() {
         return Err(ApiError::BadRequest(format!("{name}: must not be empty")));
     }
+    // A leading space is what an unencoded `+` becomes in a query string (`?to=+1555…`): it
+    // would silently match nothing, so it is refused with the fix.
+    if value.starts_with(' ') {
+        return Err(ApiError::BadRequest(format!(
+            "{name}: starts with a space, which is what an unencoded + becomes in a query \
+             string: encode + as %2B ({name}=%2B{})",
+            value.trim_start()
+        )));
+    }
     Ok(value.to_owned())
 }
