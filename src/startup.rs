@@ -146,6 +146,8 @@ fn routes_table(config: &mut web::ServiceConfig) {
                 .route("/messages", web::post().to(routes::send_message))
                 .route("/messages/{sid}", web::get().to(routes::get_message))
                 .route("/stats", web::get().to(routes::stats))
-                .route("/events", web::get().to(routes::events)),
-        );
+                .route("/events", web::get().to(routes::events))
+                .route("/stats/series", web::get().to(routes::stats_series)),
+        )
+        .configure(routes::ui_routes);
 }

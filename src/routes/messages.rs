@@ -6,8 +6,9 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::ApiError;
-use crate::domain::MessageState;
-use crate::domain::{KnownStatus, MessageSid, RfcTime, Source, Timestamp};
+use crate::domain::{
+    error_codes, KnownStatus, MessageSid, MessageState, RfcTime, Source, Timestamp,
+};
 use crate::startup::AppState;
 use crate::store::{Cursor, ListQuery, StoredEvent, StoredMessage};
 
@@ -21,6 +22,8 @@ pub struct MessageView {
     messaging_service_sid: Option<String>,
     status: Option<&'static str>,
     error_code: Option<u32>,
+    /// Twilio's title of `error_code`, when the code is one statushook knows.
+    error_description: Option<&'static str>,
     created_at: RfcTime,
     updated_at: RfcTime,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -34,6 +37,7 @@ pub struct MessageView {
 pub struct EventView {
     status: String,
     error_code: Option<u32>,
+    error_description: Option<&'static str>,
     received_at: RfcTime,
     source: Source,
     raw_dlr_done_date: Option<String>,
@@ -47,6 +51,7 @@ impl MessageView {
             sid: sid.to_owned(),
             status: state.status.map(|status| status.as_str()),
             error_code: state.error_code,
+            error_description: state.error_code.and_then(error_codes::describe),
             created_at: RfcTime(state.created_at),
             updated_at: RfcTime(state.updated_at),
             account_sid: state.parties.account_sid,
@@ -93,6 +98,7 @@ impl From<StoredEvent> for EventView {
         EventView {
             status: event.status,
             error_code: event.error_code,
+            error_description: event.error_code.and_then(error_codes::describe),
             received_at: RfcTime(event.received_at),
             source: event.source,
             raw_dlr_done_date: event.raw_dlr_done_date,

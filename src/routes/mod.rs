@@ -11,6 +11,7 @@ mod openapi;
 mod send;
 mod stats;
 mod status_callback;
+mod ui;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -24,8 +25,9 @@ pub use health::{healthz, metrics, readyz};
 pub use messages::{get_message, list_messages, MessageView};
 pub use openapi::openapi;
 pub use send::{send_message, SendFailure};
-pub use stats::stats;
+pub use stats::{stats, stats_series};
 pub use status_callback::{status_callback, MAX_BODY as MAX_CALLBACK_BODY};
+pub use ui::ui_routes;
 
 use crate::startup::AppState;
 use crate::store::StoreError;
