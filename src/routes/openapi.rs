@@ -66,12 +66,11 @@ fn matches_template(template: &str, path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
+    use std::path::Path;
 
     use serde_json::Value;
 
     use super::{methods_at, METHODS, OPENAPI_JSON};
-
-    const STARTUP: &str = include_str!("../startup.rs");
 
     #[test]
     fn the_methods_at_a_path_come_from_the_document() {
@@ -90,22 +89,21 @@ mod tests {
     /// and `{name:regex}` segments written as OpenAPI's `{name}`.
     ///
     /// It walks the text of `routes_table` rather than the running app, since actix cannot
-    /// list its routes: `web::scope("…")` and `web::resource("…")` set a prefix until the
-    /// parenthesis around them closes; `.route("…", web::get()…)` and `.route(web::get()…)`
-    /// add a route. Every string literal that starts with `/` must be one of these, so a
-    /// route written in some other shape fails the test instead of going unnoticed.
+    /// list its routes: `.configure(f)` is replaced by the body of `fn f` (found in `src/`);
+    /// `web::scope("…")` and `web::resource("…")` set a prefix until the parenthesis around
+    /// them closes; `.route("…", web::get()…)` and `.route(web::get()…)` add a route. Every
+    /// string literal that starts with `/` must be one of these, so a route written in some
+    /// other shape fails the test instead of going unnoticed.
     fn served_routes() -> BTreeSet<(String, String)> {
-        let start = STARTUP
-            .find("fn routes_table(")
-            .expect("startup.rs has a routes_table function");
-        let body = &STARTUP[start..];
-        let end = body.find("\n}").expect("routes_table ends");
-        let text: String = body[..end]
-            .lines()
-            .map(|line| line.split("//").next().unwrap_or(""))
-            .collect::<String>()
-            .split_whitespace()
-            .collect();
+        let sources = rust_sources(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+        let mut text = function_body(&sources, "routes_table");
+        while let Some(at) = text.find(".configure(") {
+            let argument = &text[at + ".configure(".len()..];
+            let end = argument.find(')').expect("a closed .configure(");
+            let name = argument[..end].rsplit("::").next().unwrap_or_default();
+            let body = function_body(&sources, name);
+            text = format!("{}.inlined({body}{}", &text[..at], &argument[end..]);
+        }
         let mut routes = BTreeSet::new();
         // (prefix, the parenthesis depth of the call that holds it, e.g. `.service(`)
         let mut prefixes: Vec<(String, usize)> = Vec::new();
@@ -124,17 +122,17 @@ mod tests {
             if let Some(path) =
                 literal_after("web::scope(").or_else(|| literal_after("web::resource("))
             {
-                literals_used += 1;
+                literals_used += usize::from(path.starts_with('/'));
                 prefixes.push((path, depth));
             } else if let Some(route) = rest.strip_prefix(".route(") {
                 let (path, after) = match route.strip_prefix('"') {
                     Some(quoted) => {
                         let close = quoted.find('"').expect("a closed string literal");
-                        literals_used += 1;
                         (quoted[..close].to_owned(), &quoted[close + 2..])
                     }
                     None => (String::new(), route),
                 };
+                literals_used += usize::from(path.starts_with('/'));
                 let method = METHODS
                     .iter()
                     .find(|method| after.starts_with(&format!("web::{method}()")))
@@ -157,9 +155,41 @@ mod tests {
         let literals = text.matches("(\"/").count();
         assert_eq!(
             literals, literals_used,
-            "routes_table has a path this test cannot place; teach served_routes its shape"
+            "the routes table has a path this test cannot place; teach served_routes its shape"
         );
         routes
+    }
+
+    /// Every `.rs` file under `dir`.
+    fn rust_sources(dir: &Path) -> Vec<String> {
+        let mut sources = Vec::new();
+        for entry in std::fs::read_dir(dir).expect("a readable src/").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                sources.extend(rust_sources(&path));
+            } else if path.extension().is_some_and(|ext| ext == "rs") {
+                sources.push(std::fs::read_to_string(&path).expect("a readable source"));
+            }
+        }
+        sources
+    }
+
+    /// The body of `fn name(…)` in one of the sources, without comments and whitespace.
+    fn function_body(sources: &[String], name: &str) -> String {
+        let signature = format!("fn {name}(");
+        let source = sources
+            .iter()
+            .find(|source| source.contains(&signature))
+            .unwrap_or_else(|| panic!("no fn {name} in src/"));
+        let start = source.find(&signature).unwrap_or_default();
+        let body = &source[start..];
+        let end = body.find("\n}").expect("the function ends");
+        body[..end]
+            .lines()
+            .map(|line| line.split("//").next().unwrap_or(""))
+            .collect::<String>()
+            .split_whitespace()
+            .collect()
     }
 
     fn openapi_path(actix: &str) -> String {
