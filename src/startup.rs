@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
 use crate::config::{Config, PublicUrl, Secret};
@@ -98,7 +98,7 @@ impl Application {
                 .wrap(from_fn(crate::telemetry::log_request))
                 .app_data(state.clone())
                 .configure(routes_table)
-                .default_service(web::to(no_route))
+                .default_service(web::to(routes::no_route))
         })
         .listen(listener)?
         // SIGTERM stops accepting, then waits this long for in-flight requests.
@@ -148,11 +148,12 @@ fn routes_table(config: &mut web::ServiceConfig) {
             web::resource("/twilio/status")
                 .app_data(web::PayloadConfig::new(routes::MAX_CALLBACK_BODY))
                 .route(web::post().to(routes::status_callback))
-                .default_service(web::to(method_not_allowed)),
+                .default_service(web::to(routes::no_route)),
         )
         .route("/healthz", web::get().to(routes::healthz))
         .route("/readyz", web::get().to(routes::readyz))
         .route("/metrics", web::get().to(routes::metrics))
+        .route("/openapi.json", web::get().to(routes::openapi))
         .service(
             web::scope("/v1")
                 .wrap(from_fn(routes::require_bearer))
@@ -164,21 +165,4 @@ fn routes_table(config: &mut web::ServiceConfig) {
                 .route("/stats/series", web::get().to(routes::stats_series)),
         )
         .configure(routes::ui_routes);
-}
-
-/// The answer to a request no route takes: `405` when the path is served but not with this
-/// method, else `404`; a JSON error like every other.
-async fn no_route(request: HttpRequest) -> HttpResponse {
-    if request.resource_map().has_resource(request.path()) {
-        return method_not_allowed(request).await;
-    }
-    HttpResponse::NotFound().json(serde_json::json!({
-        "error": format!("no such route: {}", request.path()),
-    }))
-}
-
-async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
-    HttpResponse::MethodNotAllowed().json(serde_json::json!({
-        "error": format!("{} is not allowed on {}", request.method(), request.path()),
-    }))
 }

@@ -4,8 +4,10 @@
 //! kept under idempotency keys.
 
 mod events;
+mod fallback;
 mod health;
 mod messages;
+mod openapi;
 mod send;
 mod stats;
 mod status_callback;
@@ -18,8 +20,10 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse, ResponseError};
 
 pub use events::{events, FeedEventView};
+pub use fallback::no_route;
 pub use health::{healthz, metrics, readyz};
 pub use messages::{get_message, list_messages, MessageView};
+pub use openapi::openapi;
 pub use send::{send_message, SendFailure};
 pub use stats::{stats, stats_series};
 pub use status_callback::{status_callback, MAX_BODY as MAX_CALLBACK_BODY};

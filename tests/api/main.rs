@@ -6,6 +6,7 @@ mod idempotency;
 mod lifecycle;
 mod listing;
 mod lookup;
+mod openapi;
 mod operator;
 mod paging_under_load;
 mod powercut;
