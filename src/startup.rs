@@ -12,6 +12,7 @@ use anyhow::Context;
 use crate::config::{Config, PublicUrl, Secret};
 use crate::metrics::Metrics;
 use crate::reconciler::Reconciler;
+use crate::retention::Retention;
 use crate::routes;
 use crate::sender::{RetryPolicy, TwilioClient};
 use crate::signature::Keys;
@@ -37,6 +38,9 @@ pub struct Application {
     port: u16,
     server: Server,
     store: Store,
+    /// Background jobs that stop when `stop_jobs` turns true, joined before the store closes.
+    jobs: Vec<tokio::task::JoinHandle<()>>,
+    stop_jobs: tokio::sync::watch::Sender<bool>,
 }
 
 impl Application {
@@ -69,6 +73,17 @@ impl Application {
             );
             tokio::spawn(reconciler.run());
         }
+        let (stop_jobs, stopping) = tokio::sync::watch::channel(false);
+        let mut jobs = Vec::new();
+        if let Some(age) = config.retention {
+            let retention = Retention {
+                store: store.clone(),
+                metrics: Arc::clone(&metrics),
+                age,
+                interval: config.retention_interval,
+            };
+            jobs.push(tokio::spawn(retention.run(stopping.clone())));
+        }
         let state = web::Data::new(AppState {
             store: store.clone(),
             public_url: config.public_url.clone(),
@@ -92,6 +107,8 @@ impl Application {
             port,
             server,
             store,
+            jobs,
+            stop_jobs,
         })
     }
 
@@ -116,12 +133,24 @@ impl Application {
                 tracing::error!(%error, "the store failed; stopping so that a restart recovers it");
                 tokio::time::sleep(FAILED_GRACE).await;
                 handle.stop(false).await;
+                stop_and_join(&self.stop_jobs, self.jobs).await;
                 return Err(anyhow::Error::new(error).context("the store failed a write"));
             }
         }
+        stop_and_join(&self.stop_jobs, self.jobs).await;
         self.store.close().await.context("the final flush failed")?;
         tracing::info!("stopped; every acknowledged callback is on disk");
         Ok(())
+    }
+}
+
+/// Tells the background jobs to stop and waits until each has.
+async fn stop_and_join(stop: &tokio::sync::watch::Sender<bool>, jobs: Vec<tokio::task::JoinHandle<()>>) {
+    stop.send_replace(true);
+    for job in jobs {
+        if let Err(error) = job.await {
+            tracing::error!(%error, "a background job failed");
+        }
     }
 }
 
@@ -141,7 +170,10 @@ fn routes_table(config: &mut web::ServiceConfig) {
                 .wrap(from_fn(routes::require_bearer))
                 .route("/messages", web::get().to(routes::list_messages))
                 .route("/messages", web::post().to(routes::send_message))
+                .route("/messages", web::delete().to(routes::delete_messages))
                 .route("/messages/{sid}", web::get().to(routes::get_message))
+                .route("/messages/{sid}", web::delete().to(routes::delete_message))
+                .route("/export", web::get().to(routes::export_messages))
                 .route("/stats", web::get().to(routes::stats))
                 .route("/events", web::get().to(routes::events)),
         );

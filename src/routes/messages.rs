@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use super::ApiError;
 use crate::domain::MessageState;
 use crate::domain::{KnownStatus, MessageSid, RfcTime, Source, Timestamp};
+use crate::metrics::Deletion;
 use crate::startup::AppState;
 use crate::store::{Cursor, ListQuery, StoredEvent, StoredMessage};
 
@@ -160,6 +161,12 @@ fn parse_list_query(raw: &str) -> Result<ListQuery, ApiError> {
                     .map_err(|_| bad("error_code", format!("{value:?} is not a whole number")))?;
                 query.error_code = Some(code);
             }
+            "account_sid" => {
+                if !crate::config::is_sid(&value, "AC") {
+                    return Err(bad("account_sid", "must be AC followed by 32 hex digits".into()));
+                }
+                query.account_sid = Some(value.into_owned());
+            }
             "to" => query.to = Some(non_empty("to", &value)?),
             "from" => query.from = Some(non_empty("from", &value)?),
             "since" => {
@@ -200,4 +207,50 @@ fn non_empty(name: &str, value: &str) -> Result<String, ApiError> {
         return Err(ApiError::BadRequest(format!("{name}: must not be empty")));
     }
     Ok(value.to_owned())
+}
+
+/// `DELETE /v1/messages/{sid}`: the message and every trace of it leave the store.
+pub async fn delete_message(
+    sid: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let sid = MessageSid::parse(&sid).map_err(ApiError::BadRequest)?;
+    if !state.store.delete_message(&sid).await? {
+        return Err(ApiError::NotFound);
+    }
+    state.metrics.deleted(Deletion::Erasure, 1);
+    tracing::info!(%sid, "message erased on request");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `DELETE /v1/messages?phone=…`: a privacy erasure of every message whose recipient or
+/// sender is that number. The number is never logged.
+pub async fn delete_messages(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let mut phone = None;
+    for (name, value) in form_urlencoded::parse(request.query_string().as_bytes()) {
+        match name.as_ref() {
+            "phone" => phone = Some(value.into_owned()),
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "{other}: is not a parameter of this deletion (give phone)"
+                )))
+            }
+        }
+    }
+    let phone = phone.ok_or_else(|| {
+        ApiError::BadRequest("phone: is required (the number whose messages to delete)".into())
+    })?;
+    if phone.starts_with(' ') {
+        return Err(ApiError::BadRequest(
+            "phone: starts with a space: encode + as %2B".into(),
+        ));
+    }
+    let phone = non_empty("phone", &phone)?;
+    let deleted = state.store.delete_by_phone(&phone).await?;
+    state.metrics.deleted(Deletion::Erasure, deleted);
+    tracing::info!(deleted, "messages of a phone number erased on request");
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "deleted": deleted })))
 }

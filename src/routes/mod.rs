@@ -4,6 +4,7 @@
 //! kept under idempotency keys.
 
 mod events;
+mod export;
 mod health;
 mod messages;
 mod send;
@@ -17,8 +18,9 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse, ResponseError};
 
 pub use events::{events, FeedEventView};
+pub use export::export_messages;
 pub use health::{healthz, metrics, readyz};
-pub use messages::{get_message, list_messages, MessageView};
+pub use messages::{delete_message, delete_messages, get_message, list_messages, MessageView};
 pub use send::{send_message, SendFailure};
 pub use stats::stats;
 pub use status_callback::{status_callback, MAX_BODY as MAX_CALLBACK_BODY};

@@ -27,8 +27,11 @@ pub async fn stats(
     request: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (since, until) = parse_window(request.query_string())?;
-    let stats = state.store.stats(since, until).await?;
+    let (since, until, account) = parse_window(request.query_string())?;
+    let stats = match &account {
+        Some(account) => state.store.account_stats(account, since, until).await?,
+        None => state.store.stats(since, until).await?,
+    };
     let count = |wanted: &[KnownStatus]| -> u64 {
         stats
             .by_status
@@ -58,8 +61,11 @@ pub async fn stats(
     Ok(HttpResponse::Ok().json(view))
 }
 
-fn parse_window(raw: &str) -> Result<(Option<Timestamp>, Option<Timestamp>), ApiError> {
-    let (mut since, mut until) = (None, None);
+type Window = (Option<Timestamp>, Option<Timestamp>, Option<String>);
+
+/// `since`, `until` and `account_sid`.
+fn parse_window(raw: &str) -> Result<Window, ApiError> {
+    let (mut since, mut until, mut account) = (None, None, None);
     for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
         let time = || {
             Timestamp::parse_rfc3339(&value)
@@ -68,6 +74,14 @@ fn parse_window(raw: &str) -> Result<(Option<Timestamp>, Option<Timestamp>), Api
         match name.as_ref() {
             "since" => since = Some(time()?),
             "until" => until = Some(time()?),
+            "account_sid" if crate::config::is_sid(&value, "AC") => {
+                account = Some(value.clone().into_owned())
+            }
+            "account_sid" => {
+                return Err(ApiError::BadRequest(
+                    "account_sid: must be AC followed by 32 hex digits".into(),
+                ))
+            }
             other => {
                 return Err(ApiError::BadRequest(format!(
                     "{other}: is not a parameter of stats"
@@ -82,5 +96,5 @@ fn parse_window(raw: &str) -> Result<(Option<Timestamp>, Option<Timestamp>), Api
             ));
         }
     }
-    Ok((since, until))
+    Ok((since, until, account))
 }
