@@ -204,6 +204,9 @@ struct MessageArgs {
     /// SMS sender to fall back to when RCS cannot reach the recipient.
     #[arg(long)]
     fallback_from: Option<String>,
+    /// AC… subaccount to send from, with the configured account's credentials.
+    #[arg(long)]
+    account_sid: Option<String>,
 }
 
 impl MessageArgs {
@@ -234,6 +237,7 @@ impl MessageArgs {
             send_as_mms: self.send_as_mms,
             risk_check: self.risk_check,
             fallback_from: self.fallback_from,
+            account_sid: self.account_sid,
         }
     }
 }
