@@ -466,7 +466,11 @@ fn export_from_service(args: &ExportArgs) -> ExitCode {
         eprintln!("statushook: STATUSHOOK_API_TOKEN: is required but not set (for --url)");
         return ExitCode::from(CONFIG_ERROR);
     };
-    let base = args.url.as_deref().unwrap_or_default().trim_end_matches('/');
+    let base = args
+        .url
+        .as_deref()
+        .unwrap_or_default()
+        .trim_end_matches('/');
     let format = match args.format {
         crate::export::Format::Jsonl => "jsonl",
         crate::export::Format::Csv => "csv",
@@ -512,7 +516,8 @@ fn export_from_service(args: &ExportArgs) -> ExitCode {
             out.write_all(&chunk)
                 .map_err(|error| format!("cannot write: {error}"))?;
         }
-        out.flush().map_err(|error| format!("cannot write: {error}"))?;
+        out.flush()
+            .map_err(|error| format!("cannot write: {error}"))?;
         Ok(lines)
     });
     match streamed {

@@ -390,7 +390,11 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
         "h" => number * 3600,
         "d" => number * 86_400,
         "ms" => return Ok(Duration::from_millis(number)),
-        _ => return Err(format!("{raw:?} has an unknown unit (use ms, s, m, h or d)")),
+        _ => {
+            return Err(format!(
+                "{raw:?} has an unknown unit (use ms, s, m, h or d)"
+            ))
+        }
     };
     Ok(Duration::from_secs(seconds))
 }

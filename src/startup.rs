@@ -145,7 +145,10 @@ impl Application {
 }
 
 /// Tells the background jobs to stop and waits until each has.
-async fn stop_and_join(stop: &tokio::sync::watch::Sender<bool>, jobs: Vec<tokio::task::JoinHandle<()>>) {
+async fn stop_and_join(
+    stop: &tokio::sync::watch::Sender<bool>,
+    jobs: Vec<tokio::task::JoinHandle<()>>,
+) {
     stop.send_replace(true);
     for job in jobs {
         if let Err(error) = job.await {

@@ -49,13 +49,19 @@ pub async fn export_messages(
     let body = stream::unfold(received, |mut received| async move {
         received.recv().await.map(|chunk| (chunk, received))
     });
-    Ok(HttpResponse::Ok().content_type(content_type).streaming(body))
+    Ok(HttpResponse::Ok()
+        .content_type(content_type)
+        .streaming(body))
 }
 
 /// Reads, renders and sends the export page by page; stops when the client has gone.
 async fn produce(store: Store, snapshot: u64, query: ExportQuery, chunks: mpsc::Sender<Chunk>) {
     if let Some(header) = header(query.format) {
-        if chunks.send(Ok(web::Bytes::from_static(header))).await.is_err() {
+        if chunks
+            .send(Ok(web::Bytes::from_static(header)))
+            .await
+            .is_err()
+        {
             return;
         }
     }
@@ -66,7 +72,9 @@ async fn produce(store: Store, snapshot: u64, query: ExportQuery, chunks: mpsc::
             Ok(page) => page,
             Err(error) => {
                 tracing::error!(%error, exported, "an export failed part-way");
-                let _ = chunks.send(Err(std::io::Error::other("export failed"))).await;
+                let _ = chunks
+                    .send(Err(std::io::Error::other("export failed")))
+                    .await;
                 return;
             }
         };

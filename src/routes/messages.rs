@@ -163,7 +163,10 @@ fn parse_list_query(raw: &str) -> Result<ListQuery, ApiError> {
             }
             "account_sid" => {
                 if !crate::config::is_sid(&value, "AC") {
-                    return Err(bad("account_sid", "must be AC followed by 32 hex digits".into()));
+                    return Err(bad(
+                        "account_sid",
+                        "must be AC followed by 32 hex digits".into(),
+                    ));
                 }
                 query.account_sid = Some(value.into_owned());
             }

@@ -83,7 +83,11 @@ async fn stop(mut child: Child) {
         .expect("kill runs");
     assert!(killed.success());
     let status = child.wait().await.expect("exits");
-    assert_eq!(status.code(), Some(0), "SIGTERM must end the service cleanly");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "SIGTERM must end the service cleanly"
+    );
 }
 
 /// Runs the binary with `args`; answers (success, stdout, stderr).
@@ -199,7 +203,11 @@ async fn messages_past_the_retention_age_are_deleted_with_every_trace_and_counte
     assert_eq!(stats["total"], 1, "{stats}");
     assert_eq!(stats["by_error_code"], json!({}), "{stats}");
     let feed = get_json(&client, &format!("{address}/v1/events?after=0")).await;
-    assert_eq!(feed["events"].as_array().expect("events").len(), 1, "{feed}");
+    assert_eq!(
+        feed["events"].as_array().expect("events").len(),
+        1,
+        "{feed}"
+    );
     let metrics = client
         .get(format!("{address}/metrics"))
         .send()
@@ -229,7 +237,13 @@ async fn erasing_a_phone_number_removes_its_messages_and_compaction_leaves_no_by
         let queued = callback(sid, "queued");
         let queued: Vec<(String, String)> = queued
             .into_iter()
-            .map(|(k, v)| if k == "To" { (k, NUMBER.into()) } else { (k, v) })
+            .map(|(k, v)| {
+                if k == "To" {
+                    (k, NUMBER.into())
+                } else {
+                    (k, v)
+                }
+            })
             .collect();
         post(&client, &address, &queued).await;
         let mut delivered = queued.clone();
@@ -242,7 +256,13 @@ async fn erasing_a_phone_number_removes_its_messages_and_compaction_leaves_no_by
     }
     let sent_by_it: Vec<(String, String)> = callback(&from_it, "sent")
         .into_iter()
-        .map(|(k, v)| if k == "From" { (k, NUMBER.into()) } else { (k, v) })
+        .map(|(k, v)| {
+            if k == "From" {
+                (k, NUMBER.into())
+            } else {
+                (k, v)
+            }
+        })
         .collect();
     post(&client, &address, &sent_by_it).await;
     post(&client, &address, &callback(&other, "delivered")).await;
@@ -260,9 +280,16 @@ async fn erasing_a_phone_number_removes_its_messages_and_compaction_leaves_no_by
         let body: Value = response.json().await.expect("a JSON error");
         assert!(body["error"].is_string(), "{target}: {body}");
     }
-    let erased = delete(&client, &format!("{address}/v1/messages?phone=%2B15557770123")).await;
+    let erased = delete(
+        &client,
+        &format!("{address}/v1/messages?phone=%2B15557770123"),
+    )
+    .await;
     assert_eq!(erased.status(), 200);
-    assert_eq!(erased.json::<Value>().await.expect("JSON"), json!({"deleted": 4}));
+    assert_eq!(
+        erased.json::<Value>().await.expect("JSON"),
+        json!({"deleted": 4})
+    );
     for sid in to_it.iter().chain([&from_it]) {
         assert_eq!(get_from_binary(&client, &address, sid).await.status(), 404);
     }
@@ -282,7 +309,10 @@ async fn erasing_a_phone_number_removes_its_messages_and_compaction_leaves_no_by
 
     let logged = log.lock().expect("log").join("\n");
     assert!(logged.contains("erased on request"), "{logged}");
-    assert!(!logged.contains("5557770123"), "the number was logged:\n{logged}");
+    assert!(
+        !logged.contains("5557770123"),
+        "the number was logged:\n{logged}"
+    );
     check(data.path());
     // sled keeps old page versions in its log until it rewrites their segment; whatever
     // they still hold, compaction rewrites the store from its live data only.
@@ -297,7 +327,10 @@ async fn erasing_a_phone_number_removes_its_messages_and_compaction_leaves_no_by
     let report = check(data.path());
     assert!(report.contains(" 1 messages, 1 events"), "{report}");
     let (child, address) = start_binary(data.path()).await;
-    assert_eq!(get_from_binary(&client, &address, &other).await.status(), 200);
+    assert_eq!(
+        get_from_binary(&client, &address, &other).await.status(),
+        200
+    );
     stop(child).await;
 }
 
@@ -310,13 +343,23 @@ async fn fill(app: &TestApp) -> Vec<String> {
         let account = if i % 4 == 0 { SUBACCOUNT } else { ACCOUNT_SID };
         let first: Vec<(String, String)> = callback(&sid, "queued")
             .into_iter()
-            .map(|(k, v)| if k == "AccountSid" { (k, account.into()) } else { (k, v) })
+            .map(|(k, v)| {
+                if k == "AccountSid" {
+                    (k, account.into())
+                } else {
+                    (k, v)
+                }
+            })
             .collect();
         assert_eq!(app.post_callback(&first).await.status(), 200);
         let last = match i % 5 {
             0 => with(callback(&sid, "undelivered"), "ErrorCode", "30003"),
             1 => with(
-                with(callback(&sid, "delivered"), "Note", "comma, \"quote\"\nline"),
+                with(
+                    callback(&sid, "delivered"),
+                    "Note",
+                    "comma, \"quote\"\nline",
+                ),
                 "Note",
                 "second",
             ),
@@ -354,7 +397,12 @@ async fn an_export_from_the_running_service_imports_into_an_empty_store_with_the
         assert_eq!(line, shown, "an export line is the message as GET shows it");
         before.insert(sid.clone(), shown);
     }
-    let stats_before: Value = app.get_authorized("/v1/stats").await.json().await.expect("JSON");
+    let stats_before: Value = app
+        .get_authorized("/v1/stats")
+        .await
+        .json()
+        .await
+        .expect("JSON");
 
     // `statushook export --url` streams the same export.
     let file = tempfile::NamedTempFile::new().expect("a file");
@@ -364,16 +412,25 @@ async fn an_export_from_the_running_service_imports_into_an_empty_store_with_the
         &[("STATUSHOOK_API_TOKEN", API_TOKEN)],
     );
     assert!(ok, "{err}");
-    assert_eq!(std::fs::read_to_string(file.path()).expect("read"), exported);
+    assert_eq!(
+        std::fs::read_to_string(file.path()).expect("read"),
+        exported
+    );
 
     let data = tempfile::tempdir().expect("a temporary folder");
     let target = data.path().join("db");
     let target = target.to_str().expect("UTF-8");
     let (ok, _, err) = run(&["import", output, "--data-dir", target], &[]);
     assert!(ok, "{err}");
-    assert!(err.contains(&format!("imported {} messages", sids.len())), "{err}");
+    assert!(
+        err.contains(&format!("imported {} messages", sids.len())),
+        "{err}"
+    );
     let (ok, _, err) = run(&["import", output, "--data-dir", target], &[]);
-    assert!(!ok, "a second import into the now full store must be refused");
+    assert!(
+        !ok,
+        "a second import into the now full store must be refused"
+    );
     assert!(err.contains("empty store"), "{err}");
     check(Path::new(target));
 
@@ -386,7 +443,10 @@ async fn an_export_from_the_running_service_imports_into_an_empty_store_with_the
     let stats_after = get_json(&client, &format!("{address}/v1/stats")).await;
     assert_eq!(stats_after, stats_before);
     let listed = get_json(&client, &format!("{address}/v1/messages?limit=1000")).await;
-    assert_eq!(listed["messages"].as_array().expect("messages").len(), sids.len());
+    assert_eq!(
+        listed["messages"].as_array().expect("messages").len(),
+        sids.len()
+    );
     let again = client
         .get(format!("{address}/v1/export"))
         .bearer_auth(API_TOKEN)
@@ -405,7 +465,10 @@ async fn an_export_takes_a_window_and_csv_and_refuses_bad_parameters() {
     let app = spawn_app().await;
     let sids = fill(&app).await;
     let late = new_sid();
-    assert_eq!(app.post_callback(&callback(&late, "queued")).await.status(), 200);
+    assert_eq!(
+        app.post_callback(&callback(&late, "queued")).await.status(),
+        200
+    );
     let first = app.message_json(&sids[0]).await;
     let since = first["updated_at"].as_str().expect("a time");
     let windowed = app
@@ -414,12 +477,18 @@ async fn an_export_takes_a_window_and_csv_and_refuses_bad_parameters() {
     assert_eq!(windowed.status(), 200);
     let csv = windowed.text().await.expect("text");
     let mut rows = csv.lines();
-    assert!(rows.next().expect("a header").starts_with("sid,account_sid,"));
+    assert!(rows
+        .next()
+        .expect("a header")
+        .starts_with("sid,account_sid,"));
     assert!(csv.contains(&sids[0]) && csv.contains(&late));
     for (query, parameter) in [
         ("format=xml", "format"),
         ("since=yesterday", "since"),
-        ("until=2020-01-01T00:00:00Z&since=2021-01-01T00:00:00Z", "until"),
+        (
+            "until=2020-01-01T00:00:00Z&since=2021-01-01T00:00:00Z",
+            "until",
+        ),
         ("phone=1", "phone"),
     ] {
         let response = app.get_authorized(&format!("/v1/export?{query}")).await;
@@ -441,7 +510,12 @@ async fn listings_and_stats_filter_by_account_and_page_exactly() {
     let mut seen = Vec::new();
     let mut target = format!("/v1/messages?account_sid={SUBACCOUNT}&limit=3");
     loop {
-        let page: Value = app.get_authorized(&target).await.json().await.expect("JSON");
+        let page: Value = app
+            .get_authorized(&target)
+            .await
+            .json()
+            .await
+            .expect("JSON");
         for message in page["messages"].as_array().expect("messages") {
             assert_eq!(message["account_sid"], SUBACCOUNT);
             seen.push(message["sid"].as_str().expect("sid").to_owned());
@@ -473,7 +547,12 @@ async fn listings_and_stats_filter_by_account_and_page_exactly() {
     }
     assert_eq!(stats["by_status"], json!(by_status), "{stats}");
     assert_eq!(stats["total"], 10);
-    let all: Value = app.get_authorized("/v1/stats").await.json().await.expect("JSON");
+    let all: Value = app
+        .get_authorized("/v1/stats")
+        .await
+        .json()
+        .await
+        .expect("JSON");
     assert_eq!(all["total"], 40);
     for target in ["/v1/messages?account_sid=AC1", "/v1/stats?account_sid=nope"] {
         let response = app.get_authorized(target).await;

@@ -349,3 +349,139 @@ fn sync_files(dir: &Path) -> std::io::Result<()> {
     }
     sync_dir(dir)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{KnownStatus, Source, StatusEvent};
+
+    fn event(sid: &str, status: &str, error: Option<&str>) -> StatusEvent {
+        let mut params = vec![
+            ("MessageSid".to_owned(), sid.to_owned()),
+            ("MessageStatus".to_owned(), status.to_owned()),
+            ("To".to_owned(), "+15005550009".to_owned()),
+        ];
+        params.extend(error.map(|code| ("ErrorCode".to_owned(), code.to_owned())));
+        StatusEvent::from_params(params, Source::Callback).expect("a valid event")
+    }
+
+    const A: &str = "SM000000000000000000000000000000aa";
+    const B: &str = "SM000000000000000000000000000000bb";
+    const C: &str = "SM000000000000000000000000000000cc";
+
+    fn sid(raw: &str) -> MessageSid {
+        MessageSid::parse(raw).expect("a sid")
+    }
+
+    #[tokio::test]
+    async fn an_export_page_shows_the_store_as_of_its_snapshot() {
+        let dir = tempfile::tempdir().expect("a folder");
+        let store = SledStore::open(dir.path(), Box::new(|_| {})).expect("opens");
+        for sid in [A, B] {
+            store
+                .record(event(sid, "queued", None), None)
+                .await
+                .expect("stored");
+        }
+        let snapshot = store.watermark();
+        store
+            .record(event(A, "delivered", None), None)
+            .await
+            .expect("stored");
+        store
+            .record(event(C, "queued", None), None)
+            .await
+            .expect("stored");
+        let page = store.export_page(snapshot, None, 10).expect("a page");
+        let sids: Vec<&str> = page.iter().map(|m| m.sid.as_str()).collect();
+        assert_eq!(
+            sids,
+            [A, B],
+            "a message stored after the snapshot is left out"
+        );
+        assert_eq!(
+            page[0].events.len(),
+            1,
+            "an event after the snapshot is left out"
+        );
+        assert_eq!(page[0].state.status, Some(KnownStatus::Queued));
+        let rest = store
+            .export_page(snapshot, Some(&sid(A)), 10)
+            .expect("a page");
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].sid.as_str(), B);
+        store.close().await.expect("closes");
+    }
+
+    #[tokio::test]
+    async fn a_deleted_message_leaves_the_store_as_if_it_had_never_been_stored() {
+        let dir = tempfile::tempdir().expect("a folder");
+        let store = SledStore::open(dir.path(), Box::new(|_| {})).expect("opens");
+        for status in ["queued", "sent"] {
+            store
+                .record(event(A, status, None), None)
+                .await
+                .expect("stored");
+        }
+        let failed = event(A, "undelivered", Some("30003"));
+        store
+            .record(failed, Some("token".into()))
+            .await
+            .expect("stored");
+        store
+            .record(event(B, "delivered", None), None)
+            .await
+            .expect("stored");
+        let deleted = store.delete(vec![sid(A), sid(C)], None).await;
+        assert_eq!(deleted.expect("deleted"), 1);
+        let again = store.delete(vec![sid(A)], None).await;
+        assert_eq!(again.expect("deleted"), 0);
+        let report = store.check().expect("consistent after a delete");
+        assert_eq!((report.messages, report.events), (1, 1));
+        assert_eq!(store.message(&sid(A)).expect("read"), None);
+        let counts = store.counts().expect("counts");
+        assert_eq!(counts.by_status, [(KnownStatus::Delivered, 1)]);
+        assert!(counts.by_error.is_empty());
+        assert_eq!(store.feed(0, 10).expect("feed").len(), 1);
+        // A later callback starts a new message: nothing of the old one is left to merge.
+        store
+            .record(event(A, "sent", None), None)
+            .await
+            .expect("stored");
+        let again = store.message(&sid(A)).expect("read").expect("stored again");
+        assert_eq!(again.events.len(), 1);
+        store.check().expect("consistent");
+        store.close().await.expect("closes");
+    }
+
+    #[tokio::test]
+    async fn retention_deletes_only_what_was_last_updated_before_its_horizon() {
+        let dir = tempfile::tempdir().expect("a folder");
+        let store = SledStore::open(dir.path(), Box::new(|_| {})).expect("opens");
+        store
+            .record(event(A, "sent", None), None)
+            .await
+            .expect("stored");
+        store
+            .record(event(B, "sent", None), None)
+            .await
+            .expect("stored");
+        let horizon = Timestamp(store.watermark() + 1);
+        // B moves after the horizon was chosen: it is no longer old enough.
+        store
+            .record(event(B, "delivered", None), None)
+            .await
+            .expect("stored");
+        store
+            .record(event(C, "queued", None), None)
+            .await
+            .expect("stored");
+        assert_eq!(store.expire(horizon, 10).await.expect("deleted"), 1);
+        assert_eq!(store.expire(horizon, 10).await.expect("deleted"), 0);
+        assert!(store.message(&sid(A)).expect("read").is_none());
+        assert!(store.message(&sid(B)).expect("read").is_some());
+        let report = store.check().expect("consistent");
+        assert_eq!(report.messages, 2);
+        store.close().await.expect("closes");
+    }
+}

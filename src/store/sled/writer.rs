@@ -394,7 +394,11 @@ impl Writer {
     }
 
     /// The record of `sid` as the commands before this one in the group left it.
-    fn current(&self, writes: &GroupWrites, sid: &MessageSid) -> Result<Option<Record>, StoreError> {
+    fn current(
+        &self,
+        writes: &GroupWrites,
+        sid: &MessageSid,
+    ) -> Result<Option<Record>, StoreError> {
         match writes.overlay.get(sid) {
             Some(record) if record.transitions.is_empty() => Ok(None),
             Some(record) => Ok(Some(record.clone())),
@@ -450,8 +454,7 @@ impl Writer {
         let mut taken = std::collections::HashSet::new();
         let mut sids = std::collections::HashSet::new();
         for message in messages {
-            if self.current(writes, &message.sid)?.is_some() || !sids.insert(message.sid.clone())
-            {
+            if self.current(writes, &message.sid)?.is_some() || !sids.insert(message.sid.clone()) {
                 return Err(ImportError::Exists(message.sid));
             }
             let invalid = |problem: String| ImportError::Invalid {
