@@ -61,6 +61,7 @@ BEFORE=$(size "$DB")
 echo "size after fill: $(mib "$BEFORE")"
 
 serve "$DB"
+if [ -z "${SKIP_MOVE:-}" ]; then
 start=$(date +%s.%N)
 STATUSHOOK_API_TOKEN=bench "$BIN" export --url http://127.0.0.1:9093 --output "$WORK/export.jsonl"
 took=$(echo "$(date +%s.%N) - $start" | bc)
@@ -73,6 +74,10 @@ start=$(date +%s.%N)
 took=$(echo "$(date +%s.%N) - $start" | bc)
 echo "import: $COUNT messages in ${took}s: $(echo "$COUNT / $took" | bc) messages/s; imported store $(mib "$(size "$WORK/imported")")"
 rm -rf "$WORK/imported" "$WORK/export.jsonl"
+else
+echo "baseline callbacks (no retention): $(paced 20)"
+stop
+fi
 
 echo "load before retention: $(cut -d' ' -f1-3 /proc/loadavg)"
 serve "$DB" STATUSHOOK_RETENTION=30s STATUSHOOK_RETENTION_INTERVAL=1s
@@ -92,5 +97,9 @@ echo "size right after the deletion: $(mib "$(size "$DB")")"
 stop
 AFTER=$(size "$DB")
 echo "size after the deletion and a restart: $(mib "$AFTER")"
+cp -a "$DB" "$WORK/copy"
+"$BIN" compact --data-dir "$WORK/copy"
+echo "size of a compacted copy: $(mib "$(size "$WORK/copy")")"
+rm -rf "$WORK/copy"
 nice -n 10 target/release/examples/fill "$DB" "$COUNT"
 echo "size after filling $COUNT new messages into it: $(mib "$(size "$DB")") (first fill: $(mib "$BEFORE"))"

@@ -4,7 +4,8 @@
 //! A pass runs every `STATUSHOOK_RETENTION_INTERVAL` and deletes in batches of
 //! [`BATCH`] messages, oldest first, until none is left, one batch at a time: each batch
 //! is one writer command that callbacks queue behind, so callbacks wait for at most one
-//! batch however much there is to delete. The job is a task that `serve` owns: it stops
+//! batch however much there is to delete. After each batch the job pauses as long as the
+//! batch took, so it never has more than half of the writer's time. The job is a task that `serve` owns: it stops
 //! between two batches when the service shuts down, and `serve` waits for it before the
 //! store is closed.
 
@@ -52,12 +53,14 @@ impl Retention {
         let before = Timestamp(Timestamp::now().0.saturating_sub(age));
         let mut total = 0;
         while !*stop.borrow() {
+            let started = std::time::Instant::now();
             let deleted = self.store.expire(before, BATCH).await?;
             self.metrics.deleted(Deletion::Retention, deleted);
             total += deleted;
             if deleted == 0 {
                 break;
             }
+            tokio::time::sleep(started.elapsed()).await;
         }
         Ok(total)
     }

@@ -33,7 +33,7 @@ use crate::store::{Counts, ImportError, Imported, StoreError, StoredMessage};
 
 /// Messages deleted by one writer command: a bound on how long callbacks that share its
 /// group wait.
-pub const DELETE_BATCH: usize = 500;
+pub const DELETE_BATCH: usize = 100;
 
 /// The meta key set once every stored message has its account index entry.
 const ACCOUNTS_INDEXED: &[u8] = b"accounts-indexed";
@@ -47,6 +47,8 @@ impl SledStore {
     ) -> Result<u64, StoreError> {
         let mut deleted = 0;
         for batch in sids.chunks(DELETE_BATCH) {
+            let (store, prefetch) = (self.clone(), batch.to_vec());
+            crate::store::blocking(move || store.prefetch(&prefetch)).await?;
             let (reply, answer) = oneshot::channel();
             self.send(Command::Delete {
                 sids: batch.to_vec(),
@@ -75,6 +77,26 @@ impl SledStore {
             return Ok(0);
         }
         self.delete(sids, Some(before)).await
+    }
+
+    /// Reads what deleting `sids` will touch (records, events, number and account
+    /// entries), so that the pages are in sled's cache when the writer deletes: the disk
+    /// reads happen here, on a blocking thread, and not on the writer's, where callbacks
+    /// would wait for them.
+    fn prefetch(&self, sids: &[MessageSid]) -> Result<(), StoreError> {
+        for sid in sids {
+            let Some(record) = self.trees.record(sid)? else {
+                continue;
+            };
+            for transition in &record.transitions {
+                let key = super::keys::event_key(transition.received_at.0);
+                self.trees.data.get(key).map_err(unavailable)?;
+            }
+            for key in index::numbers(sid, &record.parties) {
+                self.trees.data.get(key).map_err(unavailable)?;
+            }
+        }
+        Ok(())
     }
 
     /// The messages with `phone` as recipient or sender, from the `t` and `f` indexes.
