@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, SendConfig, ServeArgs, ENV_HELP};
+use crate::config::{Config, LogFormat, SendConfig, ServeArgs, ENV_HELP};
 use crate::sender::{CreateError, CreateMessage, RetryPolicy, TwilioClient};
 use crate::startup::Application;
 use crate::telemetry;
@@ -247,7 +247,13 @@ const CONFIG_ERROR: u8 = 2;
 
 impl Cli {
     pub fn run(self) -> ExitCode {
-        telemetry::init(std::env::var("STATUSHOOK_LOG_FORMAT").is_ok_and(|f| f == "json"));
+        match LogFormat::from_env() {
+            Ok(format) => telemetry::init(format),
+            Err(error) => {
+                eprintln!("statushook: {error}");
+                return ExitCode::from(CONFIG_ERROR);
+            }
+        }
         match self.command {
             Command::Serve(args) => serve(&args),
             Command::Send(args) => send(*args),
@@ -270,15 +276,13 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(CONFIG_ERROR);
         }
     };
-    let result = actix_web::rt::System::new().block_on(async move {
-        let app = Application::build(config).await?;
-        tracing::info!(port = app.port(), "listening");
-        app.run_until_stopped().await
-    });
+    let result = actix_web::rt::System::new()
+        .block_on(async move { Application::build(config).await?.run_until_stopped().await });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // One line, the error and its causes, on stderr; not also through the log, which
+        // writes to stderr too.
         Err(error) => {
-            tracing::error!("{error:#}");
             eprintln!("statushook: {error:#}");
             ExitCode::FAILURE
         }
@@ -655,6 +659,9 @@ fn simulate(args: SimulateArgs) -> ExitCode {
         "statushook: {} callbacks for {} messages in {:.1}s (seed {}): {} answered 200, {} refused, {} unanswered",
         report.callbacks, planned.len(), report.seconds, options.seed, report.answered_200, report.refused, report.failed
     );
+    for failure in &report.failures {
+        eprintln!("statushook: {failure}");
+    }
     if report.answered_200 == report.callbacks {
         ExitCode::SUCCESS
     } else {

@@ -33,10 +33,11 @@ Secrets and Twilio settings are read from the environment only:
   TWILIO_AUTH_TOKEN             primary auth token: HMAC key of callbacks (required for serve)
   TWILIO_AUTH_TOKEN_SECONDARY   second accepted token during a rotation
   STATUSHOOK_SHARED_KEYS        webhook shared keys for HMAC-SHA256: id=secret,id=secret
+  TWILIO_ACCOUNT_TOKENS         auth tokens of further accounts and subaccounts: AC...=token,AC...=token
   TWILIO_ACCOUNT_SID            AC... account (required for sending and reconciling)
   TWILIO_API_KEY, TWILIO_API_SECRET   SK... key for the REST API's Basic auth
   TWILIO_API_BASE               base URL of the Twilio REST API [default: https://api.twilio.com]
-  STATUSHOOK_RECONCILE_AFTER    age at which a non-final message is fetched from Twilio [default: 15m]
+  STATUSHOOK_RECONCILE_AFTER    age at which a non-final message is fetched from Twilio (s, m, h or d) [default: 15m]
   STATUSHOOK_CALLBACK_OVERRIDES connection overrides appended to the StatusCallback [default: #rc=5&rp=ct,rt,5xx]
   STATUSHOOK_RECONCILE_RATE     most Fetch Message requests a second by the reconciler [default: 5]
   STATUSHOOK_TWILIO_TIMEOUT     how long one request to Twilio's API may take [default: 15s]
@@ -96,23 +97,31 @@ impl ConfigError {
 }
 
 /// The base URL Twilio calls, without a trailing slash, so that appending a request target
-/// (which always starts with `/`) gives the URL Twilio signed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// (which always starts with `/`) gives the URL Twilio signed. It may carry user info
+/// (`https://user:pass@host`), which Twilio signs with the URL; `Debug` and
+/// [`PublicUrl::for_log`] hide its password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PublicUrl(String);
 
 impl PublicUrl {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let trimmed = raw.trim().trim_end_matches('/');
-        let rest = trimmed
-            .strip_prefix("https://")
-            .or_else(|| trimmed.strip_prefix("http://"))
-            .ok_or("must start with https:// or http://")?;
-        let host = rest.split('/').next().unwrap_or_default();
-        if host.is_empty() {
-            return Err("has no host".into());
-        }
+        check_http_url(trimmed)?;
         if trimmed.contains(['?', '#']) {
             return Err("must not contain a query or fragment".into());
+        }
+        let path = trimmed.split_once("://").map_or("", |(_, rest)| {
+            rest.find('/').map_or("", |slash| &rest[slash..])
+        });
+        if let Some(base) = path
+            .strip_suffix("/twilio/status")
+            .map(|_| &trimmed[..trimmed.len() - "/twilio/status".len()])
+        {
+            return Err(format!(
+                "is the base URL Twilio reaches statushook at, not the callback URL: \
+                 use {} (statushook adds /twilio/status itself)",
+                loggable_url(base)
+            ));
         }
         Ok(PublicUrl(trimmed.to_owned()))
     }
@@ -120,6 +129,136 @@ impl PublicUrl {
     /// The URL Twilio called for a request whose target (path and query) is `target`.
     pub fn join(&self, target: &str) -> String {
         format!("{}{}", self.0, target)
+    }
+
+    /// The URL for a log line: its password, if any, hidden.
+    pub fn for_log(&self) -> String {
+        loggable_url(&self.0)
+    }
+}
+
+impl fmt::Debug for PublicUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PublicUrl").field(&self.for_log()).finish()
+    }
+}
+
+/// A URL as a log line may show it: without its query and fragment (they may hold a
+/// user's data) and with the password of any user info replaced by `[redacted]`.
+pub fn loggable_url(url: &str) -> String {
+    let end = url.find(['?', '#']).unwrap_or(url.len());
+    let url = &url[..end];
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => {
+            let user = user_info.split(':').next().unwrap_or_default();
+            let password = if user_info.contains(':') {
+                ":[redacted]"
+            } else {
+                ""
+            };
+            format!("{scheme}://{user}{password}@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Checks that `url` is an `http(s)://` URL whose host and port are valid: a host name, an
+/// IPv4 address or a bracketed IPv6 address, and a port from 1 to 65535 if one is given.
+fn check_http_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or("must start with https:// or http://")?;
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{:?} contains a space or a control character",
+            loggable_url(url)
+        ));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_and_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let (host, port) = match host_and_port.rfind(':') {
+        Some(colon) if !host_and_port[colon..].contains(']') => {
+            (&host_and_port[..colon], Some(&host_and_port[colon + 1..]))
+        }
+        _ => (host_and_port, None),
+    };
+    if host.is_empty() {
+        return Err("has no host".into());
+    }
+    let valid_host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(literal) => literal.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')),
+    };
+    if !valid_host {
+        return Err(format!("{host:?} is not a valid host name"));
+    }
+    if let Some(port) = port {
+        if !port.parse::<u16>().is_ok_and(|port| port > 0) {
+            return Err(format!("{port:?} is not a port (1 to 65535)"));
+        }
+    }
+    Ok(())
+}
+
+/// Checks `STATUSHOOK_LISTEN`: `host:port`, where host is an IP address (IPv6 in brackets)
+/// or a host name, and port is from 0 (any free port) to 65535.
+fn check_listen(listen: &str) -> Result<(), ConfigError> {
+    let malformed = |problem: String| ConfigError::malformed("STATUSHOOK_LISTEN", problem);
+    if listen.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let (host, port) = listen.rsplit_once(':').ok_or_else(|| {
+        malformed(format!(
+            "{listen:?} is not host:port, such as 127.0.0.1:8080"
+        ))
+    })?;
+    if port.parse::<u16>().is_err() {
+        return Err(malformed(format!("{port:?} is not a port (0 to 65535)")));
+    }
+    let valid_host = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'));
+    if !valid_host {
+        return Err(malformed(format!(
+            "{host:?} is not an IP address or host name"
+        )));
+    }
+    Ok(())
+}
+
+/// How log lines are written: `STATUSHOOK_LOG_FORMAT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    /// Reads `STATUSHOOK_LOG_FORMAT`: `text` (the default) or `json`.
+    pub fn from_env() -> Result<LogFormat, ConfigError> {
+        Self::parse(std::env::var("STATUSHOOK_LOG_FORMAT").ok().as_deref())
+    }
+
+    fn parse(raw: Option<&str>) -> Result<LogFormat, ConfigError> {
+        match raw.map(str::trim) {
+            None | Some("") | Some("text") => Ok(LogFormat::Text),
+            Some("json") => Ok(LogFormat::Json),
+            Some(other) => Err(ConfigError::malformed(
+                "STATUSHOOK_LOG_FORMAT",
+                format!("{other:?} is not a log format (use text or json)"),
+            )),
+        }
     }
 }
 
@@ -217,6 +356,11 @@ impl Config {
             Some(raw) => parse_shared_keys(&raw)?,
             None => Vec::new(),
         };
+        let account_tokens = match get("TWILIO_ACCOUNT_TOKENS") {
+            Some(raw) => parse_account_tokens(&raw)?,
+            None => Vec::new(),
+        };
+        check_listen(&args.listen)?;
         let reconcile_after = match get("STATUSHOOK_RECONCILE_AFTER") {
             Some(raw) => parse_duration(&raw)
                 .map_err(|problem| ConfigError::malformed("STATUSHOOK_RECONCILE_AFTER", problem))?,
@@ -229,6 +373,7 @@ impl Config {
             api_token: Secret::new(api_token),
             signing_keys: Keys {
                 auth_tokens,
+                account_tokens,
                 shared_keys,
             },
             twilio: twilio_credentials(&get)?,
@@ -340,12 +485,8 @@ fn twilio_credentials(
         .unwrap_or_else(|| "https://api.twilio.com".into())
         .trim_end_matches('/')
         .to_owned();
-    if !(api_base.starts_with("https://") || api_base.starts_with("http://")) {
-        return Err(ConfigError::malformed(
-            "TWILIO_API_BASE",
-            "must start with https:// or http://",
-        ));
-    }
+    check_http_url(&api_base)
+        .map_err(|problem| ConfigError::malformed("TWILIO_API_BASE", problem))?;
     Ok(Some(TwilioCredentials {
         account_sid,
         username,
@@ -376,27 +517,62 @@ fn parse_shared_keys(raw: &str) -> Result<Vec<(String, Secret)>, ConfigError> {
         .collect()
 }
 
-/// Durations such as `90s`, `15m`, `2h`, `90d` or a bare number of seconds.
+/// `AC…=token` pairs, comma-separated: the auth tokens of further accounts and
+/// subaccounts. Problems are reported without the token.
+fn parse_account_tokens(raw: &str) -> Result<Vec<(String, Secret)>, ConfigError> {
+    let malformed = |problem: String| ConfigError::malformed("TWILIO_ACCOUNT_TOKENS", problem);
+    let mut tokens: Vec<(String, Secret)> = Vec::new();
+    for pair in raw.split(',').filter(|pair| !pair.trim().is_empty()) {
+        let (sid, token) = pair
+            .split_once('=')
+            .ok_or_else(|| malformed("expected AC...=token pairs separated by commas".into()))?;
+        let (sid, token) = (sid.trim(), token.trim());
+        if !is_sid(sid, "AC") {
+            return Err(malformed(format!(
+                "{sid:?} is not an account SID (AC followed by 32 hex digits)"
+            )));
+        }
+        if token.is_empty() {
+            return Err(malformed(format!("the token of {sid} is empty")));
+        }
+        if tokens.iter().any(|(known, _)| known == sid) {
+            return Err(malformed(format!("{sid} is listed twice")));
+        }
+        tokens.push((sid.to_owned(), Secret::new(token)));
+    }
+    Ok(tokens)
+}
+
+/// Durations with a unit: `250ms`, `90s`, `15m`, `2h`, `7d`. A bare number is refused, since
+/// whether `15` means seconds or minutes is exactly the mistake a unit prevents.
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
     let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
     let (number, unit) = raw.split_at(split);
     let number: u64 = number
         .parse()
-        .map_err(|_| format!("{raw:?} is not a duration such as 90s, 15m or 2h"))?;
-    let seconds = match unit {
-        "" | "s" => number,
-        "m" => number * 60,
-        "h" => number * 3600,
-        "d" => number * 86_400,
+        .map_err(|_| format!("{raw:?} is not a duration such as 90s, 15m, 2h or 7d"))?;
+    let scale = match unit {
         "ms" => return Ok(Duration::from_millis(number)),
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "" => {
+            return Err(format!(
+                "{raw:?} has no unit (write {raw}s, {raw}m, {raw}h or {raw}d)"
+            ))
+        }
         _ => {
             return Err(format!(
                 "{raw:?} has an unknown unit (use ms, s, m, h or d)"
             ))
         }
     };
-    Ok(Duration::from_secs(seconds))
+    number
+        .checked_mul(scale)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{raw:?} is too long"))
 }
 
 /// Whether `value` is `prefix` followed by 32 hex digits, the shape of every Twilio SID.
@@ -483,6 +659,174 @@ mod tests {
     }
 
     #[test]
+    fn malformed_urls_durations_tokens_and_addresses_are_named_with_the_reason() {
+        let with = |name: &'static str, value: &'static str| {
+            let mut env = MINIMAL.to_vec();
+            env.push((name, value));
+            env
+        };
+        let sid = "AC0123456789abcdef0123456789abcdef";
+        type Case = (
+            &'static str,
+            Vec<(&'static str, &'static str)>,
+            &'static str,
+            &'static str,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "https://hooks example.com",
+                MINIMAL.to_vec(),
+                "STATUSHOOK_PUBLIC_URL",
+                "space",
+            ),
+            (
+                "https://hooks.example.com:99999",
+                MINIMAL.to_vec(),
+                "STATUSHOOK_PUBLIC_URL",
+                "99999",
+            ),
+            (
+                "https://hooks.example.com:0",
+                MINIMAL.to_vec(),
+                "STATUSHOOK_PUBLIC_URL",
+                "port",
+            ),
+            (
+                "https://hooks.exa$mple.com",
+                MINIMAL.to_vec(),
+                "STATUSHOOK_PUBLIC_URL",
+                "host",
+            ),
+            (
+                "https://hooks.example.com/twilio/status",
+                MINIMAL.to_vec(),
+                "STATUSHOOK_PUBLIC_URL",
+                "use https://hooks.example.com (statushook adds /twilio/status itself)",
+            ),
+            (
+                "https://example.com/prefix/twilio/status/",
+                MINIMAL.to_vec(),
+                "STATUSHOOK_PUBLIC_URL",
+                "use https://example.com/prefix ",
+            ),
+            (
+                "https://h.example",
+                with("STATUSHOOK_RECONCILE_AFTER", "15"),
+                "STATUSHOOK_RECONCILE_AFTER",
+                "no unit",
+            ),
+            (
+                "https://h.example",
+                with("STATUSHOOK_TWILIO_TIMEOUT", "15"),
+                "STATUSHOOK_TWILIO_TIMEOUT",
+                "no unit",
+            ),
+            (
+                "https://h.example",
+                with("TWILIO_ACCOUNT_TOKENS", "token-without-sid"),
+                "TWILIO_ACCOUNT_TOKENS",
+                "pairs",
+            ),
+            (
+                "https://h.example",
+                with("TWILIO_ACCOUNT_TOKENS", "AC12=tok"),
+                "TWILIO_ACCOUNT_TOKENS",
+                "\"AC12\"",
+            ),
+            (
+                "https://h.example",
+                with(
+                    "TWILIO_ACCOUNT_TOKENS",
+                    "AC0123456789abcdef0123456789abcdef=",
+                ),
+                "TWILIO_ACCOUNT_TOKENS",
+                "empty",
+            ),
+            (
+                "https://h.example",
+                vec![
+                    ("STATUSHOOK_API_TOKEN", "a"),
+                    ("TWILIO_AUTH_TOKEN", "t"),
+                    ("TWILIO_ACCOUNT_SID", sid),
+                    ("TWILIO_API_BASE", "http://127.0.0.1:99999"),
+                ],
+                "TWILIO_API_BASE",
+                "99999",
+            ),
+        ];
+        for (url, env, name, reason) in &cases {
+            let error = build(Some(url), env).expect_err(name);
+            assert_eq!(error.name, *name, "{url} {env:?}: {error}");
+            assert!(
+                error.to_string().contains(reason),
+                "{error} should say {reason:?}"
+            );
+            assert!(
+                !error.to_string().contains("tok\""),
+                "{error} shows a token"
+            );
+        }
+    }
+
+    #[test]
+    fn the_listen_address_needs_a_valid_host_and_port() {
+        for (listen, valid) in [
+            ("127.0.0.1:8080", true),
+            ("[::1]:0", true),
+            ("localhost:8080", true),
+            ("127.0.0.1:99999", false),
+            ("127.0.0.1", false),
+            ("my host:8080", false),
+        ] {
+            let args = ServeArgs {
+                listen: listen.into(),
+                ..args(Some("https://h.example"))
+            };
+            let env: HashMap<&str, &str> = MINIMAL.iter().copied().collect();
+            let result = Config::for_serve_with(&args, |name| env.get(name).map(|v| v.to_string()));
+            match result {
+                Ok(_) => assert!(valid, "{listen} should be refused"),
+                Err(error) => {
+                    assert!(!valid, "{listen} should be accepted: {error}");
+                    assert_eq!(error.name, "STATUSHOOK_LISTEN");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_log_format_is_text_or_json() {
+        assert_eq!(LogFormat::parse(None).ok(), Some(LogFormat::Text));
+        assert_eq!(LogFormat::parse(Some("json")).ok(), Some(LogFormat::Json));
+        let error = LogFormat::parse(Some("yaml")).expect_err("yaml is not a format");
+        assert_eq!(error.name, "STATUSHOOK_LOG_FORMAT");
+    }
+
+    #[test]
+    fn account_tokens_are_read_by_account_and_never_print() {
+        let sid_a = "AC0123456789abcdef0123456789abcdef";
+        let sid_b = "ACfedcba9876543210fedcba9876543210";
+        let tokens = format!("{sid_a}=s3cr3t-a, {sid_b}=s3cr3t-b,");
+        let mut env: Vec<(&str, &str)> = MINIMAL.to_vec();
+        env.push(("TWILIO_ACCOUNT_TOKENS", &tokens));
+        let config = build(Some("https://user:s3cr3t-pw@h.example"), &env).expect("valid config");
+        let accounts: Vec<&str> = config
+            .signing_keys
+            .account_tokens
+            .iter()
+            .map(|(sid, _)| sid.as_str())
+            .collect();
+        assert_eq!(accounts, [sid_a, sid_b]);
+        assert_eq!(config.signing_keys.account_tokens[1].1.expose(), "s3cr3t-b");
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("s3cr3t"), "{printed}");
+        assert_eq!(
+            config.public_url.for_log(),
+            "https://user:[redacted]@h.example"
+        );
+    }
+
+    #[test]
     fn secrets_never_print() {
         let config = build(Some("https://h.example/prefix/"), MINIMAL).expect("valid config");
         let printed = format!("{config:?}");
@@ -497,9 +841,10 @@ mod tests {
     #[test]
     fn durations_take_units() {
         assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
-        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("90d"), Ok(Duration::from_secs(90 * 86_400)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(2 * 86_400)));
+        assert!(parse_duration("90").is_err(), "a bare number has no unit");
         assert!(parse_duration("2w").is_err());
     }
 }

@@ -2,9 +2,7 @@
 //!
 //! A running service streams one from `GET /v1/export` (`routes/export.rs`, which
 //! `statushook export --url` reads). Offline, `statushook export --data-dir` reads a stopped
-//! store (sled lets one process at a time open a folder), or a copy of the data folder (a
-//! copy taken while the service runs is a crash-consistent snapshot: opening it recovers
-//! exactly what had been acknowledged). A JSON line is the message exactly as
+//! store (sled lets one process at a time open a folder). A JSON line is the message exactly as
 //! `GET /v1/messages/{sid}` shows it, which `statushook import` reads back; CSV has one row
 //! per event.
 

@@ -71,6 +71,7 @@ pub struct Metrics {
     reconciler_failures: AtomicU64,
     /// Messages deleted, by [`Deletion`].
     deletions: [AtomicU64; 2],
+    unauthorized: AtomicU64,
 }
 
 struct Histogram<const N: usize> {
@@ -143,6 +144,11 @@ impl Metrics {
         self.reconciler_failures.fetch_add(1, Relaxed);
     }
 
+    /// An API request refused with 401.
+    pub fn unauthorized(&self) {
+        self.unauthorized.fetch_add(1, Relaxed);
+    }
+
     /// The Prometheus text exposition of every metric.
     /// The metrics as Prometheus text; `counts` and `store_bytes` are read from the store
     /// by the caller (absent when the store could not answer).
@@ -196,6 +202,11 @@ impl Metrics {
                 "statushook_reconciler_failures_total",
                 "Reconciler fetches that failed.",
                 &self.reconciler_failures,
+            ),
+            (
+                "statushook_unauthorized_total",
+                "API requests refused with 401 (no or a wrong bearer token).",
+                &self.unauthorized,
             ),
         ] {
             let _ = writeln!(

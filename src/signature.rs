@@ -1,16 +1,21 @@
 //! Twilio request signatures (`X-Twilio-Signature`), verified exactly as Twilio computes them.
 //!
 //! This module is pure: no actix, no I/O, no clock. The caller hands it the URL Twilio called
-//! (the configured public URL plus the request target as received), the decoded form
-//! parameters in the order they arrived, and the header values; it answers whether one of the
-//! configured keys signed exactly that.
+//! (the configured public URL plus the request target as received), the percent-decoded form
+//! parameters as bytes in the order they arrived, and the header values; it answers whether
+//! one of the configured keys signed exactly that.
 //!
 //! The signed string is the URL followed, for each parameter name in byte order, by the name
 //! and its value. A repeated name contributes each of its distinct values in byte order, the
-//! name repeated before each. Twilio's own libraries accept a URL with its port removed, or
-//! with the scheme's default port added, because proxies and load balancers disagree on
-//! whether `:443` is part of the URL; we try the same variants, so a deployment behind any of
-//! them verifies the same way Twilio's helper libraries would.
+//! name repeated before each. Parameters are bytes, not strings: a percent-escape that is not
+//! UTF-8 is signed as the byte it decodes to, as Twilio's libraries do, so that the check is
+//! byte-exact and deciding what to do with such a value is left to the caller, after it.
+//!
+//! Twilio's own libraries accept a URL with its port removed, or with the scheme's default
+//! port added, because proxies and load balancers disagree on whether `:443` is part of the
+//! URL; we try the same variants, so a deployment behind any of them verifies the same way
+//! Twilio's helper libraries would. User info (`user:pass@`) is part of the signed URL and is
+//! never mistaken for a port.
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
@@ -25,7 +30,10 @@ use crate::config::Secret;
 pub struct Keys {
     /// Account auth tokens (HMAC-SHA1): the primary, then a secondary during a rotation.
     pub auth_tokens: Vec<Secret>,
-    /// Webhook shared keys (HMAC-SHA256), by key id.
+    /// Auth tokens of further accounts and subaccounts, by `AC…` account SID: a callback is
+    /// also checked under the token of the account its `AccountSid` parameter names.
+    pub account_tokens: Vec<(String, Secret)>,
+    /// Webhook shared keys, by key id.
     pub shared_keys: Vec<(String, Secret)>,
 }
 
@@ -37,7 +45,7 @@ pub enum SignatureError {
     Mismatch,
     #[error("the signature settings name an unknown shared key")]
     UnknownKey,
-    #[error("the signature settings are malformed or name an unsupported algorithm")]
+    #[error("the signature settings name an unsupported algorithm or lack a key")]
     BadSettings,
     #[error("the body does not match the bodySHA256 query parameter")]
     BodyHashMismatch,
@@ -45,17 +53,21 @@ pub enum SignatureError {
 
 /// Verifies a form-encoded request.
 ///
-/// `settings` is the `X-Twilio-Webhooks-Signature-Settings` header, if any: it switches the
-/// check to HMAC-SHA256 under the named shared key. Without it, any configured auth token
-/// may have signed the request with HMAC-SHA1.
-pub fn verify(
+/// `params` are the percent-decoded names and values, as bytes. `settings` is the
+/// `X-Twilio-Webhooks-Signature-Settings` header, if any: `key=…` names the shared key that
+/// signed, `algorithm=…` the HMAC (`HMAC_SHA1` when not given). Without a key id, the auth
+/// token of the account named by `AccountSid`, then the primary and secondary tokens are
+/// tried.
+pub fn verify<N: AsRef<[u8]>, V: AsRef<[u8]>>(
     keys: &Keys,
     url: &str,
-    params: &[(String, String)],
+    params: &[(N, V)],
     signature: Option<&str>,
     settings: Option<&str>,
 ) -> Result<(), SignatureError> {
     let signature = signature.ok_or(SignatureError::Missing)?;
+    let settings = Settings::parse(settings.unwrap_or_default())?;
+    let candidates = candidate_keys(keys, &settings, params)?;
     // A header that is not base64 cannot match anything; decoding once here keeps the
     // comparison below a plain constant-time MAC check.
     let expected = BASE64
@@ -64,35 +76,23 @@ pub fn verify(
     let signed_params = canonical_params(params);
     // The URL as given is tried first and nearly always matches; the port variants are
     // only built when it does not.
-    let matches_any_variant = |matches: &dyn Fn(&str) -> bool| {
+    let matches_any_variant = |key: &Secret| {
+        let matches = |candidate: &str| match settings.algorithm {
+            Algorithm::Sha1 => mac_matches::<Hmac<Sha1>>(key, candidate, &signed_params, &expected),
+            Algorithm::Sha256 => {
+                mac_matches::<Hmac<Sha256>>(key, candidate, &signed_params, &expected)
+            }
+        };
         matches(url)
             || url_variants(url)
                 .iter()
                 .skip(1)
                 .any(|candidate| matches(candidate))
     };
-
-    match settings {
-        Some(settings) => {
-            let key_id = shared_key_id(settings)?;
-            let (_, secret) = keys
-                .shared_keys
-                .iter()
-                .find(|(id, _)| id == key_id)
-                .ok_or(SignatureError::UnknownKey)?;
-            let matched = matches_any_variant(&|candidate| {
-                mac_matches::<Hmac<Sha256>>(secret, candidate, &signed_params, &expected)
-            });
-            matched.then_some(()).ok_or(SignatureError::Mismatch)
-        }
-        None => {
-            let matched = keys.auth_tokens.iter().any(|token| {
-                matches_any_variant(&|candidate| {
-                    mac_matches::<Hmac<Sha1>>(token, candidate, &signed_params, &expected)
-                })
-            });
-            matched.then_some(()).ok_or(SignatureError::Mismatch)
-        }
+    if candidates.into_iter().any(matches_any_variant) {
+        Ok(())
+    } else {
+        Err(SignatureError::Mismatch)
     }
 }
 
@@ -107,7 +107,7 @@ pub fn verify_with_body_hash(
     signature: Option<&str>,
     settings: Option<&str>,
 ) -> Result<(), SignatureError> {
-    verify(keys, url, &[], signature, settings)?;
+    verify::<&str, &str>(keys, url, &[], signature, settings)?;
     let claimed = query_param(url, "bodySHA256").ok_or(SignatureError::BodyHashMismatch)?;
     let actual = hex(&Sha256::digest(body));
     // Both sides are public (the hash is in the URL), so a plain comparison is fine here.
@@ -119,68 +119,26 @@ pub fn verify_with_body_hash(
 }
 
 /// Computes the signature Twilio would send, base64-encoded, for tests and for `simulate`.
-pub fn sign_sha1(token: &Secret, url: &str, params: &[(String, String)]) -> String {
-    sign::<Hmac<Sha1>>(token, url, params)
+pub fn sign_sha1<N: AsRef<[u8]>, V: AsRef<[u8]>>(
+    token: &Secret,
+    url: &str,
+    params: &[(N, V)],
+) -> String {
+    sign::<Hmac<Sha1>, N, V>(token, url, params)
 }
 
 /// Computes the HMAC-SHA256 signature made with a webhook shared key.
-pub fn sign_sha256(key: &Secret, url: &str, params: &[(String, String)]) -> String {
-    sign::<Hmac<Sha256>>(key, url, params)
-}
-
-fn sign<M: Mac + hmac::digest::KeyInit>(
+pub fn sign_sha256<N: AsRef<[u8]>, V: AsRef<[u8]>>(
     key: &Secret,
     url: &str,
-    params: &[(String, String)],
+    params: &[(N, V)],
 ) -> String {
-    let mut mac = keyed::<M>(key);
-    mac.update(url.as_bytes());
-    mac.update(canonical_params(params).as_bytes());
-    BASE64.encode(mac.finalize().into_bytes())
-}
-
-fn mac_matches<M: Mac + hmac::digest::KeyInit>(
-    key: &Secret,
-    url: &str,
-    signed_params: &str,
-    expected: &[u8],
-) -> bool {
-    let mut mac = keyed::<M>(key);
-    mac.update(url.as_bytes());
-    mac.update(signed_params.as_bytes());
-    // `verify_slice` compares in constant time.
-    mac.verify_slice(expected).is_ok()
-}
-
-fn keyed<M: Mac + hmac::digest::KeyInit>(key: &Secret) -> M {
-    // HMAC takes keys of any length, so this cannot fail.
-    <M as hmac::digest::KeyInit>::new_from_slice(key.expose().as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of every length"))
-}
-
-/// The parameter part of the signed string: names in byte order, each distinct value of a
-/// name in byte order, every value preceded by its name.
-fn canonical_params(params: &[(String, String)]) -> String {
-    let mut pairs: Vec<(&str, &str)> = params
-        .iter()
-        .map(|(name, value)| (name.as_str(), value.as_str()))
-        .collect();
-    // Sorting the (name, value) pairs sorts names first, then values within a name, both
-    // by bytes; `dedup` then drops a value repeated under the same name.
-    pairs.sort_unstable();
-    pairs.dedup();
-    let len = pairs.iter().map(|(n, v)| n.len() + v.len()).sum();
-    let mut out = String::with_capacity(len);
-    for (name, value) in pairs {
-        out.push_str(name);
-        out.push_str(value);
-    }
-    out
+    sign::<Hmac<Sha256>, N, V>(key, url, params)
 }
 
 /// The URL as given, then without its port, then with the scheme's default port: the forms
 /// Twilio's helper libraries accept. Duplicates are dropped so no MAC is computed twice.
-fn url_variants(url: &str) -> Vec<String> {
+pub fn url_variants(url: &str) -> Vec<String> {
     let mut variants = vec![url.to_owned()];
     if let Some(parts) = UrlParts::split(url) {
         for variant in [parts.without_port(), parts.with_default_port()]
@@ -193,6 +151,136 @@ fn url_variants(url: &str) -> Vec<String> {
         }
     }
     variants
+}
+
+/// The HMAC a signature settings header announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Algorithm {
+    Sha1,
+    Sha256,
+}
+
+/// `X-Twilio-Webhooks-Signature-Settings`: comma-separated `name=value` parts, a part
+/// without `=` ignored (so a trailing comma is harmless), the algorithm `HMAC_SHA1` unless
+/// stated, and an empty header the same as none. Lenient where leniency cannot let a forgery
+/// through: the header is not signed, and dropping it only falls back to the auth tokens.
+#[derive(Debug, PartialEq, Eq)]
+struct Settings<'a> {
+    key: Option<&'a str>,
+    algorithm: Algorithm,
+}
+
+impl<'a> Settings<'a> {
+    fn parse(header: &'a str) -> Result<Self, SignatureError> {
+        let mut key = None;
+        let mut algorithm = Algorithm::Sha1;
+        for (name, value) in header.split(',').filter_map(|part| part.split_once('=')) {
+            let (name, value) = (name.trim(), value.trim());
+            if name.eq_ignore_ascii_case("key") {
+                key = Some(value);
+            } else if name.eq_ignore_ascii_case("algorithm") {
+                algorithm = match value.to_ascii_uppercase().as_str() {
+                    "HMAC_SHA1" => Algorithm::Sha1,
+                    "HMAC_SHA256" => Algorithm::Sha256,
+                    _ => return Err(SignatureError::BadSettings),
+                };
+            }
+        }
+        Ok(Settings { key, algorithm })
+    }
+}
+
+/// The keys that may have signed, in the order they are tried.
+///
+/// A key id in the settings names the one key that signed, whatever the algorithm. Twilio's
+/// helper libraries (twilio-python's `RequestValidator`, twilio-node's `validateRequest`)
+/// do not read the settings header at all: they compute HMAC-SHA1 under whichever secret
+/// they are given. So `key=K1` without an algorithm is HMAC-SHA1 under K1's secret, as a
+/// validator built with that secret would check it. Without a key id, SHA-1 means an
+/// account's auth token: the one of the account the callback names, then the primary and
+/// the secondary. SHA-256 has never been made with an auth token, so without a key id it is
+/// refused.
+fn candidate_keys<'k, N: AsRef<[u8]>, V: AsRef<[u8]>>(
+    keys: &'k Keys,
+    settings: &Settings<'_>,
+    params: &[(N, V)],
+) -> Result<Vec<&'k Secret>, SignatureError> {
+    if let Some(id) = settings.key {
+        let (_, secret) = keys
+            .shared_keys
+            .iter()
+            .find(|(known, _)| known == id)
+            .ok_or(SignatureError::UnknownKey)?;
+        return Ok(vec![secret]);
+    }
+    if settings.algorithm == Algorithm::Sha256 {
+        return Err(SignatureError::BadSettings);
+    }
+    let account = params
+        .iter()
+        .find(|(name, _)| name.as_ref() == b"AccountSid")
+        .map(|(_, value)| value.as_ref());
+    let account_token = account.and_then(|sid| {
+        keys.account_tokens
+            .iter()
+            .find(|(known, _)| known.as_bytes() == sid)
+            .map(|(_, token)| token)
+    });
+    Ok(account_token
+        .into_iter()
+        .chain(keys.auth_tokens.iter())
+        .collect())
+}
+
+fn sign<M: Mac + hmac::digest::KeyInit, N: AsRef<[u8]>, V: AsRef<[u8]>>(
+    key: &Secret,
+    url: &str,
+    params: &[(N, V)],
+) -> String {
+    let mut mac = keyed::<M>(key);
+    mac.update(url.as_bytes());
+    mac.update(&canonical_params(params));
+    BASE64.encode(mac.finalize().into_bytes())
+}
+
+fn mac_matches<M: Mac + hmac::digest::KeyInit>(
+    key: &Secret,
+    url: &str,
+    signed_params: &[u8],
+    expected: &[u8],
+) -> bool {
+    let mut mac = keyed::<M>(key);
+    mac.update(url.as_bytes());
+    mac.update(signed_params);
+    // `verify_slice` compares in constant time.
+    mac.verify_slice(expected).is_ok()
+}
+
+fn keyed<M: Mac + hmac::digest::KeyInit>(key: &Secret) -> M {
+    // HMAC takes keys of any length, so this cannot fail.
+    <M as hmac::digest::KeyInit>::new_from_slice(key.expose().as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of every length"))
+}
+
+/// The parameter part of the signed string: names in byte order, each distinct value of a
+/// name in byte order, every value preceded by its name.
+fn canonical_params<N: AsRef<[u8]>, V: AsRef<[u8]>>(params: &[(N, V)]) -> Vec<u8> {
+    let mut pairs: Vec<(&[u8], &[u8])> = params
+        .iter()
+        .map(|(name, value)| (name.as_ref(), value.as_ref()))
+        .collect();
+    // Sorting the (name, value) pairs sorts names first, then values within a name, both
+    // by bytes (for UTF-8, the same as by code point, which is how Twilio sorts); `dedup`
+    // then drops a value repeated under the same name.
+    pairs.sort_unstable();
+    pairs.dedup();
+    let len = pairs.iter().map(|(n, v)| n.len() + v.len()).sum();
+    let mut out = Vec::with_capacity(len);
+    for (name, value) in pairs {
+        out.extend_from_slice(name);
+        out.extend_from_slice(value);
+    }
+    out
 }
 
 /// A URL cut around its port, without re-encoding anything.
@@ -215,13 +303,22 @@ impl<'a> UrlParts<'a> {
             .unwrap_or(url.len() - authority_start);
         let authority_end = authority_start + authority_len;
         let authority = &url[authority_start..authority_end];
-        // The port follows the last ':' unless that ':' is inside an IPv6 literal.
-        let host_end = authority.rfind(']').map_or(0, |i| i + 1);
-        let port_colon = authority[host_end..].rfind(':').map(|i| host_end + i);
+        // User info (`user:pass@`) ends at the last '@'; its ':' is not a port. The port
+        // follows the last ':' of the host, unless that ':' is inside an IPv6 literal.
+        let host_start = authority.rfind('@').map_or(0, |at| at + 1);
+        let host = &authority[host_start..];
+        let literal_end = host.rfind(']').map_or(0, |i| i + 1);
+        let port_colon = host[literal_end..]
+            .rfind(':')
+            .map(|i| host_start + literal_end + i);
         let (head_end, port) = match port_colon {
             Some(colon) => (authority_start + colon, Some(&authority[colon + 1..])),
             None => (authority_end, None),
         };
+        // A port that is not a number is not a URL we can vary; only the URL as given is tried.
+        if port.is_some_and(|port| !port.bytes().all(|b| b.is_ascii_digit())) {
+            return None;
+        }
         Some(UrlParts {
             scheme,
             head: &url[..head_end],
@@ -244,28 +341,6 @@ impl<'a> UrlParts<'a> {
             _ => return None,
         };
         Some(format!("{}:{}{}", self.head, default, self.tail))
-    }
-}
-
-/// The `key` of `X-Twilio-Webhooks-Signature-Settings: key=…,algorithm=HMAC_SHA256`.
-fn shared_key_id(settings: &str) -> Result<&str, SignatureError> {
-    let mut key = None;
-    let mut algorithm = None;
-    for part in settings.split(',') {
-        let (name, value) = part.split_once('=').ok_or(SignatureError::BadSettings)?;
-        match name.trim() {
-            "key" => key = Some(value.trim()),
-            "algorithm" => algorithm = Some(value.trim()),
-            _ => {}
-        }
-    }
-    match (key, algorithm) {
-        (Some(key), Some(algorithm))
-            if !key.is_empty() && algorithm.eq_ignore_ascii_case("HMAC_SHA256") =>
-        {
-            Ok(key)
-        }
-        _ => Err(SignatureError::BadSettings),
     }
 }
 
@@ -293,6 +368,8 @@ fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use serde::Deserialize;
+
+    const NO_PARAMS: &[(&str, &str)] = &[];
 
     #[derive(Deserialize)]
     struct Vectors {
@@ -324,7 +401,7 @@ mod tests {
     fn token_keys(token: &str) -> Keys {
         Keys {
             auth_tokens: vec![Secret::new(token)],
-            shared_keys: vec![],
+            ..Keys::default()
         }
     }
 
@@ -337,8 +414,8 @@ mod tests {
             match (v.algorithm.as_deref(), v.body.as_deref()) {
                 (Some("HMAC_SHA256"), _) => {
                     let keys = Keys {
-                        auth_tokens: vec![],
                         shared_keys: vec![("KS1".into(), key.clone())],
+                        ..Keys::default()
                     };
                     assert_eq!(
                         sign_sha256(&key, &v.url, &v.params),
@@ -463,7 +540,7 @@ mod tests {
             .expect("basic vector");
         let keys = Keys {
             auth_tokens: vec![Secret::new("new-primary"), Secret::new(&v.token)],
-            shared_keys: vec![],
+            ..Keys::default()
         };
         assert_eq!(
             verify(&keys, &v.url, &v.params, Some(&v.signature), None),
@@ -476,24 +553,31 @@ mod tests {
         let keys = Keys {
             auth_tokens: vec![Secret::new("12345")],
             shared_keys: vec![("KS1".into(), Secret::new("12345"))],
+            ..Keys::default()
         };
         let url = "https://example.com/twilio/status";
         let unknown = verify(
             &keys,
             url,
-            &[],
+            NO_PARAMS,
             Some("AAAA"),
             Some("key=KS9,algorithm=HMAC_SHA256"),
         );
         assert_eq!(unknown, Err(SignatureError::UnknownKey));
-        let other_algorithm = verify(&keys, url, &[], Some("AAAA"), Some("key=KS1,algorithm=MD5"));
+        let other_algorithm = verify(
+            &keys,
+            url,
+            NO_PARAMS,
+            Some("AAAA"),
+            Some("key=KS1,algorithm=MD5"),
+        );
         assert_eq!(other_algorithm, Err(SignatureError::BadSettings));
         // A SHA-1 signature made with the token must not pass when SHA-256 was announced.
-        let sha1 = sign_sha1(&Secret::new("12345"), url, &[]);
+        let sha1 = sign_sha1(&Secret::new("12345"), url, NO_PARAMS);
         let downgraded = verify(
             &keys,
             url,
-            &[],
+            NO_PARAMS,
             Some(&sha1),
             Some("key=KS1,algorithm=HMAC_SHA256"),
         );
@@ -517,5 +601,183 @@ mod tests {
             url_variants("https://user@h.example/x"),
             vec!["https://user@h.example/x", "https://user@h.example:443/x"]
         );
+    }
+
+    fn basic() -> Vector {
+        vectors()
+            .into_iter()
+            .find(|v| v.name == "basic")
+            .expect("basic vector")
+    }
+
+    /// Known answers from twilio-node's own test suite ("should validate urls with
+    /// credentials", "... with just username", "... with credentials by adding port").
+    #[test]
+    fn a_url_with_user_info_verifies_as_given_and_with_the_default_port() {
+        let v = basic();
+        let keys = token_keys(&v.token);
+        let with_credentials = "https://user:pass@mycompany.com/myapp.php?foo=1&bar=2";
+        let cases = [
+            (with_credentials, "CukzLTc1tT5dXEDIHm/tKBanW10="),
+            // Signed with :443 added after the host, not after the password.
+            (with_credentials, "ZQFR1PTIZXF2MXB8ZnKCvnnA+rI="),
+            (
+                "https://user@mycompany.com/myapp.php?foo=1&bar=2",
+                "2YRLlVAflCqxaNicjMpJcSTgzSs=",
+            ),
+            // The public URL says :443, the signature was made without it.
+            (
+                "https://user:pass@mycompany.com:443/myapp.php?foo=1&bar=2",
+                "CukzLTc1tT5dXEDIHm/tKBanW10=",
+            ),
+        ];
+        for (url, signature) in cases {
+            assert_eq!(
+                verify(&keys, url, &v.params, Some(signature), None),
+                Ok(()),
+                "{url} signed {signature}"
+            );
+        }
+        assert_eq!(
+            url_variants(with_credentials),
+            vec![
+                with_credentials.to_owned(),
+                "https://user:pass@mycompany.com:443/myapp.php?foo=1&bar=2".to_owned(),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_settings_header_is_read_as_the_helper_libraries_read_it() {
+        let url = "https://example.com/twilio/status";
+        let token = Secret::new("the-auth-token");
+        let shared = Secret::new("the-shared-key");
+        let keys = Keys {
+            auth_tokens: vec![token.clone()],
+            shared_keys: vec![("K1".into(), shared.clone())],
+            ..Keys::default()
+        };
+        let by_shared_256 = sign_sha256(&shared, url, NO_PARAMS);
+        let by_shared_1 = sign_sha1(&shared, url, NO_PARAMS);
+        let by_token_1 = sign_sha1(&token, url, NO_PARAMS);
+        let by_token_256 = sign_sha256(&token, url, NO_PARAMS);
+        type Case<'a> = (&'a str, &'a str, Result<(), SignatureError>);
+        let cases: &[Case] = &[
+            ("key=K1,algorithm=HMAC_SHA256", &by_shared_256, Ok(())),
+            // A part without '=' is ignored, and so is an empty one.
+            ("key=K1,algorithm=HMAC_SHA256,extra", &by_shared_256, Ok(())),
+            ("key=K1,algorithm=HMAC_SHA256,", &by_shared_256, Ok(())),
+            (
+                " key = K1 , algorithm = hmac_sha256 ",
+                &by_shared_256,
+                Ok(()),
+            ),
+            // The algorithm defaults to HMAC_SHA1, under the key the header names.
+            ("key=K1", &by_shared_1, Ok(())),
+            ("key=K1,algorithm=HMAC_SHA1", &by_shared_1, Ok(())),
+            ("key=K1", &by_token_1, Err(SignatureError::Mismatch)),
+            (
+                "key=K1,algorithm=HMAC_SHA256",
+                &by_shared_1,
+                Err(SignatureError::Mismatch),
+            ),
+            // No key id: the auth tokens, as without the header.
+            ("algorithm=HMAC_SHA1", &by_token_1, Ok(())),
+            ("", &by_token_1, Ok(())),
+            ("  ", &by_token_1, Ok(())),
+            ("nonsense", &by_token_1, Ok(())),
+            ("", &by_shared_1, Err(SignatureError::Mismatch)),
+            (
+                "algorithm=HMAC_SHA256",
+                &by_token_256,
+                Err(SignatureError::BadSettings),
+            ),
+            (
+                "key=K9,algorithm=HMAC_SHA256",
+                &by_shared_256,
+                Err(SignatureError::UnknownKey),
+            ),
+            (
+                "key=,algorithm=HMAC_SHA256",
+                &by_shared_256,
+                Err(SignatureError::UnknownKey),
+            ),
+            (
+                "key=K1,algorithm=MD5",
+                &by_shared_256,
+                Err(SignatureError::BadSettings),
+            ),
+        ];
+        for (settings, signature, expected) in cases {
+            let result = verify(&keys, url, NO_PARAMS, Some(signature), Some(settings));
+            assert_eq!(&result, expected, "settings {settings:?}");
+        }
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_signed_as_the_bytes_they_decode_to() {
+        // Computed independently: base64(HMAC-SHA1("12345", url + "Body" + b"caf\xe9" +
+        // "MessageSid" + sid)).
+        let url = "https://mycompany.com/twilio/status";
+        let params: Vec<(Vec<u8>, Vec<u8>)> = vec![
+            (
+                b"MessageSid".to_vec(),
+                b"SM0123456789abcdef0123456789abcdef".to_vec(),
+            ),
+            (b"Body".to_vec(), b"caf\xe9".to_vec()),
+        ];
+        let known = "m+jyaRSTRDAAXJXeL/HP0ng1Xto=";
+        assert_eq!(sign_sha1(&Secret::new("12345"), url, &params), known);
+        assert_eq!(
+            verify(&token_keys("12345"), url, &params, Some(known), None),
+            Ok(())
+        );
+        // The replacement character is another value, and another signature.
+        let replaced: Vec<(String, String)> = params
+            .iter()
+            .map(|(n, v)| {
+                (
+                    String::from_utf8_lossy(n).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            verify(&token_keys("12345"), url, &replaced, Some(known), None),
+            Err(SignatureError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn a_callback_verifies_under_the_token_of_the_account_it_names() {
+        let url = "https://example.com/twilio/status";
+        let sub_a = "AC000000000000000000000000000000aa";
+        let sub_b = "AC000000000000000000000000000000bb";
+        let keys = Keys {
+            auth_tokens: vec![Secret::new("primary")],
+            account_tokens: vec![
+                (sub_a.into(), Secret::new("token-a")),
+                (sub_b.into(), Secret::new("token-b")),
+            ],
+            ..Keys::default()
+        };
+        let from = |account: &str| vec![("AccountSid", account.to_owned())];
+        let cases = [
+            (sub_a, "token-a", Ok(())),
+            (sub_b, "token-b", Ok(())),
+            (sub_a, "primary", Ok(())),
+            (sub_a, "token-b", Err(SignatureError::Mismatch)),
+            (
+                "AC000000000000000000000000000000cc",
+                "token-a",
+                Err(SignatureError::Mismatch),
+            ),
+        ];
+        for (account, token, expected) in cases {
+            let params = from(account);
+            let signature = sign_sha1(&Secret::new(token), url, &params);
+            let result = verify(&keys, url, &params, Some(&signature), None);
+            assert_eq!(result, expected, "{account} signed with {token}");
+        }
     }
 }

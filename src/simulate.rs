@@ -56,7 +56,37 @@ pub struct Report {
     pub refused: usize,
     pub failed: usize,
     pub seconds: f64,
+    /// Why callbacks were not answered `200`: each distinct answer once, with how many got it.
+    pub failures: Vec<Failure>,
 }
+
+/// One kind of failed callback: the status and body it was answered with, or why it went
+/// unanswered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    /// `None` when no answer came (connection refused, timeout).
+    pub status: Option<u16>,
+    /// The answer's body (cut to a few hundred bytes), or the connection error.
+    pub detail: String,
+    pub count: usize,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.status {
+            Some(status) => write!(f, "{} answered {status}: {}", self.count, self.detail),
+            None => write!(f, "{} unanswered: {}", self.count, self.detail),
+        }
+    }
+}
+
+/// At most this many distinct failures are kept; the counts above cover the rest.
+const MAX_FAILURE_KINDS: usize = 10;
+/// Bytes of a failure's body kept.
+const MAX_DETAIL: usize = 300;
+
+/// What one posted callback got.
+type Answer = Result<(u16, String), String>;
 
 const UNDELIVERED_CODES: &[u32] = &[30003, 30005, 30006, 30007];
 const FAILED_CODES: &[u32] = &[30008, 21610, 30032];
@@ -162,7 +192,7 @@ pub async fn run(options: &Options, plan: &[Planned]) -> Report {
     let started = Instant::now();
     let pace = Duration::from_secs_f64(1.0 / options.rate.max(0.001));
     let options = Arc::new(options.clone());
-    let answers: Vec<Option<u16>> = stream::iter(order.into_iter().enumerate())
+    let answers: Vec<Answer> = stream::iter(order.into_iter().enumerate())
         .map(|(i, callback)| {
             let (client, options) = (client.clone(), Arc::clone(&options));
             async move {
@@ -174,29 +204,91 @@ pub async fn run(options: &Options, plan: &[Planned]) -> Report {
                 let body = form_urlencoded::Serializer::new(String::new())
                     .extend_pairs(&callback.params)
                     .finish();
-                client
+                let sent = client
                     .post(&options.url)
                     .header("Content-Type", "application/x-www-form-urlencoded")
                     .header("X-Twilio-Signature", signature)
                     .header("I-Twilio-Idempotency-Token", &callback.token)
                     .body(body)
                     .send()
-                    .await
-                    .ok()
-                    .map(|response| response.status().as_u16())
+                    .await;
+                match sent {
+                    Ok(response) => {
+                        let status = response.status().as_u16();
+                        // The body only matters when the callback failed.
+                        let body = if status == 200 {
+                            String::new()
+                        } else {
+                            response.text().await.unwrap_or_default()
+                        };
+                        Ok((status, body))
+                    }
+                    Err(error) => Err(error_chain(&error)),
+                }
             }
         })
         .buffer_unordered(options.concurrency.max(1))
         .collect()
         .await;
+    let status = |answer: &Answer| answer.as_ref().ok().map(|(status, _)| *status);
     Report {
         callbacks: answers.len(),
-        answered_200: answers.iter().filter(|a| **a == Some(200)).count(),
+        answered_200: answers.iter().filter(|a| status(a) == Some(200)).count(),
         refused: answers
             .iter()
-            .filter(|a| a.is_some_and(|code| code != 200))
+            .filter(|a| status(a).is_some_and(|code| code != 200))
             .count(),
-        failed: answers.iter().filter(|a| a.is_none()).count(),
+        failed: answers.iter().filter(|a| a.is_err()).count(),
         seconds: started.elapsed().as_secs_f64(),
+        failures: summarize_failures(&answers),
     }
+}
+
+/// Each distinct failed answer once, most frequent first.
+fn summarize_failures(answers: &[Answer]) -> Vec<Failure> {
+    let mut failures: Vec<Failure> = Vec::new();
+    for answer in answers {
+        let (status, detail) = match answer {
+            Ok((200, _)) => continue,
+            Ok((status, body)) => (Some(*status), cut(body.trim())),
+            Err(error) => (None, cut(error)),
+        };
+        if let Some(known) = failures
+            .iter_mut()
+            .find(|f| f.status == status && f.detail == detail)
+        {
+            known.count += 1;
+        } else if failures.len() < MAX_FAILURE_KINDS {
+            failures.push(Failure {
+                status,
+                detail,
+                count: 1,
+            });
+        }
+    }
+    failures.sort_by_key(|failure| std::cmp::Reverse(failure.count));
+    failures
+}
+
+fn cut(text: &str) -> String {
+    if text.len() <= MAX_DETAIL {
+        return text.to_owned();
+    }
+    let mut end = MAX_DETAIL;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// A reqwest error with its causes ("error sending request: connection refused").
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

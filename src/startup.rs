@@ -74,7 +74,7 @@ impl Application {
             tokio::spawn(reconciler.run());
         }
         let (stop_jobs, stopping) = tokio::sync::watch::channel(false);
-        let mut jobs = Vec::new();
+        let mut background = Vec::new();
         if let Some(age) = config.retention {
             let retention = Retention {
                 store: store.clone(),
@@ -82,8 +82,24 @@ impl Application {
                 age,
                 interval: config.retention_interval,
             };
-            jobs.push(tokio::spawn(retention.run(stopping.clone())));
+            background.push(tokio::spawn(retention.run(stopping.clone())));
         }
+        let jobs = match (twilio.is_some(), config.retention.is_some()) {
+            (true, true) => "reconciler, retention",
+            (true, false) => "reconciler",
+            (false, true) => "retention",
+            (false, false) => "none",
+        };
+        // The one start-up line: enough to tell from the log alone what this process serves,
+        // from where, and what runs in the background.
+        tracing::info!(
+            address = %listener.local_addr()?,
+            port,
+            store = %format!("sled {}", config.data_dir.display()),
+            public_url = %config.public_url.for_log(),
+            jobs,
+            "listening"
+        );
         let state = web::Data::new(AppState {
             store: store.clone(),
             public_url: config.public_url.clone(),
@@ -98,6 +114,7 @@ impl Application {
                 .wrap(from_fn(crate::telemetry::log_request))
                 .app_data(state.clone())
                 .configure(routes_table)
+                .default_service(web::to(routes::no_route))
         })
         .listen(listener)?
         // SIGTERM stops accepting, then waits this long for in-flight requests.
@@ -107,7 +124,7 @@ impl Application {
             port,
             server,
             store,
-            jobs,
+            jobs: background,
             stop_jobs,
         })
     }
@@ -163,11 +180,13 @@ fn routes_table(config: &mut web::ServiceConfig) {
         .service(
             web::resource("/twilio/status")
                 .app_data(web::PayloadConfig::new(routes::MAX_CALLBACK_BODY))
-                .route(web::post().to(routes::status_callback)),
+                .route(web::post().to(routes::status_callback))
+                .default_service(web::to(routes::no_route)),
         )
         .route("/healthz", web::get().to(routes::healthz))
         .route("/readyz", web::get().to(routes::readyz))
         .route("/metrics", web::get().to(routes::metrics))
+        .route("/openapi.json", web::get().to(routes::openapi))
         .service(
             web::scope("/v1")
                 .wrap(from_fn(routes::require_bearer))
@@ -178,6 +197,8 @@ fn routes_table(config: &mut web::ServiceConfig) {
                 .route("/messages/{sid}", web::delete().to(routes::delete_message))
                 .route("/export", web::get().to(routes::export_messages))
                 .route("/stats", web::get().to(routes::stats))
-                .route("/events", web::get().to(routes::events)),
-        );
+                .route("/events", web::get().to(routes::events))
+                .route("/stats/series", web::get().to(routes::stats_series)),
+        )
+        .configure(routes::ui_routes);
 }

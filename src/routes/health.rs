@@ -6,17 +6,21 @@ use actix_web::{web, HttpResponse};
 
 use crate::startup::AppState;
 
+/// Plain text, as `openapi.json` says, so that a client is never left to guess.
+const TEXT: &str = "text/plain; charset=utf-8";
+
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().body("ok")
+    HttpResponse::Ok().content_type(TEXT).body("ok")
 }
 
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     match state.store.probe().await {
-        Ok(()) => HttpResponse::Ok().body("ready"),
+        Ok(()) => HttpResponse::Ok().content_type(TEXT).body("ready"),
         Err(error) => {
             tracing::error!(%error, "readiness probe failed");
             HttpResponse::ServiceUnavailable()
                 .insert_header((header::RETRY_AFTER, "1"))
+                .content_type(TEXT)
                 .body("store not writable")
         }
     }

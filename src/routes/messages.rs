@@ -6,8 +6,9 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::ApiError;
-use crate::domain::MessageState;
-use crate::domain::{KnownStatus, MessageSid, RfcTime, Source, Timestamp};
+use crate::domain::{
+    error_codes, KnownStatus, MessageSid, MessageState, RfcTime, Source, Timestamp,
+};
 use crate::metrics::Deletion;
 use crate::startup::AppState;
 use crate::store::{Cursor, ListQuery, StoredEvent, StoredMessage};
@@ -22,6 +23,8 @@ pub struct MessageView {
     messaging_service_sid: Option<String>,
     status: Option<&'static str>,
     error_code: Option<u32>,
+    /// Twilio's title of `error_code`, when the code is one statushook knows.
+    error_description: Option<&'static str>,
     created_at: RfcTime,
     updated_at: RfcTime,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -35,6 +38,7 @@ pub struct MessageView {
 pub struct EventView {
     status: String,
     error_code: Option<u32>,
+    error_description: Option<&'static str>,
     received_at: RfcTime,
     source: Source,
     raw_dlr_done_date: Option<String>,
@@ -48,6 +52,7 @@ impl MessageView {
             sid: sid.to_owned(),
             status: state.status.map(|status| status.as_str()),
             error_code: state.error_code,
+            error_description: state.error_code.and_then(error_codes::describe),
             created_at: RfcTime(state.created_at),
             updated_at: RfcTime(state.updated_at),
             account_sid: state.parties.account_sid,
@@ -94,6 +99,7 @@ impl From<StoredEvent> for EventView {
         EventView {
             status: event.status,
             error_code: event.error_code,
+            error_description: event.error_code.and_then(error_codes::describe),
             received_at: RfcTime(event.received_at),
             source: event.source,
             raw_dlr_done_date: event.raw_dlr_done_date,
@@ -163,15 +169,15 @@ fn parse_list_query(raw: &str) -> Result<ListQuery, ApiError> {
             }
             "account_sid" => {
                 if !crate::config::is_sid(&value, "AC") {
-                    return Err(bad(
-                        "account_sid",
-                        "must be AC followed by 32 hex digits".into(),
-                    ));
+                    return Err(ApiError::InvalidParameter {
+                        parameter: "account_sid",
+                        problem: "must be AC followed by 32 hex digits".into(),
+                    });
                 }
                 query.account_sid = Some(value.into_owned());
             }
-            "to" => query.to = Some(non_empty("to", &value)?),
-            "from" => query.from = Some(non_empty("from", &value)?),
+            "to" => query.to = Some(phone_filter("to", &value)?),
+            "from" => query.from = Some(phone_filter("from", &value)?),
             "since" => {
                 query.since = Some(Timestamp::parse_rfc3339(&value).map_err(|e| bad("since", e))?)
             }
@@ -205,9 +211,19 @@ fn parse_list_query(raw: &str) -> Result<ListQuery, ApiError> {
     Ok(query)
 }
 
-fn non_empty(name: &str, value: &str) -> Result<String, ApiError> {
+/// A `to` or `from` filter. A leading space is what an unencoded `+` becomes in a query
+/// string (`?to=+1555…`); it would silently match nothing, so it is refused with the fix.
+fn phone_filter(parameter: &'static str, value: &str) -> Result<String, ApiError> {
+    let invalid = |problem: String| ApiError::InvalidParameter { parameter, problem };
     if value.is_empty() {
-        return Err(ApiError::BadRequest(format!("{name}: must not be empty")));
+        return Err(invalid("must not be empty".into()));
+    }
+    if value.starts_with(' ') {
+        return Err(invalid(format!(
+            "starts with a space, which is what an unencoded + becomes in a query string: \
+             encode + as %2B ({parameter}=%2B{})",
+            value.trim_start()
+        )));
     }
     Ok(value.to_owned())
 }
@@ -235,7 +251,7 @@ pub async fn delete_messages(
     let mut phone = None;
     for (name, value) in form_urlencoded::parse(request.query_string().as_bytes()) {
         match name.as_ref() {
-            "phone" => phone = Some(value.into_owned()),
+            "phone" => phone = Some(phone_filter("phone", &value)?),
             other => {
                 return Err(ApiError::BadRequest(format!(
                     "{other}: is not a parameter of this deletion (give phone)"
@@ -243,15 +259,10 @@ pub async fn delete_messages(
             }
         }
     }
-    let phone = phone.ok_or_else(|| {
-        ApiError::BadRequest("phone: is required (the number whose messages to delete)".into())
+    let phone = phone.ok_or_else(|| ApiError::InvalidParameter {
+        parameter: "phone",
+        problem: "is required (the number whose messages to delete, + encoded as %2B)".into(),
     })?;
-    if phone.starts_with(' ') {
-        return Err(ApiError::BadRequest(
-            "phone: starts with a space: encode + as %2B".into(),
-        ));
-    }
-    let phone = non_empty("phone", &phone)?;
     let deleted = state.store.delete_by_phone(&phone).await?;
     state.metrics.deleted(Deletion::Erasure, deleted);
     tracing::info!(deleted, "messages of a phone number erased on request");

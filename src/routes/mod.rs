@@ -5,13 +5,16 @@
 
 mod events;
 mod export;
+mod fallback;
 mod health;
 mod messages;
+mod openapi;
 mod send;
 mod stats;
 mod status_callback;
+mod ui;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, StatusCode};
 use actix_web::middleware::Next;
@@ -19,11 +22,14 @@ use actix_web::{web, HttpResponse, ResponseError};
 
 pub use events::{events, FeedEventView};
 pub use export::export_messages;
+pub use fallback::no_route;
 pub use health::{healthz, metrics, readyz};
 pub use messages::{delete_message, delete_messages, get_message, list_messages, MessageView};
+pub use openapi::openapi;
 pub use send::{send_message, SendFailure};
-pub use stats::stats;
+pub use stats::{stats, stats_series};
 pub use status_callback::{status_callback, MAX_BODY as MAX_CALLBACK_BODY};
+pub use ui::ui_routes;
 
 use crate::startup::AppState;
 use crate::store::StoreError;
@@ -35,6 +41,11 @@ pub enum ApiError {
     Unauthorized,
     #[error("{0}")]
     BadRequest(String),
+    #[error("{parameter}: {problem}")]
+    InvalidParameter {
+        parameter: &'static str,
+        problem: String,
+    },
     #[error("no such message")]
     NotFound,
     #[error("the store is unavailable, try again")]
@@ -47,7 +58,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -63,6 +74,12 @@ impl ResponseError for ApiError {
             ApiError::Unavailable(error) => {
                 tracing::error!(%error, "store unavailable");
                 response.insert_header((header::RETRY_AFTER, "1"));
+            }
+            ApiError::InvalidParameter { parameter, .. } => {
+                return response.json(serde_json::json!({
+                    "error": self.to_string(),
+                    "parameter": parameter,
+                }));
             }
             ApiError::Internal(error) => tracing::error!(%error, "a stored record is corrupt"),
             _ => {}
@@ -81,25 +98,45 @@ impl From<StoreError> for ApiError {
 }
 
 /// Middleware for `/v1`: answers 401 unless `Authorization: Bearer <STATUSHOOK_API_TOKEN>`.
+/// A refusal is logged with why (never with the token presented) and counted in `/metrics`.
 pub async fn require_bearer(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let authorized = request
-        .app_data::<web::Data<AppState>>()
-        .zip(request.headers().get(header::AUTHORIZATION))
-        .and_then(|(state, value)| {
-            let token = value.to_str().ok()?.strip_prefix("Bearer ")?;
-            Some(constant_time_eq(
-                token.trim().as_bytes(),
-                state.api_token.expose().as_bytes(),
-            ))
-        })
-        .unwrap_or(false);
-    if !authorized {
-        return Err(ApiError::Unauthorized.into());
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let Some(state) = request.app_data::<web::Data<AppState>>() else {
+        return Ok(request
+            .error_response(ApiError::Unauthorized)
+            .map_into_right_body());
+    };
+    let refusal = match request.headers().get(header::AUTHORIZATION) {
+        None => Some("no Authorization header"),
+        Some(value) => match value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")) {
+            None => Some("the Authorization header is not a bearer token"),
+            Some(token)
+                if !constant_time_eq(
+                    token.trim().as_bytes(),
+                    state.api_token.expose().as_bytes(),
+                ) =>
+            {
+                Some("the bearer token is wrong")
+            }
+            Some(_) => None,
+        },
+    };
+    if let Some(reason) = refusal {
+        state.metrics.unauthorized();
+        tracing::warn!(
+            method = %request.method(),
+            path = %request.path(),
+            reason,
+            "API request refused with 401"
+        );
+        // An answer rather than an error, so that it passes the request log like any other.
+        return Ok(request
+            .error_response(ApiError::Unauthorized)
+            .map_into_right_body());
     }
-    next.call(request).await
+    Ok(next.call(request).await?.map_into_left_body())
 }
 
 /// Compares without an early exit, so the time taken does not reveal a matching prefix.

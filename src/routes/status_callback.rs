@@ -5,12 +5,19 @@
 //! that fails one gets that answer and nothing after it runs. The signed URL is the
 //! configured public URL plus the request target exactly as received; `Host` and
 //! `X-Forwarded-*` are never consulted, since the caller controls them.
+//!
+//! The body is percent-decoded into bytes, and the signature is checked over those bytes, as
+//! Twilio signed them; only then is each name and value required to be UTF-8. A value that
+//! is not is refused with 400, never stored with U+FFFD in place of what Twilio sent.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
+use crate::config::{loggable_url, PublicUrl};
 use crate::domain::{EventError, Source, StatusEvent};
 use crate::metrics::Outcome;
 use crate::signature::{self, SignatureError};
@@ -32,6 +39,8 @@ pub enum CallbackError {
     Forbidden(#[source] SignatureError),
     #[error("{0}")]
     Malformed(#[source] EventError),
+    #[error("{0} is not UTF-8 once percent-decoded")]
+    NotUtf8(NotUtf8),
     #[error("the store cannot take the write, retry later")]
     Unavailable(#[source] StoreError),
 }
@@ -43,7 +52,7 @@ impl ResponseError for CallbackError {
             CallbackError::Unreadable => StatusCode::BAD_REQUEST,
             CallbackError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             CallbackError::Forbidden(_) => StatusCode::FORBIDDEN,
-            CallbackError::Malformed(_) => StatusCode::BAD_REQUEST,
+            CallbackError::Malformed(_) | CallbackError::NotUtf8(_) => StatusCode::BAD_REQUEST,
             CallbackError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -54,20 +63,55 @@ impl ResponseError for CallbackError {
             tracing::warn!(%error, "callback not stored; answered 503");
             response.insert_header((header::RETRY_AFTER, "5"));
         }
-        response
-            .content_type("text/plain; charset=utf-8")
-            .body(self.to_string())
+        let body = match self.parameter() {
+            Some(parameter) => serde_json::json!({
+                "error": self.to_string(),
+                "parameter": parameter,
+            }),
+            None => serde_json::json!({ "error": self.to_string() }),
+        };
+        response.json(body)
+    }
+}
+
+/// A parameter whose percent-decoded name or value is not UTF-8.
+#[derive(Debug)]
+pub enum NotUtf8 {
+    /// The value of this (UTF-8) name.
+    Value(String),
+    /// A name, shown percent-encoded since it cannot be shown as text.
+    Name(String),
+}
+
+impl std::fmt::Display for NotUtf8 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotUtf8::Value(name) => write!(f, "the value of {name}"),
+            NotUtf8::Name(encoded) => write!(f, "the parameter name {encoded}"),
+        }
     }
 }
 
 impl CallbackError {
+    /// The parameter a `400` is about, for the `parameter` field of the answer.
+    fn parameter(&self) -> Option<&str> {
+        match self {
+            CallbackError::Malformed(EventError::MissingSid | EventError::BadSid(_)) => {
+                Some("MessageSid")
+            }
+            CallbackError::Malformed(EventError::MissingStatus) => Some("MessageStatus"),
+            CallbackError::NotUtf8(NotUtf8::Value(name) | NotUtf8::Name(name)) => Some(name),
+            _ => None,
+        }
+    }
+
     fn outcome(&self) -> Outcome {
         match self {
             CallbackError::TooLarge => Outcome::TooLarge,
             CallbackError::Unreadable => Outcome::Malformed,
             CallbackError::UnsupportedMediaType => Outcome::UnsupportedMediaType,
             CallbackError::Forbidden(_) => Outcome::Forged,
-            CallbackError::Malformed(_) => Outcome::Malformed,
+            CallbackError::Malformed(_) | CallbackError::NotUtf8(_) => Outcome::Malformed,
             CallbackError::Unavailable(_) => Outcome::StoreError,
         }
     }
@@ -104,7 +148,7 @@ async fn receive(
     if !is_form(request) {
         return Err(CallbackError::UnsupportedMediaType);
     }
-    let params: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+    let raw_params = decode_form(body);
     let target = request
         .uri()
         .path_and_query()
@@ -113,11 +157,15 @@ async fn receive(
     signature::verify(
         &state.signing_keys,
         &url,
-        &params,
+        &raw_params,
         header_str(request, "X-Twilio-Signature"),
         header_str(request, "X-Twilio-Webhooks-Signature-Settings"),
     )
-    .map_err(CallbackError::Forbidden)?;
+    .map_err(|error| {
+        log_forbidden(&error, &url, &state.public_url);
+        CallbackError::Forbidden(error)
+    })?;
+    let params = into_text(raw_params).map_err(CallbackError::NotUtf8)?;
     let event =
         StatusEvent::from_params(params, Source::Callback).map_err(CallbackError::Malformed)?;
     let token = header_str(request, "I-Twilio-Idempotency-Token")
@@ -128,6 +176,92 @@ async fn receive(
         .record(event, token)
         .await
         .map_err(CallbackError::Unavailable)
+}
+
+/// Decodes `application/x-www-form-urlencoded` as the WHATWG URL standard does (`&`
+/// separates pairs, the first `=` separates name and value, `+` is a space, `%XX` is a
+/// byte, and an invalid escape stays as written), but into bytes: no lossy step before the
+/// signature check.
+fn decode_form(body: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    body.split(|b| *b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = match pair.iter().position(|b| *b == b'=') {
+                Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+                None => (pair, &[][..]),
+            };
+            (percent_decode(name), percent_decode(value))
+        })
+        .collect()
+}
+
+fn percent_decode(input: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        match input[i] {
+            b'+' => out.push(b' '),
+            b'%' => match (
+                input.get(i + 1).and_then(|b| hex(*b)),
+                input.get(i + 2).and_then(|b| hex(*b)),
+            ) {
+                (Some(high), Some(low)) => {
+                    out.push(high << 4 | low);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The parameters as text, or the first one that is not UTF-8.
+fn into_text(params: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<(String, String)>, NotUtf8> {
+    params
+        .into_iter()
+        .map(|(name, value)| {
+            let name = String::from_utf8(name).map_err(|error| {
+                NotUtf8::Name(form_urlencoded::byte_serialize(error.as_bytes()).collect::<String>())
+            })?;
+            match String::from_utf8(value) {
+                Ok(value) => Ok((name, value)),
+                Err(_) => Err(NotUtf8::Value(name)),
+            }
+        })
+        .collect()
+}
+
+/// Logs a refused signature, at most once a second, with what an operator needs to find a
+/// wrong `STATUSHOOK_PUBLIC_URL`: the public URL in force and the URLs tried, without their
+/// query (it may hold a user's data) and without any password.
+fn log_forbidden(error: &SignatureError, url: &str, public_url: &PublicUrl) {
+    // Milliseconds since the first refusal, plus one; zero means never logged.
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    static LAST_LOGGED: AtomicU64 = AtomicU64::new(0);
+    let now = EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1;
+    let last = LAST_LOGGED.load(Ordering::Relaxed);
+    let due = last == 0 || now.saturating_sub(last) >= 1000;
+    if !due
+        || LAST_LOGGED
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    let tried: Vec<String> = signature::url_variants(url)
+        .iter()
+        .map(|variant| loggable_url(variant))
+        .collect();
+    tracing::warn!(
+        reason = %error,
+        public_url = %public_url.for_log(),
+        tried = ?tried,
+        "callback refused with 403; if every callback is, STATUSHOOK_PUBLIC_URL is probably not the URL Twilio calls (logged at most once a second)"
+    );
 }
 
 fn is_form(request: &HttpRequest) -> bool {

@@ -37,8 +37,10 @@ pub struct CreateMessage {
     /// true or false.
     pub provide_feedback: Option<bool>,
     /// Total attempts made to send the message, this one included.
+    #[serde(default, deserialize_with = "whole_number")]
     pub attempt: Option<i64>,
     /// Seconds the message may wait in Twilio's queue: 1 to 36000.
+    #[serde(default, deserialize_with = "whole_number")]
     pub validity_period: Option<i64>,
     /// Reserved by Twilio; true or false.
     pub force_delivery: Option<bool>,
@@ -356,9 +358,18 @@ fn body_error(error: serde_path_to_error::Error<serde_json::Error>) -> BodyError
             problem: "is required".into(),
         };
     }
-    if let Some(field) = quoted("unknown field `") {
+    if let Some(rest) = text.strip_prefix("unknown field `") {
+        // serde quotes the name in backticks, then lists the expected ones: the name ends
+        // at the first "`, expected", as it may hold a backtick itself.
+        let field = rest.find("`, expected").map_or(rest, |end| &rest[..end]);
+        if field.is_empty() {
+            return BodyError {
+                parameter: None,
+                problem: "a field with an empty name is not a parameter of CreateMessage".into(),
+            };
+        }
         return BodyError {
-            parameter: Some(field),
+            parameter: Some(field.to_owned()),
             problem: "is not a parameter of CreateMessage".into(),
         };
     }
@@ -371,6 +382,60 @@ fn body_error(error: serde_path_to_error::Error<serde_json::Error>) -> BodyError
     };
     let parameter = (path != ".").then_some(path);
     BodyError { parameter, problem }
+}
+
+/// An optional integer field. JSON does not tell `686` from `686.0` (JSON Schema counts
+/// both as integers, and some encoders write every number with a fraction), so a number
+/// with a zero fraction is taken as the integer it is; `686.5` is refused.
+fn whole_number<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i64>, D::Error> {
+    struct WholeNumber;
+
+    impl<'de> serde::de::Visitor<'de> for WholeNumber {
+        type Value = Option<i64>;
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+            formatter.write_str("an integer")
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: serde::Deserializer<'de>>(
+            self,
+            deserializer: D,
+        ) -> Result<Self::Value, D::Error> {
+            deserializer.deserialize_any(self)
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Self::Value, E> {
+            Ok(Some(value))
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Self::Value, E> {
+            i64::try_from(value)
+                .map(Some)
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(value), &self))
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<Self::Value, E> {
+            // The bounds are exact powers of two, so the comparison is exact too.
+            let whole = value.fract() == 0.0 && (-(2f64.powi(63))..2f64.powi(63)).contains(&value);
+            if whole {
+                Ok(Some(value as i64))
+            } else {
+                Err(E::invalid_value(serde::de::Unexpected::Float(value), &self))
+            }
+        }
+    }
+
+    deserializer.deserialize_option(WholeNumber)
 }
 
 /// serde's names of the expected types, in words.
@@ -441,12 +506,28 @@ mod tests {
     }
 
     #[test]
+    fn an_integer_written_with_a_zero_fraction_is_that_integer() {
+        let body =
+            r#"{"to": "+1", "from": "+2", "body": "x", "validity_period": 686.0, "attempt": null}"#;
+        let message = CreateMessage::from_json(body.as_bytes()).expect("a valid body");
+        assert_eq!(message.validity_period, Some(686));
+        assert_eq!(message.attempt, None);
+        let absent = CreateMessage::from_json(br#"{"to": "+1"}"#).expect("a valid body");
+        assert_eq!(absent.validity_period, None);
+    }
+
+    #[test]
     fn a_json_body_error_names_the_field_not_a_line_and_column() {
         let cases = [
             (
                 r#"{"to": "+1", "from": "+2", "body": "x", "validity_period": "ten"}"#,
                 Some("validity_period"),
                 "validity_period: expected an integer",
+            ),
+            (
+                r#"{"to": "+1", "from": "+2", "body": "x", "attempt": 1.5}"#,
+                Some("attempt"),
+                "attempt: invalid value: floating point `1.5`, expected an integer",
             ),
             (
                 r#"{"to": "+1", "from": "+2", "media_url": ["https://a.example", 7]}"#,
@@ -467,6 +548,16 @@ mod tests {
                 r#"{"to": "+1", "from": "+2", "colour": "blue"}"#,
                 Some("colour"),
                 "colour: is not a parameter",
+            ),
+            (
+                r#"{"to": "+1", "from": "+2", "a`b, c": 1}"#,
+                Some("a`b, c"),
+                "a`b, c: is not a parameter",
+            ),
+            (
+                r#"{"to": "+1", "": null}"#,
+                None,
+                "a field with an empty name is not a parameter",
             ),
             (r#"{"to": "+1", "#, None, "the body is not valid JSON"),
             (r#"{"to": "+1"} x"#, None, "the body is not valid JSON"),

@@ -13,6 +13,7 @@
 mod idempotency;
 mod lifecycle;
 mod listing;
+mod series;
 pub mod sled;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ pub use lifecycle::{ImportError, Imported};
 pub use listing::{Cursor, CursorError, ListQuery, Page, CURSOR_LIFETIME};
 
 use crate::domain::{KnownStatus, MessageSid, MessageState, Source, StatusEvent, Timestamp};
+pub use series::{BucketSize, Series};
 
 /// The outcome of recording a status event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +166,22 @@ impl Store {
             Store::Sled(store) => {
                 let store = store.clone();
                 blocking(move || store.stats(since, until)).await
+            }
+        }
+    }
+
+    /// Counts per bucket of the messages last updated within `[since, until)`, widened
+    /// to whole buckets; callers bound the number of buckets.
+    pub async fn series(
+        &self,
+        since: Timestamp,
+        until: Timestamp,
+        size: BucketSize,
+    ) -> Result<Series, StoreError> {
+        match self {
+            Store::Sled(store) => {
+                let store = store.clone();
+                blocking(move || store.series(since, until, size)).await
             }
         }
     }

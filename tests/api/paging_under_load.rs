@@ -107,7 +107,11 @@ async fn every_message_is_listed_exactly_once_while_hundreds_of_callbacks_a_seco
         .collect();
 
     let started = std::time::Instant::now();
-    for listing in 0..6 {
+    // At least six listings, and as many more as it takes for a thousand callbacks to have
+    // arrived while they ran, however slow the machine.
+    let mut listing = 0;
+    while listing < 6 || (moved.load(Ordering::Relaxed) < 1000 && listing < 200) {
+        listing += 1;
         // Every message acknowledged before the first page is requested existed at its
         // snapshot (the snapshot is taken when the first page is served, later).
         let existing: HashSet<String> = sent.lock().expect("lock").sids.iter().cloned().collect();

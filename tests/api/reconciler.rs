@@ -7,7 +7,7 @@ use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::{
-    callback, event_statuses, new_sid, spawn_app_with, Settings, TestApp, ACCOUNT_SID,
+    callback, event_statuses, new_sid, spawn_app_with, with, Settings, TestApp, ACCOUNT_SID,
 };
 
 fn fetch_path(sid: &str) -> String {
@@ -96,6 +96,22 @@ async fn a_message_stuck_in_sent_becomes_delivered_and_final_messages_are_never_
     assert!(
         metrics.contains("statushook_reconciler_fetches_total 1"),
         "{metrics}"
+    );
+
+    // Twilio's own `delivered` callback, arriving late, is not swallowed by the
+    // reconciler's event of the same status: it is kept with all its parameters.
+    let late = with(
+        callback(&stuck, "delivered"),
+        "RawDlrDoneDate",
+        "2611260907",
+    );
+    assert_eq!(app.post_callback(&late).await.status(), 200);
+    let message = app.message_json(&stuck).await;
+    assert_eq!(event_statuses(&message), ["sent", "delivered", "delivered"]);
+    assert_eq!(message["events"][2]["source"], "callback");
+    assert_eq!(
+        message["events"][2]["params"]["RawDlrDoneDate"],
+        "2611260907"
     );
 }
 

@@ -664,3 +664,36 @@ async fn the_send_command_prints_the_created_message_or_twilios_error() {
         "the invalid send reached Twilio"
     );
 }
+
+#[tokio::test]
+async fn twilios_own_callback_is_kept_after_the_senders_record_of_the_same_status() {
+    let twilio = MockServer::start().await;
+    let sid = new_sid();
+    Mock::given(method("POST"))
+        .and(path(MESSAGES_PATH))
+        .respond_with(created(&sid))
+        .expect(1)
+        .mount(&twilio)
+        .await;
+    let app = twilio_app(&twilio, vec![]).await;
+    assert_eq!(app.post_json("/v1/messages", &hello()).await.status(), 201);
+    // Twilio reports `queued` too, with parameters of its own: it is not a duplicate of
+    // the record statushook made when it sent the message.
+    let mut form = callback(&sid, "queued");
+    form.push(("ChannelPrefix".into(), "sms".into()));
+    assert_eq!(app.post_callback(&form).await.status(), 200);
+    let message = app.message_json(&sid).await;
+    let events = message["events"].as_array().expect("events");
+    let sources: Vec<&str> = events
+        .iter()
+        .map(|e| e["source"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(sources, ["sender", "callback"]);
+    assert_eq!(events[1]["params"]["ChannelPrefix"], "sms");
+    // Twilio's second delivery of that callback is a duplicate.
+    assert_eq!(app.post_callback(&form).await.status(), 200);
+    assert_eq!(
+        event_statuses(&app.message_json(&sid).await),
+        ["queued", "queued"]
+    );
+}

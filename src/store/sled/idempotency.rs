@@ -1,8 +1,9 @@
 //! Idempotency keys on the embedded store (the contract is in `store/idempotency.rs`).
 //!
 //! Keys live in their own tree, `idempotency`, apart from the writer's: a claim is one sled
-//! transaction (serializable, so two claims of one key cannot both succeed), then a flush and
-//! an fdatasync of the log, run on a blocking thread. `k` + key holds the [`Entry`]; `e` +
+//! transaction (serializable, so two claims of one key cannot both succeed), run on a
+//! blocking thread, then made durable by the writer (a probe: its flush and fsync cover
+//! every tree, and share the group commit of the callbacks). `k` + key holds the [`Entry`]; `e` +
 //! claim time (big-endian) + key indexes claims by age, so expired keys are swept a few at
 //! a time by later claims. Entries are a few KiB, far below the size sled moves to a blob
 //! file, so the log holds them.
@@ -40,7 +41,11 @@ const SWEEP: usize = 64;
 impl SledStore {
     pub async fn claim_idempotency_key(&self, request: KeyRequest) -> Result<Claim, StoreError> {
         let store = self.clone();
-        blocking(move || store.claim_now(&request)).await
+        let claim = blocking(move || store.claim_now(&request)).await?;
+        if let Claim::Claimed(_) = claim {
+            self.probe().await?;
+        }
+        Ok(claim)
     }
 
     pub async fn finish_idempotency_key(
@@ -49,7 +54,8 @@ impl SledStore {
         finish: Finish,
     ) -> Result<(), StoreError> {
         let store = self.clone();
-        blocking(move || store.finish_now(&ticket, finish)).await
+        blocking(move || store.finish_now(&ticket, finish)).await?;
+        self.probe().await
     }
 
     fn claim_now(&self, request: &KeyRequest) -> Result<Claim, StoreError> {
@@ -86,7 +92,6 @@ impl SledStore {
             .map_err(transaction_error)?;
         if let Claim::Claimed(_) = claim {
             self.sweep(&tree, request.now)?;
-            self.make_durable()?;
         }
         Ok(claim)
     }
@@ -116,7 +121,7 @@ impl SledStore {
             Ok(())
         })
         .map_err(transaction_error)?;
-        self.make_durable()
+        Ok(())
     }
 
     /// Removes a few keys whose window has ended, oldest first.
@@ -154,13 +159,6 @@ impl SledStore {
             .db
             .open_tree("idempotency")
             .map_err(StoreError::unavailable)
-    }
-
-    /// sled's `flush` writes its log with `sync_file_range`, which a power cut can undo;
-    /// an fdatasync of the log file makes the write survive one (as in `writer.rs`).
-    fn make_durable(&self) -> Result<(), StoreError> {
-        self.trees.db.flush().map_err(StoreError::unavailable)?;
-        self.trees.log.sync_data().map_err(StoreError::unavailable)
     }
 }
 

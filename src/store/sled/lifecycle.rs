@@ -27,7 +27,7 @@ use tokio::sync::oneshot;
 use super::keys::index::{self, BY_ACCOUNT, BY_FROM, BY_STATUS, BY_TO, NO_STATUS};
 use super::keys::{decode, record_key, Record};
 use super::writer::Command;
-use super::{open_db, sync_dir, unavailable, wait_for, SledStore};
+use super::{open_db, unavailable, wait_for, SledStore};
 use crate::domain::{KnownStatus, MessageSid, Timestamp};
 use crate::store::{Counts, ImportError, Imported, StoreError, StoredMessage};
 
@@ -344,7 +344,12 @@ pub fn compact(path: &Path) -> Result<Compacted, StoreError> {
     sync_files(&fresh).map_err(StoreError::unavailable)?;
     std::fs::rename(path, &old).map_err(StoreError::unavailable)?;
     std::fs::rename(&fresh, path).map_err(StoreError::unavailable)?;
-    sync_dir(path).map_err(StoreError::unavailable)?;
+    // The renames are entries of the parent folder.
+    let parent = match path.parent() {
+        Some(parent) if parent != Path::new("") => parent,
+        _ => Path::new("."),
+    };
+    sync_dir(parent).map_err(StoreError::unavailable)?;
     std::fs::remove_dir_all(&old).map_err(StoreError::unavailable)?;
     Ok(Compacted {
         bytes_before,
@@ -359,6 +364,10 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
     name.push(".");
     name.push(suffix);
     path.with_file_name(name)
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Syncs every file of a folder (sled's `flush` does not reach the disk), then the folder.

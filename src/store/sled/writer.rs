@@ -11,16 +11,9 @@
 //!
 //! # Durable means fsynced
 //!
-//! This is the one place where "no answer before the write is durable" is kept. sled's
-//! `Db::flush()` writes the log and then calls only `sync_file_range`, which neither
-//! writes the file's metadata nor flushes the drive's volatile cache: a power cut can
-//! undo it, though a killed process cannot. So after every flush the writer calls
-//! `fdatasync` on sled's log file (`db`), the only file a commit appends to; the
-//! directory entries of the files sled creates or renames at start-up (`conf`, `db`, the
-//! snapshot it writes during recovery) are synced once when the store is opened (see
-//! `sync_dir` in `mod.rs`). sled 0.34 writes snapshots only while recovering at open, and
-//! fsyncs a segment truncation itself; blobs are never used, since no value comes near
-//! sled's blob size.
+//! This is the one place where "no answer before the write is durable" is kept: after
+//! sled's flush, [`SledFiles::sync`] fsyncs every file sled needs to recover the group
+//! (`files.rs` says which and why), once per group, and only then are replies sent.
 //!
 //! # Failure
 //!
@@ -36,6 +29,7 @@ use std::thread;
 use sled::Batch;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::files::SledFiles;
 use super::keys::{
     bucket_key, counter_key, encode, event_key, index, meta_key, record_key, EventBody, Record,
     CLOCK_KEY, ERROR_COUNTER, ERROR_HOURLY, ERROR_MINUTELY, HOUR, MINUTE, PROBE_KEY,
@@ -118,6 +112,7 @@ pub fn spawn(
     trees: Trees,
     mut commands: mpsc::Receiver<Command>,
     shared: Arc<Shared>,
+    files: SledFiles,
     observe: GroupObserver,
     clock: Timestamp,
 ) -> std::io::Result<thread::JoinHandle<()>> {
@@ -129,7 +124,7 @@ pub fn spawn(
                 shared,
                 clock,
                 history: VecDeque::new(),
-                synced_blobs: Default::default(),
+                files,
             };
             let mut group = Vec::with_capacity(MAX_GROUP);
             while let Some(first) = commands.blocking_recv() {
@@ -178,8 +173,7 @@ struct Writer {
     clock: Timestamp,
     /// History index entries to remove once old enough, oldest first.
     history: VecDeque<(Timestamp, Vec<u8>)>,
-    /// The blob files known to be synced.
-    synced_blobs: std::collections::HashSet<std::ffi::OsString>,
+    files: SledFiles,
 }
 
 /// What one group writes.
@@ -564,37 +558,8 @@ impl Writer {
             .apply_batch(writes.batch)
             .map_err(unavailable)?;
         self.trees.db.flush().map_err(unavailable)?;
-        // The one fsync of the group: nothing is acknowledged before it returns.
-        self.trees
-            .log
-            .sync_data()
-            .map_err(StoreError::unavailable)?;
-        self.sync_new_blobs().map_err(StoreError::unavailable)
-    }
-
-    /// sled stores a page too large for its log (over a quarter of a segment) as a file
-    /// in `blobs/`, which it writes without syncing. Those of this group are synced here,
-    /// with their directory entries; in practice there are none, and the check is one
-    /// `read_dir` of an empty folder.
-    fn sync_new_blobs(&mut self) -> std::io::Result<()> {
-        let Ok(entries) = std::fs::read_dir(&self.trees.blobs) else {
-            return Ok(());
-        };
-        let mut present = std::collections::HashSet::new();
-        let mut added = false;
-        for entry in entries {
-            let name = entry?.file_name();
-            if !self.synced_blobs.contains(&name) {
-                std::fs::File::open(self.trees.blobs.join(&name))?.sync_data()?;
-                added = true;
-            }
-            present.insert(name);
-        }
-        if added {
-            std::fs::File::open(&self.trees.blobs)?.sync_all()?;
-        }
-        self.synced_blobs = present;
-        Ok(())
+        // The one sync of the group: nothing is acknowledged before it returns.
+        self.files.sync().map_err(StoreError::unavailable)
     }
 
     /// Removes history entries old enough that no valid cursor can need them.
