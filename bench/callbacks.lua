@@ -1,6 +1,7 @@
 -- wrk script: replays pre-signed callbacks (bench/out/callbacks.tsv), each thread its own
 -- share, so every request is a distinct, correctly signed transition.
--- Optional: WRK_DELAY_MS paces each connection (for latency at a fixed rate).
+-- Optional: WRK_DELAY_MS paces each connection (for latency at a fixed rate); WRK_OFFSET
+-- skips that many of each thread's requests (consecutive runs then send new callbacks).
 
 local threads = {}
 local counter = 0
@@ -27,7 +28,7 @@ function init(args)
     end
     n = n + 1
   end
-  index = 0
+  index = tonumber(os.getenv("WRK_OFFSET") or "0") % #requests
   pace = tonumber(os.getenv("WRK_DELAY_MS") or "0")
 end
 

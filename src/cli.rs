@@ -25,9 +25,15 @@ enum Command {
     /// Send one message through Twilio with statushook's callback registered; prints the
     /// created message as JSON.
     Send(Box<SendArgs>),
-    /// Write every message with its events as JSON lines or CSV (with the service stopped,
-    /// or from a copy of the data folder).
+    /// Write every message with its events as JSON lines or CSV: from a running service
+    /// with --url (consistent as of the start), else from a stopped store's folder.
     Export(ExportArgs),
+    /// Load a JSON-lines export into an empty store (service stopped); the API then
+    /// answers exactly as the exporting service did.
+    Import(ImportArgs),
+    /// Rewrite a stopped store into a fresh folder holding only its live data, so that no
+    /// file keeps a deleted value (after an erasure); prints the sizes before and after.
+    Compact(CheckArgs),
     /// Play Twilio: post realistic, signed callback sequences for N messages to an endpoint
     /// and print each message's plan as a JSON line (TWILIO_AUTH_TOKEN signs them).
     Simulate(SimulateArgs),
@@ -75,13 +81,32 @@ struct SimulateArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct ImportArgs {
+    /// The JSON-lines export to load (`-` for standard input).
+    file: std::path::PathBuf,
+    /// The sled database folder to load into; it must hold no message.
+    #[arg(long, env = "STATUSHOOK_DATA_DIR", default_value = "./statushook-data")]
+    data_dir: std::path::PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
 struct ExportArgs {
     /// The sled database folder.
     #[arg(long, env = "STATUSHOOK_DATA_DIR", default_value = "./statushook-data")]
     data_dir: std::path::PathBuf,
+    /// Export from the running service at this base URL (e.g. http://127.0.0.1:8080)
+    /// through GET /v1/export, with STATUSHOOK_API_TOKEN, instead of from --data-dir.
+    #[arg(long)]
+    url: Option<String>,
+    /// The API token for --url.
+    #[arg(long, env = "STATUSHOOK_API_TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
     /// Only messages last updated at or after this RFC 3339 time.
     #[arg(long)]
     since: Option<String>,
+    /// Only messages last updated before this RFC 3339 time (with --url).
+    #[arg(long)]
+    until: Option<String>,
     #[arg(long, value_enum, default_value = "jsonl")]
     format: crate::export::Format,
     /// Write here instead of standard output.
@@ -179,6 +204,9 @@ struct MessageArgs {
     /// SMS sender to fall back to when RCS cannot reach the recipient.
     #[arg(long)]
     fallback_from: Option<String>,
+    /// AC… subaccount to send from, with the configured account's credentials.
+    #[arg(long)]
+    account_sid: Option<String>,
 }
 
 impl MessageArgs {
@@ -209,6 +237,7 @@ impl MessageArgs {
             send_as_mms: self.send_as_mms,
             risk_check: self.risk_check,
             fallback_from: self.fallback_from,
+            account_sid: self.account_sid,
         }
     }
 }
@@ -228,7 +257,10 @@ impl Cli {
         match self.command {
             Command::Serve(args) => serve(&args),
             Command::Send(args) => send(*args),
+            Command::Export(args) if args.url.is_some() => export_from_service(&args),
             Command::Export(args) => export(&args),
+            Command::Import(args) => import(&args),
+            Command::Compact(args) => compact(&args),
             Command::Simulate(args) => simulate(args),
             Command::Healthcheck(args) => healthcheck(&args),
             Command::Check(args) => check(&args),
@@ -427,6 +459,164 @@ fn export(args: &ExportArgs) -> ExitCode {
         }
         Err(error) => {
             eprintln!("statushook: export failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `export --url`: streams `GET /v1/export` of a running service to the output.
+fn export_from_service(args: &ExportArgs) -> ExitCode {
+    let Some(token) = args.api_token.as_deref().filter(|t| !t.is_empty()) else {
+        eprintln!("statushook: STATUSHOOK_API_TOKEN: is required but not set (for --url)");
+        return ExitCode::from(CONFIG_ERROR);
+    };
+    let base = args
+        .url
+        .as_deref()
+        .unwrap_or_default()
+        .trim_end_matches('/');
+    let format = match args.format {
+        crate::export::Format::Jsonl => "jsonl",
+        crate::export::Format::Csv => "csv",
+    };
+    let mut query = vec![("format", format)];
+    query.extend(args.since.as_deref().map(|since| ("since", since)));
+    query.extend(args.until.as_deref().map(|until| ("until", until)));
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let mut out: Box<dyn std::io::Write> = match &args.output {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(file) => Box::new(std::io::BufWriter::new(file)),
+            Err(error) => {
+                eprintln!("statushook: --output: {}: {error}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let started = std::time::Instant::now();
+    let streamed = runtime.block_on(async {
+        let mut response = reqwest::Client::new()
+            .get(format!("{base}/v1/export"))
+            .query(&query)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|error| format!("{base}: {error}"))?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            return Err(format!("the service answered {status}: {body}"));
+        }
+        let mut lines = 0u64;
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|error| format!("the export broke off: {error}"))?
+        {
+            lines += chunk.iter().filter(|byte| **byte == b'\n').count() as u64;
+            out.write_all(&chunk)
+                .map_err(|error| format!("cannot write: {error}"))?;
+        }
+        out.flush()
+            .map_err(|error| format!("cannot write: {error}"))?;
+        Ok(lines)
+    });
+    match streamed {
+        Ok(lines) => {
+            let what = match args.format {
+                crate::export::Format::Jsonl => "messages",
+                crate::export::Format::Csv => "lines",
+            };
+            eprintln!(
+                "statushook: exported {lines} {what} in {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(problem) => {
+            eprintln!("statushook: export failed: {problem}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn import(args: &ImportArgs) -> ExitCode {
+    let input: Box<dyn std::io::BufRead> = if args.file.as_os_str() == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        match std::fs::File::open(&args.file) {
+            Ok(file) => Box::new(std::io::BufReader::with_capacity(1 << 20, file)),
+            Err(error) => {
+                eprintln!("statushook: {}: {error}", args.file.display());
+                return ExitCode::from(CONFIG_ERROR);
+            }
+        }
+    };
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let started = std::time::Instant::now();
+    let loaded = runtime.block_on(async {
+        let store = crate::store::Store::open_sled(&args.data_dir, Box::new(|_| {}))
+            .map_err(|error| format!("cannot open the store in {} ({error}); if statushook serve is running on it, stop it", args.data_dir.display()))?;
+        let loaded = crate::import::load(&store, input).await;
+        let closed = store.close().await;
+        let loaded = loaded.map_err(|error| error.to_string())?;
+        closed.map_err(|error| format!("the final flush failed: {error}"))?;
+        Ok::<_, String>(loaded)
+    });
+    match loaded {
+        Ok(loaded) => {
+            let seconds = started.elapsed().as_secs_f64();
+            eprintln!(
+                "statushook: imported {} messages, {} events in {seconds:.1}s ({:.0} messages/s)",
+                loaded.messages,
+                loaded.events,
+                loaded.messages as f64 / seconds.max(1e-6)
+            );
+            if loaded.moved > 0 {
+                eprintln!(
+                    "statushook: {} events shared a millisecond with more events than it has microseconds and moved to the next one",
+                    loaded.moved
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(problem) => {
+            eprintln!("statushook: import failed: {problem}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn compact(args: &CheckArgs) -> ExitCode {
+    if !args.data_dir.exists() {
+        eprintln!(
+            "statushook: --data-dir: {} does not exist",
+            args.data_dir.display()
+        );
+        return ExitCode::from(CONFIG_ERROR);
+    }
+    match crate::store::sled::compact(&args.data_dir) {
+        Ok(done) => {
+            println!(
+                "statushook: {} compacted: {} keys, {} bytes before, {} after",
+                args.data_dir.display(),
+                done.keys,
+                done.bytes_before,
+                done.bytes_after
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!(
+                "statushook: cannot compact {} ({error}); if statushook serve is running on it, stop it",
+                args.data_dir.display()
+            );
             ExitCode::FAILURE
         }
     }

@@ -41,7 +41,9 @@ Secrets and Twilio settings are read from the environment only:
   STATUSHOOK_CALLBACK_OVERRIDES connection overrides appended to the StatusCallback [default: #rc=5&rp=ct,rt,5xx]
   STATUSHOOK_RECONCILE_RATE     most Fetch Message requests a second by the reconciler [default: 5]
   STATUSHOOK_TWILIO_TIMEOUT     how long one request to Twilio's API may take [default: 15s]
-  STATUSHOOK_LOG_FORMAT         text (default) or json; RUST_LOG sets the level";
+  STATUSHOOK_LOG_FORMAT         text (default) or json; RUST_LOG sets the level
+  STATUSHOOK_RETENTION          delete messages not updated for this long (90d, 36h, 30m, 45s) [default: keep forever]
+  STATUSHOOK_RETENTION_INTERVAL pause between two retention passes [default: 1m]";
 
 /// A secret string. It is never printed: `Debug` and `Display` show `[redacted]`.
 #[derive(Clone, PartialEq, Eq)]
@@ -285,6 +287,10 @@ pub struct Config {
     pub reconcile_rate: f64,
     pub callback_overrides: String,
     pub twilio_timeout: Duration,
+    /// Messages not updated for this long are deleted (`STATUSHOOK_RETENTION`).
+    pub retention: Option<Duration>,
+    /// The pause between two retention passes.
+    pub retention_interval: Duration,
 }
 
 /// What `statushook send` needs, validated.
@@ -375,7 +381,27 @@ impl Config {
             reconcile_rate: reconcile_rate(&get)?,
             callback_overrides: callback_overrides(&get)?,
             twilio_timeout: twilio_timeout(&get)?,
+            retention: optional_duration(&get, "STATUSHOOK_RETENTION")?,
+            retention_interval: optional_duration(&get, "STATUSHOOK_RETENTION_INTERVAL")?
+                .unwrap_or(Duration::from_secs(60)),
         })
+    }
+}
+
+/// A duration setting, `None` when unset; zero is malformed.
+fn optional_duration(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<Duration>, ConfigError> {
+    let Some(raw) = get(name) else {
+        return Ok(None);
+    };
+    match parse_duration(&raw) {
+        Ok(duration) if duration.is_zero() => {
+            Err(ConfigError::malformed(name, "must be longer than zero"))
+        }
+        Ok(duration) => Ok(Some(duration)),
+        Err(problem) => Err(ConfigError::malformed(name, problem)),
     }
 }
 

@@ -1,10 +1,10 @@
-//! `statushook export`: every message with its events, as JSON lines or CSV, for analysis
-//! or migration.
+//! Exports: every message with its events, as JSON lines or CSV, for analysis or migration.
 //!
-//! sled lets one process at a time open a store, so export runs with the service stopped,
-//! or on a copy of the data folder (a copy taken while the service runs is a crash-consistent
-//! snapshot: opening it recovers exactly what had been acknowledged). A JSON line is the
-//! message exactly as `GET /v1/messages/{sid}` shows it; CSV has one row per event.
+//! A running service streams one from `GET /v1/export` (`routes/export.rs`, which
+//! `statushook export --url` reads). Offline, `statushook export --data-dir` reads a stopped
+//! store (sled lets one process at a time open a folder). A JSON line is the message exactly as
+//! `GET /v1/messages/{sid}` shows it, which `statushook import` reads back; CSV has one row
+//! per event.
 
 use std::io::{self, Write};
 
@@ -19,9 +19,9 @@ pub enum Format {
     Csv,
 }
 
-const CSV_HEADER: &str =
+const CSV_HEADER_LINE: &str =
     "sid,account_sid,from,to,messaging_service_sid,status,error_code,created_at,updated_at,\
-event_status,event_error_code,received_at,source,raw_dlr_done_date,params";
+event_status,event_error_code,received_at,source,raw_dlr_done_date,params\n";
 
 /// Writes every message last updated at or after `since`; answers how many.
 pub fn export(
@@ -30,8 +30,8 @@ pub fn export(
     format: Format,
     out: &mut impl Write,
 ) -> Result<u64, ExportError> {
-    if format == Format::Csv {
-        writeln!(out, "{CSV_HEADER}")?;
+    if let Some(header) = header(format) {
+        out.write_all(header)?;
     }
     let mut count = 0;
     for message in store.messages() {
@@ -39,17 +39,35 @@ pub fn export(
         if since.is_some_and(|since| message.state.updated_at < since) {
             continue;
         }
-        match format {
-            Format::Jsonl => {
-                serde_json::to_writer(&mut *out, &MessageView::full(message))?;
-                writeln!(out)?;
-            }
-            Format::Csv => write_csv(out, message)?,
-        }
+        write_message(out, message, format)?;
         count += 1;
     }
     out.flush()?;
     Ok(count)
+}
+
+/// What an export starts with: the CSV header line, nothing for JSON lines.
+pub fn header(format: Format) -> Option<&'static [u8]> {
+    match format {
+        Format::Jsonl => None,
+        Format::Csv => Some(CSV_HEADER_LINE.as_bytes()),
+    }
+}
+
+/// The JSON line of a message, or its CSV rows (one per event).
+pub fn write_message(
+    out: &mut impl Write,
+    message: StoredMessage,
+    format: Format,
+) -> Result<(), ExportError> {
+    match format {
+        Format::Jsonl => {
+            serde_json::to_writer(&mut *out, &MessageView::full(message))?;
+            writeln!(out)?;
+            Ok(())
+        }
+        Format::Csv => write_csv(out, message),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

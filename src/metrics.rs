@@ -45,6 +45,15 @@ impl Outcome {
     }
 }
 
+/// Why messages were deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deletion {
+    /// Older than `STATUSHOOK_RETENTION`.
+    Retention,
+    /// `DELETE /v1/messages/{sid}` or `DELETE /v1/messages?phone=…`.
+    Erasure,
+}
+
 /// Upper bounds of the callback latency histogram, in seconds.
 const LATENCY_BOUNDS: [f64; 10] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
@@ -60,6 +69,8 @@ pub struct Metrics {
     reconciler_fetches: AtomicU64,
     reconciler_corrections: AtomicU64,
     reconciler_failures: AtomicU64,
+    /// Messages deleted, by [`Deletion`].
+    deletions: [AtomicU64; 2],
     unauthorized: AtomicU64,
 }
 
@@ -123,6 +134,10 @@ impl Metrics {
 
     pub fn reconciler_corrected(&self) {
         self.reconciler_corrections.fetch_add(1, Relaxed);
+    }
+
+    pub fn deleted(&self, why: Deletion, messages: u64) {
+        self.deletions[why as usize].fetch_add(messages, Relaxed);
     }
 
     pub fn reconciler_failed(&self) {
@@ -198,6 +213,18 @@ impl Metrics {
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
                 counter.load(Relaxed)
+            );
+        }
+        out.push_str("# HELP statushook_deleted_messages_total Messages deleted, by reason.\n");
+        out.push_str("# TYPE statushook_deleted_messages_total counter\n");
+        for (why, label) in [
+            (Deletion::Retention, "retention"),
+            (Deletion::Erasure, "erasure"),
+        ] {
+            let _ = writeln!(
+                out,
+                "statushook_deleted_messages_total{{reason=\"{label}\"}} {}",
+                self.deletions[why as usize].load(Relaxed)
             );
         }
         if let Some(counts) = counts {

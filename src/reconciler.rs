@@ -23,6 +23,9 @@ use crate::store::{ListQuery, Recorded, Store, StoreError};
 pub const MAX_AGE: Duration = Duration::from_secs(72 * 3600);
 /// Fetches of one message before the reconciler gives up on it.
 pub const MAX_ATTEMPTS: u32 = 6;
+/// A candidate's current status and the account it belongs to.
+type Candidate = (Option<KnownStatus>, Option<String>);
+
 /// Candidates looked at in one pass.
 const MAX_PER_PASS: usize = 10_000;
 
@@ -95,7 +98,7 @@ impl Reconciler {
     async fn candidates(
         &self,
         now: Timestamp,
-    ) -> Result<HashMap<MessageSid, Option<KnownStatus>>, StoreError> {
+    ) -> Result<HashMap<MessageSid, Candidate>, StoreError> {
         let micros = |d: Duration| d.as_micros() as u64;
         let mut query = ListQuery {
             statuses: KnownStatus::ALL
@@ -111,8 +114,9 @@ impl Reconciler {
         let mut candidates = HashMap::new();
         loop {
             let page = self.store.list(query.clone()).await?;
-            for (sid, record) in page.messages {
-                candidates.insert(sid, record.status);
+            for (sid, state) in page.messages {
+                let account = state.parties.account_sid;
+                candidates.insert(sid, (state.status, account));
             }
             match page.next {
                 Some(cursor) if candidates.len() < MAX_PER_PASS => query.cursor = Some(cursor),
@@ -124,9 +128,15 @@ impl Reconciler {
     async fn reconcile(
         &mut self,
         sid: &MessageSid,
-        current: Option<KnownStatus>,
+        (current, account): Candidate,
     ) -> Result<(), StoreError> {
-        let resource = match self.twilio.fetch_message(sid).await {
+        // Each message is fetched through its own account: a subaccount's messages are
+        // not found under the parent's URL, though the parent's credentials may read them.
+        let fetched = match &account {
+            Some(account) => self.twilio.fetch_message_in(account, sid).await,
+            None => self.twilio.fetch_message(sid).await,
+        };
+        let resource = match fetched {
             Ok(resource) => resource,
             Err(SendError::Twilio(error)) if error.status == 404 => {
                 tracing::warn!(%sid, "twilio does not know this message; not asking again");

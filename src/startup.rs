@@ -12,6 +12,7 @@ use anyhow::Context;
 use crate::config::{Config, PublicUrl, Secret};
 use crate::metrics::Metrics;
 use crate::reconciler::Reconciler;
+use crate::retention::Retention;
 use crate::routes;
 use crate::sender::{RetryPolicy, TwilioClient};
 use crate::signature::Keys;
@@ -37,6 +38,9 @@ pub struct Application {
     port: u16,
     server: Server,
     store: Store,
+    /// Background jobs that stop when `stop_jobs` turns true, joined before the store closes.
+    jobs: Vec<tokio::task::JoinHandle<()>>,
+    stop_jobs: tokio::sync::watch::Sender<bool>,
 }
 
 impl Application {
@@ -69,10 +73,22 @@ impl Application {
             );
             tokio::spawn(reconciler.run());
         }
-        let jobs = if twilio.is_some() {
-            "reconciler"
-        } else {
-            "none"
+        let (stop_jobs, stopping) = tokio::sync::watch::channel(false);
+        let mut background = Vec::new();
+        if let Some(age) = config.retention {
+            let retention = Retention {
+                store: store.clone(),
+                metrics: Arc::clone(&metrics),
+                age,
+                interval: config.retention_interval,
+            };
+            background.push(tokio::spawn(retention.run(stopping.clone())));
+        }
+        let jobs = match (twilio.is_some(), config.retention.is_some()) {
+            (true, true) => "reconciler, retention",
+            (true, false) => "reconciler",
+            (false, true) => "retention",
+            (false, false) => "none",
         };
         // The one start-up line: enough to tell from the log alone what this process serves,
         // from where, and what runs in the background.
@@ -108,6 +124,8 @@ impl Application {
             port,
             server,
             store,
+            jobs: background,
+            stop_jobs,
         })
     }
 
@@ -132,12 +150,27 @@ impl Application {
                 tracing::error!(%error, "the store failed; stopping so that a restart recovers it");
                 tokio::time::sleep(FAILED_GRACE).await;
                 handle.stop(false).await;
+                stop_and_join(&self.stop_jobs, self.jobs).await;
                 return Err(anyhow::Error::new(error).context("the store failed a write"));
             }
         }
+        stop_and_join(&self.stop_jobs, self.jobs).await;
         self.store.close().await.context("the final flush failed")?;
         tracing::info!("stopped; every acknowledged callback is on disk");
         Ok(())
+    }
+}
+
+/// Tells the background jobs to stop and waits until each has.
+async fn stop_and_join(
+    stop: &tokio::sync::watch::Sender<bool>,
+    jobs: Vec<tokio::task::JoinHandle<()>>,
+) {
+    stop.send_replace(true);
+    for job in jobs {
+        if let Err(error) = job.await {
+            tracing::error!(%error, "a background job failed");
+        }
     }
 }
 
@@ -159,7 +192,10 @@ fn routes_table(config: &mut web::ServiceConfig) {
                 .wrap(from_fn(routes::require_bearer))
                 .route("/messages", web::get().to(routes::list_messages))
                 .route("/messages", web::post().to(routes::send_message))
+                .route("/messages", web::delete().to(routes::delete_messages))
                 .route("/messages/{sid}", web::get().to(routes::get_message))
+                .route("/messages/{sid}", web::delete().to(routes::delete_message))
+                .route("/export", web::get().to(routes::export_messages))
                 .route("/stats", web::get().to(routes::stats))
                 .route("/events", web::get().to(routes::events))
                 .route("/stats/series", web::get().to(routes::stats_series)),

@@ -9,6 +9,7 @@ use super::ApiError;
 use crate::domain::{
     error_codes, KnownStatus, MessageSid, MessageState, RfcTime, Source, Timestamp,
 };
+use crate::metrics::Deletion;
 use crate::startup::AppState;
 use crate::store::{Cursor, ListQuery, StoredEvent, StoredMessage};
 
@@ -166,6 +167,15 @@ fn parse_list_query(raw: &str) -> Result<ListQuery, ApiError> {
                     .map_err(|_| bad("error_code", format!("{value:?} is not a whole number")))?;
                 query.error_code = Some(code);
             }
+            "account_sid" => {
+                if !crate::config::is_sid(&value, "AC") {
+                    return Err(ApiError::InvalidParameter {
+                        parameter: "account_sid",
+                        problem: "must be AC followed by 32 hex digits".into(),
+                    });
+                }
+                query.account_sid = Some(value.into_owned());
+            }
             "to" => query.to = Some(phone_filter("to", &value)?),
             "from" => query.from = Some(phone_filter("from", &value)?),
             "since" => {
@@ -216,4 +226,45 @@ fn phone_filter(parameter: &'static str, value: &str) -> Result<String, ApiError
         )));
     }
     Ok(value.to_owned())
+}
+
+/// `DELETE /v1/messages/{sid}`: the message and every trace of it leave the store.
+pub async fn delete_message(
+    sid: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let sid = MessageSid::parse(&sid).map_err(ApiError::BadRequest)?;
+    if !state.store.delete_message(&sid).await? {
+        return Err(ApiError::NotFound);
+    }
+    state.metrics.deleted(Deletion::Erasure, 1);
+    tracing::info!(%sid, "message erased on request");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `DELETE /v1/messages?phone=…`: a privacy erasure of every message whose recipient or
+/// sender is that number. The number is never logged.
+pub async fn delete_messages(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let mut phone = None;
+    for (name, value) in form_urlencoded::parse(request.query_string().as_bytes()) {
+        match name.as_ref() {
+            "phone" => phone = Some(phone_filter("phone", &value)?),
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "{other}: is not a parameter of this deletion (give phone)"
+                )))
+            }
+        }
+    }
+    let phone = phone.ok_or_else(|| ApiError::InvalidParameter {
+        parameter: "phone",
+        problem: "is required (the number whose messages to delete, + encoded as %2B)".into(),
+    })?;
+    let deleted = state.store.delete_by_phone(&phone).await?;
+    state.metrics.deleted(Deletion::Erasure, deleted);
+    tracing::info!(deleted, "messages of a phone number erased on request");
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "deleted": deleted })))
 }

@@ -4,6 +4,7 @@
 //! kept under idempotency keys.
 
 mod events;
+mod export;
 mod fallback;
 mod health;
 mod messages;
@@ -20,9 +21,10 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse, ResponseError};
 
 pub use events::{events, FeedEventView};
+pub use export::export_messages;
 pub use fallback::no_route;
 pub use health::{healthz, metrics, readyz};
-pub use messages::{get_message, list_messages, MessageView};
+pub use messages::{delete_message, delete_messages, get_message, list_messages, MessageView};
 pub use openapi::openapi;
 pub use send::{send_message, SendFailure};
 pub use stats::{stats, stats_series};

@@ -74,10 +74,13 @@ mod tests {
 
     #[test]
     fn the_methods_at_a_path_come_from_the_document() {
-        assert_eq!(methods_at("/v1/messages"), Some(vec!["GET", "POST"]));
+        assert_eq!(
+            methods_at("/v1/messages"),
+            Some(vec!["GET", "POST", "DELETE"])
+        );
         assert_eq!(
             methods_at("/v1/messages/SM0123456789abcdef0123456789abcdef"),
-            Some(vec!["GET"])
+            Some(vec!["GET", "DELETE"])
         );
         assert_eq!(methods_at("/v1/messages/"), None);
         assert_eq!(methods_at("/v1/messages/a/b"), None);

@@ -330,7 +330,8 @@ async fn record_refusal(
     message: &CreateMessage,
     error: &TwilioError,
 ) -> Option<MessageSid> {
-    let event = sender::refused_event(twilio.account_sid(), message, error)?;
+    let account = message.account_sid.as_deref();
+    let event = sender::refused_event(account.unwrap_or(twilio.account_sid()), message, error)?;
     let sid = event.sid().clone();
     match state.store.record(event, None).await {
         Ok(_) => Some(sid),

@@ -77,8 +77,17 @@ pub async fn stats(
     request: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (since, until) = parse_window(request.query_string(), "stats", &[])?.window;
-    let stats = state.store.stats(since, until).await?;
+    let query = parse_window(request.query_string(), "stats", &["account_sid"])?;
+    let (since, until) = query.window;
+    let stats = match query.extra.get("account_sid") {
+        Some(account) if !crate::config::is_sid(account, "AC") => {
+            return Err(ApiError::BadRequest(
+                "account_sid: must be AC followed by 32 hex digits".into(),
+            ))
+        }
+        Some(account) => state.store.account_stats(account, since, until).await?,
+        None => state.store.stats(since, until).await?,
+    };
     let view = StatsView {
         since: since.map(RfcTime),
         until: until.map(RfcTime),

@@ -67,6 +67,9 @@ pub struct CreateMessage {
     pub risk_check: Option<String>,
     /// SMS sender to fall back to when RCS cannot reach the recipient.
     pub fallback_from: Option<String>,
+    /// AC… (sub)account to create the message in, with the configured account's
+    /// credentials; the configured account when absent. Part of the URL, not of the form.
+    pub account_sid: Option<String>,
 }
 
 /// A parameter that breaks a constraint of CreateMessage.
@@ -169,6 +172,7 @@ impl CreateMessage {
             ));
         }
         for (parameter, value, prefix) in [
+            ("AccountSid", &self.account_sid, "AC"),
             ("MessagingServiceSid", &self.messaging_service_sid, "MG"),
             ("ContentSid", &self.content_sid, "HX"),
             ("ApplicationSid", &self.application_sid, "AP"),

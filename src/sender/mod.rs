@@ -176,9 +176,15 @@ impl TwilioClient {
         status_callback: &str,
     ) -> Result<serde_json::Value, CreateError> {
         request.validate()?;
+        // The parent account's credentials act on its subaccounts: a request naming one
+        // creates the message in it.
+        let account = request
+            .account_sid
+            .as_deref()
+            .unwrap_or(&self.credentials.account_sid);
         let url = format!(
-            "{}/2010-04-01/Accounts/{}/Messages.json",
-            self.credentials.api_base, self.credentials.account_sid
+            "{}/2010-04-01/Accounts/{account}/Messages.json",
+            self.credentials.api_base
         );
         let form = request.to_form(status_callback);
         let mut attempt = 1;
@@ -239,11 +245,22 @@ impl TwilioClient {
         }
     }
 
-    /// Fetches a message's current state.
+    /// Fetches a message's current state from the configured account.
     pub async fn fetch_message(&self, sid: &MessageSid) -> Result<serde_json::Value, SendError> {
+        self.fetch_message_in(&self.credentials.account_sid, sid)
+            .await
+    }
+
+    /// Fetches a message's current state from `account_sid`: the configured account or
+    /// one of its subaccounts, whose resources the parent's credentials may read.
+    pub async fn fetch_message_in(
+        &self,
+        account_sid: &str,
+        sid: &MessageSid,
+    ) -> Result<serde_json::Value, SendError> {
         let url = format!(
-            "{}/2010-04-01/Accounts/{}/Messages/{sid}.json",
-            self.credentials.api_base, self.credentials.account_sid
+            "{}/2010-04-01/Accounts/{account_sid}/Messages/{sid}.json",
+            self.credentials.api_base
         );
         let mut attempt = 1;
         loop {

@@ -25,6 +25,8 @@ pub struct ListQuery {
     pub error_code: Option<u32>,
     pub to: Option<String>,
     pub from: Option<String>,
+    /// The `AC…` account (or subaccount) the messages belong to.
+    pub account_sid: Option<String>,
     /// Inclusive lower bound on `updated_at`.
     pub since: Option<Timestamp>,
     /// Exclusive upper bound on `updated_at`.
@@ -48,6 +50,10 @@ impl ListQuery {
                 .from
                 .as_ref()
                 .is_none_or(|from| state.parties.from.as_ref() == Some(from))
+            && self
+                .account_sid
+                .as_ref()
+                .is_none_or(|account| state.parties.account_sid.as_ref() == Some(account))
             && self.since.is_none_or(|since| state.updated_at >= since)
             && self.until.is_none_or(|until| state.updated_at < until)
     }

@@ -11,6 +11,7 @@
 //! `sled/writer.rs`); with PostgreSQL, committed with `synchronous_commit` on.
 
 mod idempotency;
+mod lifecycle;
 mod listing;
 mod series;
 pub mod sled;
@@ -18,6 +19,7 @@ pub mod sled;
 use std::sync::Arc;
 
 pub use idempotency::{Claim, ClaimTicket, Finish, KeptReply, KeyRequest, IDEMPOTENCY_WINDOW};
+pub use lifecycle::{ImportError, Imported};
 pub use listing::{Cursor, CursorError, ListQuery, Page, CURSOR_LIFETIME};
 
 use crate::domain::{KnownStatus, MessageSid, MessageState, Source, StatusEvent, Timestamp};

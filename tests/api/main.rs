@@ -1,4 +1,5 @@
 mod crash;
+mod data_lifecycle;
 mod feed;
 mod health;
 mod helpers;

@@ -74,7 +74,7 @@ async fn a_method_a_path_does_not_take_is_405_with_allow_and_a_json_error() {
     let app = spawn_app().await;
     let cases = [
         (Method::DELETE, "/v1/stats", "GET"),
-        (Method::PUT, "/v1/messages", "GET, POST"),
+        (Method::PUT, "/v1/messages", "GET, POST, DELETE"),
         (Method::TRACE, "/healthz", "GET"),
         (Method::GET, "/twilio/status", "POST"),
     ];

@@ -12,6 +12,7 @@
 //! | `e`  | `e` error(u32) updated_at sid         | empty, or `replaced_at` (history)      |
 //! | `t`  | `t` to 0x00 sid                       | empty (by recipient)                   |
 //! | `f`  | `f` from 0x00 sid                     | empty (by sender)                      |
+//! | `a`  | `a` account 0x00 sid                  | empty (by account)                     |
 //! | `c`  | `c` S status(u8) / `c` E error(u32)   | count (u64)                            |
 //! | `c`  | `c` H/M hour/minute(u32) status(u8)   | count (u64)                            |
 //! | `c`  | `c` h/m hour/minute(u32) error(u32)   | count (u64)                            |
@@ -35,7 +36,7 @@ use crate::domain::{MessageSid, MessageState, Parties, Timestamp, Transition};
 use crate::store::StoreError;
 
 /// A message as stored: enough to replay its state at any time without its events.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     pub parties: Parties,
     /// Every stored transition, in arrival order (which is `received_at` order).
@@ -172,6 +173,7 @@ pub mod index {
     pub const BY_ERROR: u8 = b'e';
     pub const BY_TO: u8 = b't';
     pub const BY_FROM: u8 = b'f';
+    pub const BY_ACCOUNT: u8 = b'a';
     /// The status-index code of a message that has no known status yet.
     pub const NO_STATUS: u8 = 0xff;
 
@@ -189,10 +191,14 @@ pub mod index {
         keys
     }
 
-    /// The recipient and sender entries of a message with `parties`.
+    /// The recipient, sender and account entries of a message with `parties`.
     pub fn numbers(sid: &MessageSid, parties: &Parties) -> Vec<Vec<u8>> {
         let mut keys = Vec::new();
-        for (kind, number) in [(BY_TO, &parties.to), (BY_FROM, &parties.from)] {
+        for (kind, number) in [
+            (BY_TO, &parties.to),
+            (BY_FROM, &parties.from),
+            (BY_ACCOUNT, &parties.account_sid),
+        ] {
             if let Some(number) = number {
                 let mut key = prefix(kind, &text_value(number));
                 key.extend_from_slice(sid.as_str().as_bytes());

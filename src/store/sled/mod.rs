@@ -10,6 +10,7 @@
 mod files;
 mod idempotency;
 mod keys;
+mod lifecycle;
 mod params;
 mod query;
 mod series;
@@ -27,6 +28,7 @@ use crate::store::{
     CheckReport, FeedEntry, GroupObserver, Recorded, StoreError, StoredEvent, StoredMessage,
 };
 use keys::{decode, decode_count, index, Record};
+pub use lifecycle::{compact, Compacted, DELETE_BATCH};
 use writer::{Command, Shared};
 
 /// A handle on the sled store. Cheap to clone; every clone talks to the same writer.
@@ -82,6 +84,7 @@ impl SledStore {
             writer: Arc::new(Mutex::new(Some(writer))),
         };
         store.find_history();
+        store.index_accounts();
         Ok(store)
     }
 
@@ -419,6 +422,7 @@ impl SledStore {
             index::BY_ERROR,
             index::BY_TO,
             index::BY_FROM,
+            index::BY_ACCOUNT,
         ] {
             for entry in self.trees.data.scan_prefix([kind]) {
                 let (key, value) = entry.map_err(|e| fail(unavailable(e)))?;

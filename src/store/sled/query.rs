@@ -9,7 +9,8 @@
 //! kept entry is replayed to the snapshot, so a page shows each message as it was then.
 //!
 //! The index walked is the most selective one the filters allow: the recipient index for
-//! `to`, the sender index for `from` (unless the sender has very many messages), the
+//! `to`, the sender index for `from`, the account index for `account_sid` (each unless
+//! the number or account has very many messages), the
 //! error-code index for `error_code`, the status index for `status` (one range per status,
 //! merged), else every status range merged. `since`, `until` and the cursor bound the
 //! ranges, so a page reads about `limit` entries plus the history entries among them
@@ -17,7 +18,7 @@
 
 use std::cmp::Reverse;
 
-use super::keys::index::{self, BY_ERROR, BY_FROM, BY_STATUS, BY_TO, NO_STATUS};
+use super::keys::index::{self, BY_ACCOUNT, BY_ERROR, BY_FROM, BY_STATUS, BY_TO, NO_STATUS};
 use super::{unavailable, SledStore};
 use crate::domain::{KnownStatus, MessageSid, MessageState, Timestamp};
 use crate::store::{Cursor, ListQuery, Page, StoreError};
@@ -44,9 +45,12 @@ impl SledStore {
             }
             Ok(messages.len() <= query.limit)
         };
-        let number_index = match (&query.to, &query.from) {
-            (Some(to), _) => Some(index::prefix(BY_TO, &index::text_value(to))),
-            (None, Some(from)) => Some(index::prefix(BY_FROM, &index::text_value(from))),
+        let number_index = match (&query.to, &query.from, &query.account_sid) {
+            (Some(to), _, _) => Some(index::prefix(BY_TO, &index::text_value(to))),
+            (None, Some(from), _) => Some(index::prefix(BY_FROM, &index::text_value(from))),
+            (None, None, Some(account)) => {
+                Some(index::prefix(BY_ACCOUNT, &index::text_value(account)))
+            }
             _ => None,
         };
         // A number with very many messages is found faster by the time-ordered walk,

@@ -37,8 +37,12 @@ use super::keys::{
 };
 use super::params::{self, Context};
 use super::Trees;
-use crate::domain::{is_duplicate, MessageSid, MessageState, StatusEvent, Timestamp, Transition};
-use crate::store::{GroupObserver, Recorded, StoreError, CURSOR_LIFETIME};
+use crate::domain::{
+    is_duplicate, MessageSid, MessageState, MessageStatus, StatusEvent, Timestamp, Transition,
+};
+use crate::store::{
+    GroupObserver, ImportError, Imported, Recorded, StoreError, StoredMessage, CURSOR_LIFETIME,
+};
 
 /// The most commands applied and synced together.
 pub const MAX_GROUP: usize = 2048;
@@ -69,6 +73,24 @@ pub enum Command {
     },
     /// History entries found at start-up, to remove once they are old enough.
     Forget { entries: Vec<(Timestamp, Vec<u8>)> },
+    /// Deletes messages with every trace of them (see `store/lifecycle.rs`); with
+    /// `updated_before`, only those still last updated before it. Answers how many.
+    Delete {
+        sids: Vec<MessageSid>,
+        updated_before: Option<Timestamp>,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
+    /// Writes exported messages as recording their events would have.
+    Import {
+        messages: Vec<StoredMessage>,
+        reply: oneshot::Sender<Result<Imported, ImportError>>,
+    },
+    /// Adds the account index entries of stored messages that lack them (a store written
+    /// before that index existed); `done` is set as a meta key with the last batch.
+    IndexAccounts {
+        sids: Vec<MessageSid>,
+        done: Option<Vec<u8>>,
+    },
     /// Commits the group it arrived in, syncs, replies and stops the writer.
     Shutdown {
         reply: oneshot::Sender<Result<(), StoreError>>,
@@ -133,6 +155,14 @@ enum Reply {
         oneshot::Sender<Result<Recorded, StoreError>>,
     ),
     Done(oneshot::Sender<Result<(), StoreError>>),
+    Deleted(
+        Result<u64, StoreError>,
+        oneshot::Sender<Result<u64, StoreError>>,
+    ),
+    Imported(
+        Result<Imported, ImportError>,
+        oneshot::Sender<Result<Imported, ImportError>>,
+    ),
 }
 
 struct Writer {
@@ -196,6 +226,34 @@ impl Writer {
                         self.history.push_front(entry);
                     }
                 }
+                Command::Delete {
+                    sids,
+                    updated_before,
+                    reply,
+                } => {
+                    let outcome = sids.iter().try_fold(0, |deleted, sid| {
+                        let gone = self.plan_delete(&mut writes, sid, updated_before)?;
+                        Ok(deleted + u64::from(gone))
+                    });
+                    replies.push(Reply::Deleted(outcome, reply));
+                }
+                Command::Import { messages, reply } => {
+                    let outcome = self.plan_import(&mut writes, messages);
+                    replies.push(Reply::Imported(outcome, reply));
+                }
+                Command::IndexAccounts { sids, done } => {
+                    for sid in &sids {
+                        // A failed read leaves the entry to the next start-up.
+                        if let Ok(Some(record)) = self.current(&writes, sid) {
+                            for key in index::numbers(sid, &record.parties) {
+                                writes.batch.insert(key, &[][..]);
+                            }
+                        }
+                    }
+                    if let Some(done) = done {
+                        writes.batch.insert(meta_key(&done), &[1][..]);
+                    }
+                }
                 Command::Shutdown { reply } => {
                     next = Continue::Stop;
                     replies.push(Reply::Done(reply));
@@ -206,7 +264,8 @@ impl Writer {
         let result = self.write(writes);
         let storage_error = result.as_ref().err().or_else(|| {
             replies.iter().find_map(|reply| match reply {
-                Reply::Record(Err(error @ StoreError::Unavailable(_)), _) => Some(error),
+                Reply::Record(Err(error @ StoreError::Unavailable(_)), _)
+                | Reply::Deleted(Err(error @ StoreError::Unavailable(_)), _) => Some(error),
                 _ => None,
             })
         });
@@ -228,6 +287,12 @@ impl Writer {
                 }
                 Reply::Done(reply) => {
                     let _ = reply.send(result.clone());
+                }
+                Reply::Deleted(outcome, reply) => {
+                    let _ = reply.send(result.clone().and(outcome));
+                }
+                Reply::Imported(outcome, reply) => {
+                    let _ = reply.send(result.clone().map_err(ImportError::from).and(outcome));
                 }
             }
         }
@@ -322,6 +387,153 @@ impl Writer {
         Ok(Recorded::Stored)
     }
 
+    /// The record of `sid` as the commands before this one in the group left it.
+    fn current(
+        &self,
+        writes: &GroupWrites,
+        sid: &MessageSid,
+    ) -> Result<Option<Record>, StoreError> {
+        match writes.overlay.get(sid) {
+            Some(record) if record.transitions.is_empty() => Ok(None),
+            Some(record) => Ok(Some(record.clone())),
+            None => self.trees.record(sid),
+        }
+    }
+
+    /// Works out what deleting `sid` writes: the removal of its record, its events, every
+    /// index entry its record implies (history included) and its counter contributions.
+    /// `false` when there is nothing to delete (or it was updated at or after
+    /// `updated_before`).
+    fn plan_delete(
+        &mut self,
+        writes: &mut GroupWrites,
+        sid: &MessageSid,
+        updated_before: Option<Timestamp>,
+    ) -> Result<bool, StoreError> {
+        let Some(record) = self.current(writes, sid)? else {
+            return Ok(false);
+        };
+        let Some(state) = record.state() else {
+            return Ok(false);
+        };
+        if updated_before.is_some_and(|before| state.updated_at >= before) {
+            return Ok(false);
+        }
+        // History entries already pruned are removed again: removing a missing key is
+        // harmless, and so is the prune of one removed here.
+        for (key, _) in index::implied(sid, &record) {
+            writes.batch.remove(key);
+        }
+        for transition in &record.transitions {
+            writes
+                .batch
+                .remove(&event_key(transition.received_at.0)[..]);
+        }
+        count(&mut writes.counters, &state, -1);
+        writes.batch.remove(record_key(sid));
+        // An empty record in the overlay: a later command of the group sees no message.
+        writes.overlay.insert(sid.clone(), Record::default());
+        Ok(true)
+    }
+
+    /// Works out what importing `messages` writes. Everything is validated first, so a
+    /// refused batch writes nothing.
+    fn plan_import(
+        &mut self,
+        writes: &mut GroupWrites,
+        messages: Vec<StoredMessage>,
+    ) -> Result<Imported, ImportError> {
+        let mut report = Imported::default();
+        let mut planned = Vec::with_capacity(messages.len());
+        let mut taken = std::collections::HashSet::new();
+        let mut sids = std::collections::HashSet::new();
+        for message in messages {
+            if self.current(writes, &message.sid)?.is_some() || !sids.insert(message.sid.clone()) {
+                return Err(ImportError::Exists(message.sid));
+            }
+            let invalid = |problem: String| ImportError::Invalid {
+                sid: message.sid.clone(),
+                problem,
+            };
+            let mut transitions = Vec::with_capacity(message.events.len());
+            let mut previous = 0;
+            for event in &message.events {
+                let status = MessageStatus::parse(&event.status).map_err(&invalid)?;
+                // Arrival times are event keys: unique store-wide and increasing within a
+                // message. An export shows them to the millisecond; an event whose
+                // microsecond is taken moves to the next free one.
+                let wanted = event.received_at.0.max(previous + 1);
+                let mut at = wanted;
+                while taken.contains(&at)
+                    || self
+                        .trees
+                        .data
+                        .contains_key(event_key(at))
+                        .map_err(unavailable)?
+                {
+                    at += 1;
+                }
+                report.moved += u64::from(at / 1000 != event.received_at.0 / 1000);
+                taken.insert(at);
+                previous = at;
+                transitions.push(Transition {
+                    status,
+                    error_code: event.error_code,
+                    raw_dlr_done_date: event.raw_dlr_done_date.clone(),
+                    received_at: Timestamp(at),
+                    source: event.source,
+                });
+            }
+            let record = Record {
+                parties: message.state.parties.clone(),
+                transitions,
+                tokens: Vec::new(),
+            };
+            let state = record
+                .state()
+                .ok_or_else(|| invalid("a message without events".into()))?;
+            if (state.status, state.error_code) != (message.state.status, message.state.error_code)
+            {
+                return Err(invalid(
+                    "its events do not replay to the status the export shows".into(),
+                ));
+            }
+            planned.push((message.sid, record, message.events));
+        }
+        for (sid, record, events) in planned {
+            let state = record
+                .state()
+                .ok_or_else(|| StoreError::corrupt("an imported record has no state"))?;
+            for (key, replaced_at) in index::implied(&sid, &record) {
+                // History positions exist for open cursors; an imported store has none.
+                if replaced_at.is_none() {
+                    writes.batch.insert(key, &[][..]);
+                }
+            }
+            count(&mut writes.counters, &state, 1);
+            for (transition, event) in record.transitions.iter().zip(events) {
+                let cx = Context {
+                    sid: sid.as_str(),
+                    status: transition.status.as_str(),
+                    parties: &record.parties,
+                };
+                let body = EventBody {
+                    sid: sid.as_str().to_owned(),
+                    params: params::pack(event.params, &cx),
+                };
+                writes
+                    .batch
+                    .insert(&event_key(transition.received_at.0)[..], encode(&body)?);
+                self.clock = self.clock.max(transition.received_at);
+                report.events += 1;
+            }
+            writes.batch.insert(record_key(&sid), encode(&record)?);
+            writes.overlay.insert(sid, record);
+            report.messages += 1;
+        }
+        Ok(report)
+    }
+
     /// Applies a group as one atomic batch and makes it durable.
     fn write(&mut self, mut writes: GroupWrites) -> Result<(), StoreError> {
         writes
@@ -380,7 +592,13 @@ fn refuse(group: &mut Vec<Command>, error: &StoreError) -> Continue {
             Command::Probe { reply } | Command::Put { reply, .. } => {
                 let _ = reply.send(Err(error.clone()));
             }
-            Command::Forget { .. } => {}
+            Command::Delete { reply, .. } => {
+                let _ = reply.send(Err(error.clone()));
+            }
+            Command::Import { reply, .. } => {
+                let _ = reply.send(Err(error.clone().into()));
+            }
+            Command::Forget { .. } | Command::IndexAccounts { .. } => {}
             Command::Shutdown { reply } => {
                 next = Continue::Stop;
                 let _ = reply.send(Err(error.clone()));

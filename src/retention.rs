@@ -1,0 +1,67 @@
+//! Retention: with `STATUSHOOK_RETENTION`, messages whose `updated_at` is older than that
+//! are deleted with every trace of them (see `store/lifecycle.rs`).
+//!
+//! A pass runs every `STATUSHOOK_RETENTION_INTERVAL` and deletes in batches of
+//! [`BATCH`] messages, oldest first, until none is left, one batch at a time: each batch
+//! is one writer command that callbacks queue behind, so callbacks wait for at most one
+//! batch however much there is to delete. After each batch the job pauses as long as the
+//! batch took, so it never has more than half of the writer's time. The job is a task that `serve` owns: it stops
+//! between two batches when the service shuts down, and `serve` waits for it before the
+//! store is closed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::domain::Timestamp;
+use crate::metrics::{Deletion, Metrics};
+use crate::store::{Store, StoreError};
+
+/// Messages deleted by one store call.
+pub const BATCH: usize = crate::store::sled::DELETE_BATCH;
+
+pub struct Retention {
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    /// Messages last updated longer ago than this are deleted.
+    pub age: Duration,
+    /// The pause between two passes.
+    pub interval: Duration,
+}
+
+impl Retention {
+    /// Runs passes until `stop` turns true (or its sender is gone).
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.interval) => {}
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+            match self.pass(&stop).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "retention deleted old messages"),
+                Err(error) => tracing::warn!(%error, "retention pass failed"),
+            }
+        }
+    }
+
+    /// Deletes every message older than the retention age, a batch at a time; answers
+    /// how many. Returns early when `stop` turns true.
+    pub async fn pass(&self, stop: &watch::Receiver<bool>) -> Result<u64, StoreError> {
+        let age = self.age.as_micros() as u64;
+        let before = Timestamp(Timestamp::now().0.saturating_sub(age));
+        let mut total = 0;
+        while !*stop.borrow() {
+            let started = std::time::Instant::now();
+            let deleted = self.store.expire(before, BATCH).await?;
+            self.metrics.deleted(Deletion::Retention, deleted);
+            total += deleted;
+            if deleted == 0 {
+                break;
+            }
+            tokio::time::sleep(started.elapsed()).await;
+        }
+        Ok(total)
+    }
+}

@@ -1,0 +1,144 @@
+//! The data lifecycle on the store boundary: deleting messages (retention and privacy
+//! erasure), reading a consistent export from a running store, and loading an export into
+//! an empty store.
+//!
+//! The contract, which every store keeps (the sled store in `sled/lifecycle.rs`; a
+//! PostgreSQL store adds an arm to each method here):
+//!
+//! - **Deleting a message removes every trace of it**: its record (parties, transitions,
+//!   the delivery tokens of its callbacks), every event with its parameters (so it also
+//!   leaves the change feed), every index entry that names it (live positions, the history
+//!   positions kept for paging, the recipient, sender and account entries) and its
+//!   contribution to every counter (all time and per hour and minute), in one atomic,
+//!   durable write per batch. Afterwards the store is exactly what it would be had the
+//!   message never been stored: `check` passes, and stats, listings and the feed no longer
+//!   count it. A callback that arrives later for the same SID starts a new message.
+//! - **Retention** ([`Store::expire`]) deletes, oldest first, at most `limit` messages whose
+//!   `updated_at` is before a time, re-checked at the moment of deleting (a message
+//!   updated meanwhile stays). Small batches keep every write short, so callbacks queue
+//!   behind at most one batch. With PostgreSQL the caller runs it on one replica at a time.
+//! - **Export** reads at a *snapshot* ([`Store::snapshot`]): a position in commit order
+//!   below which every write is applied and above which none is (sled: the writer's
+//!   watermark; PostgreSQL: the change feed's sequence). [`Store::export_page`] answers the
+//!   messages in SID order after a SID, each as it stood at the snapshot (state replayed to
+//!   it, only the events received by then); messages created after the snapshot are left
+//!   out. Pages are independent reads, so an export never holds up a writer; a message
+//!   deleted while an export runs is left out of the pages not yet read.
+//! - **Import** ([`Store::import`]) writes whole messages, as an export shows them, exactly
+//!   as recording their events one by one would have left the store (records, events in
+//!   their order with their `received_at`, `source` and parameters, the live index entries,
+//!   counters, the change feed), except that delivery tokens are not part of an export.
+//!   Arrival times are the store's sequence, unique store-wide: an export shows them to the
+//!   millisecond, so the store may place an event at another microsecond of the same
+//!   millisecond (what every API answer shows is unchanged). Each batch is validated
+//!   whole before anything is written: a message already in the store, or whose events do
+//!   not replay to the status the export shows, fails the batch and writes nothing.
+
+use crate::domain::{MessageSid, Timestamp};
+use crate::store::{blocking, Counts, Store, StoreError, StoredMessage};
+
+/// Why an import batch was refused; nothing of the batch was written.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ImportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0} is already in the store")]
+    Exists(MessageSid),
+    #[error("{sid}: {problem}")]
+    Invalid { sid: MessageSid, problem: String },
+}
+
+/// What an import batch wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Imported {
+    pub messages: u64,
+    pub events: u64,
+    /// Events placed at another microsecond than the one their millisecond starts at,
+    /// because an event of another message already took it.
+    pub moved: u64,
+}
+
+impl Store {
+    /// Deletes one message with every trace of it (see the module documentation); `false`
+    /// when it was not stored.
+    pub async fn delete_message(&self, sid: &MessageSid) -> Result<bool, StoreError> {
+        match self {
+            Store::Sled(store) => Ok(store.delete(vec![sid.clone()], None).await? > 0),
+        }
+    }
+
+    /// Deletes every message whose recipient (`to`) or sender (`from`) is `phone`, exactly
+    /// as written in its callbacks; answers how many. Messages stored while it runs may
+    /// remain.
+    pub async fn delete_by_phone(&self, phone: &str) -> Result<u64, StoreError> {
+        match self {
+            Store::Sled(store) => store.delete_by_phone(phone).await,
+        }
+    }
+
+    /// Deletes at most `limit` of the messages last updated before `before`, oldest first;
+    /// answers how many. Zero means nothing is left to delete, or every candidate found was
+    /// updated meanwhile.
+    pub async fn expire(&self, before: Timestamp, limit: usize) -> Result<u64, StoreError> {
+        match self {
+            Store::Sled(store) => store.expire(before, limit).await,
+        }
+    }
+
+    /// The position an export reads at: everything committed so far, nothing after.
+    pub fn snapshot(&self) -> u64 {
+        match self {
+            Store::Sled(store) => store.watermark(),
+        }
+    }
+
+    /// Up to `limit` messages in SID order after `after` (from the first without it), each
+    /// as it stood at `snapshot`, with the events received by then.
+    pub async fn export_page(
+        &self,
+        snapshot: u64,
+        after: Option<MessageSid>,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        match self {
+            Store::Sled(store) => {
+                let store = store.clone();
+                blocking(move || store.export_page(snapshot, after.as_ref(), limit)).await
+            }
+        }
+    }
+
+    /// Whether the store holds no message at all (import refuses a store that does).
+    pub async fn is_empty(&self) -> Result<bool, StoreError> {
+        match self {
+            Store::Sled(store) => {
+                let store = store.clone();
+                blocking(move || store.is_empty()).await
+            }
+        }
+    }
+
+    /// Writes a batch of exported messages as recording their events would have (see the
+    /// module documentation); durable before it returns.
+    pub async fn import(&self, messages: Vec<StoredMessage>) -> Result<Imported, ImportError> {
+        match self {
+            Store::Sled(store) => store.import(messages).await,
+        }
+    }
+
+    /// Counts by current status and error code of one account's messages last updated
+    /// within `[since, until)`, like [`Store::stats`].
+    pub async fn account_stats(
+        &self,
+        account_sid: &str,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+    ) -> Result<Counts, StoreError> {
+        match self {
+            Store::Sled(store) => {
+                let (store, account) = (store.clone(), account_sid.to_owned());
+                blocking(move || store.account_stats(&account, since, until)).await
+            }
+        }
+    }
+}
