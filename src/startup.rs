@@ -10,6 +10,8 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
 use crate::config::{Config, PublicUrl, Secret};
+use crate::forwarding::{self, Forwarding};
+use crate::leadership::Leadership;
 use crate::metrics::Metrics;
 use crate::reconciler::Reconciler;
 use crate::routes;
@@ -28,6 +30,8 @@ pub struct AppState {
     pub twilio: Option<TwilioClient>,
     /// The StatusCallback registered on messages sent through the API.
     pub status_callback: String,
+    /// Present when STATUSHOOK_FORWARD_URL is configured.
+    pub forwarding: Option<Forwarding>,
 }
 
 /// How long a service whose store failed keeps answering `503` before it exits.
@@ -37,6 +41,7 @@ pub struct Application {
     port: u16,
     server: Server,
     store: Store,
+    forwarder: Option<forwarding::Running>,
 }
 
 impl Application {
@@ -69,6 +74,11 @@ impl Application {
             );
             tokio::spawn(reconciler.run());
         }
+        let forwarding = config.forward.clone().map(Forwarding::new);
+        let forwarder = match &forwarding {
+            Some(forwarding) => Some(forwarding.start(store.clone(), Leadership::Sole)?),
+            None => None,
+        };
         let state = web::Data::new(AppState {
             store: store.clone(),
             public_url: config.public_url.clone(),
@@ -77,6 +87,7 @@ impl Application {
             metrics,
             twilio,
             status_callback: config.status_callback(),
+            forwarding,
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -92,6 +103,7 @@ impl Application {
             port,
             server,
             store,
+            forwarder,
         })
     }
 
@@ -108,17 +120,22 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let handle = self.server.handle();
         let mut server = tokio::spawn(self.server);
-        tokio::select! {
+        let served = tokio::select! {
             served = &mut server => {
-                served.context("the HTTP server task failed")?.context("the HTTP server failed")?;
+                served.context("the HTTP server task failed").and_then(|served| served.context("the HTTP server failed"))
             }
             error = self.store.failed() => {
                 tracing::error!(%error, "the store failed; stopping so that a restart recovers it");
                 tokio::time::sleep(FAILED_GRACE).await;
                 handle.stop(false).await;
-                return Err(anyhow::Error::new(error).context("the store failed a write"));
+                Err(anyhow::Error::new(error).context("the store failed a write"))
             }
+        };
+        // The forwarder saves its progress as it stops, so it stops before the store closes.
+        if let Some(forwarder) = self.forwarder {
+            forwarder.stop().await;
         }
+        served?;
         self.store.close().await.context("the final flush failed")?;
         tracing::info!("stopped; every acknowledged callback is on disk");
         Ok(())
@@ -143,6 +160,11 @@ fn routes_table(config: &mut web::ServiceConfig) {
                 .route("/messages", web::post().to(routes::send_message))
                 .route("/messages/{sid}", web::get().to(routes::get_message))
                 .route("/stats", web::get().to(routes::stats))
-                .route("/events", web::get().to(routes::events)),
+                .route("/events", web::get().to(routes::events))
+                .route("/forwarding", web::get().to(routes::forwarding_status))
+                .route(
+                    "/forwarding/replay",
+                    web::post().to(routes::forwarding_replay),
+                ),
         );
 }

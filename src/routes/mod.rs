@@ -3,6 +3,7 @@
 //! status code in one place.
 
 mod events;
+mod forwarding;
 mod health;
 mod messages;
 mod stats;
@@ -15,6 +16,7 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse, ResponseError};
 
 pub use events::{events, FeedEventView};
+pub use forwarding::{forwarding_replay, forwarding_status};
 pub use health::{healthz, metrics, readyz};
 pub use messages::{get_message, list_messages, send_message, MessageView};
 pub use stats::stats;
@@ -47,6 +49,8 @@ pub enum ApiError {
     TwilioUnreachable(String),
     #[error("sending is not configured: set TWILIO_ACCOUNT_SID and credentials")]
     SendingNotConfigured,
+    #[error("forwarding is not configured: set STATUSHOOK_FORWARD_URL")]
+    ForwardingNotConfigured,
 }
 
 impl ResponseError for ApiError {
@@ -55,9 +59,9 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::Unavailable(_) | ApiError::SendingNotConfigured => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Unavailable(_)
+            | ApiError::SendingNotConfigured
+            | ApiError::ForwardingNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Twilio(_) | ApiError::TwilioUnreachable(_) => StatusCode::BAD_GATEWAY,
