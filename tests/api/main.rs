@@ -1,5 +1,6 @@
 mod crash;
 mod feed;
+mod forwarding;
 mod health;
 mod helpers;
 mod lifecycle;
