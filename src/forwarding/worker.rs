@@ -30,6 +30,8 @@ const FEED_PAGE: usize = 500;
 const SAVE_EVERY: Duration = Duration::from_millis(200);
 /// ... and this often when only attempt counts changed (the receiver is failing).
 const SAVE_ATTEMPTS_EVERY: Duration = Duration::from_secs(5);
+/// How long a stop waits for the deliveries in flight.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 /// The shortest time between two reads of new transitions once caught up.
 const READ_PACE: Duration = Duration::from_millis(5);
 /// How often the stored replay request is looked at (a local request wakes at once).
@@ -132,7 +134,17 @@ impl Worker {
                 _ = stopped(&mut stop) => return,
             };
             let ended = self.lead(&mut lease, &mut stop).await;
-            // Deliveries in flight are dropped; they count as not sent.
+            if matches!(ended, Ended::Stopped) {
+                // Let the deliveries in flight finish, for a while, so that a clean stop
+                // sends nothing twice.
+                let drain = async {
+                    while let Some(joined) = self.deliveries.join_next_with_id().await {
+                        self.finished(joined);
+                    }
+                };
+                let _ = tokio::time::timeout(STOP_GRACE, drain).await;
+            }
+            // Deliveries still in flight are dropped; they count as not sent.
             self.deliveries.abort_all();
             self.tasks.clear();
             self.window.abandon_in_flight();

@@ -137,9 +137,14 @@ impl Receiver {
         let line = tokio::time::timeout_at(deadline, self.lines.next_line())
             .await
             .unwrap_or_else(|_| {
+                let summary = self.summary();
+                let last = &summary[summary.len().saturating_sub(10)..];
                 panic!(
-                    "timed out waiting for {what}; received {:?}",
-                    self.summary()
+                    "timed out waiting for {what}; received {} deliveries, the last: {last:?}; \
+                     rejected {}: {:?}",
+                    summary.len(),
+                    self.rejected.len(),
+                    self.rejected.first()
                 )
             })
             .expect("readable output")
@@ -724,15 +729,18 @@ async fn a_clean_restart_sends_nothing_twice() {
     let data = tempfile::tempdir().expect("a temporary folder");
     let (child, address) = start_binary_with_env(data.path(), &receiver.env()).await;
     let client = reqwest::Client::new();
-    let sid = new_sid();
-    for status in ["queued", "sent"] {
-        let response = post_to_binary(&client, &address, &callback(&sid, status))
-            .await
-            .expect("answered");
-        assert_eq!(response.status(), 200);
+    // A burst, and SIGTERM as soon as the receiver has it: the last acknowledgements come
+    // after the last periodic save of the progress, so only the save at stop covers them.
+    let sids: Vec<String> = (0..40).map(|_| new_sid()).collect();
+    let forms: Vec<_> = sids.iter().map(|sid| callback(sid, "sent")).collect();
+    let posts = forms
+        .iter()
+        .map(|form| post_to_binary(&client, &address, form));
+    for response in join_all(posts).await {
+        assert_eq!(response.expect("answered").status(), 200);
     }
     receiver
-        .wait_until("both transitions", |d| acknowledged(d).len() == 2)
+        .wait_until("the burst", |d| acknowledged(d).len() == 40)
         .await;
     let pid = child.id().expect("running").to_string();
     let killed = std::process::Command::new("kill")
@@ -744,12 +752,12 @@ async fn a_clean_restart_sends_nothing_twice() {
     assert!(output.status.success(), "SIGTERM ends the service cleanly");
 
     let (_child, address) = start_binary_with_env(data.path(), &receiver.env()).await;
-    let response = post_to_binary(&client, &address, &callback(&sid, "delivered"))
+    let response = post_to_binary(&client, &address, &callback(&sids[0], "delivered"))
         .await
         .expect("answered");
     assert_eq!(response.status(), 200);
     receiver
-        .wait_until("the third transition", |d| acknowledged(d).len() == 3)
+        .wait_until("one more transition", |d| acknowledged(d).len() == 41)
         .await;
     let service = Service {
         client,
@@ -760,7 +768,7 @@ async fn a_clean_restart_sends_nothing_twice() {
         .await;
     assert_eq!(
         receiver.deliveries.len(),
-        3,
+        41,
         "nothing sent twice: {:?}",
         receiver.summary()
     );
