@@ -489,13 +489,12 @@ impl Worker {
         }
     }
 
-    /// Counts what is stored beyond the window, while the window is full; the count walks
-    /// the backlog's keys, so it is repeated no more often than ten times its own duration.
+    /// Counts what is stored beyond the window unless the last read reached the end of the
+    /// feed; the count walks the backlog's keys, so it is repeated no more often than ten
+    /// times its own duration.
     async fn count_backlog(&mut self) -> Result<(), StoreError> {
-        if self.window.room() > 0 {
-            if self.caught_up {
-                self.backlog = 0;
-            }
+        if self.caught_up && self.window.room() > 0 {
+            self.backlog = 0;
             return Ok(());
         }
         if self

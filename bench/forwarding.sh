@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# What forwarding costs the callbacks, and how fast it forwards, measured in one run here.
+#
+#   bench/forwarding.sh           # DURATION=10s CONNS=64 COUNT=400000 RUNS=3 by default
+#
+#   1. callbacks/s without forwarding                      (wrk, as bench/callbacks.sh)
+#   2. callbacks/s with forwarding on, to a local receiver answering 200 at once
+#      (examples/ceiling), and how long the outbox takes to drain after the load stops
+#   3. forwards/s: the store filled by a run of 1 is opened with forwarding on, which
+#      forwards its whole history from the first transition; timed until the outbox is empty
+# Runs 1 and 2 alternate RUNS times on fresh stores; the medians are printed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-64}
+COUNT=${COUNT:-400000}
+RUNS=${RUNS:-3}
+OUT=bench/out
+mkdir -p "$OUT"
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+cargo build --release --quiet --bin statushook --example ceiling --example presign
+
+export CALLBACKS="$OUT/callbacks.tsv" WRK_THREADS=2
+[ -s "$CALLBACKS" ] && [ "$(wc -l < "$CALLBACKS")" -ge "$COUNT" ] ||
+  target/release/examples/presign "$COUNT" https://hooks.example.com bench-auth-token "$CALLBACKS"
+
+wait_for_port() {
+  for _ in $(seq 1 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "nothing listens on $1" >&2; exit 1
+}
+
+# The receiver: a bare actix-web handler answering 200 at once, on /twilio/status.
+target/release/examples/ceiling 127.0.0.1:9093 & RECEIVER=$!
+trap 'kill $RECEIVER 2>/dev/null || true' EXIT
+wait_for_port 9093
+
+start_statushook() { # data_dir [forward]
+  local forward=()
+  if [ "${2:-}" = forward ]; then
+    forward=(STATUSHOOK_FORWARD_URL=http://127.0.0.1:9093/twilio/status
+             STATUSHOOK_FORWARD_SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw)
+  fi
+  env STATUSHOOK_LISTEN=127.0.0.1:9092 STATUSHOOK_DATA_DIR="$1" \
+    STATUSHOOK_PUBLIC_URL=https://hooks.example.com STATUSHOOK_API_TOKEN=bench \
+    TWILIO_AUTH_TOKEN=bench-auth-token RUST_LOG=warn "${forward[@]}" \
+    target/release/statushook serve & PID=$!
+  wait_for_port 9092
+}
+
+stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; }
+
+metric() { # name: its value in /metrics
+  curl -s http://127.0.0.1:9092/metrics | awk -v name="$1" '$1 == name { print $2 }'
+}
+delivered() { metric 'statushook_forward_deliveries_total{outcome="delivered"}'; }
+depth() { metric statushook_forward_outbox_depth; }
+
+# Waits until the outbox is empty and something was delivered; prints the seconds waited.
+drain() {
+  local start now
+  start=$(date +%s.%N)
+  until [ "$(depth)" = 0 ] && [ "$(delivered)" -gt 0 ]; do sleep 0.1; done
+  now=$(date +%s.%N)
+  echo "$now - $start" | bc
+}
+
+rps() { # port
+  WRK_DELAY_MS=0 wrk -t2 -c"$CONNS" -d"$DURATION" -s bench/callbacks.lua "http://127.0.0.1:$1" |
+    grep '^RESULT' | sed -E 's/.*rps=([0-9]+).*/\1/'
+}
+
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+echo "== forwarding: $(nproc) cores, wrk -t2 -c$CONNS -d$DURATION on the same machine"
+plain=() forwarded=()
+for run in $(seq 1 "$RUNS"); do
+  DATA=$(mktemp -d)
+  start_statushook "$DATA/db"
+  plain+=("$(rps 9092)")
+  stop
+  [ "$run" = 1 ] && KEEP="$DATA" || rm -rf "$DATA"
+
+  DATA=$(mktemp -d)
+  start_statushook "$DATA/db" forward
+  forwarded+=("$(rps 9092)")
+  lag=$(drain)
+  echo "run $run: without forwarding ${plain[-1]}/s, with forwarding ${forwarded[-1]}/s" \
+       "($(delivered) forwarded; the outbox was empty ${lag}s after the load stopped)"
+  stop
+  rm -rf "$DATA"
+done
+p=$(median "${plain[@]}") f=$(median "${forwarded[@]}")
+echo "median callbacks/s: without forwarding $p, with forwarding $f ($(echo "scale=1; 100 * ($f - $p) / $p" | bc)%)"
+
+# Forwarding throughput: the history of run 1's store, forwarded from its first transition.
+start_statushook "$KEEP/db" forward
+seconds=$(drain)
+count=$(delivered)
+echo "forwarded a backlog of $count transitions in ${seconds}s: $(echo "$count / $seconds" | bc) forwards/s"
+stop
+rm -rf "$KEEP"
