@@ -26,6 +26,10 @@ export CALLBACKS="$OUT/callbacks.tsv" WRK_THREADS=2
 [ -s "$CALLBACKS" ] && [ "$(wc -l < "$CALLBACKS")" -ge "$COUNT" ] ||
   target/release/examples/presign "$COUNT" https://hooks.example.com bench-auth-token "$CALLBACKS"
 
+# Free ports, so that other benchmarks on the machine cannot answer in our place.
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+PORT=$(free_port) RECEIVER_PORT=$(free_port)
+
 wait_for_port() {
   for _ in $(seq 1 200); do
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
@@ -35,36 +39,48 @@ wait_for_port() {
 }
 
 # The receiver: a bare actix-web handler answering 200 at once, on /twilio/status.
-target/release/examples/ceiling 127.0.0.1:9093 & RECEIVER=$!
+target/release/examples/ceiling 127.0.0.1:$RECEIVER_PORT & RECEIVER=$!
 trap 'kill $RECEIVER 2>/dev/null || true' EXIT
-wait_for_port 9093
+wait_for_port $RECEIVER_PORT
 
 start_statushook() { # data_dir [forward]
   local forward=()
   if [ "${2:-}" = forward ]; then
-    forward=(STATUSHOOK_FORWARD_URL=http://127.0.0.1:9093/twilio/status
+    forward=(STATUSHOOK_FORWARD_URL=http://127.0.0.1:$RECEIVER_PORT/twilio/status
              STATUSHOOK_FORWARD_SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw)
   fi
-  env STATUSHOOK_LISTEN=127.0.0.1:9092 STATUSHOOK_DATA_DIR="$1" \
+  env STATUSHOOK_LISTEN=127.0.0.1:$PORT STATUSHOOK_DATA_DIR="$1" \
     STATUSHOOK_PUBLIC_URL=https://hooks.example.com STATUSHOOK_API_TOKEN=bench \
     TWILIO_AUTH_TOKEN=bench-auth-token RUST_LOG=warn "${forward[@]}" \
     target/release/statushook serve & PID=$!
-  wait_for_port 9092
+  wait_for_port $PORT
 }
 
 stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; }
 
-metric() { # name: its value in /metrics
-  curl -s http://127.0.0.1:9092/metrics | awk -v name="$1" '$1 == name { print $2 }'
+delivered() {
+  curl -s http://127.0.0.1:$PORT/metrics |
+    awk '$1 == "statushook_forward_deliveries_total{outcome=\"delivered\"}" { print $2 }'
 }
-delivered() { metric 'statushook_forward_deliveries_total{outcome="delivered"}'; }
-depth() { metric statushook_forward_outbox_depth; }
+# "depth delivered", from one scrape.
+progress() {
+  curl -s http://127.0.0.1:$PORT/metrics | awk '
+    $1 == "statushook_forward_outbox_depth" { depth = $2 }
+    $1 == "statushook_forward_deliveries_total{outcome=\"delivered\"}" { delivered = $2 }
+    END { print depth, delivered }'
+}
 
 # Waits until the outbox is empty and something was delivered; prints the seconds waited.
 drain() {
-  local start now
+  local start now depth delivered
   start=$(date +%s.%N)
-  until [ "$(depth)" = 0 ] && [ "$(delivered)" -gt 0 ]; do sleep 0.1; done
+  while read -r depth delivered < <(progress); [ "$depth" != 0 ] || [ "$delivered" = 0 ]; do
+    kill -0 "$RECEIVER" || { echo "the receiver died" >&2; exit 1; }
+    if [ "$(echo "$(date +%s.%N) - $start > 600" | bc)" = 1 ]; then
+      echo "the outbox did not drain in 10 minutes: depth $depth" >&2; exit 1
+    fi
+    sleep 0.1
+  done
   now=$(date +%s.%N)
   echo "$now - $start" | bc
 }
@@ -81,13 +97,13 @@ plain=() forwarded=()
 for run in $(seq 1 "$RUNS"); do
   DATA=$(mktemp -d)
   start_statushook "$DATA/db"
-  plain+=("$(rps 9092)")
+  plain+=("$(rps $PORT)")
   stop
   [ "$run" = 1 ] && KEEP="$DATA" || rm -rf "$DATA"
 
   DATA=$(mktemp -d)
   start_statushook "$DATA/db" forward
-  forwarded+=("$(rps 9092)")
+  forwarded+=("$(rps $PORT)")
   lag=$(drain)
   echo "run $run: without forwarding ${plain[-1]}/s, with forwarding ${forwarded[-1]}/s" \
        "($(delivered) forwarded; the outbox was empty ${lag}s after the load stopped)"

@@ -306,6 +306,8 @@ impl Worker {
             self.read_at = Instant::now();
             let entries = self.store.feed(self.cursor, asked).await?;
             self.caught_up = entries.len() < asked;
+            // Between counts, what was read leaves the backlog.
+            self.backlog = self.backlog.saturating_sub(entries.len() as u64);
             for entry in entries {
                 self.cursor = entry.seq;
                 self.unsaved = Unsaved::Progress;
