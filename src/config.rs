@@ -9,6 +9,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::forwarding::{ForwardConfig, Retry, SigningSecret};
 use crate::signature::Keys;
 
 /// The flags of `statushook serve`; each also reads the environment variable it names.
@@ -43,7 +44,12 @@ Secrets and Twilio settings are read from the environment only:
   STATUSHOOK_TWILIO_TIMEOUT     how long one request to Twilio's API may take [default: 15s]
   STATUSHOOK_LOG_FORMAT         text (default) or json; RUST_LOG sets the level
   STATUSHOOK_RETENTION          delete messages not updated for this long (90d, 36h, 30m, 45s) [default: keep forever]
-  STATUSHOOK_RETENTION_INTERVAL pause between two retention passes [default: 1m]";
+  STATUSHOOK_RETENTION_INTERVAL pause between two retention passes [default: 1m]
+  STATUSHOOK_FORWARD_URL        forward every stored transition there (Standard Webhooks)
+  STATUSHOOK_FORWARD_SECRET     whsec_... signing secret of forwarded webhooks (required with the URL)
+  STATUSHOOK_FORWARD_STATUSES   forward only these statuses, comma-separated [default: all]
+  STATUSHOOK_FORWARD_RETRY_MIN  delay before the first retry of a forward; doubles each time [default: 5s]
+  STATUSHOOK_FORWARD_RETRY_MAX  longest delay between retries of a forward [default: 1h]";
 
 /// A secret string. It is never printed: `Debug` and `Display` show `[redacted]`.
 #[derive(Clone, PartialEq, Eq)]
@@ -291,6 +297,8 @@ pub struct Config {
     pub retention: Option<Duration>,
     /// The pause between two retention passes.
     pub retention_interval: Duration,
+    /// Present when STATUSHOOK_FORWARD_URL is set.
+    pub forward: Option<ForwardConfig>,
 }
 
 /// What `statushook send` needs, validated.
@@ -384,6 +392,7 @@ impl Config {
             retention: optional_duration(&get, "STATUSHOOK_RETENTION")?,
             retention_interval: optional_duration(&get, "STATUSHOOK_RETENTION_INTERVAL")?
                 .unwrap_or(Duration::from_secs(60)),
+            forward: forward_config(&get)?,
         })
     }
 }
@@ -492,6 +501,64 @@ fn twilio_credentials(
         username,
         password,
         api_base,
+    }))
+}
+
+/// Forwarding: a URL, its `whsec_` secret (required with it), an optional status filter and
+/// the retry delays.
+fn forward_config(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<ForwardConfig>, ConfigError> {
+    let Some(url) = get("STATUSHOOK_FORWARD_URL") else {
+        return Ok(None);
+    };
+    let url = ForwardConfig::parse_url(&url)
+        .map_err(|problem| ConfigError::malformed("STATUSHOOK_FORWARD_URL", problem))?;
+    let secret = get("STATUSHOOK_FORWARD_SECRET")
+        .ok_or(ConfigError::missing("STATUSHOOK_FORWARD_SECRET"))?;
+    let secret = SigningSecret::parse(&secret)
+        .map_err(|problem| ConfigError::malformed("STATUSHOOK_FORWARD_SECRET", problem))?;
+    let statuses = match get("STATUSHOOK_FORWARD_STATUSES") {
+        None => None,
+        Some(raw) => {
+            let statuses = ForwardConfig::parse_statuses(&raw).map_err(|problem| {
+                ConfigError::malformed("STATUSHOOK_FORWARD_STATUSES", problem)
+            })?;
+            if statuses.is_empty() {
+                return Err(ConfigError::malformed(
+                    "STATUSHOOK_FORWARD_STATUSES",
+                    "names no status",
+                ));
+            }
+            Some(statuses)
+        }
+    };
+    let defaults = Retry::default();
+    let delay = |name: &'static str, default: Duration| match get(name) {
+        None => Ok(default),
+        Some(raw) => match parse_duration(&raw) {
+            Ok(delay) if !delay.is_zero() => Ok(delay),
+            Ok(_) => Err(ConfigError::malformed(name, "must be longer than zero")),
+            Err(problem) => Err(ConfigError::malformed(name, problem)),
+        },
+    };
+    let min = delay("STATUSHOOK_FORWARD_RETRY_MIN", defaults.min)?;
+    let max = delay("STATUSHOOK_FORWARD_RETRY_MAX", defaults.max)?;
+    if max < min {
+        return Err(ConfigError::malformed(
+            "STATUSHOOK_FORWARD_RETRY_MAX",
+            "must not be shorter than STATUSHOOK_FORWARD_RETRY_MIN",
+        ));
+    }
+    Ok(Some(ForwardConfig {
+        url,
+        secret,
+        statuses,
+        retry: Retry {
+            min,
+            max,
+            give_up_after: defaults.give_up_after,
+        },
     }))
 }
 
@@ -846,5 +913,88 @@ mod tests {
         assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(2 * 86_400)));
         assert!(parse_duration("90").is_err(), "a bare number has no unit");
         assert!(parse_duration("2w").is_err());
+    }
+
+    #[test]
+    fn forwarding_settings_are_checked_and_the_secret_never_prints() {
+        let url = (
+            "STATUSHOOK_FORWARD_URL",
+            "https://sink.example.com/hooks?token=abc",
+        );
+        let secret = (
+            "STATUSHOOK_FORWARD_SECRET",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        );
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut env = MINIMAL.to_vec();
+            env.extend_from_slice(extra);
+            build(Some("https://h.example"), &env)
+        };
+        type Case<'a> = (&'a [(&'static str, &'static str)], &'static str);
+        let cases: &[Case] = &[
+            (&[url], "STATUSHOOK_FORWARD_SECRET"),
+            (
+                &[
+                    url,
+                    (
+                        "STATUSHOOK_FORWARD_SECRET",
+                        "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                    ),
+                ],
+                "STATUSHOOK_FORWARD_SECRET",
+            ),
+            (
+                &[url, ("STATUSHOOK_FORWARD_SECRET", "whsec_%%%")],
+                "STATUSHOOK_FORWARD_SECRET",
+            ),
+            (
+                &[("STATUSHOOK_FORWARD_URL", "ftp://x.example"), secret],
+                "STATUSHOOK_FORWARD_URL",
+            ),
+            (
+                &[("STATUSHOOK_FORWARD_URL", "https://:99999/"), secret],
+                "STATUSHOOK_FORWARD_URL",
+            ),
+            (
+                &[
+                    url,
+                    secret,
+                    ("STATUSHOOK_FORWARD_STATUSES", "delivered,deliverd"),
+                ],
+                "STATUSHOOK_FORWARD_STATUSES",
+            ),
+            (
+                &[url, secret, ("STATUSHOOK_FORWARD_RETRY_MIN", "0s")],
+                "STATUSHOOK_FORWARD_RETRY_MIN",
+            ),
+            (
+                &[url, secret, ("STATUSHOOK_FORWARD_RETRY_MAX", "1s")],
+                "STATUSHOOK_FORWARD_RETRY_MAX",
+            ),
+        ];
+        for (env, name) in cases {
+            let error = with(env).expect_err(name);
+            assert_eq!(error.name, *name, "{error}");
+        }
+        let config = with(&[
+            url,
+            secret,
+            ("STATUSHOOK_FORWARD_STATUSES", "Delivered, failed"),
+        ])
+        .expect("valid forwarding settings");
+        let forward = config.forward.as_ref().expect("forwarding on");
+        assert_eq!(
+            forward.statuses.as_deref(),
+            Some(
+                &[
+                    crate::domain::KnownStatus::Delivered,
+                    crate::domain::KnownStatus::Failed
+                ][..]
+            )
+        );
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("MfKQ9r8"), "{printed}");
+        assert!(!printed.contains("token=abc"), "{printed}");
+        assert!(with(&[]).expect("valid").forward.is_none());
     }
 }

@@ -10,6 +10,8 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
 use crate::config::{Config, PublicUrl, Secret};
+use crate::forwarding::{self, Forwarding};
+use crate::leadership::Leadership;
 use crate::metrics::Metrics;
 use crate::reconciler::Reconciler;
 use crate::retention::Retention;
@@ -29,6 +31,8 @@ pub struct AppState {
     pub twilio: Option<TwilioClient>,
     /// The StatusCallback registered on messages sent through the API.
     pub status_callback: String,
+    /// Present when STATUSHOOK_FORWARD_URL is configured.
+    pub forwarding: Option<Forwarding>,
 }
 
 /// How long a service whose store failed keeps answering `503` before it exits.
@@ -41,6 +45,7 @@ pub struct Application {
     /// Background jobs that stop when `stop_jobs` turns true, joined before the store closes.
     jobs: Vec<tokio::task::JoinHandle<()>>,
     stop_jobs: tokio::sync::watch::Sender<bool>,
+    forwarder: Option<forwarding::Running>,
 }
 
 impl Application {
@@ -73,6 +78,11 @@ impl Application {
             );
             tokio::spawn(reconciler.run());
         }
+        let forwarding = config.forward.clone().map(Forwarding::new);
+        let forwarder = match &forwarding {
+            Some(forwarding) => Some(forwarding.start(store.clone(), Leadership::Sole)?),
+            None => None,
+        };
         let (stop_jobs, stopping) = tokio::sync::watch::channel(false);
         let mut background = Vec::new();
         if let Some(age) = config.retention {
@@ -84,11 +94,20 @@ impl Application {
             };
             background.push(tokio::spawn(retention.run(stopping.clone())));
         }
-        let jobs = match (twilio.is_some(), config.retention.is_some()) {
-            (true, true) => "reconciler, retention",
-            (true, false) => "reconciler",
-            (false, true) => "retention",
-            (false, false) => "none",
+        let jobs = [
+            (twilio.is_some(), "reconciler"),
+            (config.retention.is_some(), "retention"),
+            (config.forward.is_some(), "forwarding"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, name)| *name)
+        .collect::<Vec<_>>()
+        .join(", ");
+        let jobs = if jobs.is_empty() {
+            "none".to_owned()
+        } else {
+            jobs
         };
         // The one start-up line: enough to tell from the log alone what this process serves,
         // from where, and what runs in the background.
@@ -108,6 +127,7 @@ impl Application {
             metrics,
             twilio,
             status_callback: config.status_callback(),
+            forwarding,
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -126,6 +146,7 @@ impl Application {
             store,
             jobs: background,
             stop_jobs,
+            forwarder,
         })
     }
 
@@ -142,19 +163,23 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let handle = self.server.handle();
         let mut server = tokio::spawn(self.server);
-        tokio::select! {
+        let served = tokio::select! {
             served = &mut server => {
-                served.context("the HTTP server task failed")?.context("the HTTP server failed")?;
+                served.context("the HTTP server task failed").and_then(|served| served.context("the HTTP server failed"))
             }
             error = self.store.failed() => {
                 tracing::error!(%error, "the store failed; stopping so that a restart recovers it");
                 tokio::time::sleep(FAILED_GRACE).await;
                 handle.stop(false).await;
-                stop_and_join(&self.stop_jobs, self.jobs).await;
-                return Err(anyhow::Error::new(error).context("the store failed a write"));
+                Err(anyhow::Error::new(error).context("the store failed a write"))
             }
+        };
+        // The forwarder saves its progress as it stops, so it stops before the store closes.
+        if let Some(forwarder) = self.forwarder {
+            forwarder.stop().await;
         }
         stop_and_join(&self.stop_jobs, self.jobs).await;
+        served?;
         self.store.close().await.context("the final flush failed")?;
         tracing::info!("stopped; every acknowledged callback is on disk");
         Ok(())
@@ -198,7 +223,12 @@ fn routes_table(config: &mut web::ServiceConfig) {
                 .route("/export", web::get().to(routes::export_messages))
                 .route("/stats", web::get().to(routes::stats))
                 .route("/events", web::get().to(routes::events))
-                .route("/stats/series", web::get().to(routes::stats_series)),
+                .route("/stats/series", web::get().to(routes::stats_series))
+                .route("/forwarding", web::get().to(routes::forwarding_status))
+                .route(
+                    "/forwarding/replay",
+                    web::post().to(routes::forwarding_replay),
+                ),
         )
         .configure(routes::ui_routes);
 }

@@ -29,7 +29,10 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let counts = state.store.stats(None, None).await.ok();
     let bytes = state.store.size_on_disk().await.ok();
-    let text = state.metrics.render(counts, bytes);
+    let mut text = state.metrics.render(counts, bytes);
+    if let Some(forwarding) = &state.forwarding {
+        forwarding.render_metrics(&mut text);
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(text)

@@ -6,6 +6,7 @@
 mod events;
 mod export;
 mod fallback;
+mod forwarding;
 mod health;
 mod messages;
 mod openapi;
@@ -23,6 +24,7 @@ use actix_web::{web, HttpResponse, ResponseError};
 pub use events::{events, FeedEventView};
 pub use export::export_messages;
 pub use fallback::no_route;
+pub use forwarding::{forwarding_replay, forwarding_status};
 pub use health::{healthz, metrics, readyz};
 pub use messages::{delete_message, delete_messages, get_message, list_messages, MessageView};
 pub use openapi::openapi;
@@ -52,6 +54,8 @@ pub enum ApiError {
     Unavailable(#[source] StoreError),
     #[error("a stored record could not be read")]
     Internal(#[source] StoreError),
+    #[error("forwarding is not configured: set STATUSHOOK_FORWARD_URL")]
+    ForwardingNotConfigured,
 }
 
 impl ResponseError for ApiError {
@@ -60,7 +64,9 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::BadRequest(_) | ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::ForwardingNotConfigured => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

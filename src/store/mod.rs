@@ -196,6 +196,17 @@ impl Store {
         }
     }
 
+    /// How many transitions are stored after `after` (the forwarder's backlog). Reads the
+    /// feed's keys only, but all of them: a walk over the backlog, not for a request path.
+    pub async fn feed_len(&self, after: u64) -> Result<u64, StoreError> {
+        match self {
+            Store::Sled(store) => {
+                let store = store.clone();
+                blocking(move || store.feed_len(after)).await
+            }
+        }
+    }
+
     /// Waits until a transition after `after` is stored, or `timeout` passes.
     pub async fn wait_for_feed(&self, after: u64, timeout: std::time::Duration) {
         match self {

@@ -229,20 +229,19 @@ pub const PUBLIC_URL: &str = "https://hooks.example.com";
 
 /// Starts the real binary on port 0 and reads the port it logged.
 pub async fn start_binary(data_dir: &std::path::Path) -> (Child, String) {
-    start(
-        Command::new(env!("CARGO_BIN_EXE_statushook")).arg("serve"),
-        data_dir,
-    )
-    .await
+    start_binary_with_env(data_dir, &[]).await
 }
 
-/// Starts the real binary on port 0 with extra environment variables.
+/// As [`start_binary`], with more environment variables.
 pub async fn start_binary_with_env(
     data_dir: &std::path::Path,
     env: &[(&str, String)],
 ) -> (Child, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_statushook"));
-    command.arg("serve").envs(env.iter().map(|(k, v)| (*k, v)));
+    command.arg("serve");
+    for (name, value) in env {
+        command.env(name, value);
+    }
     start(&mut command, data_dir).await
 }
 

@@ -1,6 +1,7 @@
 mod crash;
 mod data_lifecycle;
 mod feed;
+mod forwarding;
 mod health;
 mod helpers;
 mod idempotency;

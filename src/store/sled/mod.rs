@@ -222,6 +222,21 @@ impl SledStore {
         Ok(entries)
     }
 
+    /// The number of change-feed entries after `after`, up to the watermark.
+    pub fn feed_len(&self, after: u64) -> Result<u64, StoreError> {
+        let watermark = self.watermark();
+        if after >= watermark {
+            return Ok(0);
+        }
+        let range = keys::event_key(after.saturating_add(1))..=keys::event_key(watermark);
+        let mut count = 0;
+        for entry in self.trees.data.range(range) {
+            entry.map_err(unavailable)?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
     /// Waits until the watermark passes `after`, or `timeout`.
     pub async fn wait_for_feed(&self, after: u64, timeout: std::time::Duration) {
         let mut watermark = self.shared.watermark.subscribe();

@@ -1,0 +1,775 @@
+//! Forwarding: every stored transition reaches `STATUSHOOK_FORWARD_URL`, signed so that the
+//! official `standardwebhooks` package verifies it, in order per message, retried until a
+//! `2xx`, and nothing is lost across `kill -9` of the service.
+//!
+//! The receiver is `tests/forwarding/receiver.py`, run with the `standardwebhooks` package
+//! that scripts/test installs into `target/standardwebhooks`.
+
+use std::collections::{HashMap, HashSet};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use serde_json::Value;
+use statushook::domain::Timestamp;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::helpers::{
+    callback, new_sid, post_to_binary, spawn_app, spawn_app_with, start_binary_with_env, Settings,
+    TestApp, API_TOKEN, AUTH_TOKEN, PUBLIC_URL,
+};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const RECEIVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/forwarding/receiver.py");
+const PYTHONPATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/standardwebhooks");
+/// How long a test waits for what it expects before it fails.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// One request the receiver verified, and how it answered.
+#[derive(Debug, Clone)]
+struct Delivery {
+    id: u64,
+    answer: u16,
+    body: Value,
+}
+
+impl Delivery {
+    fn sid(&self) -> &str {
+        self.body["data"]["sid"].as_str().unwrap_or_default()
+    }
+
+    fn status(&self) -> &str {
+        self.body["data"]["event"]["status"]
+            .as_str()
+            .unwrap_or_default()
+    }
+}
+
+/// The Python receiver, driven through its standard input and read through its output.
+struct Receiver {
+    url: String,
+    stdin: ChildStdin,
+    lines: Lines<BufReader<ChildStdout>>,
+    deliveries: Vec<Delivery>,
+    rejected: Vec<String>,
+    _child: Child,
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        assert!(
+            std::path::Path::new(PYTHONPATH)
+                .join("standardwebhooks")
+                .exists(),
+            "the standardwebhooks package is not installed: run scripts/test, which installs it \
+             with pip into target/standardwebhooks"
+        );
+        let mut child = Command::new("python3")
+            .args([RECEIVER, SECRET])
+            .env("PYTHONPATH", PYTHONPATH)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3 runs the receiver");
+        let stdin = child.stdin.take().expect("piped stdin");
+        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        let first = lines
+            .next_line()
+            .await
+            .expect("readable output")
+            .expect("the receiver reports its port");
+        let port = serde_json::from_str::<Value>(&first).expect("JSON")["port"]
+            .as_u64()
+            .expect("a port");
+        Receiver {
+            url: format!("http://127.0.0.1:{port}/hooks"),
+            stdin,
+            lines,
+            deliveries: Vec::new(),
+            rejected: Vec::new(),
+            _child: child,
+        }
+    }
+
+    /// The settings that forward to this receiver, with short retry delays.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("STATUSHOOK_FORWARD_URL", self.url.clone()),
+            ("STATUSHOOK_FORWARD_SECRET", SECRET.into()),
+            ("STATUSHOOK_FORWARD_RETRY_MIN", "100ms".into()),
+            ("STATUSHOOK_FORWARD_RETRY_MAX", "1s".into()),
+        ]
+    }
+
+    /// Sends a command and returns once the receiver has it in force.
+    async fn command(&mut self, command: &str) {
+        self.stdin
+            .write_all(format!("{command}\n").as_bytes())
+            .await
+            .expect("the receiver reads commands");
+        self.stdin.flush().await.expect("flushed");
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let line = self.next_line(deadline, command).await;
+            if line["ok"] == command {
+                return;
+            }
+            self.record(line);
+        }
+    }
+
+    /// Reads what the receiver reports until `done` holds for the deliveries so far.
+    async fn wait_until(&mut self, what: &str, done: impl Fn(&[Delivery]) -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        while !done(&self.deliveries) {
+            let line = self.next_line(deadline, what).await;
+            self.record(line);
+        }
+    }
+
+    async fn next_line(&mut self, deadline: Instant, what: &str) -> Value {
+        let line = tokio::time::timeout_at(deadline, self.lines.next_line())
+            .await
+            .unwrap_or_else(|_| {
+                let summary = self.summary();
+                let last = &summary[summary.len().saturating_sub(10)..];
+                panic!(
+                    "timed out waiting for {what}; received {} deliveries, the last: {last:?}; \
+                     rejected {}: {:?}",
+                    summary.len(),
+                    self.rejected.len(),
+                    self.rejected.first()
+                )
+            })
+            .expect("readable output")
+            .expect("the receiver is running");
+        serde_json::from_str(&line).expect("a JSON line")
+    }
+
+    fn record(&mut self, line: Value) {
+        if let Some(why) = line["rejected"].as_str() {
+            self.rejected.push(why.to_owned());
+        } else if let Some(id) = line["id"].as_str() {
+            self.deliveries.push(Delivery {
+                id: id.parse().expect("webhook-id is the seq"),
+                answer: line["answer"].as_u64().expect("an answer") as u16,
+                body: line["body"].clone(),
+            });
+        }
+    }
+
+    fn summary(&self) -> Vec<(u64, u16, String, String)> {
+        self.deliveries
+            .iter()
+            .map(|d| (d.id, d.answer, d.sid().to_owned(), d.status().to_owned()))
+            .collect()
+    }
+}
+
+/// The ids answered `200`.
+fn acknowledged(deliveries: &[Delivery]) -> HashSet<u64> {
+    deliveries
+        .iter()
+        .filter(|d| d.answer == 200)
+        .map(|d| d.id)
+        .collect()
+}
+
+/// Per message, no transition reached the receiver before every earlier transition of that
+/// message (lower seq) had been acknowledged.
+fn assert_in_order_per_message(deliveries: &[Delivery]) {
+    let mut seqs: HashMap<&str, HashSet<u64>> = HashMap::new();
+    for delivery in deliveries {
+        seqs.entry(delivery.sid()).or_default().insert(delivery.id);
+    }
+    let mut acked = HashSet::new();
+    for delivery in deliveries {
+        let earlier_unacked: Vec<u64> = seqs[delivery.sid()]
+            .iter()
+            .copied()
+            .filter(|seq| *seq < delivery.id && !acked.contains(seq))
+            .collect();
+        assert!(
+            earlier_unacked.is_empty(),
+            "{} ({} {}) was sent before {earlier_unacked:?} of the same message was acknowledged",
+            delivery.id,
+            delivery.sid(),
+            delivery.status()
+        );
+        if delivery.answer == 200 {
+            acked.insert(delivery.id);
+        }
+    }
+}
+
+/// The API of a running service, a test app or the binary.
+struct Service {
+    client: reqwest::Client,
+    address: String,
+}
+
+impl Service {
+    fn of(app: &TestApp) -> Service {
+        Service {
+            client: app.client.clone(),
+            address: app.address.clone(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .expect("answered")
+    }
+
+    async fn json(&self, path: &str) -> Value {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), 200, "{path}");
+        response.json().await.expect("JSON")
+    }
+
+    async fn metrics(&self) -> String {
+        self.get("/metrics")
+            .await
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// Every event of the change feed, by seq.
+    async fn feed(&self) -> HashMap<u64, Value> {
+        let page = self.json("/v1/events?after=0&limit=1000").await;
+        page["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|event| (event["seq"].as_u64().expect("seq"), event.clone()))
+            .collect()
+    }
+
+    /// Polls `GET /v1/forwarding` until `done` holds for it.
+    async fn forwarding_when(&self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let status = self.json("/v1/forwarding").await;
+            if done(&status) {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{what}: {status}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A metric's value as `/metrics` shows it.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} is not in /metrics"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_receiver_that_was_down_gets_every_transition_verified_once_and_in_order_per_message() {
+    let mut receiver = Receiver::start().await;
+    receiver.command("down").await;
+    let app = spawn_app_with(Settings {
+        env: receiver.env(),
+        ..Settings::default()
+    })
+    .await;
+    let service = Service::of(&app);
+
+    // Callbacks keep arriving for a few seconds while the receiver is down.
+    let sids: Vec<String> = (0..30).map(|_| new_sid()).collect();
+    for status in ["queued", "sent", "delivered"] {
+        let forms: Vec<_> = sids.iter().map(|sid| callback(sid, status)).collect();
+        for response in join_all(forms.iter().map(|form| app.post_callback(form))).await {
+            assert_eq!(response.status(), 200);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let feed = service.feed().await;
+    assert_eq!(feed.len(), 90);
+
+    // The queue shows what waits and why.
+    let status = service
+        .forwarding_when("all 90 waiting", |s| s["depth"] == 90)
+        .await;
+    assert!(status["last_error"]["error"].is_string(), "{status}");
+    assert!(status["oldest_pending"]["age_seconds"].as_f64() > Some(1.0));
+    let metrics = service.metrics().await;
+    assert_eq!(metric(&metrics, "statushook_forward_outbox_depth"), 90.0);
+    assert!(metric(&metrics, "statushook_forward_oldest_pending_seconds") > 1.0);
+    assert!(
+        metric(
+            &metrics,
+            "statushook_forward_deliveries_total{outcome=\"unreachable\"}"
+        ) > 0.0
+    );
+
+    receiver.command("up").await;
+    let expected: HashSet<u64> = feed.keys().copied().collect();
+    receiver
+        .wait_until("every transition acknowledged", |d| {
+            acknowledged(d) == expected
+        })
+        .await;
+
+    assert!(receiver.rejected.is_empty(), "{:?}", receiver.rejected);
+    for delivery in &receiver.deliveries {
+        assert_eq!(
+            delivery.body, feed[&delivery.id],
+            "the body is the feed's event"
+        );
+    }
+    let oks = receiver.deliveries.iter().filter(|d| d.answer == 200);
+    assert_eq!(oks.count(), 90, "each transition acknowledged exactly once");
+    assert_in_order_per_message(&receiver.deliveries);
+
+    service
+        .forwarding_when("the queue drained", |s| {
+            s["depth"] == 0 && s["oldest_pending"].is_null()
+        })
+        .await;
+    let metrics = service.metrics().await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "statushook_forward_deliveries_total{outcome=\"delivered\"}"
+        ),
+        90.0
+    );
+    assert_eq!(metric(&metrics, "statushook_forward_outbox_depth"), 0.0);
+}
+
+#[tokio::test]
+async fn a_receiver_answering_500_gets_the_transition_again_until_it_answers_200() {
+    let mut receiver = Receiver::start().await;
+    receiver.command("fail 2").await;
+    let app = spawn_app_with(Settings {
+        env: receiver.env(),
+        ..Settings::default()
+    })
+    .await;
+    let sid = new_sid();
+    assert_eq!(
+        app.post_callback(&callback(&sid, "sent")).await.status(),
+        200
+    );
+    receiver
+        .wait_until("a 200", |d| d.iter().any(|d| d.answer == 200))
+        .await;
+    let answers: Vec<u16> = receiver.deliveries.iter().map(|d| d.answer).collect();
+    assert_eq!(answers, [500, 500, 200]);
+    let ids: HashSet<u64> = receiver.deliveries.iter().map(|d| d.id).collect();
+    assert_eq!(ids.len(), 1, "the same webhook-id at every attempt");
+
+    let service = Service::of(&app);
+    let status = service
+        .forwarding_when("acknowledged", |s| s["depth"] == 0)
+        .await;
+    assert_eq!(status["last_error"]["error"], "answered 500");
+    assert_eq!(status["deliveries"]["rejected"], 2);
+    assert_eq!(status["deliveries"]["delivered"], 1);
+    let metrics = service.metrics().await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "statushook_forward_deliveries_total{outcome=\"rejected\"}"
+        ),
+        2.0
+    );
+}
+
+#[tokio::test]
+async fn a_failing_transition_holds_back_only_the_later_transitions_of_its_own_message() {
+    let mut receiver = Receiver::start().await;
+    receiver.command("fail-status scheduled 3").await;
+    let app = spawn_app_with(Settings {
+        env: receiver.env(),
+        ..Settings::default()
+    })
+    .await;
+    let (held, free) = (new_sid(), new_sid());
+    for (sid, status) in [(&held, "scheduled"), (&held, "sent"), (&free, "sent")] {
+        assert_eq!(
+            app.post_callback(&callback(sid, status)).await.status(),
+            200
+        );
+    }
+    receiver
+        .wait_until("both messages' last transitions", |d| {
+            d.iter()
+                .filter(|d| d.answer == 200 && d.status() == "sent")
+                .count()
+                == 2
+        })
+        .await;
+    assert!(receiver.rejected.is_empty(), "{:?}", receiver.rejected);
+    assert_in_order_per_message(&receiver.deliveries);
+    let position = |sid: &str, status: &str| {
+        receiver
+            .deliveries
+            .iter()
+            .position(|d| d.answer == 200 && d.sid() == sid && d.status() == status)
+            .expect("acknowledged")
+    };
+    assert!(
+        position(&free, "sent") < position(&held, "scheduled"),
+        "the other message went ahead: {:?}",
+        receiver.summary()
+    );
+    let held_answers: Vec<u16> = receiver
+        .deliveries
+        .iter()
+        .filter(|d| d.status() == "scheduled")
+        .map(|d| d.answer)
+        .collect();
+    assert_eq!(held_answers, [500, 500, 500, 200]);
+}
+
+#[tokio::test]
+async fn only_the_configured_statuses_are_forwarded_and_the_rest_is_passed_over() {
+    let mut receiver = Receiver::start().await;
+    let mut env = receiver.env();
+    env.push(("STATUSHOOK_FORWARD_STATUSES", "delivered,failed".into()));
+    let app = spawn_app_with(Settings {
+        env,
+        ..Settings::default()
+    })
+    .await;
+    let (a, b) = (new_sid(), new_sid());
+    for (sid, status) in [
+        (&a, "queued"),
+        (&a, "sent"),
+        (&a, "delivered"),
+        (&b, "queued"),
+        (&b, "failed"),
+        (&b, "read"),
+    ] {
+        assert_eq!(
+            app.post_callback(&callback(sid, status)).await.status(),
+            200
+        );
+    }
+    let service = Service::of(&app);
+    let last = service.feed().await.keys().copied().max().expect("events");
+    service
+        .forwarding_when("the whole feed passed", |s| {
+            s["cursor"].as_u64() >= Some(last) && s["depth"] == 0
+        })
+        .await;
+    receiver
+        .wait_until("two deliveries", |d| d.len() >= 2)
+        .await;
+    let forwarded: HashSet<(String, String)> = receiver
+        .deliveries
+        .iter()
+        .map(|d| (d.sid().to_owned(), d.status().to_owned()))
+        .collect();
+    assert_eq!(
+        forwarded,
+        HashSet::from([
+            (a.clone(), "delivered".to_owned()),
+            (b.clone(), "failed".to_owned())
+        ])
+    );
+    assert_eq!(receiver.deliveries.len(), 2);
+}
+
+#[tokio::test]
+async fn a_replay_sends_a_time_range_again_with_the_same_webhook_ids() {
+    let mut receiver = Receiver::start().await;
+    let app = spawn_app_with(Settings {
+        env: receiver.env(),
+        ..Settings::default()
+    })
+    .await;
+    let (before, inside) = (new_sid(), new_sid());
+    for status in ["queued", "sent"] {
+        assert_eq!(
+            app.post_callback(&callback(&before, status)).await.status(),
+            200
+        );
+    }
+    receiver
+        .wait_until("the first message", |d| acknowledged(d).len() == 2)
+        .await;
+    // The range starts after the first message's transitions, on a millisecond boundary.
+    let since = Timestamp(Timestamp::now().0 + 1000);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    for status in ["queued", "sent", "delivered"] {
+        assert_eq!(
+            app.post_callback(&callback(&inside, status)).await.status(),
+            200
+        );
+    }
+    receiver
+        .wait_until("the second message", |d| acknowledged(d).len() == 5)
+        .await;
+
+    let response = app
+        .client
+        .post(format!(
+            "{}/v1/forwarding/replay?since={}",
+            app.address,
+            since.to_rfc3339()
+        ))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 202);
+    receiver.wait_until("the replay", |d| d.len() == 8).await;
+    let service = Service::of(&app);
+    service
+        .forwarding_when("the replay finished", |s| {
+            s["replay"].is_null() && s["depth"] == 0
+        })
+        .await;
+    let (first, replayed) = receiver.deliveries.split_at(5);
+    assert!(replayed
+        .iter()
+        .all(|d| d.sid() == inside && d.answer == 200));
+    let originals: HashMap<u64, &Value> = first.iter().map(|d| (d.id, &d.body)).collect();
+    for delivery in replayed {
+        assert_eq!(
+            Some(&&delivery.body),
+            originals.get(&delivery.id),
+            "a replay repeats the original id and body"
+        );
+    }
+    assert_eq!(receiver.deliveries.len(), 8, "{:?}", receiver.summary());
+}
+
+#[tokio::test]
+async fn replay_parameters_are_checked_and_forwarding_off_is_reported() {
+    let receiver = Receiver::start().await;
+    let app = spawn_app_with(Settings {
+        env: receiver.env(),
+        ..Settings::default()
+    })
+    .await;
+    let post = |app: &TestApp, query: &str| {
+        app.client
+            .post(format!("{}/v1/forwarding/replay?{query}", app.address))
+            .bearer_auth(API_TOKEN)
+            .send()
+    };
+    for (query, parameter) in [
+        ("", "since"),
+        ("since=yesterday", "since"),
+        (
+            "since=2026-01-01T00:00:00Z&until=2025-01-01T00:00:00Z",
+            "until",
+        ),
+        ("since=2026-01-01T00:00:00Z&from=1", "from"),
+    ] {
+        let response = post(&app, query).await.expect("answered");
+        assert_eq!(response.status(), 400, "{query}");
+        let body: Value = response.json().await.expect("JSON");
+        let error = body["error"].as_str().expect("an error");
+        assert!(error.starts_with(parameter), "{query}: {error}");
+    }
+    let status = app.get_authorized("/v1/forwarding").await;
+    assert_eq!(status.status(), 200);
+    let status: Value = status.json().await.expect("JSON");
+    assert_eq!(status["enabled"], true);
+    assert_eq!(status["url"], receiver.url.as_str());
+    assert_eq!(app.get("/v1/forwarding").await.status(), 401);
+
+    let off = spawn_app().await;
+    let status: Value = off
+        .get_authorized("/v1/forwarding")
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(status, serde_json::json!({"enabled": false}));
+    let response = post(&off, "since=2026-01-01T00:00:00Z")
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.expect("JSON");
+    assert!(body["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("STATUSHOOK_FORWARD_URL")));
+}
+
+#[tokio::test]
+async fn a_forward_url_without_its_secret_stops_start_up_naming_the_secret() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_statushook"))
+        .arg("serve")
+        .env("STATUSHOOK_LISTEN", "127.0.0.1:0")
+        .env("STATUSHOOK_PUBLIC_URL", PUBLIC_URL)
+        .env("STATUSHOOK_API_TOKEN", API_TOKEN)
+        .env("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
+        .env("STATUSHOOK_FORWARD_URL", "https://sink.example.com/hooks")
+        .env_remove("STATUSHOOK_FORWARD_SECRET")
+        .output()
+        .await
+        .expect("the binary runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("STATUSHOOK_FORWARD_SECRET"), "{stderr}");
+}
+
+/// Posts `queued`, `sent`, `delivered` for fresh messages from several senders until told
+/// to stop; answers the (sid, status) pairs acknowledged with `200`.
+fn post_until_stopped(
+    address: &str,
+    stop: &Arc<AtomicBool>,
+    enough: &Arc<Notify>,
+    count_to: usize,
+) -> Vec<tokio::task::JoinHandle<Vec<(String, String)>>> {
+    let count = Arc::new(AtomicUsize::new(0));
+    (0..4)
+        .map(|_| {
+            let (address, stop, enough, count) = (
+                address.to_owned(),
+                stop.clone(),
+                enough.clone(),
+                count.clone(),
+            );
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let mut acknowledged = Vec::new();
+                'messages: while !stop.load(Ordering::Relaxed) {
+                    let sid = new_sid();
+                    for status in ["queued", "sent", "delivered"] {
+                        match post_to_binary(&client, &address, &callback(&sid, status)).await {
+                            Ok(response) if response.status() == 200 => {
+                                acknowledged.push((sid.clone(), status.to_owned()));
+                                if count.fetch_add(1, Ordering::Relaxed) + 1 == count_to {
+                                    enough.notify_one();
+                                }
+                            }
+                            // Killed mid-request: this one was never acknowledged.
+                            _ => break 'messages,
+                        }
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_transition_is_lost_when_the_service_is_killed_with_sigkill_mid_forwarding() {
+    let mut receiver = Receiver::start().await;
+    // A slow receiver, so that deliveries are in flight and waiting when the kill comes.
+    receiver.command("delay 20").await;
+    let data = tempfile::tempdir().expect("a temporary folder");
+    let (mut child, address) = start_binary_with_env(data.path(), &receiver.env()).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let enough = Arc::new(Notify::new());
+    let senders = post_until_stopped(&address, &stop, &enough, 600);
+    enough.notified().await;
+    child.start_kill().expect("SIGKILL is sent");
+    child.wait().await.expect("the child is reaped");
+    stop.store(true, Ordering::Relaxed);
+    let acknowledged: Arc<Mutex<HashSet<(String, String)>>> = Arc::default();
+    for sender in senders {
+        let pairs = sender.await.expect("the sender ran");
+        acknowledged.lock().expect("lock").extend(pairs);
+    }
+    let acknowledged = acknowledged.lock().expect("lock").clone();
+    assert!(
+        acknowledged.len() >= 600,
+        "{} acknowledged",
+        acknowledged.len()
+    );
+
+    let (_child, _address) = start_binary_with_env(data.path(), &receiver.env()).await;
+    receiver
+        .wait_until("every acknowledged callback forwarded", |d| {
+            let forwarded: HashSet<(String, String)> = d
+                .iter()
+                .filter(|d| d.answer == 200)
+                .map(|d| (d.sid().to_owned(), d.status().to_owned()))
+                .collect();
+            acknowledged.is_subset(&forwarded)
+        })
+        .await;
+    assert!(receiver.rejected.is_empty(), "{:?}", receiver.rejected);
+
+    // Repeats after the crash carry the same id and body, so de-duplicating by webhook-id
+    // leaves each transition once; and per message the first acknowledgements are in order.
+    let mut by_id: HashMap<u64, &Value> = HashMap::new();
+    let mut first_acks = Vec::new();
+    for delivery in receiver.deliveries.iter().filter(|d| d.answer == 200) {
+        match by_id.get(&delivery.id) {
+            Some(body) => assert_eq!(*body, &delivery.body, "id {} repeated", delivery.id),
+            None => {
+                by_id.insert(delivery.id, &delivery.body);
+                first_acks.push(delivery.clone());
+            }
+        }
+    }
+    let distinct: HashSet<(&str, &str)> =
+        first_acks.iter().map(|d| (d.sid(), d.status())).collect();
+    assert_eq!(distinct.len(), first_acks.len(), "one id per transition");
+    assert_in_order_per_message(&first_acks);
+}
+
+#[tokio::test]
+async fn a_clean_restart_sends_nothing_twice() {
+    let mut receiver = Receiver::start().await;
+    let data = tempfile::tempdir().expect("a temporary folder");
+    let (child, address) = start_binary_with_env(data.path(), &receiver.env()).await;
+    let client = reqwest::Client::new();
+    // A burst, and SIGTERM as soon as the receiver has it: the last acknowledgements come
+    // after the last periodic save of the progress, so only the save at stop covers them.
+    let sids: Vec<String> = (0..40).map(|_| new_sid()).collect();
+    let forms: Vec<_> = sids.iter().map(|sid| callback(sid, "sent")).collect();
+    let posts = forms
+        .iter()
+        .map(|form| post_to_binary(&client, &address, form));
+    for response in join_all(posts).await {
+        assert_eq!(response.expect("answered").status(), 200);
+    }
+    receiver
+        .wait_until("the burst", |d| acknowledged(d).len() == 40)
+        .await;
+    let pid = child.id().expect("running").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let output = child.wait_with_output().await.expect("the child exits");
+    assert!(output.status.success(), "SIGTERM ends the service cleanly");
+
+    let (_child, address) = start_binary_with_env(data.path(), &receiver.env()).await;
+    let response = post_to_binary(&client, &address, &callback(&sids[0], "delivered"))
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 200);
+    receiver
+        .wait_until("one more transition", |d| acknowledged(d).len() == 41)
+        .await;
+    let service = Service {
+        client,
+        address: address.clone(),
+    };
+    service
+        .forwarding_when("the queue drained", |s| s["depth"] == 0)
+        .await;
+    assert_eq!(
+        receiver.deliveries.len(),
+        41,
+        "nothing sent twice: {:?}",
+        receiver.summary()
+    );
+}

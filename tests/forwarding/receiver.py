@@ -1,0 +1,103 @@
+"""A webhook receiver for the forwarding tests: verifies every delivery with the official
+`standardwebhooks` package and reports it on stdout, one JSON line each.
+
+    python3 receiver.py whsec_...
+
+First line out: {"port": N}. Commands, one a line on stdin, each acknowledged with
+{"ok": "<command>"} once in force:
+    down                 stop listening (connections are refused)
+    up                   listen again on the same port
+    fail N               answer 500 to the next N verified deliveries
+    fail-status S N      answer 500 to the next N verified deliveries of event status S
+    delay MS             wait MS milliseconds before each answer
+Each delivery: {"id", "timestamp", "answer", "body"} once verified, or {"rejected": why}
+(answered 400) when verification fails.
+"""
+
+import json
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from standardwebhooks import Webhook
+
+webhook = Webhook(sys.argv[1])
+lock = threading.Lock()
+state = {"fail": 0, "fail_status": {}, "delay": 0.0}
+
+
+def emit(value):
+    with lock:
+        sys.stdout.write(json.dumps(value) + "\n")
+        sys.stdout.flush()
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+        try:
+            payload = webhook.verify(body, dict(self.headers.items()))
+        except Exception as error:  # any verification failure is a rejection
+            emit({"rejected": f"{type(error).__name__}: {error}"})
+            self.answer(400)
+            return
+        status = payload.get("data", {}).get("event", {}).get("status")
+        with lock:
+            answer = 200
+            if state["fail"] > 0:
+                state["fail"] -= 1
+                answer = 500
+            elif state["fail_status"].get(status, 0) > 0:
+                state["fail_status"][status] -= 1
+                answer = 500
+            delay = state["delay"]
+        if delay:
+            time.sleep(delay)
+        emit({
+            "id": self.headers["webhook-id"],
+            "timestamp": self.headers["webhook-timestamp"],
+            "answer": answer,
+            "body": payload,
+        })
+        self.answer(answer)
+
+    def answer(self, code):
+        self.send_response(code)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def serve(port):
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+server = serve(0)
+port = server.server_address[1]
+emit({"port": port})
+for line in sys.stdin:
+    command = line.split()
+    if not command:
+        continue
+    if command[0] == "down" and server is not None:
+        server.shutdown()
+        server.server_close()
+        server = None
+    elif command[0] == "up" and server is None:
+        server = serve(port)
+    elif command[0] == "fail":
+        with lock:
+            state["fail"] = int(command[1])
+    elif command[0] == "fail-status":
+        with lock:
+            state["fail_status"][command[1]] = int(command[2])
+    elif command[0] == "delay":
+        with lock:
+            state["delay"] = int(command[1]) / 1000
+    emit({"ok": line.strip()})
