@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::signature::Keys;
+pub use crate::store::postgres::DatabaseUrl;
 
 /// The flags of `statushook serve`; each also reads the environment variable it names.
 #[derive(Debug, Clone, clap::Args)]
@@ -24,6 +25,10 @@ pub struct ServeArgs {
     /// signatures are checked against it.
     #[arg(long, env = "STATUSHOOK_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// postgres://… : store everything in PostgreSQL instead of the sled folder; any
+    /// number of replicas may share one database.
+    #[arg(long, env = "STATUSHOOK_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 }
 
 /// Environment variables read besides the flags, listed in `--help`.
@@ -136,6 +141,8 @@ pub struct TwilioCredentials {
 pub struct Config {
     pub listen: String,
     pub data_dir: PathBuf,
+    /// PostgreSQL instead of the sled folder, when set.
+    pub database_url: Option<DatabaseUrl>,
     pub public_url: PublicUrl,
     pub api_token: Secret,
     pub signing_keys: Keys,
@@ -216,9 +223,17 @@ impl Config {
                 .map_err(|problem| ConfigError::malformed("STATUSHOOK_RECONCILE_AFTER", problem))?,
             None => Duration::from_secs(15 * 60),
         };
+        let database_url = args
+            .database_url
+            .as_deref()
+            .filter(|raw| !raw.trim().is_empty())
+            .map(DatabaseUrl::parse)
+            .transpose()
+            .map_err(|problem| ConfigError::malformed("STATUSHOOK_DATABASE_URL", problem))?;
         Ok(Config {
             listen: args.listen.clone(),
             data_dir: args.data_dir.clone(),
+            database_url,
             public_url,
             api_token: Secret::new(api_token),
             signing_keys: Keys {
@@ -385,6 +400,7 @@ mod tests {
             listen: "127.0.0.1:0".into(),
             data_dir: "data".into(),
             public_url: public_url.map(Into::into),
+            database_url: None,
         }
     }
 

@@ -2,6 +2,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod export;
+pub mod jobs;
 pub mod metrics;
 pub mod reconciler;
 pub mod routes;

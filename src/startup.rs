@@ -10,6 +10,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
 use crate::config::{Config, PublicUrl, Secret};
+use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 use crate::reconciler::Reconciler;
 use crate::routes;
@@ -37,17 +38,22 @@ pub struct Application {
     port: u16,
     server: Server,
     store: Store,
+    jobs: Jobs,
 }
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let metrics = Arc::new(Metrics::default());
         let observer = Arc::clone(&metrics);
-        let store = Store::open_sled(
-            &config.data_dir,
-            Box::new(move |size| observer.group_committed(size)),
-        )
-        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+        let observe = Box::new(move |size| observer.group_committed(size));
+        let store = match &config.database_url {
+            Some(url) => Store::open_postgres(url, observe)
+                .await
+                .with_context(|| format!("cannot open the store at {url:?}"))?,
+            None => Store::open_sled(&config.data_dir, observe).with_context(|| {
+                format!("cannot open the store in {}", config.data_dir.display())
+            })?,
+        };
         let listener = TcpListener::bind(&config.listen)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let port = listener.local_addr()?.port();
@@ -59,16 +65,16 @@ impl Application {
             Some(credentials) => Some(TwilioClient::new(credentials, retry)?),
             None => None,
         };
-        if let Some(client) = &twilio {
-            let reconciler = Reconciler::new(
+        let reconciler = twilio.as_ref().map(|client| {
+            Reconciler::new(
                 store.clone(),
                 client.clone(),
                 Arc::clone(&metrics),
                 config.reconcile_after,
                 config.reconcile_rate,
-            );
-            tokio::spawn(reconciler.run());
-        }
+            )
+        });
+        let jobs = Jobs::start(store.clone(), reconciler);
         let state = web::Data::new(AppState {
             store: store.clone(),
             public_url: config.public_url.clone(),
@@ -92,6 +98,7 @@ impl Application {
             port,
             server,
             store,
+            jobs,
         })
     }
 
@@ -116,9 +123,11 @@ impl Application {
                 tracing::error!(%error, "the store failed; stopping so that a restart recovers it");
                 tokio::time::sleep(FAILED_GRACE).await;
                 handle.stop(false).await;
+                self.jobs.stop().await;
                 return Err(anyhow::Error::new(error).context("the store failed a write"));
             }
         }
+        self.jobs.stop().await;
         self.store.close().await.context("the final flush failed")?;
         tracing::info!("stopped; every acknowledged callback is on disk");
         Ok(())

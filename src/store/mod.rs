@@ -11,6 +11,7 @@
 //! `sled/writer.rs`); with PostgreSQL, committed with `synchronous_commit` on.
 
 mod listing;
+pub mod postgres;
 pub mod sled;
 
 use std::sync::Arc;
@@ -103,12 +104,55 @@ pub type GroupObserver = Box<dyn Fn(usize) + Send + Sync>;
 #[derive(Clone)]
 pub enum Store {
     Sled(sled::SledStore),
+    Postgres(postgres::PgStore),
+}
+
+/// This replica's right to run the background jobs (see `jobs.rs`).
+pub enum Lease {
+    /// The only process on its store: the lease is never lost.
+    Sole,
+    Postgres(postgres::Lease),
+}
+
+impl Lease {
+    /// Resolves when the lease is lost; another replica may then run the jobs.
+    pub async fn lost(&mut self) {
+        match self {
+            Lease::Sole => std::future::pending().await,
+            Lease::Postgres(lease) => lease.lost().await,
+        }
+    }
 }
 
 impl Store {
     /// Opens (or creates) the embedded store in `path`.
     pub fn open_sled(path: &std::path::Path, observe: GroupObserver) -> Result<Store, StoreError> {
         Ok(Store::Sled(sled::SledStore::open(path, observe)?))
+    }
+
+    /// Connects to PostgreSQL at `url` and applies pending schema migrations.
+    pub async fn open_postgres(
+        url: &postgres::DatabaseUrl,
+        observe: GroupObserver,
+    ) -> Result<Store, StoreError> {
+        Ok(Store::Postgres(postgres::PgStore::open(url, observe).await?))
+    }
+
+    /// Waits until this replica may run the background jobs, and answers its lease.
+    pub async fn lead(&self) -> Lease {
+        match self {
+            Store::Sled(_) => Lease::Sole,
+            Store::Postgres(store) => Lease::Postgres(store.lead().await),
+        }
+    }
+
+    /// Removes listing history no cursor can need any more (the sled writer does this
+    /// itself; with PostgreSQL the job leader does it for every replica).
+    pub async fn forget_history(&self) -> Result<u64, StoreError> {
+        match self {
+            Store::Sled(_) => Ok(0),
+            Store::Postgres(store) => store.forget_history().await,
+        }
     }
 
     /// Records a status event; returns once it is durably stored (or known already).
@@ -119,6 +163,7 @@ impl Store {
     ) -> Result<Recorded, StoreError> {
         match self {
             Store::Sled(store) => store.record(event, idempotency_token).await,
+            Store::Postgres(store) => store.record(event, idempotency_token).await,
         }
     }
 
@@ -126,6 +171,7 @@ impl Store {
     pub async fn probe(&self) -> Result<(), StoreError> {
         match self {
             Store::Sled(store) => store.probe().await,
+            Store::Postgres(store) => store.probe().await,
         }
     }
 
@@ -136,6 +182,7 @@ impl Store {
                 let (store, sid) = (store.clone(), sid.clone());
                 blocking(move || store.message(&sid)).await
             }
+            Store::Postgres(store) => store.message(sid).await,
         }
     }
 
@@ -146,6 +193,7 @@ impl Store {
                 let store = store.clone();
                 blocking(move || store.list(&query)).await
             }
+            Store::Postgres(store) => store.list(&query).await,
         }
     }
 
@@ -161,6 +209,7 @@ impl Store {
                 let store = store.clone();
                 blocking(move || store.stats(since, until)).await
             }
+            Store::Postgres(store) => store.stats(since, until).await,
         }
     }
 
@@ -171,6 +220,7 @@ impl Store {
                 let store = store.clone();
                 blocking(move || store.feed(after, limit)).await
             }
+            Store::Postgres(store) => store.feed(after, limit).await,
         }
     }
 
@@ -178,6 +228,7 @@ impl Store {
     pub async fn wait_for_feed(&self, after: u64, timeout: std::time::Duration) {
         match self {
             Store::Sled(store) => store.wait_for_feed(after, timeout).await,
+            Store::Postgres(store) => store.wait_for_feed(after, timeout).await,
         }
     }
 
@@ -185,6 +236,7 @@ impl Store {
     pub async fn size_on_disk(&self) -> Result<u64, StoreError> {
         match self {
             Store::Sled(store) => store.size_on_disk(),
+            Store::Postgres(store) => store.size_on_disk().await,
         }
     }
 
@@ -198,6 +250,7 @@ impl Store {
                     .await
                     .map_err(|error| error.to_string())?
             }
+            Store::Postgres(store) => store.check().await,
         }
     }
 
@@ -206,6 +259,7 @@ impl Store {
     pub async fn failed(&self) -> StoreError {
         match self {
             Store::Sled(store) => store.failed().await,
+            Store::Postgres(store) => store.failed().await,
         }
     }
 
@@ -213,6 +267,7 @@ impl Store {
     pub async fn close(&self) -> Result<(), StoreError> {
         match self {
             Store::Sled(store) => store.close().await,
+            Store::Postgres(store) => store.close().await,
         }
     }
 }
