@@ -209,7 +209,10 @@ fn send(args: SendArgs) -> ExitCode {
 
 /// Parses `--database-url`, reporting a malformed one as a configuration error.
 fn database_url(raw: Option<&str>) -> Result<Option<DatabaseUrl>, ExitCode> {
-    match raw.filter(|raw| !raw.trim().is_empty()).map(DatabaseUrl::parse) {
+    match raw
+        .filter(|raw| !raw.trim().is_empty())
+        .map(DatabaseUrl::parse)
+    {
         None => Ok(None),
         Some(Ok(url)) => Ok(Some(url)),
         Some(Err(problem)) => {

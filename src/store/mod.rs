@@ -135,7 +135,9 @@ impl Store {
         url: &postgres::DatabaseUrl,
         observe: GroupObserver,
     ) -> Result<Store, StoreError> {
-        Ok(Store::Postgres(postgres::PgStore::open(url, observe).await?))
+        Ok(Store::Postgres(
+            postgres::PgStore::open(url, observe).await?,
+        ))
     }
 
     /// Waits until this replica may run the background jobs, and answers its lease.

@@ -6,6 +6,7 @@ mod listing;
 mod lookup;
 mod prism;
 mod reconciler;
+mod replicas;
 mod sender;
 mod simulate;
 mod status_callback;

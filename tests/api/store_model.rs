@@ -207,7 +207,9 @@ async fn open(path: &std::path::Path, database: Option<&str>) -> Store {
     match database {
         Some(url) => {
             let url = statushook::config::DatabaseUrl::parse(url).expect("a database URL");
-            Store::open_postgres(&url, Box::new(|_| {})).await.expect("store opens")
+            Store::open_postgres(&url, Box::new(|_| {}))
+                .await
+                .expect("store opens")
         }
         None => Store::open_sled(path, Box::new(|_| {})).expect("store opens"),
     }

@@ -89,8 +89,7 @@ impl PgStore {
             index_entries: 0,
         };
         for row in &event_rows {
-            let (sid, transition) =
-                rows::transition_with_sid(row, 0).map_err(|e| e.to_string())?;
+            let (sid, transition) = rows::transition_with_sid(row, 0).map_err(|e| e.to_string())?;
             let n: i32 = row.try_get(1).map_err(text)?;
             let seq: i64 = row.try_get(7).map_err(text)?;
             let (history, _) = histories
@@ -135,7 +134,12 @@ impl PgStore {
             if !columns_agree {
                 return Err(format!("{sid}: the message row is not its events' state"));
             }
-            check_positions(sid, history, &state, positions.remove(sid).unwrap_or_default())?;
+            check_positions(
+                sid,
+                history,
+                &state,
+                positions.remove(sid).unwrap_or_default(),
+            )?;
             for key in counter_keys(&state) {
                 *counters.entry(key).or_default() += 1;
             }
@@ -154,7 +158,9 @@ impl PgStore {
             let stored: i64 = row.try_get(4).map_err(text)?;
             let expected = counters.remove(&key).unwrap_or(0);
             if stored != expected {
-                return Err(format!("counter {key:?} is {stored}, events say {expected}"));
+                return Err(format!(
+                    "counter {key:?} is {stored}, events say {expected}"
+                ));
             }
         }
         if let Some((key, count)) = counters.into_iter().find(|(_, count)| *count != 0) {
@@ -174,7 +180,10 @@ fn check_positions(
     state: &MessageState,
     positions: Vec<Position>,
 ) -> Result<(), String> {
-    let live: Vec<&Position> = positions.iter().filter(|p| p.replaced_seq.is_none()).collect();
+    let live: Vec<&Position> = positions
+        .iter()
+        .filter(|p| p.replaced_seq.is_none())
+        .collect();
     let [live] = live.as_slice() else {
         return Err(format!("{sid}: {} live listing positions", live.len()));
     };
@@ -188,13 +197,19 @@ fn check_positions(
     }
     for position in &positions {
         if !history.seqs.contains(&position.placed_seq) {
-            return Err(format!("{sid}: a position placed at {} names no event", position.placed_seq));
+            return Err(format!(
+                "{sid}: a position placed at {} names no event",
+                position.placed_seq
+            ));
         }
         let then = history
             .state_at(position.placed_seq)
             .ok_or_else(|| format!("{sid}: no state at {}", position.placed_seq))?;
         if !agrees(position, &then) {
-            return Err(format!("{sid}: the position placed at {} is not its state then", position.placed_seq));
+            return Err(format!(
+                "{sid}: the position placed at {} is not its state then",
+                position.placed_seq
+            ));
         }
         if let Some(replaced) = position.replaced_seq {
             let successor = positions.iter().any(|p| p.placed_seq == replaced);

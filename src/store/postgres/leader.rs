@@ -50,7 +50,10 @@ impl Drop for Lease {
 pub async fn acquire(url: &DatabaseUrl) -> Lease {
     let mut session: Option<(Client, JoinHandle<()>)> = None;
     loop {
-        if session.as_ref().is_none_or(|(_, driver)| driver.is_finished()) {
+        if session
+            .as_ref()
+            .is_none_or(|(_, driver)| driver.is_finished())
+        {
             session = connect(url).await;
         }
         if let Some((client, _)) = &session {

@@ -10,7 +10,8 @@ use crate::store::StoreError;
 
 /// Every migration, in order: (version, name, SQL). Append only; never edit one that has
 /// shipped.
-pub const MIGRATIONS: &[(u32, &str, &str)] = &[(1, "schema", include_str!("migrations/001_schema.sql"))];
+pub const MIGRATIONS: &[(u32, &str, &str)] =
+    &[(1, "schema", include_str!("migrations/001_schema.sql"))];
 
 /// The advisory lock key of migrations (distinct from the feed and leader keys).
 const MIGRATION_LOCK: i64 = 7_342_000;

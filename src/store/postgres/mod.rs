@@ -242,7 +242,10 @@ impl PgStore {
         let mut events = Vec::with_capacity(found.len());
         for row in &found {
             let (_, transition) = rows::transition(row, 4)?;
-            events.push(rows::stored_event(&transition, row.try_get(10).map_err(corrupt)?)?);
+            events.push(rows::stored_event(
+                &transition,
+                row.try_get(10).map_err(corrupt)?,
+            )?);
             transitions.push(transition);
         }
         let Some(state) = MessageState::replay(&parties, &transitions) else {

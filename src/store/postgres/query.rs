@@ -74,8 +74,7 @@ impl PgStore {
         let histories = rows::histories(&client, &sids, snapshot_param).await?;
         let mut messages = Vec::with_capacity(listed.len());
         for (sid, updated_at) in listed {
-            let Some(state) = histories.get(&sid).and_then(|h| h.state_at(snapshot_param))
-            else {
+            let Some(state) = histories.get(&sid).and_then(|h| h.state_at(snapshot_param)) else {
                 continue;
             };
             // The position and the replayed state agree by construction; a message that

@@ -7,14 +7,15 @@ use deadpool_postgres::Object;
 use tokio_postgres::Row;
 
 use super::{corrupt, unavailable};
-use crate::domain::{MessageSid, MessageState, MessageStatus, Parties, Source, Timestamp, Transition};
+use crate::domain::{
+    MessageSid, MessageState, MessageStatus, Parties, Source, Timestamp, Transition,
+};
 use crate::store::{StoreError, StoredEvent};
 
 /// A message's parties, from `messages m` (4 columns).
 pub const PARTIES: &str = "m.account_sid, m.from_number, m.to_number, m.messaging_service_sid";
 /// What the state machine needs of an event, from `events e` (6 columns).
-pub const EVENT: &str =
-    "e.n, e.status, e.error_code, e.raw_dlr_done_date, e.received_at, e.source";
+pub const EVENT: &str = "e.n, e.status, e.error_code, e.raw_dlr_done_date, e.received_at, e.source";
 /// The same, after the event's SID (7 columns).
 pub const EVENT_WITH_SID: &str =
     "e.sid, e.n, e.status, e.error_code, e.raw_dlr_done_date, e.received_at, e.source";
@@ -32,7 +33,9 @@ fn source(name: &str) -> Result<Source, StoreError> {
         "callback" => Ok(Source::Callback),
         "sender" => Ok(Source::Sender),
         "reconciler" => Ok(Source::Reconciler),
-        other => Err(StoreError::corrupt(format!("unknown event source {other:?}"))),
+        other => Err(StoreError::corrupt(format!(
+            "unknown event source {other:?}"
+        ))),
     }
 }
 
@@ -57,10 +60,7 @@ pub fn transition(row: &Row, at: usize) -> Result<(i32, Transition), StoreError>
         n,
         Transition {
             status: MessageStatus::parse(status).map_err(StoreError::corrupt)?,
-            error_code: error_code
-                .map(u32::try_from)
-                .transpose()
-                .map_err(corrupt)?,
+            error_code: error_code.map(u32::try_from).transpose().map_err(corrupt)?,
             raw_dlr_done_date: row.try_get(at + 3).map_err(corrupt)?,
             received_at: Timestamp(u64::try_from(received_at).map_err(corrupt)?),
             source: source(source_name)?,

@@ -102,7 +102,10 @@ impl PgStore {
                 .filter(|(_, count)| *count > 0)
                 .filter_map(|(code, count)| Some((KnownStatus::from_code(code)?, count)))
                 .collect(),
-            by_error: by_error.into_iter().filter(|(_, count)| *count > 0).collect(),
+            by_error: by_error
+                .into_iter()
+                .filter(|(_, count)| *count > 0)
+                .collect(),
         })
     }
 }

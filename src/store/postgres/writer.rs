@@ -241,7 +241,11 @@ impl Writer {
 
     async fn connection(&mut self) -> Result<&(Object, Statements), Failure> {
         if self.connection.is_none() {
-            let client = self.pool.get().await.map_err(|e| Failure::Pool(e.to_string()))?;
+            let client = self
+                .pool
+                .get()
+                .await
+                .map_err(|e| Failure::Pool(e.to_string()))?;
             let statements = Statements::prepare(&client)
                 .await
                 .map_err(Failure::Database)?;
@@ -549,7 +553,9 @@ impl Changes {
                 continue;
             };
             changes.sids.push(sid.clone());
-            changes.account_sid.push(message.parties.account_sid.clone());
+            changes
+                .account_sid
+                .push(message.parties.account_sid.clone());
             changes.from.push(message.parties.from.clone());
             changes.to.push(message.parties.to.clone());
             changes
