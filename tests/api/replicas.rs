@@ -84,6 +84,37 @@ async fn one_message_raced_across_replicas_in_every_order_ends_in_its_highest_st
         }
     }))
     .await;
+    // And every order fired at once: all four statuses and their duplicates in flight
+    // together, spread over both replicas.
+    let raced: Vec<(String, Vec<&str>)> = orders.iter().map(|o| (new_sid(), o.clone())).collect();
+    join_all(raced.iter().flat_map(|(sid, order)| {
+        let client = client.clone();
+        order.iter().enumerate().flat_map(move |(i, status)| {
+            let client = client.clone();
+            [(i % 2, *status), ((i + 1) % 2, *status)].map(move |(replica, status)| {
+                let (client, sid) = (client.clone(), sid.clone());
+                let address = if replica == 0 { a } else { b };
+                async move { assert_eq!(post(&client, address, &sid, status).await, 200) }
+            })
+        })
+    }))
+    .await;
+    for (sid, order) in &raced {
+        let stored = message(&client, b, sid).await;
+        assert_eq!(stored["status"], "read", "{sid} raced {order:?}");
+        let mut statuses: Vec<&str> = stored["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|e| e["status"].as_str().expect("status"))
+            .collect();
+        statuses.sort_unstable();
+        assert_eq!(
+            statuses,
+            ["delivered", "queued", "read", "sent"],
+            "{sid}: each once"
+        );
+    }
     for (sid, order) in &sids {
         for address in [a, b] {
             let stored = message(&client, address, sid).await;
