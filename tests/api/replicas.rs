@@ -76,8 +76,8 @@ async fn one_message_raced_across_replicas_in_every_order_ends_in_its_highest_st
             for (i, status) in order.iter().enumerate() {
                 let (first, second) = if i % 2 == 0 { (a, b) } else { (b, a) };
                 let answers = tokio::join!(
-                    post(&client, first, &sid, status),
-                    post(&client, second, &sid, status)
+                    post(&client, first, sid, status),
+                    post(&client, second, sid, status)
                 );
                 assert_eq!(answers, (200, 200), "{sid} {status}");
             }

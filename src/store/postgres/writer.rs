@@ -218,9 +218,9 @@ impl Writer {
                 }
             };
             if !retry || attempt >= ATTEMPTS {
-                return Err(error.into_store_error());
+                return Err(error.to_store_error());
             }
-            tracing::warn!(error = %error.into_store_error(), attempt, "writing a group again");
+            tracing::warn!(error = %error.to_store_error(), attempt, "writing a group again");
             if matches!(error, Failure::Pool(_)) {
                 tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
             }
@@ -458,7 +458,7 @@ enum Failure {
 }
 
 impl Failure {
-    fn into_store_error(&self) -> StoreError {
+    fn to_store_error(&self) -> StoreError {
         match self {
             Failure::Database(error) => StoreError::unavailable(error.to_string()),
             Failure::Pool(error) => StoreError::unavailable(error.clone()),
