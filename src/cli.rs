@@ -45,7 +45,7 @@ enum Command {
 struct MigrateArgs {
     /// postgres://… URL of the database.
     #[arg(long, env = "STATUSHOOK_DATABASE_URL", hide_env_values = true)]
-    database_url: Option<String>,
+    database_url: Option<crate::config::Secret>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -55,7 +55,7 @@ struct CheckArgs {
     data_dir: std::path::PathBuf,
     /// postgres://… : check this database instead (it may be in use).
     #[arg(long, env = "STATUSHOOK_DATABASE_URL", hide_env_values = true)]
-    database_url: Option<String>,
+    database_url: Option<crate::config::Secret>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -223,7 +223,11 @@ fn database_url(raw: Option<&str>) -> Result<Option<DatabaseUrl>, ExitCode> {
 }
 
 fn migrate(args: &MigrateArgs) -> ExitCode {
-    let url = match database_url(args.database_url.as_deref()) {
+    let url = match database_url(
+        args.database_url
+            .as_ref()
+            .map(crate::config::Secret::expose),
+    ) {
         Ok(Some(url)) => url,
         Ok(None) => {
             eprintln!("statushook: STATUSHOOK_DATABASE_URL: is required but not set");
@@ -280,7 +284,11 @@ fn check_postgres(url: &DatabaseUrl) -> ExitCode {
 }
 
 fn check(args: &CheckArgs) -> ExitCode {
-    match database_url(args.database_url.as_deref()) {
+    match database_url(
+        args.database_url
+            .as_ref()
+            .map(crate::config::Secret::expose),
+    ) {
         Ok(Some(url)) => return check_postgres(&url),
         Ok(None) => {}
         Err(code) => return code,

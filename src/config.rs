@@ -28,7 +28,7 @@ pub struct ServeArgs {
     /// postgres://… : store everything in PostgreSQL instead of the sled folder; any
     /// number of replicas may share one database.
     #[arg(long, env = "STATUSHOOK_DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
+    pub database_url: Option<Secret>,
 }
 
 /// Environment variables read besides the flags, listed in `--help`.
@@ -59,6 +59,15 @@ impl Secret {
     /// The secret itself, for the few places that must use it (HMAC keys, auth headers).
     pub fn expose(&self) -> &str {
         &self.0
+    }
+}
+
+/// For flags that carry a secret (a database URL with its password).
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        Ok(Secret::new(raw))
     }
 }
 
@@ -225,7 +234,8 @@ impl Config {
         };
         let database_url = args
             .database_url
-            .as_deref()
+            .as_ref()
+            .map(Secret::expose)
             .filter(|raw| !raw.trim().is_empty())
             .map(DatabaseUrl::parse)
             .transpose()
@@ -476,6 +486,38 @@ mod tests {
         assert_eq!(
             config.public_url.join("/twilio/status"),
             "https://h.example/prefix/twilio/status"
+        );
+    }
+
+    #[test]
+    fn a_database_url_is_checked_and_its_password_never_prints() {
+        let mut with_url = args(Some("https://h.example"));
+        for bad in ["mysql://u@h/db", "postgres://u@h:99999/db", "postgres://"] {
+            with_url.database_url = Some(Secret::new(bad));
+            let env: HashMap<String, String> = MINIMAL
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let error =
+                Config::for_serve_with(&with_url, |name| env.get(name).cloned()).expect_err(bad);
+            assert_eq!(error.name, "STATUSHOOK_DATABASE_URL", "{bad}");
+            assert!(!error.to_string().contains(bad), "{error}");
+        }
+        with_url.database_url = Some(Secret::new(
+            "postgres://app:s3cr3t-db@db.internal:5433/hooks",
+        ));
+        assert!(!format!("{with_url:?}").contains("s3cr3t"));
+        let env: HashMap<String, String> = MINIMAL
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let config =
+            Config::for_serve_with(&with_url, |name| env.get(name).cloned()).expect("valid");
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("s3cr3t"), "{printed}");
+        assert!(
+            printed.contains("postgres://app@db.internal:5433/hooks"),
+            "{printed}"
         );
     }
 

@@ -45,7 +45,7 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
         listen: "127.0.0.1:0".into(),
         data_dir: data_dir.path().join("db"),
         public_url: Some(public_url.into()),
-        database_url: test_database().await,
+        database_url: test_database().await.map(Secret::new),
     };
     let mut env = vec![
         ("STATUSHOOK_API_TOKEN", API_TOKEN.to_owned()),

@@ -69,13 +69,17 @@ impl DatabaseUrl {
         Ok(DatabaseUrl(config))
     }
 
-    /// The connection settings every statushook connection uses: its own schema, and
+    /// The connection settings every statushook connection uses: its own schema;
     /// `synchronous_commit` on whatever the server's default, since a `200` promises the
-    /// callback survives a power cut.
+    /// callback survives a power cut; and a plan for each execution of a prepared
+    /// statement, since a plan cached while a table was new and small (a sequential scan)
+    /// would stay in use as it grows, until the next `ANALYZE`. Every statement is a
+    /// handful of index lookups, so planning costs little.
     fn connection_config(&self) -> tokio_postgres::Config {
         let mut config = self.0.clone();
         let options = format!(
-            "{} -c search_path=statushook -c synchronous_commit=on",
+            "{} -c search_path=statushook -c synchronous_commit=on \
+             -c plan_cache_mode=force_custom_plan",
             config.get_options().unwrap_or("")
         );
         config.options(options.trim());

@@ -1,7 +1,7 @@
 //! The writer task: group commit of callbacks into one PostgreSQL transaction.
 //!
 //! Handlers queue `Record` commands; the writer takes everything queued (up to
-//! [`MAX_GROUP`]) and writes it as one transaction in three pipelined round trips:
+//! [`MAX_GROUP`]) and writes it as one transaction in two pipelined round trips:
 //!
 //! 1. `BEGIN`; insert an empty row for each message of the group not stored yet
 //!    (`ON CONFLICT DO NOTHING`); lock every message row of the group `FOR UPDATE`, in SID
@@ -10,15 +10,17 @@
 //!    before). Another replica recording the same message waits here until this commit.
 //! 2. In Rust, with `domain::is_duplicate` and `domain::MessageState`: drop duplicates,
 //!    give each event its arrival time (never before the message's last one), compute
-//!    each message's new state. Then update the messages rows, add the counter changes
-//!    (one upsert per distinct counter, on this replica's stripe), and take change-feed
-//!    positions (`statushook_take_seqs`, which takes the feed lock).
-//! 3. Insert the events with their positions, move the messages' listing positions, and
-//!    `COMMIT`. The feed lock is released after the commit is visible, so commits holding
-//!    positions are visible in position order.
+//!    each message's new state.
+//! 3. Update the messages rows, add the counter changes (one upsert per distinct counter,
+//!    on this replica's stripe), take change-feed positions (`statushook_take_seqs`,
+//!    which takes the feed lock), insert the events with their positions, move the
+//!    messages' listing positions, and `COMMIT`. The feed lock is released after the
+//!    commit is visible, so commits holding positions are visible in position order; and
+//!    it is held only while the server runs the last statements and the commit, never
+//!    across a round trip to this process.
 //!
 //! Every statement is multi-row (`unnest` of arrays), so a group costs the same number
-//! of statements whether it holds one callback or a thousand. No command is answered
+//! of statements (and two round trips) whether it holds one callback or a thousand. No command is answered
 //! before `COMMIT` returns with `synchronous_commit` on. A group that meets a deadlock, a
 //! serialization failure, a unique violation (a duplicate that slipped past: the indexes
 //! make a race harmless) or a broken connection is rolled back and written again, from a
@@ -288,7 +290,10 @@ impl Writer {
         }
         let changes = Changes::of(&messages);
 
-        // Round trip 2: message rows, counters, change-feed positions (the feed lock).
+        // Round trip 2: message rows, counters, change-feed positions (the feed lock), events
+        // and listing positions, commit. Positions are sent relative (1 = the group's
+        // first) and made absolute by the server from `currval('feed_seq')`, so no round
+        // trip to this process happens while the feed lock is held.
         let stripe = self.stripe;
         let (client, st) = self.connection().await?;
         let count = i64::try_from(plan.events.len()).unwrap_or(i64::MAX);
@@ -313,24 +318,15 @@ impl Writer {
             &changes.counters.delta,
         ];
         let how_many: [&(dyn ToSql + Sync); 1] = [&count];
-        let (_, _, first) = tokio::try_join!(
-            client.execute(&st.update_messages, &message_rows),
-            client.execute(&st.add_counters, &counters),
-            client.query_one(&st.take_seqs, &how_many),
-        )
-        .map_err(Failure::Database)?;
-        let first: i64 = first.try_get(0).map_err(Failure::Database)?;
-
-        // Round trip 3: events with their positions, listing positions, commit.
-        let events = EventColumns::of(&plan, first);
-        let positions = PositionColumns::of(&messages, first);
-        let (client, st) = self.connection().await?;
-        let replaced: [&(dyn ToSql + Sync); 3] = [
+        let events = EventColumns::of(&plan, 1);
+        let positions = PositionColumns::of(&messages, 1);
+        let replaced: [&(dyn ToSql + Sync); 4] = [
             &positions.replaced_sids,
             &positions.replaced_seq,
             &positions.replaced_at,
+            &count,
         ];
-        let event_rows: [&(dyn ToSql + Sync); 10] = [
+        let event_rows: [&(dyn ToSql + Sync); 11] = [
             &events.sid,
             &events.n,
             &events.seq,
@@ -341,21 +337,27 @@ impl Writer {
             &events.source,
             &events.token,
             &events.params,
+            &count,
         ];
-        let placed: [&(dyn ToSql + Sync); 5] = [
+        let placed: [&(dyn ToSql + Sync); 6] = [
             &positions.sids,
             &positions.placed_seq,
             &positions.status,
             &positions.error_code,
             &positions.updated_at,
+            &count,
         ];
-        tokio::try_join!(
+        let (_, _, first, _, _, _, _) = tokio::try_join!(
+            client.execute(&st.update_messages, &message_rows),
+            client.execute(&st.add_counters, &counters),
+            client.query_one(&st.take_seqs, &how_many),
             client.execute(&st.replace_positions, &replaced),
             client.execute(&st.insert_events, &event_rows),
             client.execute(&st.insert_positions, &placed),
             client.batch_execute("COMMIT"),
         )
         .map_err(Failure::Database)?;
+        let first: i64 = first.try_get(0).map_err(Failure::Database)?;
         let last = u64::try_from(first + count - 1).unwrap_or(0);
         self.shared.watermark.send_if_modified(|watermark| {
             let newer = last > *watermark;
@@ -782,7 +784,8 @@ impl Statements {
                 .await?,
             replace_positions: client
                 .prepare_cached(
-                    "UPDATE positions AS p SET replaced_seq = u.seq, replaced_at = u.at \
+                    "UPDATE positions AS p \
+                     SET replaced_seq = currval('feed_seq') - $4::int8 + u.seq, replaced_at = u.at \
                      FROM unnest($1::text[], $2::int8[], $3::int8[]) AS u(sid, seq, at) \
                      WHERE p.sid = u.sid AND p.replaced_seq IS NULL",
                 )
@@ -791,7 +794,8 @@ impl Statements {
                 .prepare_cached(
                     "INSERT INTO events (sid, n, seq, status, error_code, raw_dlr_done_date, \
                      received_at, source, token, params) \
-                     SELECT u.sid, u.n, u.seq, u.status, u.error_code, u.dlr, u.received_at, \
+                     SELECT u.sid, u.n, currval('feed_seq') - $11::int8 + u.seq, u.status, \
+                     u.error_code, u.dlr, u.received_at, \
                      u.source, u.token, u.params::jsonb \
                      FROM unnest($1::text[], $2::int4[], $3::int8[], $4::text[], $5::int8[], \
                      $6::text[], $7::int8[], $8::text[], $9::text[], $10::text[]) \
@@ -802,8 +806,10 @@ impl Statements {
             insert_positions: client
                 .prepare_cached(
                     "INSERT INTO positions (sid, placed_seq, status, error_code, updated_at) \
-                     SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], \
-                     $5::int8[])",
+                     SELECT u.sid, currval('feed_seq') - $6::int8 + u.placed, u.status, \
+                     u.error_code, u.updated_at \
+                     FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::int8[]) \
+                     AS u(sid, placed, status, error_code, updated_at)",
                 )
                 .await?,
         })
