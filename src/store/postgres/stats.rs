@@ -9,6 +9,8 @@
 
 use std::collections::BTreeMap;
 
+use tokio_postgres::types::ToSql;
+
 use super::writer::{HOUR, KIND_ERROR, KIND_STATUS, MINUTE, SPAN_ALL, SPAN_HOUR, SPAN_MINUTE};
 use super::{corrupt, to_i64, unavailable, PgStore};
 use crate::domain::{KnownStatus, Timestamp};
@@ -47,37 +49,11 @@ impl PgStore {
             let to = until.map_or(horizon, |t| t.0.min(horizon));
             split(from, to, LEVELS, &mut plan);
         }
-        let statement = client
-            .prepare_cached(
-                "SELECT c.kind::text, c.value, sum(c.n)::int8 \
-                 FROM unnest($1::\"char\"[], $2::int8[], $3::int8[]) AS r(span, first, last) \
-                 JOIN counters c ON c.span = r.span AND c.bucket >= r.first AND c.bucket < r.last \
-                 GROUP BY c.kind, c.value \
-                 UNION ALL \
-                 SELECT 's', p.status, count(*) \
-                 FROM unnest($4::int8[], $5::int8[]) AS x(since, until) \
-                 JOIN positions p ON p.updated_at >= x.since AND p.updated_at < x.until \
-                 WHERE p.replaced_seq IS NULL AND p.status IS NOT NULL GROUP BY p.status \
-                 UNION ALL \
-                 SELECT 'e', p.error_code::text, count(*) \
-                 FROM unnest($4::int8[], $5::int8[]) AS x(since, until) \
-                 JOIN positions p ON p.updated_at >= x.since AND p.updated_at < x.until \
-                 WHERE p.replaced_seq IS NULL AND p.error_code IS NOT NULL \
-                 GROUP BY p.error_code",
-            )
-            .await
-            .map_err(unavailable)?;
+        let (sql, values) = window_sql(&plan);
+        let params: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as _).collect();
+        let statement = client.prepare_cached(&sql).await.map_err(unavailable)?;
         let found = client
-            .query(
-                &statement,
-                &[
-                    &plan.spans,
-                    &plan.firsts,
-                    &plan.lasts,
-                    &plan.edge_from,
-                    &plan.edge_to,
-                ],
-            )
+            .query(&statement, &params)
             .await
             .map_err(unavailable)?;
         let mut by_status: BTreeMap<u8, u64> = BTreeMap::new();
@@ -108,6 +84,56 @@ impl PgStore {
                 .collect(),
         })
     }
+}
+
+/// The statement of a window and its parameters: one index range of `counters` per
+/// bucket range, and one range of the listing positions' time index per exact edge (at
+/// most two, under a minute each), so that nothing else is read.
+fn window_sql(plan: &Plan) -> (String, Vec<i64>) {
+    let mut values = Vec::new();
+    let mut param = |value: i64| {
+        values.push(value);
+        format!("${}", values.len())
+    };
+    let ranges: Vec<String> = (0..plan.spans.len())
+        .map(|i| {
+            format!(
+                "(c.span = {}::int8::int4::\"char\" AND c.bucket >= {} AND c.bucket < {})",
+                param(i64::from(plan.spans[i])),
+                param(plan.firsts[i]),
+                param(plan.lasts[i])
+            )
+        })
+        .collect();
+    let mut sql =
+        String::from("SELECT c.kind::text, c.value, sum(c.n)::int8 FROM counters c WHERE ");
+    sql.push_str(&if ranges.is_empty() {
+        "false".to_owned()
+    } else {
+        ranges.join(" OR ")
+    });
+    sql.push_str(" GROUP BY c.kind, c.value");
+    let edges: Vec<String> = (0..plan.edge_from.len())
+        .map(|i| {
+            format!(
+                "(p.updated_at >= {} AND p.updated_at < {})",
+                param(plan.edge_from[i]),
+                param(plan.edge_to[i])
+            )
+        })
+        .collect();
+    if !edges.is_empty() {
+        let edges = edges.join(" OR ");
+        sql.push_str(&format!(
+            " UNION ALL SELECT 's', p.status, count(*) FROM positions p \
+             WHERE ({edges}) AND p.replaced_seq IS NULL AND p.status IS NOT NULL \
+             GROUP BY p.status \
+             UNION ALL SELECT 'e', p.error_code::text, count(*) FROM positions p \
+             WHERE ({edges}) AND p.replaced_seq IS NULL AND p.error_code IS NOT NULL \
+             GROUP BY p.error_code"
+        ));
+    }
+    (sql, values)
 }
 
 /// Covers `[from, to)` with the coarsest buckets of `levels` that fit inside it, its
