@@ -6,12 +6,14 @@
 //! sends. Writes go through `Store::record`, with many messages in flight, exactly as the
 //! callback handler uses it.
 //!
-//! `cargo run --release --example fill -- DATA_DIR COUNT`
+//! `cargo run --release --example fill -- DATA_DIR COUNT`, or with a `postgres://` URL in
+//! place of the folder to fill a PostgreSQL store.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use statushook::config::DatabaseUrl;
 use statushook::domain::{Source, StatusEvent};
 use statushook::simulate::callback_params;
 use statushook::store::Store;
@@ -63,7 +65,12 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let store = Store::open_sled(std::path::Path::new(&path), Box::new(|_| {}))?;
+        let store = if path.starts_with("postgres://") || path.starts_with("postgresql://") {
+            let url = DatabaseUrl::parse(&path).map_err(|problem| anyhow::anyhow!(problem))?;
+            Store::open_postgres(&url, Box::new(|_| {})).await?
+        } else {
+            Store::open_sled(std::path::Path::new(&path), Box::new(|_| {}))?
+        };
         let next = Arc::new(AtomicU64::new(0));
         let events = Arc::new(AtomicU64::new(0));
         let started = Instant::now();

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, LogFormat, SendConfig, ServeArgs, ENV_HELP};
+use crate::config::{Config, DatabaseUrl, LogFormat, SendConfig, ServeArgs, ENV_HELP};
 use crate::sender::{CreateError, CreateMessage, RetryPolicy, TwilioClient};
 use crate::startup::Application;
 use crate::telemetry;
@@ -42,6 +42,16 @@ enum Command {
     /// Read a whole store (service stopped) and verify that its indexes and counters are
     /// exactly what its message records imply.
     Check(CheckArgs),
+    /// Apply pending schema migrations to the PostgreSQL database (`serve` also does
+    /// this at start-up).
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct MigrateArgs {
+    /// postgres://… URL of the database.
+    #[arg(long, env = "STATUSHOOK_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<crate::config::Secret>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -49,6 +59,9 @@ struct CheckArgs {
     /// The sled database folder.
     #[arg(long, env = "STATUSHOOK_DATA_DIR", default_value = "./statushook-data")]
     data_dir: std::path::PathBuf,
+    /// postgres://… : check this database instead (it may be in use).
+    #[arg(long, env = "STATUSHOOK_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<crate::config::Secret>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -264,6 +277,7 @@ impl Cli {
             Command::Simulate(args) => simulate(args),
             Command::Healthcheck(args) => healthcheck(&args),
             Command::Check(args) => check(&args),
+            Command::Migrate(args) => migrate(&args),
         }
     }
 }
@@ -360,7 +374,92 @@ fn send(args: SendArgs) -> ExitCode {
     }
 }
 
+/// Parses `--database-url`, reporting a malformed one as a configuration error.
+fn database_url(raw: Option<&str>) -> Result<Option<DatabaseUrl>, ExitCode> {
+    match raw
+        .filter(|raw| !raw.trim().is_empty())
+        .map(DatabaseUrl::parse)
+    {
+        None => Ok(None),
+        Some(Ok(url)) => Ok(Some(url)),
+        Some(Err(problem)) => {
+            eprintln!("statushook: STATUSHOOK_DATABASE_URL: {problem}");
+            Err(ExitCode::from(CONFIG_ERROR))
+        }
+    }
+}
+
+fn migrate(args: &MigrateArgs) -> ExitCode {
+    let url = match database_url(
+        args.database_url
+            .as_ref()
+            .map(crate::config::Secret::expose),
+    ) {
+        Ok(Some(url)) => url,
+        Ok(None) => {
+            eprintln!("statushook: STATUSHOOK_DATABASE_URL: is required but not set");
+            return ExitCode::from(CONFIG_ERROR);
+        }
+        Err(code) => return code,
+    };
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    match runtime.block_on(crate::store::postgres::migrate(&url)) {
+        Ok(applied) if applied.is_empty() => {
+            println!("statushook: {url:?} is up to date");
+            ExitCode::SUCCESS
+        }
+        Ok(applied) => {
+            println!("statushook: {url:?}: applied migrations {applied:?}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("statushook: migrating {url:?} failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_postgres(url: &DatabaseUrl) -> ExitCode {
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let checked = runtime.block_on(async {
+        let store = crate::store::Store::open_postgres(url, Box::new(|_| {}))
+            .await
+            .map_err(|error| error.to_string())?;
+        let report = store.check().await;
+        let _ = store.close().await;
+        report
+    });
+    match checked {
+        Ok(report) => {
+            println!(
+                "statushook: {url:?} consistent: {} messages, {} events, {} listing positions",
+                report.messages, report.events, report.index_entries
+            );
+            ExitCode::SUCCESS
+        }
+        Err(problem) => {
+            eprintln!("statushook: {url:?} is inconsistent: {problem}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn check(args: &CheckArgs) -> ExitCode {
+    match database_url(
+        args.database_url
+            .as_ref()
+            .map(crate::config::Secret::expose),
+    ) {
+        Ok(Some(url)) => return check_postgres(&url),
+        Ok(None) => {}
+        Err(code) => return code,
+    }
     let store = match open_existing(&args.data_dir) {
         Ok(store) => store,
         Err(code) => return code,

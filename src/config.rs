@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::forwarding::{ForwardConfig, Retry, SigningSecret};
 use crate::signature::Keys;
+pub use crate::store::postgres::DatabaseUrl;
 
 /// The flags of `statushook serve`; each also reads the environment variable it names.
 #[derive(Debug, Clone, clap::Args)]
@@ -25,6 +26,10 @@ pub struct ServeArgs {
     /// signatures are checked against it.
     #[arg(long, env = "STATUSHOOK_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// postgres://… : store everything in PostgreSQL instead of the sled folder; any
+    /// number of replicas may share one database.
+    #[arg(long, env = "STATUSHOOK_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<Secret>,
 }
 
 /// Environment variables read besides the flags, listed in `--help`.
@@ -63,6 +68,15 @@ impl Secret {
     /// The secret itself, for the few places that must use it (HMAC keys, auth headers).
     pub fn expose(&self) -> &str {
         &self.0
+    }
+}
+
+/// For flags that carry a secret (a database URL with its password).
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        Ok(Secret::new(raw))
     }
 }
 
@@ -283,6 +297,8 @@ pub struct TwilioCredentials {
 pub struct Config {
     pub listen: String,
     pub data_dir: PathBuf,
+    /// PostgreSQL instead of the sled folder, when set.
+    pub database_url: Option<DatabaseUrl>,
     pub public_url: PublicUrl,
     pub api_token: Secret,
     pub signing_keys: Keys,
@@ -374,9 +390,18 @@ impl Config {
                 .map_err(|problem| ConfigError::malformed("STATUSHOOK_RECONCILE_AFTER", problem))?,
             None => Duration::from_secs(15 * 60),
         };
+        let database_url = args
+            .database_url
+            .as_ref()
+            .map(Secret::expose)
+            .filter(|raw| !raw.trim().is_empty())
+            .map(DatabaseUrl::parse)
+            .transpose()
+            .map_err(|problem| ConfigError::malformed("STATUSHOOK_DATABASE_URL", problem))?;
         Ok(Config {
             listen: args.listen.clone(),
             data_dir: args.data_dir.clone(),
+            database_url,
             public_url,
             api_token: Secret::new(api_token),
             signing_keys: Keys {
@@ -659,6 +684,7 @@ mod tests {
             listen: "127.0.0.1:0".into(),
             data_dir: "data".into(),
             public_url: public_url.map(Into::into),
+            database_url: None,
         }
     }
 
@@ -902,6 +928,38 @@ mod tests {
         assert_eq!(
             config.public_url.join("/twilio/status"),
             "https://h.example/prefix/twilio/status"
+        );
+    }
+
+    #[test]
+    fn a_database_url_is_checked_and_its_password_never_prints() {
+        let mut with_url = args(Some("https://h.example"));
+        for bad in ["mysql://u@h/db", "postgres://u@h:99999/db", "postgres://"] {
+            with_url.database_url = Some(Secret::new(bad));
+            let env: HashMap<String, String> = MINIMAL
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let error =
+                Config::for_serve_with(&with_url, |name| env.get(name).cloned()).expect_err(bad);
+            assert_eq!(error.name, "STATUSHOOK_DATABASE_URL", "{bad}");
+            assert!(!error.to_string().contains(bad), "{error}");
+        }
+        with_url.database_url = Some(Secret::new(
+            "postgres://app:s3cr3t-db@db.internal:5433/hooks",
+        ));
+        assert!(!format!("{with_url:?}").contains("s3cr3t"));
+        let env: HashMap<String, String> = MINIMAL
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let config =
+            Config::for_serve_with(&with_url, |name| env.get(name).cloned()).expect("valid");
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("s3cr3t"), "{printed}");
+        assert!(
+            printed.contains("postgres://app@db.internal:5433/hooks"),
+            "{printed}"
         );
     }
 

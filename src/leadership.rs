@@ -2,23 +2,30 @@
 //! the reconciler and retention can take the same lease).
 //!
 //! With sled, one process owns the data folder, so it always leads: [`Leadership::Sole`].
-//! With PostgreSQL, replicas share one database and must elect one of them (a session-level
-//! advisory lock held on a dedicated connection is the intended mechanism): that store adds
-//! a variant here whose `acquire` waits for the lock and whose lease reports its loss when
-//! the connection holding it drops, so that another replica takes over when the leader
-//! dies. Jobs are written against this seam, not against a store.
+//! With PostgreSQL, replicas share one database and elect one of them through the store
+//! ([`Leadership::Store`]: a session-level advisory lock held on a dedicated connection),
+//! whose lease reports its loss when the connection holding it drops, so that another
+//! replica takes over when the leader dies. Jobs are written against this seam.
 
 /// How this process becomes the one that runs single-instance jobs.
 #[derive(Debug, Clone)]
 pub enum Leadership {
     /// The only process on its store: leads from the start, never loses it.
     Sole,
+    /// Elected through the store's forwarding lease.
+    Store(Box<crate::store::Store>),
+}
+
+impl std::fmt::Debug for crate::store::Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
 }
 
 /// Held while this process leads.
-#[derive(Debug)]
 pub enum Lease {
     Sole,
+    Store(crate::store::Lease),
 }
 
 impl Leadership {
@@ -26,6 +33,7 @@ impl Leadership {
     pub async fn acquire(&self) -> Lease {
         match self {
             Leadership::Sole => Lease::Sole,
+            Leadership::Store(store) => Lease::Store(store.lead_forwarding().await),
         }
     }
 }
@@ -36,6 +44,7 @@ impl Lease {
     pub async fn lost(&mut self) {
         match self {
             Lease::Sole => std::future::pending().await,
+            Lease::Store(lease) => lease.lost().await,
         }
     }
 }

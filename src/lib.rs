@@ -4,6 +4,7 @@ pub mod domain;
 pub mod export;
 pub mod forwarding;
 pub mod import;
+pub mod jobs;
 pub mod leadership;
 pub mod metrics;
 pub mod reconciler;

@@ -64,7 +64,7 @@ impl Reconciler {
     }
 
     /// Runs passes forever, one every quarter of the reconcile age (between 50 ms and 60 s).
-    pub async fn run(mut self) {
+    pub async fn run(&mut self) {
         let interval = (self.after / 4).clamp(Duration::from_millis(50), Duration::from_secs(60));
         loop {
             tokio::time::sleep(interval).await;

@@ -11,6 +11,7 @@ use anyhow::Context;
 
 use crate::config::{Config, PublicUrl, Secret};
 use crate::forwarding::{self, Forwarding};
+use crate::jobs::Jobs;
 use crate::leadership::Leadership;
 use crate::metrics::Metrics;
 use crate::reconciler::Reconciler;
@@ -42,21 +43,32 @@ pub struct Application {
     port: u16,
     server: Server,
     store: Store,
-    /// Background jobs that stop when `stop_jobs` turns true, joined before the store closes.
-    jobs: Vec<tokio::task::JoinHandle<()>>,
-    stop_jobs: tokio::sync::watch::Sender<bool>,
+    /// Background jobs of every replica (retention is safe to run on several: a deletion
+    /// re-checks age), stopped when `stop_background` turns true and joined before the store
+    /// closes.
+    background: Vec<tokio::task::JoinHandle<()>>,
+    stop_background: tokio::sync::watch::Sender<bool>,
     forwarder: Option<forwarding::Running>,
+    /// The jobs that run on one replica at a time (the reconciler, listing history).
+    jobs: Jobs,
 }
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let metrics = Arc::new(Metrics::default());
         let observer = Arc::clone(&metrics);
-        let store = Store::open_sled(
-            &config.data_dir,
-            Box::new(move |size| observer.group_committed(size)),
-        )
-        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+        let observe = Box::new(move |size| observer.group_committed(size));
+        if config.database_url.is_some() && config.retention.is_some() {
+            anyhow::bail!("STATUSHOOK_RETENTION is not available with PostgreSQL yet");
+        }
+        let store = match &config.database_url {
+            Some(url) => Store::open_postgres(url, observe)
+                .await
+                .with_context(|| format!("cannot open the store at {url:?}"))?,
+            None => Store::open_sled(&config.data_dir, observe).with_context(|| {
+                format!("cannot open the store in {}", config.data_dir.display())
+            })?,
+        };
         let listener = TcpListener::bind(&config.listen)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let port = listener.local_addr()?.port();
@@ -68,19 +80,21 @@ impl Application {
             Some(credentials) => Some(TwilioClient::new(credentials, retry)?),
             None => None,
         };
-        if let Some(client) = &twilio {
-            let reconciler = Reconciler::new(
+        let reconciler = twilio.as_ref().map(|client| {
+            Reconciler::new(
                 store.clone(),
                 client.clone(),
                 Arc::clone(&metrics),
                 config.reconcile_after,
                 config.reconcile_rate,
-            );
-            tokio::spawn(reconciler.run());
-        }
+            )
+        });
+        let jobs = Jobs::start(store.clone(), reconciler);
         let forwarding = config.forward.clone().map(Forwarding::new);
         let forwarder = match &forwarding {
-            Some(forwarding) => Some(forwarding.start(store.clone(), Leadership::Sole)?),
+            Some(forwarding) => {
+                Some(forwarding.start(store.clone(), Leadership::Store(Box::new(store.clone())))?)
+            }
             None => None,
         };
         let (stop_jobs, stopping) = tokio::sync::watch::channel(false);
@@ -94,7 +108,7 @@ impl Application {
             };
             background.push(tokio::spawn(retention.run(stopping.clone())));
         }
-        let jobs = [
+        let job_names = [
             (twilio.is_some(), "reconciler"),
             (config.retention.is_some(), "retention"),
             (config.forward.is_some(), "forwarding"),
@@ -104,19 +118,22 @@ impl Application {
         .map(|(_, name)| *name)
         .collect::<Vec<_>>()
         .join(", ");
-        let jobs = if jobs.is_empty() {
+        let job_names = if job_names.is_empty() {
             "none".to_owned()
         } else {
-            jobs
+            job_names
         };
         // The one start-up line: enough to tell from the log alone what this process serves,
         // from where, and what runs in the background.
         tracing::info!(
             address = %listener.local_addr()?,
             port,
-            store = %format!("sled {}", config.data_dir.display()),
+            store = %match &config.database_url {
+                Some(url) => format!("postgres {url:?}"),
+                None => format!("sled {}", config.data_dir.display()),
+            },
             public_url = %config.public_url.for_log(),
-            jobs,
+            jobs = job_names,
             "listening"
         );
         let state = web::Data::new(AppState {
@@ -144,9 +161,10 @@ impl Application {
             port,
             server,
             store,
-            jobs: background,
-            stop_jobs,
+            background,
+            stop_background: stop_jobs,
             forwarder,
+            jobs,
         })
     }
 
@@ -178,7 +196,8 @@ impl Application {
         if let Some(forwarder) = self.forwarder {
             forwarder.stop().await;
         }
-        stop_and_join(&self.stop_jobs, self.jobs).await;
+        stop_and_join(&self.stop_background, self.background).await;
+        self.jobs.stop().await;
         served?;
         self.store.close().await.context("the final flush failed")?;
         tracing::info!("stopped; every acknowledged callback is on disk");

@@ -54,6 +54,8 @@ pub enum ApiError {
     Unavailable(#[source] StoreError),
     #[error("a stored record could not be read")]
     Internal(#[source] StoreError),
+    #[error("{0}")]
+    NotImplemented(StoreError),
     #[error("forwarding is not configured: set STATUSHOOK_FORWARD_URL")]
     ForwardingNotConfigured,
 }
@@ -68,6 +70,7 @@ impl ResponseError for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
@@ -99,6 +102,7 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::Corrupt(_) => ApiError::Internal(error),
             StoreError::Unavailable(_) => ApiError::Unavailable(error),
+            StoreError::Unsupported(_) => ApiError::NotImplemented(error),
         }
     }
 }

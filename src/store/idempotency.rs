@@ -92,6 +92,7 @@ impl Store {
     pub async fn claim_idempotency_key(&self, request: KeyRequest) -> Result<Claim, StoreError> {
         match self {
             Store::Sled(store) => store.claim_idempotency_key(request).await,
+            Store::Postgres(_) => Err(StoreError::Unsupported("claim idempotency key")),
         }
     }
 
@@ -103,6 +104,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self {
             Store::Sled(store) => store.finish_idempotency_key(ticket, finish).await,
+            Store::Postgres(_) => Err(StoreError::Unsupported("finish idempotency key")),
         }
     }
 }

@@ -64,6 +64,7 @@ impl Store {
     pub async fn delete_message(&self, sid: &MessageSid) -> Result<bool, StoreError> {
         match self {
             Store::Sled(store) => Ok(store.delete(vec![sid.clone()], None).await? > 0),
+            Store::Postgres(_) => Err(StoreError::Unsupported("delete message")),
         }
     }
 
@@ -73,6 +74,7 @@ impl Store {
     pub async fn delete_by_phone(&self, phone: &str) -> Result<u64, StoreError> {
         match self {
             Store::Sled(store) => store.delete_by_phone(phone).await,
+            Store::Postgres(_) => Err(StoreError::Unsupported("delete by phone")),
         }
     }
 
@@ -82,6 +84,7 @@ impl Store {
     pub async fn expire(&self, before: Timestamp, limit: usize) -> Result<u64, StoreError> {
         match self {
             Store::Sled(store) => store.expire(before, limit).await,
+            Store::Postgres(_) => Err(StoreError::Unsupported("expire")),
         }
     }
 
@@ -89,6 +92,8 @@ impl Store {
     pub fn snapshot(&self) -> u64 {
         match self {
             Store::Sled(store) => store.watermark(),
+            // Exports are not available with PostgreSQL yet (`export_page` says so).
+            Store::Postgres(_) => 0,
         }
     }
 
@@ -105,6 +110,7 @@ impl Store {
                 let store = store.clone();
                 blocking(move || store.export_page(snapshot, after.as_ref(), limit)).await
             }
+            Store::Postgres(_) => Err(StoreError::Unsupported("export page")),
         }
     }
 
@@ -115,6 +121,7 @@ impl Store {
                 let store = store.clone();
                 blocking(move || store.is_empty()).await
             }
+            Store::Postgres(_) => Err(StoreError::Unsupported("is empty")),
         }
     }
 
@@ -123,6 +130,7 @@ impl Store {
     pub async fn import(&self, messages: Vec<StoredMessage>) -> Result<Imported, ImportError> {
         match self {
             Store::Sled(store) => store.import(messages).await,
+            Store::Postgres(_) => Err(StoreError::Unsupported("import").into()),
         }
     }
 
@@ -139,6 +147,7 @@ impl Store {
                 let (store, account) = (store.clone(), account_sid.to_owned());
                 blocking(move || store.account_stats(&account, since, until)).await
             }
+            Store::Postgres(_) => Err(StoreError::Unsupported("account stats")),
         }
     }
 }

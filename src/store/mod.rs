@@ -13,6 +13,7 @@
 mod idempotency;
 mod lifecycle;
 mod listing;
+pub mod postgres;
 mod series;
 pub mod sled;
 
@@ -46,6 +47,9 @@ pub enum StoreError {
     /// A stored record cannot be decoded; retrying will not help (`500`).
     #[error("a stored record could not be read: {0}")]
     Corrupt(#[source] Source_),
+    /// This store does not do that yet (`501`).
+    #[error("{0} is not available with PostgreSQL yet")]
+    Unsupported(&'static str),
 }
 
 impl StoreError {
@@ -109,12 +113,66 @@ pub type GroupObserver = Box<dyn Fn(usize) + Send + Sync>;
 #[derive(Clone)]
 pub enum Store {
     Sled(sled::SledStore),
+    Postgres(Box<postgres::PgStore>),
+}
+
+/// This replica's right to run the background jobs (see `jobs.rs`).
+pub enum Lease {
+    /// The only process on its store: the lease is never lost.
+    Sole,
+    Postgres(postgres::Lease),
+}
+
+impl Lease {
+    /// Resolves when the lease is lost; another replica may then run the jobs.
+    pub async fn lost(&mut self) {
+        match self {
+            Lease::Sole => std::future::pending().await,
+            Lease::Postgres(lease) => lease.lost().await,
+        }
+    }
 }
 
 impl Store {
     /// Opens (or creates) the embedded store in `path`.
     pub fn open_sled(path: &std::path::Path, observe: GroupObserver) -> Result<Store, StoreError> {
         Ok(Store::Sled(sled::SledStore::open(path, observe)?))
+    }
+
+    /// Connects to PostgreSQL at `url` and applies pending schema migrations.
+    pub async fn open_postgres(
+        url: &postgres::DatabaseUrl,
+        observe: GroupObserver,
+    ) -> Result<Store, StoreError> {
+        Ok(Store::Postgres(Box::new(
+            postgres::PgStore::open(url, observe).await?,
+        )))
+    }
+
+    /// Waits until this replica may run the background jobs, and answers its lease.
+    pub async fn lead(&self) -> Lease {
+        match self {
+            Store::Sled(_) => Lease::Sole,
+            Store::Postgres(store) => Lease::Postgres(store.lead().await),
+        }
+    }
+
+    /// Waits until this replica may forward (a lease of its own, so that forwarding and
+    /// the other jobs can run on different replicas).
+    pub async fn lead_forwarding(&self) -> Lease {
+        match self {
+            Store::Sled(_) => Lease::Sole,
+            Store::Postgres(store) => Lease::Postgres(store.lead_forwarding().await),
+        }
+    }
+
+    /// Removes listing history no cursor can need any more (the sled writer does this
+    /// itself; with PostgreSQL the job leader does it for every replica).
+    pub async fn forget_history(&self) -> Result<u64, StoreError> {
+        match self {
+            Store::Sled(_) => Ok(0),
+            Store::Postgres(store) => store.forget_history().await,
+        }
     }
 
     /// Records a status event; returns once it is durably stored (or known already).
@@ -125,6 +183,7 @@ impl Store {
     ) -> Result<Recorded, StoreError> {
         match self {
             Store::Sled(store) => store.record(event, idempotency_token).await,
+            Store::Postgres(store) => store.record(event, idempotency_token).await,
         }
     }
 
@@ -132,6 +191,7 @@ impl Store {
     pub async fn probe(&self) -> Result<(), StoreError> {
         match self {
             Store::Sled(store) => store.probe().await,
+            Store::Postgres(store) => store.probe().await,
         }
     }
 
@@ -142,6 +202,7 @@ impl Store {
                 let (store, sid) = (store.clone(), sid.clone());
                 blocking(move || store.message(&sid)).await
             }
+            Store::Postgres(store) => store.message(sid).await,
         }
     }
 
@@ -152,6 +213,7 @@ impl Store {
                 let store = store.clone();
                 blocking(move || store.list(&query)).await
             }
+            Store::Postgres(store) => store.list(&query).await,
         }
     }
 
@@ -167,6 +229,7 @@ impl Store {
                 let store = store.clone();
                 blocking(move || store.stats(since, until)).await
             }
+            Store::Postgres(store) => store.stats(since, until).await,
         }
     }
 
@@ -183,6 +246,7 @@ impl Store {
                 let store = store.clone();
                 blocking(move || store.series(since, until, size)).await
             }
+            Store::Postgres(store) => store.series(since, until, size).await,
         }
     }
 
@@ -193,6 +257,7 @@ impl Store {
                 let store = store.clone();
                 blocking(move || store.feed(after, limit)).await
             }
+            Store::Postgres(store) => store.feed(after, limit).await,
         }
     }
 
@@ -204,6 +269,7 @@ impl Store {
                 let store = store.clone();
                 blocking(move || store.feed_len(after)).await
             }
+            Store::Postgres(store) => store.feed_len(after).await,
         }
     }
 
@@ -211,6 +277,7 @@ impl Store {
     pub async fn wait_for_feed(&self, after: u64, timeout: std::time::Duration) {
         match self {
             Store::Sled(store) => store.wait_for_feed(after, timeout).await,
+            Store::Postgres(store) => store.wait_for_feed(after, timeout).await,
         }
     }
 
@@ -221,6 +288,7 @@ impl Store {
                 let (store, key) = (store.clone(), key.to_owned());
                 blocking(move || store.meta(key.as_bytes())).await
             }
+            Store::Postgres(store) => store.meta(key).await,
         }
     }
 
@@ -228,6 +296,7 @@ impl Store {
     pub async fn put_meta(&self, key: &str, value: Option<Vec<u8>>) -> Result<(), StoreError> {
         match self {
             Store::Sled(store) => store.put_meta(key.as_bytes(), value).await,
+            Store::Postgres(store) => store.put_meta(key, value).await,
         }
     }
 
@@ -235,6 +304,7 @@ impl Store {
     pub async fn size_on_disk(&self) -> Result<u64, StoreError> {
         match self {
             Store::Sled(store) => store.size_on_disk(),
+            Store::Postgres(store) => store.size_on_disk().await,
         }
     }
 
@@ -248,6 +318,7 @@ impl Store {
                     .await
                     .map_err(|error| error.to_string())?
             }
+            Store::Postgres(store) => store.check().await,
         }
     }
 
@@ -256,6 +327,7 @@ impl Store {
     pub async fn failed(&self) -> StoreError {
         match self {
             Store::Sled(store) => store.failed().await,
+            Store::Postgres(store) => store.failed().await,
         }
     }
 
@@ -263,6 +335,7 @@ impl Store {
     pub async fn close(&self) -> Result<(), StoreError> {
         match self {
             Store::Sled(store) => store.close().await,
+            Store::Postgres(store) => store.close().await,
         }
     }
 }

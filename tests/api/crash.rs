@@ -119,7 +119,7 @@ async fn when_the_disk_refuses_writes_callbacks_get_503_the_service_exits_and_a_
 
     // The restart (here without the limit, as after an operator freed space) recovers
     // every acknowledged callback and takes new ones.
-    let (_child, address) = start_binary(data.path()).await;
+    let (_child, address) = crate::helpers::start_sled_binary(data.path()).await;
     assert_eq!(
         post_to_binary(&client, &address, &callback(&new_sid(), "sent"))
             .await

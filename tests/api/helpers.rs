@@ -45,6 +45,7 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
         listen: "127.0.0.1:0".into(),
         data_dir: data_dir.path().join("db"),
         public_url: Some(public_url.into()),
+        database_url: test_database().await.map(Secret::new),
     };
     let mut env = vec![
         ("STATUSHOOK_API_TOKEN", API_TOKEN.to_owned()),
@@ -227,7 +228,9 @@ pub fn event_statuses(message: &Value) -> Vec<String> {
 
 pub const PUBLIC_URL: &str = "https://hooks.example.com";
 
-/// Starts the real binary on port 0 and reads the port it logged.
+/// Starts the real binary on port 0 and reads the port it logged. Under
+/// `STATUSHOOK_TEST_STORE=postgres` it stores in a database of its own for `data_dir`
+/// (the same one again when started again on the same folder).
 pub async fn start_binary(data_dir: &std::path::Path) -> (Child, String) {
     start_binary_with_env(data_dir, &[]).await
 }
@@ -239,10 +242,98 @@ pub async fn start_binary_with_env(
 ) -> (Child, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_statushook"));
     command.arg("serve");
+    if testing_postgres() {
+        command.env("STATUSHOOK_DATABASE_URL", database_for(data_dir).await);
+    }
     for (name, value) in env {
         command.env(name, value);
     }
     start(&mut command, data_dir).await
+}
+
+/// Starts the real binary on the sled store in `data_dir`, whatever store the tests use:
+/// for what only the embedded store has (its folder, its files, offline export).
+pub async fn start_sled_binary(data_dir: &std::path::Path) -> (Child, String) {
+    start(
+        Command::new(env!("CARGO_BIN_EXE_statushook")).arg("serve"),
+        data_dir,
+    )
+    .await
+}
+
+/// Starts the real binary as one replica on the PostgreSQL database at `database_url`,
+/// with extra environment `env`.
+pub async fn start_replica(database_url: &str, env: &[(&str, String)]) -> (Child, String) {
+    let data_dir = std::env::temp_dir().join("statushook-replica-unused");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_statushook"));
+    command
+        .arg("serve")
+        .env("STATUSHOOK_DATABASE_URL", database_url);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    start(&mut command, &data_dir).await
+}
+
+/// Whether the API tests run against PostgreSQL (`STATUSHOOK_TEST_STORE=postgres`, set by
+/// `scripts/test` for its second run) instead of sled.
+pub fn testing_postgres() -> bool {
+    std::env::var("STATUSHOOK_TEST_STORE").is_ok_and(|store| store == "postgres")
+}
+
+/// The server of `scripts/pg`, which every PostgreSQL test needs.
+fn test_server() -> String {
+    std::env::var("STATUSHOOK_TEST_DATABASE_URL").expect(
+        "STATUSHOOK_TEST_DATABASE_URL is not set: run the tests with scripts/test, or under \
+         scripts/pg run cargo test",
+    )
+}
+
+/// A fresh database for one test when the tests run against PostgreSQL.
+pub async fn test_database() -> Option<String> {
+    if testing_postgres() {
+        Some(fresh_database().await)
+    } else {
+        None
+    }
+}
+
+/// Creates a new, empty database on the test server and answers its URL.
+pub async fn fresh_database() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let name = format!(
+        "statushook_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    create_database(&name).await
+}
+
+/// The database of the binary started on `data_dir`, created at its first start.
+async fn database_for(data_dir: &std::path::Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    data_dir.hash(&mut hasher);
+    create_database(&format!("statushook_dir_{:016x}", hasher.finish())).await
+}
+
+async fn create_database(name: &str) -> String {
+    let server = test_server();
+    let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
+        .await
+        .expect("the test database server answers");
+    let driver = tokio::spawn(connection);
+    let created = client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await;
+    if let Err(error) = created {
+        let exists = error.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE);
+        assert!(exists, "cannot create a test database: {error}");
+    }
+    drop(client);
+    let _ = driver.await;
+    let (base, _) = server.rsplit_once('/').expect("a URL with a database");
+    format!("{base}/{name}")
 }
 
 /// Posts a callback, signed as Twilio signs it for `PUBLIC_URL`, to a binary started by

@@ -33,7 +33,8 @@ fn export(data: &std::path::Path, format: &str) -> String {
 #[tokio::test]
 async fn sigterm_drains_and_exits_0_and_export_round_trips_every_record() {
     let data = tempfile::tempdir().expect("a temporary folder");
-    let (mut child, address) = start_binary(data.path()).await;
+    // Offline export reads the sled folder.
+    let (mut child, address) = crate::helpers::start_sled_binary(data.path()).await;
     let client = reqwest::Client::new();
 
     let sids: Vec<String> = (0..60).map(|_| new_sid()).collect();

@@ -14,6 +14,7 @@ mod paging_under_load;
 mod powercut;
 mod prism;
 mod reconciler;
+mod replicas;
 mod sender;
 mod series;
 mod signature_edges;

@@ -202,6 +202,19 @@ async fn compare(store: &Store, model: &BTreeMap<usize, ModelMessage>) {
     }
 }
 
+/// The store the tests run against: sled in `path`, or PostgreSQL at `database`.
+async fn open(path: &std::path::Path, database: Option<&str>) -> Store {
+    match database {
+        Some(url) => {
+            let url = statushook::config::DatabaseUrl::parse(url).expect("a database URL");
+            Store::open_postgres(&url, Box::new(|_| {}))
+                .await
+                .expect("store opens")
+        }
+        None => Store::open_sled(path, Box::new(|_| {})).expect("store opens"),
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
 
@@ -211,7 +224,8 @@ proptest! {
         runtime.block_on(async {
             let dir = tempfile::tempdir().expect("a temporary folder");
             let path = dir.path().join("db");
-            let store = Store::open_sled(&path, Box::new(|_| {})).expect("store opens");
+            let database = crate::helpers::test_database().await;
+            let store = open(&path, database.as_deref()).await;
             let mut model: BTreeMap<usize, ModelMessage> = BTreeMap::new();
             for c in &callbacks {
                 model.entry(c.sid).or_default().apply(c);
@@ -223,7 +237,7 @@ proptest! {
 
             store.close().await.expect("closes");
             drop(store);
-            let reopened = Store::open_sled(&path, Box::new(|_| {})).expect("store reopens");
+            let reopened = open(&path, database.as_deref()).await;
             compare(&reopened, &model).await;
             reopened.close().await.expect("closes");
         });

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# The PostgreSQL store on one local PostgreSQL 15 (scripts/pg: fsync and synchronous_commit
+# on), in one run:
+#   1. durable callbacks a second with one replica, then with two replicas on one database
+#      (wrk + bench/callbacks.lua as in bench/callbacks.sh, one wrk per replica, summed);
+#   2. what one callback costs PostgreSQL: statements, rows and WAL bytes per stored
+#      callback (pg_stat_statements, pg_current_wal_lsn), and bytes on disk per message;
+#   3. query latencies at QUERY_COUNT messages (examples/fill + examples/query_bench).
+#
+#   bench/postgres.sh        # DURATION=10s CONNS=64 COUNT=300000 QUERY_COUNT=1000000 RUNS=3
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-64}
+COUNT=${COUNT:-300000}
+QUERY_COUNT=${QUERY_COUNT:-1000000}
+RUNS=${RUNS:-3}
+OUT=bench/out
+mkdir -p "$OUT"
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+cargo build --release --quiet --bin statushook --example presign --example fill --example query_bench
+
+eval "$(scripts/pg start)"
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  scripts/pg stop "$STATUSHOOK_PG_DIR"
+}
+trap cleanup EXIT
+SERVER=${STATUSHOOK_TEST_DATABASE_URL%/*}
+sql() { psql -qAtX "$SERVER/$1" -c "$2"; }
+sql postgres "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
+
+wait_for_port() {
+  for _ in $(seq 1 400); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "nothing listens on $1" >&2; exit 1
+}
+
+start_replica() { # database port
+  STATUSHOOK_LISTEN=127.0.0.1:$2 STATUSHOOK_DATABASE_URL="$SERVER/$1" \
+  STATUSHOOK_PUBLIC_URL=https://hooks.example.com STATUSHOOK_API_TOKEN=bench \
+  TWILIO_AUTH_TOKEN=bench-auth-token RUST_LOG=warn \
+    target/release/statushook serve & PIDS+=($!)
+  wait_for_port "$2"
+}
+
+stop_replicas() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  PIDS=()
+}
+
+for replica in 1 2; do
+  target/release/examples/presign "$COUNT" https://hooks.example.com bench-auth-token "$OUT/callbacks-$replica.tsv"
+done
+
+# One wrk per replica, each with its own pre-signed callbacks; prints the summed rate.
+run() { # replicas database
+  local replicas=$1 db=$2 pids=() conns=$((CONNS / $1))
+  sql postgres "SELECT pg_stat_statements_reset()" >/dev/null
+  local wal_before
+  wal_before=$(sql "$db" "SELECT pg_current_wal_lsn()")
+  for r in $(seq 1 "$replicas"); do
+    CALLBACKS="$OUT/callbacks-$r.tsv" WRK_THREADS=1 \
+      wrk -t1 -c"$conns" -d"$DURATION" -s bench/callbacks.lua "http://127.0.0.1:$((9100 + r))" \
+      >"$OUT/wrk-$r.txt" & pids+=($!)
+  done
+  wait "${pids[@]}"
+  local stored wal statements rows rps
+  rps=$(cat "$OUT"/wrk-[1-"$replicas"].txt | sed -nE 's/^RESULT rps=([0-9]+).*/\1/p' | paste -sd+ | bc)
+  stored=$(sql "$db" "SELECT count(*) FROM statushook.events")
+  wal=$(sql "$db" "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$wal_before')::bigint")
+  read -r statements rows < <(sql postgres "SELECT sum(calls), sum(rows) FROM pg_stat_statements \
+    WHERE dbid = (SELECT oid FROM pg_database WHERE datname = '$db') AND query NOT LIKE '%pg_stat_statements%'" | tr '|' ' ')
+  local p99
+  p99=$(sed -nE 's/^RESULT .*p99_ms=([0-9.]+).*/\1/p' "$OUT"/wrk-[1-"$replicas"].txt | sort -n | tail -1)
+  printf '%d replica(s): %6d callbacks/s (p99 %s ms)  per callback: %.2f statements, %.1f rows, %d WAL bytes; %d stored\n' \
+    "$replicas" "$rps" "$p99" "$(echo "$statements / $stored" | bc -l)" "$(echo "$rows / $stored" | bc -l)" \
+    "$((wal / stored))" "$stored"
+  echo "$rps" >>"$OUT/rates-$replicas.txt"
+}
+
+echo "== callbacks on PostgreSQL: $(nproc) cores, wrk -c$CONNS -d$DURATION in all, same machine"
+for replicas in 1 2; do
+  rm -f "$OUT/rates-$replicas.txt"
+  for n in $(seq 1 "$RUNS"); do
+    db="bench_${replicas}_$n"
+    sql postgres "CREATE DATABASE $db"
+    for r in $(seq 1 "$replicas"); do start_replica "$db" $((9100 + r)); done
+    run "$replicas" "$db"
+    stop_replicas
+    size=$(sql "$db" "SELECT pg_database_size('$db')")
+    messages=$(sql "$db" "SELECT count(*) FROM statushook.messages")
+    echo "   database: $((size / 1024 / 1024)) MiB, $((size / messages)) bytes a message (with PostgreSQL's fixed ~8 MiB)"
+  done
+  echo "median with $replicas replica(s): $(sort -n "$OUT/rates-$replicas.txt" | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }') callbacks/s"
+done
+
+echo "== queries on PostgreSQL at $QUERY_COUNT messages"
+sql postgres "CREATE DATABASE bench_query"
+target/release/examples/fill "$SERVER/bench_query" "$QUERY_COUNT"
+sql bench_query "VACUUM ANALYZE"
+size=$(sql bench_query "SELECT pg_database_size('bench_query')")
+echo "database: $((size / 1024 / 1024)) MiB, $((size / QUERY_COUNT)) bytes a message"
+start_replica bench_query 9103
+target/release/examples/query_bench http://127.0.0.1:9103 bench "$QUERY_COUNT"

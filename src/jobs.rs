@@ -1,0 +1,71 @@
+//! The background jobs (the reconciler, and with PostgreSQL the removal of old listing
+//! history) run on one replica at a time: the one holding the store's job lease (see
+//! `Store::lead`). With sled there is one process and the lease is never lost. The jobs
+//! are one owned task that `serve` stops and joins before it closes the store.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::reconciler::Reconciler;
+use crate::store::Store;
+
+/// How often the leader removes listing history no cursor can need.
+const FORGET_EVERY: Duration = Duration::from_secs(60);
+
+/// The running job task.
+pub struct Jobs {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Jobs {
+    /// Starts waiting for the lease; while it is held, runs the jobs.
+    pub fn start(store: Store, mut reconciler: Option<Reconciler>) -> Jobs {
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            loop {
+                let mut lease = tokio::select! {
+                    lease = store.lead() => lease,
+                    _ = stopped.changed() => return,
+                };
+                tracing::info!("this replica runs the background jobs");
+                tokio::select! {
+                    _ = lease.lost() => {
+                        tracing::warn!("lost the job lease; another replica takes over");
+                    }
+                    _ = run(&store, reconciler.as_mut()) => {}
+                    _ = stopped.changed() => return,
+                }
+            }
+        });
+        Jobs { stop, task }
+    }
+
+    /// Stops the jobs wherever they are and waits for the task to end.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+async fn run(store: &Store, reconciler: Option<&mut Reconciler>) {
+    let forget = async {
+        loop {
+            match store.forget_history().await {
+                Ok(0) => {}
+                Ok(removed) => tracing::debug!(removed, "removed old listing history"),
+                Err(error) => tracing::warn!(%error, "removing old listing history failed"),
+            }
+            tokio::time::sleep(FORGET_EVERY).await;
+        }
+    };
+    let reconcile = async {
+        match reconciler {
+            Some(reconciler) => reconciler.run().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::join!(forget, reconcile);
+}

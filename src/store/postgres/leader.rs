@@ -1,0 +1,96 @@
+//! Leader election for the background jobs: the replica whose session holds an advisory
+//! lock runs them. The lock lives as long as the session, so when a leader dies (its
+//! process ends, its connection drops), PostgreSQL releases it and another replica, which
+//! tries again every [`RETRY`], takes over within seconds.
+
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_postgres::{Client, NoTls};
+
+use super::DatabaseUrl;
+
+/// The advisory lock key of the job lease (distinct from the feed and migration keys).
+pub const LEADER_LOCK: i64 = 7_342_002;
+/// The advisory lock key of the forwarding lease: forwarding may lead on another replica.
+pub const FORWARD_LOCK: i64 = 7_342_003;
+/// How often a follower tries to take the lease.
+const RETRY: Duration = Duration::from_secs(2);
+/// How often a leader checks that its session (and so its lock) is still alive.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// The job lease of this replica, held by a dedicated session. Dropping it ends the
+/// session, which releases the lock.
+pub struct Lease {
+    client: Client,
+    driver: JoinHandle<()>,
+}
+
+impl Lease {
+    /// Resolves when the lease is lost: the session broke or stopped answering.
+    pub async fn lost(&mut self) {
+        loop {
+            tokio::time::sleep(HEARTBEAT).await;
+            if self.driver.is_finished() {
+                return;
+            }
+            let alive = tokio::time::timeout(HEARTBEAT * 2, self.client.simple_query("SELECT 1"));
+            if !matches!(alive.await, Ok(Ok(_))) {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// Waits until this replica takes the lease.
+pub async fn acquire(url: &DatabaseUrl, key: i64) -> Lease {
+    let mut session: Option<(Client, JoinHandle<()>)> = None;
+    loop {
+        if session
+            .as_ref()
+            .is_none_or(|(_, driver)| driver.is_finished())
+        {
+            session = connect(url).await;
+        }
+        if let Some((client, _)) = &session {
+            match client
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+                .await
+                .and_then(|row| row.try_get::<_, bool>(0))
+            {
+                Ok(true) => {
+                    if let Some((client, driver)) = session.take() {
+                        return Lease { client, driver };
+                    }
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "cannot ask for the job lease");
+                    session = None;
+                }
+            }
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+async fn connect(url: &DatabaseUrl) -> Option<(Client, JoinHandle<()>)> {
+    match url.connection_config().connect(NoTls).await {
+        Ok((client, connection)) => {
+            let driver = tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            Some((client, driver))
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot connect for the job lease");
+            None
+        }
+    }
+}

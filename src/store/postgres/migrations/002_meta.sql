@@ -1,0 +1,5 @@
+-- The service's own small state (forwarding progress, replay requests), by name.
+CREATE TABLE meta (
+    key text COLLATE "C" PRIMARY KEY,
+    value bytea NOT NULL
+);

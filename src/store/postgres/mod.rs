@@ -1,0 +1,409 @@
+//! The PostgreSQL store: the only module that speaks SQL. Any number of `serve` replicas
+//! share one database and keep every promise the sled store keeps.
+//!
+//! Layout (see `migrations/`): `messages` (parties and current state), `events` (every
+//! transition with its parameters; `seq` is the change feed), `positions` (where each
+//! message stood in the newest-first listing, for exact paging at a snapshot) and
+//! `counters` (messages by status and error code, all time and per hour and minute).
+//!
+//! Writes go through one writer task per replica ([`writer`]): it gathers the callbacks
+//! queued meanwhile into one transaction of a few multi-row statements, pipelined on one
+//! connection, and answers none of them before `COMMIT` returns with `synchronous_commit`
+//! on. Replicas agree through the database alone: row locks on the messages of a group
+//! (taken in SID order) make the current status order-proof, unique indexes make
+//! duplicates impossible, and an advisory lock held from the assignment of change-feed
+//! positions to the commit makes commit order the feed's order, so a snapshot that sees
+//! position N sees every smaller one. That position is the paging snapshot.
+//!
+//! The client is tokio-postgres with a deadpool pool: the service is async (actix on
+//! Tokio), so reads are plain awaits on a pooled connection instead of blocking threads,
+//! and tokio-postgres pipelines the statements of a group on one connection, which is
+//! what makes one transaction cost a few round trips however many callbacks it holds.
+//! TLS to the database is not built in (`sslmode=require` fails): run it on a private
+//! network or through a local TLS proxy.
+
+mod check;
+mod extras;
+mod leader;
+mod migrate;
+mod query;
+mod rows;
+mod stats;
+mod writer;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio_postgres::NoTls;
+
+pub use leader::Lease;
+pub use migrate::MIGRATIONS;
+
+use crate::domain::{MessageSid, MessageState, StatusEvent};
+use crate::store::{FeedEntry, GroupObserver, Recorded, StoreError, StoredMessage};
+use writer::{Command, Shared};
+
+/// A `postgres://` URL, parsed. Its `Debug` shows where it points, never the password.
+#[derive(Clone)]
+pub struct DatabaseUrl(tokio_postgres::Config);
+
+impl DatabaseUrl {
+    /// Parses a `postgres://` (or `postgresql://`) URL. The problem never quotes the URL,
+    /// which may hold a password.
+    pub fn parse(raw: &str) -> Result<DatabaseUrl, String> {
+        let raw = raw.trim();
+        if !(raw.starts_with("postgres://") || raw.starts_with("postgresql://")) {
+            return Err("must be a postgres:// URL".into());
+        }
+        let config = tokio_postgres::Config::from_str(raw).map_err(|_| {
+            "is not a valid postgres:// URL (check the host, the port and the percent-encoding)"
+                .to_owned()
+        })?;
+        if config.get_hosts().is_empty() {
+            return Err("has no host".into());
+        }
+        Ok(DatabaseUrl(config))
+    }
+
+    /// The connection settings every statushook connection uses: its own schema;
+    /// `synchronous_commit` on whatever the server's default, since a `200` promises the
+    /// callback survives a power cut; and a plan for each execution of a prepared
+    /// statement, since a plan cached while a table was new and small (a sequential scan)
+    /// would stay in use as it grows, until the next `ANALYZE`. Every statement is a
+    /// handful of index lookups, so planning costs little.
+    fn connection_config(&self) -> tokio_postgres::Config {
+        let mut config = self.0.clone();
+        let options = format!(
+            "{} -c search_path=statushook -c synchronous_commit=on \
+             -c plan_cache_mode=force_custom_plan",
+            config.get_options().unwrap_or("")
+        );
+        config.options(options.trim());
+        if config.get_application_name().is_none() {
+            config.application_name("statushook");
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(5));
+        }
+        config
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let host = match self.0.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+            Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
+            None => String::new(),
+        };
+        let port = self.0.get_ports().first().copied().unwrap_or(5432);
+        write!(
+            f,
+            "postgres://{}@{host}:{port}/{}",
+            self.0.get_user().unwrap_or(""),
+            self.0.get_dbname().unwrap_or("")
+        )
+    }
+}
+
+/// A handle on the PostgreSQL store. Cheap to clone; every clone shares one pool and one
+/// writer task.
+#[derive(Clone)]
+pub struct PgStore {
+    url: DatabaseUrl,
+    pool: Pool,
+    commands: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+    writer: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+/// Connections of one replica's pool: the writer holds one, reads share the rest.
+const POOL_SIZE: usize = 16;
+/// How many commands may wait for the writer before handlers wait to enqueue.
+const QUEUE_DEPTH: usize = 16 * 1024;
+/// How long a handler waits for its write before answering 503. A write that commits
+/// later is stored all the same; Twilio's retry is then a duplicate, which is harmless.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a change-feed wait looks for transitions committed by other replicas.
+const FEED_POLL: Duration = Duration::from_millis(100);
+
+impl PgStore {
+    /// Connects, applies pending migrations and starts the writer.
+    pub async fn open(url: &DatabaseUrl, observe: GroupObserver) -> Result<PgStore, StoreError> {
+        migrate::run(url).await?;
+        let manager = Manager::from_config(
+            url.connection_config(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(WRITE_TIMEOUT))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .map_err(StoreError::unavailable)?;
+        let shared = Arc::new(Shared {
+            watermark: watch::channel(0).0,
+            failed: watch::channel(None).0,
+        });
+        let (commands, receiver) = mpsc::channel(QUEUE_DEPTH);
+        let writer = writer::spawn(pool.clone(), receiver, Arc::clone(&shared), observe);
+        Ok(PgStore {
+            url: url.clone(),
+            pool,
+            commands,
+            shared,
+            writer: Arc::new(Mutex::new(Some(writer))),
+        })
+    }
+
+    pub async fn record(
+        &self,
+        event: StatusEvent,
+        idempotency_token: Option<String>,
+    ) -> Result<Recorded, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Record {
+                event,
+                idempotency_token,
+                reply,
+            })
+            .await
+            .map_err(|_| writer_gone())?;
+        match tokio::time::timeout(WRITE_TIMEOUT, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(writer_gone()),
+            Err(_) => Err(StoreError::unavailable("the store did not answer in time")),
+        }
+    }
+
+    /// Commits a transaction that has a transaction id, which makes PostgreSQL write and
+    /// flush a commit record: the database takes durable writes.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        if let Some(error) = self.shared.failed.borrow().clone() {
+            return Err(error);
+        }
+        let client = self.client().await?;
+        client
+            .batch_execute("BEGIN; SELECT pg_current_xact_id(); COMMIT")
+            .await
+            .map_err(unavailable)
+    }
+
+    pub async fn failed(&self) -> StoreError {
+        let mut failed = self.shared.failed.subscribe();
+        let error = match failed.wait_for(Option::is_some).await {
+            Ok(error) => error.clone(),
+            Err(_) => None,
+        };
+        error.unwrap_or_else(writer_gone)
+    }
+
+    /// Commits everything queued, stops the writer and closes the pool.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Shutdown { reply })
+            .await
+            .map_err(|_| writer_gone())?;
+        let _ = answer.await;
+        let handle = self.writer.lock().ok().and_then(|mut writer| writer.take());
+        if let Some(handle) = handle {
+            let _ = handle.await;
+        }
+        self.pool.close();
+        Ok(())
+    }
+
+    pub async fn message(&self, sid: &MessageSid) -> Result<Option<StoredMessage>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {}, {}, e.params::text FROM messages m JOIN events e ON e.sid = m.sid \
+                 WHERE m.sid = $1 ORDER BY e.n",
+                rows::PARTIES,
+                rows::EVENT
+            ))
+            .await
+            .map_err(unavailable)?;
+        let found = client
+            .query(&statement, &[&sid.as_str()])
+            .await
+            .map_err(unavailable)?;
+        let Some(first) = found.first() else {
+            return Ok(None);
+        };
+        let parties = rows::parties(first, 0)?;
+        let mut transitions = Vec::with_capacity(found.len());
+        let mut events = Vec::with_capacity(found.len());
+        for row in &found {
+            let (_, transition) = rows::transition(row, 4)?;
+            events.push(rows::stored_event(
+                &transition,
+                row.try_get(10).map_err(corrupt)?,
+            )?);
+            transitions.push(transition);
+        }
+        let Some(state) = MessageState::replay(&parties, &transitions) else {
+            return Ok(None);
+        };
+        Ok(Some(StoredMessage {
+            sid: sid.clone(),
+            state,
+            events,
+        }))
+    }
+
+    /// The highest change-feed position committed: every smaller one is committed too.
+    pub async fn watermark(&self) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        watermark(&client).await
+    }
+
+    /// The transitions committed after `after`, in commit order, at most `limit`.
+    pub async fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedEntry>, StoreError> {
+        let client = self.client().await?;
+        let page = client
+            .prepare_cached(&format!(
+                "SELECT e.seq, {}, e.params::text FROM events e WHERE e.seq > $1 \
+                 ORDER BY e.seq LIMIT $2",
+                rows::EVENT_WITH_SID
+            ))
+            .await
+            .map_err(unavailable)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let found = client
+            .query(&page, &[&to_i64(after), &limit])
+            .await
+            .map_err(unavailable)?;
+        let Some(last) = found.last() else {
+            return Ok(Vec::new());
+        };
+        let last_seq: i64 = last.try_get(0).map_err(corrupt)?;
+        let mut sids: Vec<String> = Vec::new();
+        for row in &found {
+            sids.push(row.try_get(1).map_err(corrupt)?);
+        }
+        sids.sort_unstable();
+        sids.dedup();
+        let histories = rows::histories(&client, &sids, last_seq).await?;
+        let mut entries = Vec::with_capacity(found.len());
+        for row in &found {
+            let seq: i64 = row.try_get(0).map_err(corrupt)?;
+            let (sid, transition) = rows::transition_with_sid(row, 1)?;
+            let Some(history) = histories.get(sid.as_str()) else {
+                continue;
+            };
+            let state = history
+                .state_through(transition.received_at)
+                .ok_or_else(|| StoreError::corrupt(format!("{sid}: no state at {seq}")))?;
+            let event = rows::stored_event(&transition, row.try_get(8).map_err(corrupt)?)?;
+            entries.push(FeedEntry {
+                seq: u64::try_from(seq).map_err(corrupt)?,
+                sid,
+                event,
+                state,
+            });
+        }
+        Ok(entries)
+    }
+
+    /// Waits until a transition after `after` is committed (by any replica), or `timeout`.
+    pub async fn wait_for_feed(&self, after: u64, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut local = self.shared.watermark.subscribe();
+        loop {
+            if *local.borrow_and_update() > after {
+                return;
+            }
+            if self.watermark().await.is_ok_and(|w| w > after) {
+                return;
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            let _ = tokio::time::timeout(left.min(FEED_POLL), local.changed()).await;
+        }
+    }
+
+    /// Bytes of statushook's tables and indexes.
+    pub async fn size_on_disk(&self) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = 'statushook' AND c.relkind IN ('r', 'S')",
+                &[],
+            )
+            .await
+            .map_err(unavailable)?;
+        let bytes: i64 = row.try_get(0).map_err(corrupt)?;
+        Ok(u64::try_from(bytes).unwrap_or(0))
+    }
+
+    /// Waits until this replica holds the job lease (see [`leader`]).
+    pub async fn lead(&self) -> Lease {
+        leader::acquire(&self.url, leader::LEADER_LOCK).await
+    }
+
+    /// Waits until this replica holds the forwarding lease.
+    pub async fn lead_forwarding(&self) -> Lease {
+        leader::acquire(&self.url, leader::FORWARD_LOCK).await
+    }
+
+    /// Deletes listing positions no cursor can need any more; returns how many.
+    pub async fn forget_history(&self) -> Result<u64, StoreError> {
+        writer::forget_history(&self.pool).await
+    }
+
+    async fn client(&self) -> Result<Object, StoreError> {
+        self.pool.get().await.map_err(StoreError::unavailable)
+    }
+}
+
+async fn watermark(client: &Object) -> Result<u64, StoreError> {
+    let statement = client
+        .prepare_cached("SELECT coalesce(max(seq), 0) FROM events")
+        .await
+        .map_err(unavailable)?;
+    let row = client
+        .query_one(&statement, &[])
+        .await
+        .map_err(unavailable)?;
+    let seq: i64 = row.try_get(0).map_err(corrupt)?;
+    Ok(u64::try_from(seq).unwrap_or(0))
+}
+
+/// Applies pending migrations (`statushook migrate`); answers the versions applied.
+pub async fn migrate(url: &DatabaseUrl) -> Result<Vec<u32>, StoreError> {
+    migrate::run(url).await
+}
+
+fn unavailable(error: tokio_postgres::Error) -> StoreError {
+    StoreError::unavailable(error)
+}
+
+fn corrupt(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError {
+    StoreError::corrupt(error)
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::unavailable("the writer has stopped")
+}
+
+/// Integers are stored as `bigint`; values above `i64::MAX` never occur (times are
+/// microseconds, positions count from 1), and saturate if they ever did.
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}

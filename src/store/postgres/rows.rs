@@ -1,0 +1,147 @@
+//! Reading rows back into domain values: the column lists the queries select, and their
+//! decoding. A value that cannot be decoded is `Corrupt`, never guessed.
+
+use std::collections::HashMap;
+
+use deadpool_postgres::Object;
+use tokio_postgres::Row;
+
+use super::{corrupt, unavailable};
+use crate::domain::{
+    MessageSid, MessageState, MessageStatus, Parties, Source, Timestamp, Transition,
+};
+use crate::store::{StoreError, StoredEvent};
+
+/// A message's parties, from `messages m` (4 columns).
+pub const PARTIES: &str = "m.account_sid, m.from_number, m.to_number, m.messaging_service_sid";
+/// What the state machine needs of an event, from `events e` (6 columns).
+pub const EVENT: &str = "e.n, e.status, e.error_code, e.raw_dlr_done_date, e.received_at, e.source";
+/// The same, after the event's SID (7 columns).
+pub const EVENT_WITH_SID: &str =
+    "e.sid, e.n, e.status, e.error_code, e.raw_dlr_done_date, e.received_at, e.source";
+
+pub fn source_name(source: Source) -> &'static str {
+    match source {
+        Source::Callback => "callback",
+        Source::Sender => "sender",
+        Source::Reconciler => "reconciler",
+    }
+}
+
+fn source(name: &str) -> Result<Source, StoreError> {
+    match name {
+        "callback" => Ok(Source::Callback),
+        "sender" => Ok(Source::Sender),
+        "reconciler" => Ok(Source::Reconciler),
+        other => Err(StoreError::corrupt(format!(
+            "unknown event source {other:?}"
+        ))),
+    }
+}
+
+/// The parties in the 4 columns from `at`.
+pub fn parties(row: &Row, at: usize) -> Result<Parties, StoreError> {
+    Ok(Parties {
+        account_sid: row.try_get(at).map_err(corrupt)?,
+        from: row.try_get(at + 1).map_err(corrupt)?,
+        to: row.try_get(at + 2).map_err(corrupt)?,
+        messaging_service_sid: row.try_get(at + 3).map_err(corrupt)?,
+    })
+}
+
+/// An event's number and transition, in the 6 columns from `at`.
+pub fn transition(row: &Row, at: usize) -> Result<(i32, Transition), StoreError> {
+    let n: i32 = row.try_get(at).map_err(corrupt)?;
+    let status: &str = row.try_get(at + 1).map_err(corrupt)?;
+    let error_code: Option<i64> = row.try_get(at + 2).map_err(corrupt)?;
+    let received_at: i64 = row.try_get(at + 4).map_err(corrupt)?;
+    let source_name: &str = row.try_get(at + 5).map_err(corrupt)?;
+    Ok((
+        n,
+        Transition {
+            status: MessageStatus::parse(status).map_err(StoreError::corrupt)?,
+            error_code: error_code.map(u32::try_from).transpose().map_err(corrupt)?,
+            raw_dlr_done_date: row.try_get(at + 3).map_err(corrupt)?,
+            received_at: Timestamp(u64::try_from(received_at).map_err(corrupt)?),
+            source: source(source_name)?,
+        },
+    ))
+}
+
+/// An event's SID and transition, in the 7 columns from `at`.
+pub fn transition_with_sid(row: &Row, at: usize) -> Result<(MessageSid, Transition), StoreError> {
+    let sid: &str = row.try_get(at).map_err(corrupt)?;
+    let sid = MessageSid::parse(sid).map_err(StoreError::corrupt)?;
+    let (_, transition) = transition(row, at + 1)?;
+    Ok((sid, transition))
+}
+
+/// The event as the API shows it: its transition and its parameters (a JSON array of
+/// `[name, value]` pairs, in arrival order).
+pub fn stored_event(transition: &Transition, params: &str) -> Result<StoredEvent, StoreError> {
+    let params: Vec<(String, String)> = serde_json::from_str(params).map_err(corrupt)?;
+    Ok(StoredEvent {
+        status: transition.status.as_str().to_owned(),
+        error_code: transition.error_code,
+        received_at: transition.received_at,
+        source: transition.source,
+        raw_dlr_done_date: transition.raw_dlr_done_date.clone(),
+        params,
+    })
+}
+
+/// A message's parties and transitions, each with its change-feed position.
+pub struct History {
+    pub parties: Parties,
+    pub transitions: Vec<Transition>,
+    pub seqs: Vec<i64>,
+}
+
+impl History {
+    /// The state right after the transition received at `at`.
+    pub fn state_through(&self, at: Timestamp) -> Option<MessageState> {
+        MessageState::as_of(&self.parties, &self.transitions, at)
+    }
+
+    /// The state at snapshot `snapshot`: after the transitions committed at or below it.
+    pub fn state_at(&self, snapshot: i64) -> Option<MessageState> {
+        let committed = self.seqs.iter().take_while(|seq| **seq <= snapshot).count();
+        MessageState::replay(&self.parties, &self.transitions[..committed])
+    }
+}
+
+/// The histories of `sids` up to change-feed position `through`, by SID.
+pub async fn histories(
+    client: &Object,
+    sids: &[String],
+    through: i64,
+) -> Result<HashMap<String, History>, StoreError> {
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT m.sid, {PARTIES}, e.seq, {EVENT} FROM messages m JOIN events e ON e.sid = m.sid \
+             WHERE m.sid = ANY($1) AND e.seq <= $2 ORDER BY m.sid, e.n"
+        ))
+        .await
+        .map_err(unavailable)?;
+    let found = client
+        .query(&statement, &[&sids, &through])
+        .await
+        .map_err(unavailable)?;
+    let mut histories: HashMap<String, History> = HashMap::with_capacity(sids.len());
+    for row in &found {
+        let sid: String = row.try_get(0).map_err(corrupt)?;
+        let seq: i64 = row.try_get(5).map_err(corrupt)?;
+        let (_, transition) = transition(row, 6)?;
+        let history = match histories.get_mut(&sid) {
+            Some(history) => history,
+            None => histories.entry(sid).or_insert(History {
+                parties: parties(row, 1)?,
+                transitions: Vec::new(),
+                seqs: Vec::new(),
+            }),
+        };
+        history.transitions.push(transition);
+        history.seqs.push(seq);
+    }
+    Ok(histories)
+}

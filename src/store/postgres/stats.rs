@@ -1,0 +1,159 @@
+//! Counting messages by current status and error code, all time or within a window of
+//! `updated_at`, with the same answers as the sled store.
+//!
+//! All-time counts sum the all-time counters over the replicas' stripes. A window adds
+//! up hourly counters for its whole hours, minutely counters for the whole minutes of its
+//! partial hours, and counts live listing positions only in the partial minutes at its
+//! edges, all in one statement (one snapshot): a few hundred rows however many messages
+//! the window holds.
+
+use std::collections::BTreeMap;
+
+use tokio_postgres::types::ToSql;
+
+use super::writer::{HOUR, KIND_ERROR, KIND_STATUS, MINUTE, SPAN_ALL, SPAN_HOUR, SPAN_MINUTE};
+use super::{corrupt, to_i64, unavailable, PgStore};
+use crate::domain::{KnownStatus, Timestamp};
+use crate::store::{Counts, StoreError};
+
+/// Bucket sizes, coarsest first, with their counters' span.
+const LEVELS: &[(u64, i8)] = &[(HOUR, SPAN_HOUR), (MINUTE, SPAN_MINUTE)];
+
+/// What a window is read as: counter bucket ranges `[first, last)` per span, and the
+/// sub-minute edges `[from, to)` counted exactly.
+#[derive(Default)]
+struct Plan {
+    spans: Vec<i8>,
+    firsts: Vec<i64>,
+    lasts: Vec<i64>,
+    edge_from: Vec<i64>,
+    edge_to: Vec<i64>,
+}
+
+impl PgStore {
+    pub async fn stats(
+        &self,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+    ) -> Result<Counts, StoreError> {
+        let client = self.client().await?;
+        let mut plan = Plan::default();
+        if since.is_none() && until.is_none() {
+            plan.spans.push(SPAN_ALL);
+            plan.firsts.push(0);
+            plan.lasts.push(1);
+        } else {
+            // Nothing is updated in the future: bounding `until` keeps bucket numbers small.
+            let horizon = Timestamp::now().0.saturating_add(HOUR);
+            let from = since.map_or(0, |t| t.0);
+            let to = until.map_or(horizon, |t| t.0.min(horizon));
+            split(from, to, LEVELS, &mut plan);
+        }
+        let (sql, values) = window_sql(&plan);
+        let params: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as _).collect();
+        let statement = client.prepare_cached(&sql).await.map_err(unavailable)?;
+        let found = client
+            .query(&statement, &params)
+            .await
+            .map_err(unavailable)?;
+        let mut by_status: BTreeMap<u8, u64> = BTreeMap::new();
+        let mut by_error: BTreeMap<u32, u64> = BTreeMap::new();
+        for row in &found {
+            let kind: &str = row.try_get(0).map_err(corrupt)?;
+            let value: &str = row.try_get(1).map_err(corrupt)?;
+            let count: i64 = row.try_get(2).map_err(corrupt)?;
+            let kind = kind.as_bytes().first().map(|b| *b as i8);
+            if kind == Some(KIND_STATUS) {
+                let status = KnownStatus::parse(value)
+                    .ok_or_else(|| StoreError::corrupt(format!("unknown status {value:?}")))?;
+                *by_status.entry(status.code()).or_default() += count.max(0) as u64;
+            } else if kind == Some(KIND_ERROR) {
+                let error: u32 = value.parse().map_err(corrupt)?;
+                *by_error.entry(error).or_default() += count.max(0) as u64;
+            }
+        }
+        Ok(Counts {
+            by_status: by_status
+                .into_iter()
+                .filter(|(_, count)| *count > 0)
+                .filter_map(|(code, count)| Some((KnownStatus::from_code(code)?, count)))
+                .collect(),
+            by_error: by_error
+                .into_iter()
+                .filter(|(_, count)| *count > 0)
+                .collect(),
+        })
+    }
+}
+
+/// The statement of a window and its parameters: one index range of `counters` per
+/// bucket range, and one range of the listing positions' time index per exact edge (at
+/// most two, under a minute each), so that nothing else is read.
+fn window_sql(plan: &Plan) -> (String, Vec<i64>) {
+    let mut values = Vec::new();
+    let mut param = |value: i64| {
+        values.push(value);
+        format!("${}", values.len())
+    };
+    let ranges: Vec<String> = (0..plan.spans.len())
+        .map(|i| {
+            format!(
+                "(c.span = {}::int8::int4::\"char\" AND c.bucket >= {} AND c.bucket < {})",
+                param(i64::from(plan.spans[i])),
+                param(plan.firsts[i]),
+                param(plan.lasts[i])
+            )
+        })
+        .collect();
+    let mut sql =
+        String::from("SELECT c.kind::text, c.value, sum(c.n)::int8 FROM counters c WHERE ");
+    sql.push_str(&if ranges.is_empty() {
+        "false".to_owned()
+    } else {
+        ranges.join(" OR ")
+    });
+    sql.push_str(" GROUP BY c.kind, c.value");
+    let edges: Vec<String> = (0..plan.edge_from.len())
+        .map(|i| {
+            format!(
+                "(p.updated_at >= {} AND p.updated_at < {})",
+                param(plan.edge_from[i]),
+                param(plan.edge_to[i])
+            )
+        })
+        .collect();
+    if !edges.is_empty() {
+        let edges = edges.join(" OR ");
+        sql.push_str(&format!(
+            " UNION ALL SELECT 's', p.status, count(*) FROM positions p \
+             WHERE ({edges}) AND p.replaced_seq IS NULL AND p.status IS NOT NULL \
+             GROUP BY p.status \
+             UNION ALL SELECT 'e', p.error_code::text, count(*) FROM positions p \
+             WHERE ({edges}) AND p.replaced_seq IS NULL AND p.error_code IS NOT NULL \
+             GROUP BY p.error_code"
+        ));
+    }
+    (sql, values)
+}
+
+/// Covers `[from, to)` with the coarsest buckets of `levels` that fit inside it, its
+/// edges with the next sizes, and what is left below the finest size exactly.
+fn split(from: u64, to: u64, levels: &[(u64, i8)], plan: &mut Plan) {
+    if from >= to {
+        return;
+    }
+    let Some(((size, span), finer)) = levels.split_first() else {
+        plan.edge_from.push(to_i64(from));
+        plan.edge_to.push(to_i64(to));
+        return;
+    };
+    let (first, last) = (from.div_ceil(*size), to / size);
+    if first >= last {
+        return split(from, to, finer, plan);
+    }
+    plan.spans.push(*span);
+    plan.firsts.push(to_i64(first));
+    plan.lasts.push(to_i64(last));
+    split(from, first * size, finer, plan);
+    split(last * size, to, finer, plan);
+}
