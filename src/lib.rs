@@ -2,6 +2,8 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod export;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod reconciler;
 pub mod routes;

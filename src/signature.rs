@@ -180,7 +180,7 @@ fn canonical_params(params: &[(String, String)]) -> String {
 
 /// The URL as given, then without its port, then with the scheme's default port: the forms
 /// Twilio's helper libraries accept. Duplicates are dropped so no MAC is computed twice.
-fn url_variants(url: &str) -> Vec<String> {
+pub(crate) fn url_variants(url: &str) -> Vec<String> {
     let mut variants = vec![url.to_owned()];
     if let Some(parts) = UrlParts::split(url) {
         for variant in [parts.without_port(), parts.with_default_port()]
@@ -248,7 +248,7 @@ impl<'a> UrlParts<'a> {
 }
 
 /// The `key` of `X-Twilio-Webhooks-Signature-Settings: key=…,algorithm=HMAC_SHA256`.
-fn shared_key_id(settings: &str) -> Result<&str, SignatureError> {
+pub(crate) fn shared_key_id(settings: &str) -> Result<&str, SignatureError> {
     let mut key = None;
     let mut algorithm = None;
     for part in settings.split(',') {

@@ -7,7 +7,7 @@
 //! fsynced: the durable-before-200 rule lives there and nowhere else. Reads go straight
 //! to the tree from any (blocking) thread.
 
-mod keys;
+pub(crate) mod keys;
 mod params;
 mod query;
 mod stats;
