@@ -130,6 +130,11 @@ impl PublicUrl {
         if trimmed.contains(['?', '#']) {
             return Err("must not contain a query or fragment".into());
         }
+        // No request target can follow a space or a control character, and a trailing one
+        // (`https://host /`) would otherwise stay in every signed URL.
+        if trimmed.contains(|c: char| c.is_whitespace() || c.is_control()) {
+            return Err("must not contain a space or a control character".into());
+        }
         let path = trimmed.split_once("://").map_or("", |(_, rest)| {
             rest.find('/').map_or("", |slash| &rest[slash..])
         });
@@ -961,6 +966,19 @@ mod tests {
             printed.contains("postgres://app@db.internal:5433/hooks"),
             "{printed}"
         );
+    }
+
+    #[test]
+    fn a_public_url_with_a_space_or_control_character_is_refused() {
+        for raw in [
+            "https://h.example /",
+            "https://h .example",
+            "http://\0\0\r\r//",
+        ] {
+            assert!(PublicUrl::parse(raw).is_err(), "{raw:?}");
+        }
+        let url = PublicUrl::parse(" https://h.example/prefix/ ").expect("valid");
+        assert_eq!(PublicUrl::parse(&url.join("")), Ok(url));
     }
 
     #[test]

@@ -3,6 +3,8 @@ pub mod config;
 pub mod domain;
 pub mod export;
 pub mod forwarding;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod import;
 pub mod jobs;
 pub mod leadership;

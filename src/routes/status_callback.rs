@@ -182,7 +182,7 @@ async fn receive(
 /// separates pairs, the first `=` separates name and value, `+` is a space, `%XX` is a
 /// byte, and an invalid escape stays as written), but into bytes: no lossy step before the
 /// signature check.
-fn decode_form(body: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub(crate) fn decode_form(body: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
     body.split(|b| *b == b'&')
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
@@ -220,7 +220,7 @@ fn percent_decode(input: &[u8]) -> Vec<u8> {
 }
 
 /// The parameters as text, or the first one that is not UTF-8.
-fn into_text(params: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<(String, String)>, NotUtf8> {
+pub(crate) fn into_text(params: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<(String, String)>, NotUtf8> {
     params
         .into_iter()
         .map(|(name, value)| {

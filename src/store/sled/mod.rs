@@ -9,7 +9,7 @@
 
 mod files;
 mod idempotency;
-mod keys;
+pub(crate) mod keys;
 mod lifecycle;
 mod params;
 mod query;
