@@ -19,7 +19,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::Notify;
 
-use crate::helpers::{callback, get_from_binary, new_sid, post_to_binary, start_binary, with};
+use crate::helpers::{callback, get_from_binary, new_sid, post_to_binary, start_sled_binary, with};
 use lossyfs::Disk;
 
 /// Power cuts in a row on the same store, each after this many acknowledged callbacks.
@@ -47,7 +47,7 @@ async fn every_callback_acknowledged_before_a_power_cut_is_there_after_it() {
         // Power on, take callbacks from several clients, and cut the power mid-stream.
         let mountpoint = tempfile::tempdir().expect("a mount point");
         let disk = mount(backing.path(), mountpoint.path());
-        let (child, address) = start_binary(&mountpoint.path().join("data")).await;
+        let (child, address) = start_sled_binary(&mountpoint.path().join("data")).await;
         let before = acknowledged.len();
         acknowledged.extend(stream_until_cut(trial, &address, &disk, child).await);
         unmount(disk, mountpoint.path());
@@ -56,7 +56,7 @@ async fn every_callback_acknowledged_before_a_power_cut_is_there_after_it() {
         let mountpoint = tempfile::tempdir().expect("a mount point");
         let disk = mount(backing.path(), mountpoint.path());
         let data = mountpoint.path().join("data");
-        let (mut child, address) = start_binary(&data).await;
+        let (mut child, address) = start_sled_binary(&data).await;
         let lost = lost(&address, &acknowledged).await;
         child.start_kill().expect("SIGKILL is sent");
         child.wait().await.expect("the child is reaped");
