@@ -10,7 +10,7 @@ other failure stands.
 """
 
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 
 import schemathesis
 
@@ -23,12 +23,16 @@ def _error(response):
 
 
 def _window_is_reversed(query):
+    """Whether `since` is not before `until`; a missing `until` means now (as in a replay)."""
     since, until = query.get("since"), query.get("until")
-    if not (isinstance(since, str) and isinstance(until, str)):
+    if not isinstance(since, str):
         return False
     try:
-        return datetime.fromisoformat(since) >= datetime.fromisoformat(until)
-    except ValueError:
+        since = datetime.fromisoformat(since)
+        if isinstance(until, str):
+            return since >= datetime.fromisoformat(until)
+        return until is None and since >= datetime.now(timezone.utc)
+    except (ValueError, TypeError):
         return False
 
 
