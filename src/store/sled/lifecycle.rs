@@ -386,6 +386,14 @@ mod tests {
     use super::*;
     use crate::domain::{KnownStatus, Source, StatusEvent};
 
+    /// Records `status` for `sid` on `store`, which must take it.
+    async fn stored(store: &SledStore, sid: &str, status: &str) {
+        store
+            .record(event(sid, status, None), None)
+            .await
+            .expect("stored");
+    }
+
     fn event(sid: &str, status: &str, error: Option<&str>) -> StatusEvent {
         let mut params = vec![
             ("MessageSid".to_owned(), sid.to_owned()),
@@ -409,20 +417,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("a folder");
         let store = SledStore::open(dir.path(), Box::new(|_| {})).expect("opens");
         for sid in [A, B] {
-            store
-                .record(event(sid, "queued", None), None)
-                .await
-                .expect("stored");
+            stored(&store, sid, "queued").await;
         }
         let snapshot = store.watermark();
-        store
-            .record(event(A, "delivered", None), None)
-            .await
-            .expect("stored");
-        store
-            .record(event(C, "queued", None), None)
-            .await
-            .expect("stored");
+        stored(&store, A, "delivered").await;
+        stored(&store, C, "queued").await;
         let page = store.export_page(snapshot, None, 10).expect("a page");
         let sids: Vec<&str> = page.iter().map(|m| m.sid.as_str()).collect();
         assert_eq!(
@@ -459,10 +458,7 @@ mod tests {
             .record(failed, Some("token".into()))
             .await
             .expect("stored");
-        store
-            .record(event(B, "delivered", None), None)
-            .await
-            .expect("stored");
+        stored(&store, B, "delivered").await;
         let deleted = store.delete(vec![sid(A), sid(C)], None).await;
         assert_eq!(deleted.expect("deleted"), 1);
         let again = store.delete(vec![sid(A)], None).await;
@@ -475,10 +471,7 @@ mod tests {
         assert!(counts.by_error.is_empty());
         assert_eq!(store.feed(0, 10).expect("feed").len(), 1);
         // A later callback starts a new message: nothing of the old one is left to merge.
-        store
-            .record(event(A, "sent", None), None)
-            .await
-            .expect("stored");
+        stored(&store, A, "sent").await;
         let again = store.message(&sid(A)).expect("read").expect("stored again");
         assert_eq!(again.events.len(), 1);
         store.check().expect("consistent");
@@ -489,24 +482,12 @@ mod tests {
     async fn retention_deletes_only_what_was_last_updated_before_its_horizon() {
         let dir = tempfile::tempdir().expect("a folder");
         let store = SledStore::open(dir.path(), Box::new(|_| {})).expect("opens");
-        store
-            .record(event(A, "sent", None), None)
-            .await
-            .expect("stored");
-        store
-            .record(event(B, "sent", None), None)
-            .await
-            .expect("stored");
+        stored(&store, A, "sent").await;
+        stored(&store, B, "sent").await;
         let horizon = Timestamp(store.watermark() + 1);
         // B moves after the horizon was chosen: it is no longer old enough.
-        store
-            .record(event(B, "delivered", None), None)
-            .await
-            .expect("stored");
-        store
-            .record(event(C, "queued", None), None)
-            .await
-            .expect("stored");
+        stored(&store, B, "delivered").await;
+        stored(&store, C, "queued").await;
         assert_eq!(store.expire(horizon, 10).await.expect("deleted"), 1);
         assert_eq!(store.expire(horizon, 10).await.expect("deleted"), 0);
         assert!(store.message(&sid(A)).expect("read").is_none());
