@@ -5,8 +5,12 @@ or clock, which an OpenAPI description cannot state: a listing `cursor` is valid
 service issued it (within the hour); `since` must be earlier than `until` (for a series, than
 `until` or now, rounded up to its bucket); a series holds at most 1000 buckets. A generated
 request that breaks one of them is valid for the description and rightly refused with 400;
-such a "valid data rejected" failure is dropped when the 400 names exactly that rule. Every
-other failure stands.
+such a "valid data rejected" failure is dropped when the 400 names exactly that rule.
+
+Schemathesis also sends a `+` in a query value unencoded, so the service receives a space
+(`?phone=+1…` arrives as " 1…"), which the contract refuses with 400 saying to encode `+` as
+%2B; that refusal is dropped when the generated value did begin with `+`. Every other failure
+stands.
 """
 
 import json
@@ -42,6 +46,14 @@ def filter_failure(context, failure, case, response):
         return True
     error, query = _error(response), case.query or {}
     if "cursor" in query and error.startswith("cursor: "):
+        return False
+    name = error.split(":", 1)[0]
+    value = query.get(name)
+    if (
+        "starts with a space, which is what an unencoded + becomes" in error
+        and isinstance(value, str)
+        and value.startswith("+")
+    ):
         return False
     if error == "until: must be later than since" and _window_is_reversed(query):
         return False
