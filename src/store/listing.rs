@@ -18,6 +18,10 @@ use crate::domain::{KnownStatus, MessageSid, MessageState, Timestamp};
 /// How long a cursor stays valid after its listing's first page.
 pub const CURSOR_LIFETIME: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// How long a position a message has left (history) is kept for the cursors that may still
+/// list the message there: a little more than a cursor lives.
+pub const HISTORY_KEPT: std::time::Duration = std::time::Duration::from_secs(3600 + 5 * 60);
+
 /// Filters of a listing; `None` and empty mean "any".
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 pub use idempotency::{Claim, ClaimTicket, Finish, KeptReply, KeyRequest, IDEMPOTENCY_WINDOW};
 pub use lifecycle::{ImportError, Imported};
-pub use listing::{Cursor, CursorError, ListQuery, Page, CURSOR_LIFETIME};
+pub use listing::{Cursor, CursorError, ListQuery, Page, CURSOR_LIFETIME, HISTORY_KEPT};
 
 use crate::domain::{KnownStatus, MessageSid, MessageState, Source, StatusEvent, Timestamp};
 pub use series::{BucketSize, Series};
@@ -166,11 +166,11 @@ impl Store {
         }
     }
 
-    /// Removes listing history no cursor can need any more (the sled writer does this
-    /// itself; with PostgreSQL the job leader does it for every replica).
+    /// Removes listing history no cursor can need any more; returns how many entries. The
+    /// job leader calls it now and then (with PostgreSQL, for every replica).
     pub async fn forget_history(&self) -> Result<u64, StoreError> {
         match self {
-            Store::Sled(_) => Ok(0),
+            Store::Sled(store) => store.forget_history().await,
             Store::Postgres(store) => store.forget_history().await,
         }
     }

@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::domain::{MessageSid, Timestamp};
 use crate::store::{
     CheckReport, FeedEntry, GroupObserver, Recorded, StoreError, StoredEvent, StoredMessage,
+    HISTORY_KEPT,
 };
 use keys::{decode, decode_count, index, Record};
 pub use lifecycle::{compact, Compacted, DELETE_BATCH};
@@ -83,7 +84,6 @@ impl SledStore {
             shared,
             writer: Arc::new(Mutex::new(Some(writer))),
         };
-        store.find_history();
         store.index_accounts();
         Ok(store)
     }
@@ -243,27 +243,55 @@ impl SledStore {
         let _ = tokio::time::timeout(timeout, watermark.wait_for(|w| *w > after)).await;
     }
 
-    /// Finds the history entries left by an earlier run, off the writer's thread, and
-    /// hands them to the writer to remove when they are old enough.
-    fn find_history(&self) {
+    /// Removes the history entries (positions messages have left) older than any cursor
+    /// can need, found by a scan of the two time-ordered indexes off the async threads and
+    /// handed to the writer in bounded batches; returns how many.
+    pub async fn forget_history(&self) -> Result<u64, StoreError> {
+        let horizon = Timestamp::now()
+            .0
+            .saturating_sub(HISTORY_KEPT.as_micros() as u64);
+        self.forget_history_before(Timestamp(horizon)).await
+    }
+
+    async fn forget_history_before(&self, horizon: Timestamp) -> Result<u64, StoreError> {
         let (data, commands) = (self.trees.data.clone(), self.commands.clone());
+        let forget = move |keys: Vec<Vec<u8>>| {
+            let (reply, answer) = oneshot::channel();
+            commands
+                .blocking_send(Command::Forget { keys, reply })
+                .map_err(|_| writer_gone())?;
+            answer.blocking_recv().map_err(|_| writer_gone())?
+        };
         let scan = move || {
-            let mut entries = Vec::new();
+            let mut removed = 0;
+            let mut keys = Vec::with_capacity(FORGET_BATCH);
             for kind in [index::BY_STATUS, index::BY_ERROR] {
                 for entry in data.scan_prefix([kind]) {
-                    let Ok((key, value)) = entry else { return };
-                    if let Some(replaced_at) = index::replaced_at(&value) {
-                        entries.push((replaced_at, key.to_vec()));
+                    let (key, value) = entry.map_err(unavailable)?;
+                    if index::replaced_at(&value).is_some_and(|at| at < horizon) {
+                        keys.push(key.to_vec());
+                    }
+                    if keys.len() == FORGET_BATCH {
+                        removed += keys.len() as u64;
+                        forget(std::mem::take(&mut keys))?;
                     }
                 }
             }
-            let _ = commands.blocking_send(Command::Forget { entries });
+            removed += keys.len() as u64;
+            if !keys.is_empty() {
+                forget(keys)?;
+            }
+            Ok(removed)
         };
-        let _ = std::thread::Builder::new()
-            .name("statushook-history".into())
-            .spawn(scan);
+        tokio::task::spawn_blocking(scan)
+            .await
+            .map_err(StoreError::unavailable)?
     }
 }
+
+/// History entries removed per writer command: bounds the memory of a sweep and the size
+/// of the group that carries it.
+const FORGET_BATCH: usize = 4096;
 
 /// How long to wait for the lock of a store that another handle is still releasing.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -495,5 +523,62 @@ impl SledStore {
             };
             read().transpose()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Source, StatusEvent};
+
+    async fn stored(store: &SledStore, sid: &str, status: &str) -> Timestamp {
+        let params = [("MessageSid", sid), ("MessageStatus", status)]
+            .map(|(name, value)| (name.to_owned(), value.to_owned()));
+        let event = StatusEvent::from_params(params.into(), Source::Callback).expect("valid");
+        store.record(event, None).await.expect("stored");
+        Timestamp(store.watermark())
+    }
+
+    /// The history entries in the store, with the time each was replaced.
+    fn history(store: &SledStore) -> Vec<Timestamp> {
+        store
+            .trees
+            .data
+            .scan_prefix([index::BY_STATUS])
+            .filter_map(|entry| index::replaced_at(&entry.expect("readable").1))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn forgetting_history_removes_only_entries_replaced_before_the_horizon() {
+        let dir = tempfile::tempdir().expect("a folder");
+        let store = SledStore::open(dir.path(), Box::new(|_| {})).expect("opens");
+        let (a, b) = (
+            "SM000000000000000000000000000000aa",
+            "SM000000000000000000000000000000bb",
+        );
+        stored(&store, a, "queued").await;
+        let old = stored(&store, a, "sent").await;
+        stored(&store, b, "queued").await;
+        let young = stored(&store, b, "sent").await;
+        assert_eq!(
+            history(&store),
+            [old, young],
+            "each queued position became history"
+        );
+
+        let removed = store.forget_history_before(young).await.expect("forgets");
+        assert_eq!(removed, 1);
+        assert_eq!(
+            history(&store),
+            [young],
+            "only the entry replaced before the horizon goes"
+        );
+        store.check().expect("the store is consistent");
+        assert_eq!(
+            store.forget_history_before(young).await.expect("forgets"),
+            0
+        );
+        store.close().await.expect("closes");
     }
 }

@@ -22,7 +22,7 @@
 //! error and reports it through [`Shared::failed`]; the service then answers `503` for a
 //! moment and exits non-zero, and its supervisor restarts it on the recovered store.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread;
 
@@ -40,20 +40,10 @@ use super::Trees;
 use crate::domain::{
     is_duplicate, MessageSid, MessageState, MessageStatus, StatusEvent, Timestamp, Transition,
 };
-use crate::store::{
-    GroupObserver, ImportError, Imported, Recorded, StoreError, StoredMessage, CURSOR_LIFETIME,
-};
+use crate::store::{GroupObserver, ImportError, Imported, Recorded, StoreError, StoredMessage};
 
 /// The most commands applied and synced together.
 pub const MAX_GROUP: usize = 2048;
-
-/// History entries (positions a message has left) are kept this long, a little more than
-/// a cursor lives, then removed.
-const HISTORY_KEPT: u64 = CURSOR_LIFETIME.as_micros() as u64 + 5 * 60_000_000;
-
-/// At most this many history entries are removed per group, so that catching up after a
-/// restart never makes one group slow.
-const PRUNE_PER_GROUP: usize = 4096;
 
 pub enum Command {
     Record {
@@ -71,8 +61,12 @@ pub enum Command {
         value: Option<Vec<u8>>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
-    /// History entries found at start-up, to remove once they are old enough.
-    Forget { entries: Vec<(Timestamp, Vec<u8>)> },
+    /// Removes history index entries no cursor can need any more (`SledStore::forget_history`
+    /// finds them).
+    Forget {
+        keys: Vec<Vec<u8>>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     /// Deletes messages with every trace of them (see `store/lifecycle.rs`); with
     /// `updated_before`, only those still last updated before it. Answers how many.
     Delete {
@@ -123,7 +117,6 @@ pub fn spawn(
                 trees,
                 shared,
                 clock,
-                history: VecDeque::new(),
                 files,
             };
             let mut group = Vec::with_capacity(MAX_GROUP);
@@ -171,8 +164,6 @@ struct Writer {
     /// The last time handed out; arrival times are strictly increasing, so they order
     /// events, index entries and the change feed without ties.
     clock: Timestamp,
-    /// History index entries to remove once old enough, oldest first.
-    history: VecDeque<(Timestamp, Vec<u8>)>,
     files: SledFiles,
 }
 
@@ -183,8 +174,6 @@ struct GroupWrites {
     /// Records changed earlier in this group, newest first.
     overlay: HashMap<MessageSid, Record>,
     counters: HashMap<Vec<u8>, i64>,
-    /// History entries this group creates, with the time they were replaced.
-    history: Vec<(Timestamp, Vec<u8>)>,
 }
 
 impl Writer {
@@ -219,12 +208,13 @@ impl Writer {
                     }
                     replies.push(Reply::Done(reply));
                 }
-                Command::Forget { mut entries } => {
-                    // Entries found at start-up are older than any made since.
-                    entries.sort_unstable();
-                    for entry in entries.into_iter().rev() {
-                        self.history.push_front(entry);
+                Command::Forget { keys, reply } => {
+                    // A history entry never becomes live again (each transition has its own
+                    // time), so removing one, even twice, touches nothing else.
+                    for key in keys {
+                        writes.batch.remove(key);
                     }
+                    replies.push(Reply::Done(reply));
                 }
                 Command::Delete {
                     sids,
@@ -260,7 +250,6 @@ impl Writer {
                 }
             }
         }
-        let history = std::mem::take(&mut writes.history);
         let result = self.write(writes);
         let storage_error = result.as_ref().err().or_else(|| {
             replies.iter().find_map(|reply| match reply {
@@ -275,7 +264,6 @@ impl Writer {
                 self.shared.failed.send_replace(Some(error.clone()));
             }
             None => {
-                self.history.extend(history);
                 self.shared.watermark.send_replace(self.clock.0);
             }
         }
@@ -356,8 +344,7 @@ impl Writer {
         // contribution goes out and the new one's in.
         if let Some(old) = &old_state {
             for key in index::timed(&sid, old) {
-                writes.batch.insert(key.as_slice(), &at.to_be_bytes()[..]);
-                writes.history.push((at, key));
+                writes.batch.insert(key, &at.to_be_bytes()[..]);
             }
             count(&mut writes.counters, old, -1);
         }
@@ -552,7 +539,6 @@ impl Writer {
                 writes.batch.insert(key, &value.to_be_bytes()[..]);
             }
         }
-        self.prune(&mut writes.batch);
         self.trees
             .data
             .apply_batch(writes.batch)
@@ -560,20 +546,6 @@ impl Writer {
         self.trees.db.flush().map_err(unavailable)?;
         // The one sync of the group: nothing is acknowledged before it returns.
         self.files.sync().map_err(StoreError::unavailable)
-    }
-
-    /// Removes history entries old enough that no valid cursor can need them.
-    fn prune(&mut self, batch: &mut Batch) {
-        let horizon = Timestamp::now().0.saturating_sub(HISTORY_KEPT);
-        for _ in 0..PRUNE_PER_GROUP {
-            match self.history.front() {
-                Some((replaced_at, _)) if replaced_at.0 < horizon => {}
-                _ => break,
-            }
-            if let Some((_, key)) = self.history.pop_front() {
-                batch.remove(key);
-            }
-        }
     }
 }
 
@@ -589,7 +561,9 @@ fn refuse(group: &mut Vec<Command>, error: &StoreError) -> Continue {
             Command::Record { reply, .. } => {
                 let _ = reply.send(Err(error.clone()));
             }
-            Command::Probe { reply } | Command::Put { reply, .. } => {
+            Command::Probe { reply }
+            | Command::Put { reply, .. }
+            | Command::Forget { reply, .. } => {
                 let _ = reply.send(Err(error.clone()));
             }
             Command::Delete { reply, .. } => {
@@ -598,7 +572,7 @@ fn refuse(group: &mut Vec<Command>, error: &StoreError) -> Continue {
             Command::Import { reply, .. } => {
                 let _ = reply.send(Err(error.clone().into()));
             }
-            Command::Forget { .. } | Command::IndexAccounts { .. } => {}
+            Command::IndexAccounts { .. } => {}
             Command::Shutdown { reply } => {
                 next = Continue::Stop;
                 let _ = reply.send(Err(error.clone()));
