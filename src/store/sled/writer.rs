@@ -305,15 +305,10 @@ impl Writer {
         token: Option<String>,
     ) -> Result<Recorded, StoreError> {
         let sid = event.sid().clone();
-        let previous = match writes.overlay.remove(&sid) {
-            Some(record) => Some(record),
-            None => self.trees.record(&sid)?,
+        let mut record = match writes.overlay.remove(&sid) {
+            Some(record) => record,
+            None => self.trees.record(&sid)?.unwrap_or_default(),
         };
-        let mut record = previous.clone().unwrap_or(Record {
-            parties: Default::default(),
-            transitions: Vec::new(),
-            tokens: Vec::new(),
-        });
         if is_duplicate(
             &record.transitions,
             &record.tokens,
