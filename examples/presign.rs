@@ -13,7 +13,7 @@
 
 use std::io::{BufWriter, Write};
 
-use statushook::config::Secret;
+use statushook::secret::Secret;
 use statushook::signature::sign_sha1;
 use statushook::simulate::callback_params;
 

@@ -51,7 +51,7 @@ enum Command {
 struct MigrateArgs {
     /// postgres://… URL of the database.
     #[arg(long, env = "STATUSHOOK_DATABASE_URL", hide_env_values = true)]
-    database_url: Option<crate::config::Secret>,
+    database_url: Option<crate::secret::Secret>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -61,7 +61,7 @@ struct CheckArgs {
     data_dir: std::path::PathBuf,
     /// postgres://… : check this database instead (it may be in use).
     #[arg(long, env = "STATUSHOOK_DATABASE_URL", hide_env_values = true)]
-    database_url: Option<crate::config::Secret>,
+    database_url: Option<crate::secret::Secret>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -393,7 +393,7 @@ fn migrate(args: &MigrateArgs) -> ExitCode {
     let url = match database_url(
         args.database_url
             .as_ref()
-            .map(crate::config::Secret::expose),
+            .map(crate::secret::Secret::expose),
     ) {
         Ok(Some(url)) => url,
         Ok(None) => {
@@ -454,7 +454,7 @@ fn check(args: &CheckArgs) -> ExitCode {
     match database_url(
         args.database_url
             .as_ref()
-            .map(crate::config::Secret::expose),
+            .map(crate::secret::Secret::expose),
     ) {
         Ok(Some(url)) => return check_postgres(&url),
         Ok(None) => {}
@@ -739,7 +739,7 @@ fn simulate(args: SimulateArgs) -> ExitCode {
     let options = Options {
         signed_url: args.signed_url.unwrap_or_else(|| args.url.clone()),
         url: args.url,
-        token: crate::config::Secret::new(token),
+        token: crate::secret::Secret::new(token),
         messages: args.messages,
         rate: args.rate,
         seed: args.seed.unwrap_or_else(|| fastrand::u64(..)),

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::forwarding::{ForwardConfig, Retry, SigningSecret};
+use crate::secret::Secret;
 use crate::signature::Keys;
 pub use crate::store::postgres::DatabaseUrl;
 
@@ -55,42 +56,6 @@ Secrets and Twilio settings are read from the environment only:
   STATUSHOOK_FORWARD_STATUSES   forward only these statuses, comma-separated [default: all]
   STATUSHOOK_FORWARD_RETRY_MIN  delay before the first retry of a forward; doubles each time [default: 5s]
   STATUSHOOK_FORWARD_RETRY_MAX  longest delay between retries of a forward [default: 1h]";
-
-/// A secret string. It is never printed: `Debug` and `Display` show `[redacted]`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The secret itself, for the few places that must use it (HMAC keys, auth headers).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-/// For flags that carry a secret (a database URL with its password).
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        Ok(Secret::new(raw))
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
 
 /// A setting that is missing or malformed; its message names the setting.
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,7 @@
 use std::io::{self, Write};
 
 use crate::domain::Timestamp;
-use crate::routes::MessageView;
+use crate::views::MessageView;
 use crate::store::sled::SledStore;
 use crate::store::{StoreError, StoredMessage};
 

@@ -23,7 +23,7 @@ use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// Every key a signature may have been made with.
 #[derive(Debug, Clone, Default)]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 use crate::signature;
 
 #[derive(Debug, Clone)]

@@ -9,7 +9,8 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
-use crate::config::{Config, PublicUrl, Secret};
+use crate::config::{Config, PublicUrl};
+use crate::secret::Secret;
 use crate::forwarding::{self, Forwarding};
 use crate::jobs::Jobs;
 use crate::leadership::Leadership;

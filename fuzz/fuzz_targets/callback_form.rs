@@ -6,7 +6,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use statushook::config::{PublicUrl, Secret};
+use statushook::config::PublicUrl;
+use statushook::secret::Secret;
 use statushook::domain::{Source, StatusEvent};
 use statushook::fuzzing;
 use statushook::signature::{self, Keys, SignatureError};

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use statushook::config::Secret;
+use statushook::secret::Secret;
 use statushook::signature::{self, Keys};
 
 const URL: &str = "https://hooks.example.com/twilio/status";

@@ -21,7 +21,7 @@ use super::window::{AfterFailure, Pending, Window};
 use super::{sign, Forwarding, LastError, Outcome, Status, MAX_IN_FLIGHT, TIMEOUT};
 use crate::domain::Timestamp;
 use crate::leadership::{Leadership, Lease};
-use crate::routes::FeedEventView;
+use crate::views::FeedEventView;
 use crate::store::{FeedEntry, Store, StoreError};
 
 /// Feed entries read at once.

@@ -12,36 +12,13 @@ use std::time::Duration;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
-use super::{ApiError, MessageView};
-use crate::domain::RfcTime;
+use super::ApiError;
 use crate::startup::AppState;
-use crate::store::FeedEntry;
+use crate::views::FeedEventView;
 
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
 const MAX_WAIT: u64 = 30;
-
-/// One transition as the feed and forwarded webhooks show it: the message as it stood
-/// right after the transition, with the transition as `event`.
-#[derive(Serialize)]
-pub struct FeedEventView {
-    pub seq: u64,
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub timestamp: RfcTime,
-    pub data: MessageView,
-}
-
-impl From<FeedEntry> for FeedEventView {
-    fn from(entry: FeedEntry) -> Self {
-        FeedEventView {
-            seq: entry.seq,
-            kind: "message.status",
-            timestamp: RfcTime(entry.event.received_at),
-            data: MessageView::after(entry.sid.as_str(), entry.state, entry.event),
-        }
-    }
-}
 
 #[derive(Serialize)]
 struct FeedView {

@@ -21,12 +21,12 @@ use actix_web::http::{header, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse, ResponseError};
 
-pub use events::{events, FeedEventView};
+pub use events::events;
 pub use export::export_messages;
 pub use fallback::no_route;
 pub use forwarding::{forwarding_replay, forwarding_status};
 pub use health::{healthz, metrics, readyz};
-pub use messages::{delete_message, delete_messages, get_message, list_messages, MessageView};
+pub use messages::{delete_message, delete_messages, get_message, list_messages};
 pub use openapi::openapi;
 pub use send::{send_message, SendFailure};
 pub use stats::{stats, stats_series};

@@ -7,7 +7,8 @@ use std::process::Stdio;
 
 use reqwest::Response;
 use serde_json::Value;
-use statushook::config::{Config, Secret, ServeArgs};
+use statushook::config::{Config, ServeArgs};
+use statushook::secret::Secret;
 use statushook::signature;
 use statushook::startup::Application;
 use tempfile::TempDir;

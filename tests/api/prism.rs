@@ -12,7 +12,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use statushook::config::{Secret, TwilioCredentials};
+use statushook::config::TwilioCredentials;
+use statushook::secret::Secret;
 use statushook::domain::MessageSid;
 use statushook::sender::{RetryPolicy, TwilioClient};
 use tokio::io::{AsyncBufReadExt, BufReader};

@@ -2,7 +2,7 @@
 //! with user info, the signature settings header, and the tokens of subaccounts.
 
 use serde_json::Value;
-use statushook::config::Secret;
+use statushook::secret::Secret;
 use statushook::signature;
 
 use crate::helpers::{

@@ -1,7 +1,7 @@
 //! `POST /twilio/status`: what is accepted, what is refused, and what is stored.
 
 use futures_util::future::join_all;
-use statushook::config::Secret;
+use statushook::secret::Secret;
 use statushook::signature;
 
 use crate::helpers::{
