@@ -9,9 +9,9 @@
 use std::io::{self, Write};
 
 use crate::domain::Timestamp;
-use crate::views::MessageView;
 use crate::store::sled::SledStore;
 use crate::store::{StoreError, StoredMessage};
+use crate::views::MessageView;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {

@@ -10,7 +10,6 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
 use crate::config::{Config, PublicUrl};
-use crate::secret::Secret;
 use crate::forwarding::{self, Forwarding};
 use crate::jobs::Jobs;
 use crate::leadership::Leadership;
@@ -18,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::reconciler::Reconciler;
 use crate::retention::Retention;
 use crate::routes;
+use crate::secret::Secret;
 use crate::sender::{RetryPolicy, TwilioClient};
 use crate::signature::Keys;
 use crate::store::Store;

@@ -21,8 +21,8 @@ use super::window::{AfterFailure, Pending, Window};
 use super::{sign, Forwarding, LastError, Outcome, Status, MAX_IN_FLIGHT, TIMEOUT};
 use crate::domain::Timestamp;
 use crate::leadership::{Leadership, Lease};
-use crate::views::FeedEventView;
 use crate::store::{FeedEntry, Store, StoreError};
+use crate::views::FeedEventView;
 
 /// Feed entries read at once.
 const FEED_PAGE: usize = 500;

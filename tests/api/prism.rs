@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use statushook::config::TwilioCredentials;
-use statushook::secret::Secret;
 use statushook::domain::MessageSid;
+use statushook::secret::Secret;
 use statushook::sender::{RetryPolicy, TwilioClient};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
