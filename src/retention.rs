@@ -19,7 +19,7 @@ use crate::metrics::{Deletion, Metrics};
 use crate::store::{Store, StoreError};
 
 /// Messages deleted by one store call.
-pub const BATCH: usize = crate::store::sled::DELETE_BATCH;
+pub const BATCH: usize = crate::store::DELETE_BATCH;
 
 pub struct Retention {
     pub store: Store,

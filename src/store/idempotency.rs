@@ -21,8 +21,8 @@
 //!   Whether that request created the message is unknown; the claim is kept as it is until
 //!   the window ends, so the key never sends.
 //!
-//! The types here belong to no store; `sled/idempotency.rs` implements the contract on the
-//! embedded store.
+//! The types and the judgement of a held key ([`judge`]) belong to no store;
+//! `sled/idempotency.rs` implements the contract on the embedded store.
 
 use std::time::Duration;
 
@@ -39,6 +39,17 @@ pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 pub struct KeptReply {
     pub status: u16,
     pub body: Vec<u8>,
+}
+
+/// A key's unexpired claim, as a store read it.
+pub(super) struct Held {
+    pub request_hash: [u8; 32],
+    pub claimed_at: Timestamp,
+    pub in_flight_at_most: Duration,
+    /// `None` while the request is in flight.
+    pub reply: Option<KeptReply>,
+    /// The process that made the claim has stopped (see the module documentation).
+    pub claimant_gone: bool,
 }
 
 /// A request for a key.
@@ -107,4 +118,33 @@ impl Store {
             Store::Postgres(_) => Err(StoreError::Unsupported("finish idempotency key")),
         }
     }
+}
+
+/// What an unexpired claim means for a request under its key.
+pub(super) fn judge(held: Held, request: &KeyRequest) -> Claim {
+    if held.request_hash != request.request_hash {
+        return Claim::Conflict;
+    }
+    if let Some(reply) = held.reply {
+        return Claim::Answered(reply);
+    }
+    let deadline = held
+        .claimed_at
+        .0
+        .saturating_add(micros(held.in_flight_at_most));
+    if held.claimant_gone || request.now.0 > deadline {
+        return Claim::Abandoned {
+            claimed_at: held.claimed_at,
+        };
+    }
+    Claim::InFlight
+}
+
+/// Whether a claim made at `claimed_at` has left the window at `now` (its key is free).
+pub(super) fn expired(claimed_at: Timestamp, now: Timestamp) -> bool {
+    now.0 >= claimed_at.0.saturating_add(micros(IDEMPOTENCY_WINDOW))
+}
+
+pub(super) fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }

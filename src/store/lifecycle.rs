@@ -10,9 +10,10 @@
 //!   leaves the change feed), every index entry that names it (live positions, the history
 //!   positions kept for paging, the recipient, sender and account entries) and its
 //!   contribution to every counter (all time and per hour and minute), in one atomic,
-//!   durable write per batch. Afterwards the store is exactly what it would be had the
-//!   message never been stored: `check` passes, and stats, listings and the feed no longer
-//!   count it. A callback that arrives later for the same SID starts a new message.
+//!   durable write per batch of at most [`DELETE_BATCH`]. Afterwards the store is exactly
+//!   what it would be had the message never been stored: `check` passes, and stats,
+//!   listings and the feed no longer count it. A callback that arrives later for the same
+//!   SID starts a new message.
 //! - **Retention** ([`Store::expire`]) deletes, oldest first, at most `limit` messages whose
 //!   `updated_at` is before a time, re-checked at the moment of deleting (a message
 //!   updated meanwhile stays). Small batches keep every write short, so callbacks queue
@@ -34,8 +35,12 @@
 //!   whole before anything is written: a message already in the store, or whose events do
 //!   not replay to the status the export shows, fails the batch and writes nothing.
 
-use crate::domain::{MessageSid, Timestamp};
+use crate::domain::{MessageSid, MessageState, MessageStatus, Timestamp, Transition};
 use crate::store::{blocking, Counts, Store, StoreError, StoredMessage};
+
+/// Messages deleted by one atomic write, at most: a bound on how long the callbacks that
+/// wait behind it (or on its locks) wait.
+pub const DELETE_BATCH: usize = 100;
 
 /// Why an import batch was refused; nothing of the batch was written.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -150,4 +155,56 @@ impl Store {
             Store::Postgres(_) => Err(StoreError::Unsupported("account stats")),
         }
     }
+}
+
+/// An exported message read back into what a store keeps of it.
+pub(super) struct Replayed {
+    /// Its events' transitions, at increasing arrival times.
+    pub transitions: Vec<Transition>,
+    /// The state they replay to, which is the one the export shows.
+    pub state: MessageState,
+    /// Events placed in another millisecond than the export shows.
+    pub moved: u64,
+}
+
+/// Reads an exported message's events back into transitions, in their order, each at the
+/// arrival time `place` answers for the time wanted (the time the export shows, or just
+/// after the message's previous event): the store's first free time from there. Refused
+/// when an event has no valid status, or the events do not replay to the status and error
+/// code the export shows.
+pub(super) fn replay_export(
+    message: &StoredMessage,
+    mut place: impl FnMut(Timestamp) -> Result<Timestamp, StoreError>,
+) -> Result<Replayed, ImportError> {
+    let invalid = |problem: String| ImportError::Invalid {
+        sid: message.sid.clone(),
+        problem,
+    };
+    let mut transitions: Vec<Transition> = Vec::with_capacity(message.events.len());
+    let mut moved = 0;
+    for event in &message.events {
+        let status = MessageStatus::parse(&event.status).map_err(&invalid)?;
+        let previous = transitions.last().map_or(0, |t| t.received_at.0);
+        let at = place(Timestamp(event.received_at.0.max(previous + 1)))?;
+        moved += u64::from(at.0 / 1000 != event.received_at.0 / 1000);
+        transitions.push(Transition {
+            status,
+            error_code: event.error_code,
+            raw_dlr_done_date: event.raw_dlr_done_date.clone(),
+            received_at: at,
+            source: event.source,
+        });
+    }
+    let state = MessageState::replay(&message.state.parties, &transitions)
+        .ok_or_else(|| invalid("a message without events".into()))?;
+    if (state.status, state.error_code) != (message.state.status, message.state.error_code) {
+        return Err(invalid(
+            "its events do not replay to the status the export shows".into(),
+        ));
+    }
+    Ok(Replayed {
+        transitions,
+        state,
+        moved,
+    })
 }

@@ -20,7 +20,7 @@ pub mod sled;
 use std::sync::Arc;
 
 pub use idempotency::{Claim, ClaimTicket, Finish, KeptReply, KeyRequest, IDEMPOTENCY_WINDOW};
-pub use lifecycle::{ImportError, Imported};
+pub use lifecycle::{ImportError, Imported, DELETE_BATCH};
 pub use listing::{Cursor, CursorError, ListQuery, Page, CURSOR_LIFETIME};
 
 use crate::domain::{KnownStatus, MessageSid, MessageState, Source, StatusEvent, Timestamp};
