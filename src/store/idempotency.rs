@@ -2,8 +2,8 @@
 //! called, and finished with the answer the caller got, which is then answered again to any
 //! repeat of the request within [`IDEMPOTENCY_WINDOW`].
 //!
-//! The contract, which a PostgreSQL store keeps too (a table keyed by the key, claimed with
-//! `INSERT … ON CONFLICT`):
+//! The contract, which both stores keep (sled in `sled/idempotency.rs`; PostgreSQL in
+//! `postgres/idempotency.rs`, a table keyed by the key, claimed with `INSERT … ON CONFLICT`):
 //!
 //! - [`Store::claim_idempotency_key`] looks at the key and, in one atomic step, either takes
 //!   it for the caller or says why not. A key is free when it was never used or its claim is
@@ -16,13 +16,14 @@
 //!   no longer the caller's (it expired and was claimed again) is left alone.
 //! - An in-flight claim whose request cannot finish any more is *abandoned*: the process that
 //!   claimed it is gone (with sled only one process opens a folder, so a claim made by another
-//!   process id was made by a process that has stopped), or it is older than the longest a
-//!   send can take (`in_flight_at_most`; the only test a store shared by replicas can make).
-//!   Whether that request created the message is unknown; the claim is kept as it is until
-//!   the window ends, so the key never sends.
+//!   process id was made by a process that has stopped; with PostgreSQL, the claiming replica
+//!   no longer holds the advisory lock its session keeps while it lives), or it is older than
+//!   the longest a send can take (`in_flight_at_most`, which also covers a replica that is
+//!   alive but stuck). Whether that request created the message is unknown; the claim is
+//!   kept as it is until the window ends, so the key never sends.
 //!
-//! The types and the judgement of a held key ([`judge`]) belong to no store;
-//! `sled/idempotency.rs` implements the contract on the embedded store.
+//! The types and the judgement of a held key ([`judge`]) belong to no store; each store
+//! keeps and reads its claims its own way.
 
 use std::time::Duration;
 
@@ -103,7 +104,7 @@ impl Store {
     pub async fn claim_idempotency_key(&self, request: KeyRequest) -> Result<Claim, StoreError> {
         match self {
             Store::Sled(store) => store.claim_idempotency_key(request).await,
-            Store::Postgres(_) => Err(StoreError::Unsupported("claim idempotency key")),
+            Store::Postgres(store) => store.claim_idempotency_key(request).await,
         }
     }
 
@@ -115,7 +116,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self {
             Store::Sled(store) => store.finish_idempotency_key(ticket, finish).await,
-            Store::Postgres(_) => Err(StoreError::Unsupported("finish idempotency key")),
+            Store::Postgres(store) => store.finish_idempotency_key(ticket, finish).await,
         }
     }
 }

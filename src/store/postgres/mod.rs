@@ -24,6 +24,7 @@
 
 mod check;
 mod extras;
+mod idempotency;
 mod leader;
 mod migrate;
 mod query;
@@ -120,6 +121,9 @@ pub struct PgStore {
     commands: mpsc::Sender<Command>,
     shared: Arc<Shared>,
     writer: Arc<Mutex<Option<JoinHandle<()>>>>,
+    /// This replica's owner key, locked while it runs (see `idempotency.rs`).
+    owner: i64,
+    owner_lock: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 /// Connections of one replica's pool: the writer holds one, reads share the rest.
@@ -156,12 +160,16 @@ impl PgStore {
         });
         let (commands, receiver) = mpsc::channel(QUEUE_DEPTH);
         let writer = writer::spawn(pool.clone(), receiver, Arc::clone(&shared), observe);
+        let owner = idempotency::new_owner();
+        let owner_lock = idempotency::hold_owner(url.clone(), owner);
         Ok(PgStore {
             url: url.clone(),
             pool,
             commands,
             shared,
             writer: Arc::new(Mutex::new(Some(writer))),
+            owner,
+            owner_lock: Arc::new(Mutex::new(Some(owner_lock))),
         })
     }
 
@@ -219,6 +227,10 @@ impl PgStore {
         let handle = self.writer.lock().ok().and_then(|mut writer| writer.take());
         if let Some(handle) = handle {
             let _ = handle.await;
+        }
+        let owner_lock = self.owner_lock.lock().ok().and_then(|mut lock| lock.take());
+        if let Some(owner_lock) = owner_lock {
+            owner_lock.abort();
         }
         self.pool.close();
         Ok(())
