@@ -2,8 +2,8 @@
 //! erasure), reading a consistent export from a running store, and loading an export into
 //! an empty store.
 //!
-//! The contract, which every store keeps (the sled store in `sled/lifecycle.rs`; a
-//! PostgreSQL store adds an arm to each method here):
+//! The contract, which both stores keep (the sled store in `sled/lifecycle.rs`, PostgreSQL
+//! in `postgres/lifecycle.rs`):
 //!
 //! - **Deleting a message removes every trace of it**: its record (parties, transitions,
 //!   the delivery tokens of its callbacks), every event with its parameters (so it also
@@ -20,11 +20,12 @@
 //!   behind at most one batch. With PostgreSQL the caller runs it on one replica at a time.
 //! - **Export** reads at a *snapshot* ([`Store::snapshot`]): a position in commit order
 //!   below which every write is applied and above which none is (sled: the writer's
-//!   watermark; PostgreSQL: the change feed's sequence). [`Store::export_page`] answers the
-//!   messages in SID order after a SID, each as it stood at the snapshot (state replayed to
-//!   it, only the events received by then); messages created after the snapshot are left
-//!   out. Pages are independent reads, so an export never holds up a writer; a message
-//!   deleted while an export runs is left out of the pages not yet read.
+//!   watermark; PostgreSQL: the highest committed change-feed position, as for paging).
+//!   [`Store::export_page`] answers the messages in SID order after a SID, each as it
+//!   stood at the snapshot (state replayed to it, only the events received by then);
+//!   messages created after the snapshot are left out. Pages are independent reads, so an
+//!   export never holds up a writer; a message deleted while an export runs is left out of
+//!   the pages not yet read.
 //! - **Import** ([`Store::import`]) writes whole messages, as an export shows them, exactly
 //!   as recording their events one by one would have left the store (records, events in
 //!   their order with their `received_at`, `source` and parameters, the live index entries,
@@ -69,7 +70,7 @@ impl Store {
     pub async fn delete_message(&self, sid: &MessageSid) -> Result<bool, StoreError> {
         match self {
             Store::Sled(store) => Ok(store.delete(vec![sid.clone()], None).await? > 0),
-            Store::Postgres(_) => Err(StoreError::Unsupported("delete message")),
+            Store::Postgres(store) => Ok(store.delete(vec![sid.clone()], None).await? > 0),
         }
     }
 
@@ -79,7 +80,7 @@ impl Store {
     pub async fn delete_by_phone(&self, phone: &str) -> Result<u64, StoreError> {
         match self {
             Store::Sled(store) => store.delete_by_phone(phone).await,
-            Store::Postgres(_) => Err(StoreError::Unsupported("delete by phone")),
+            Store::Postgres(store) => store.delete_by_phone(phone).await,
         }
     }
 
@@ -89,16 +90,15 @@ impl Store {
     pub async fn expire(&self, before: Timestamp, limit: usize) -> Result<u64, StoreError> {
         match self {
             Store::Sled(store) => store.expire(before, limit).await,
-            Store::Postgres(_) => Err(StoreError::Unsupported("expire")),
+            Store::Postgres(store) => store.expire(before, limit).await,
         }
     }
 
     /// The position an export reads at: everything committed so far, nothing after.
-    pub fn snapshot(&self) -> u64 {
+    pub async fn snapshot(&self) -> Result<u64, StoreError> {
         match self {
-            Store::Sled(store) => store.watermark(),
-            // Exports are not available with PostgreSQL yet (`export_page` says so).
-            Store::Postgres(_) => 0,
+            Store::Sled(store) => Ok(store.watermark()),
+            Store::Postgres(store) => store.watermark().await,
         }
     }
 
@@ -115,7 +115,7 @@ impl Store {
                 let store = store.clone();
                 blocking(move || store.export_page(snapshot, after.as_ref(), limit)).await
             }
-            Store::Postgres(_) => Err(StoreError::Unsupported("export page")),
+            Store::Postgres(store) => store.export_page(snapshot, after.as_ref(), limit).await,
         }
     }
 
@@ -126,7 +126,7 @@ impl Store {
                 let store = store.clone();
                 blocking(move || store.is_empty()).await
             }
-            Store::Postgres(_) => Err(StoreError::Unsupported("is empty")),
+            Store::Postgres(store) => store.is_empty().await,
         }
     }
 
@@ -135,7 +135,7 @@ impl Store {
     pub async fn import(&self, messages: Vec<StoredMessage>) -> Result<Imported, ImportError> {
         match self {
             Store::Sled(store) => store.import(messages).await,
-            Store::Postgres(_) => Err(StoreError::Unsupported("import").into()),
+            Store::Postgres(store) => store.import(messages).await,
         }
     }
 
@@ -152,7 +152,7 @@ impl Store {
                 let (store, account) = (store.clone(), account_sid.to_owned());
                 blocking(move || store.account_stats(&account, since, until)).await
             }
-            Store::Postgres(_) => Err(StoreError::Unsupported("account stats")),
+            Store::Postgres(store) => store.account_stats(account_sid, since, until).await,
         }
     }
 }

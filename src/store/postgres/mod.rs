@@ -26,6 +26,7 @@ mod check;
 mod extras;
 mod idempotency;
 mod leader;
+mod lifecycle;
 mod migrate;
 mod query;
 mod rows;
@@ -45,7 +46,7 @@ use tokio_postgres::NoTls;
 pub use leader::Lease;
 pub use migrate::MIGRATIONS;
 
-use crate::domain::{MessageSid, MessageState, StatusEvent};
+use crate::domain::{MessageSid, StatusEvent};
 use crate::store::{FeedEntry, GroupObserver, Recorded, StoreError, StoredMessage};
 use writer::{Command, Shared};
 
@@ -240,10 +241,9 @@ impl PgStore {
         let client = self.client().await?;
         let statement = client
             .prepare_cached(&format!(
-                "SELECT {}, {}, e.params::text FROM messages m JOIN events e ON e.sid = m.sid \
+                "SELECT {} FROM messages m JOIN events e ON e.sid = m.sid \
                  WHERE m.sid = $1 ORDER BY e.n",
-                rows::PARTIES,
-                rows::EVENT
+                rows::MESSAGE_EVENT
             ))
             .await
             .map_err(unavailable)?;
@@ -251,28 +251,7 @@ impl PgStore {
             .query(&statement, &[&sid.as_str()])
             .await
             .map_err(unavailable)?;
-        let Some(first) = found.first() else {
-            return Ok(None);
-        };
-        let parties = rows::parties(first, 0)?;
-        let mut transitions = Vec::with_capacity(found.len());
-        let mut events = Vec::with_capacity(found.len());
-        for row in &found {
-            let (_, transition) = rows::transition(row, 4)?;
-            events.push(rows::stored_event(
-                &transition,
-                row.try_get(10).map_err(corrupt)?,
-            )?);
-            transitions.push(transition);
-        }
-        let Some(state) = MessageState::replay(&parties, &transitions) else {
-            return Ok(None);
-        };
-        Ok(Some(StoredMessage {
-            sid: sid.clone(),
-            state,
-            events,
-        }))
+        Ok(rows::messages(&found)?.pop())
     }
 
     /// The highest change-feed position committed: every smaller one is committed too.
