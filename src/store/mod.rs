@@ -47,9 +47,6 @@ pub enum StoreError {
     /// A stored record cannot be decoded; retrying will not help (`500`).
     #[error("a stored record could not be read: {0}")]
     Corrupt(#[source] Source_),
-    /// This store does not do that yet (`501`).
-    #[error("{0} is not available with PostgreSQL yet")]
-    Unsupported(&'static str),
 }
 
 impl StoreError {
