@@ -28,8 +28,8 @@ enum Command {
     /// Write every message with its events as JSON lines or CSV: from a running service
     /// with --url (consistent as of the start), else from a stopped store's folder.
     Export(ExportArgs),
-    /// Load a JSON-lines export into an empty store (service stopped); the API then
-    /// answers exactly as the exporting service did.
+    /// Load a JSON-lines export into an empty store, sled or PostgreSQL (service stopped);
+    /// the API then answers exactly as the exporting service did.
     Import(ImportArgs),
     /// Rewrite a stopped store into a fresh folder holding only its live data, so that no
     /// file keeps a deleted value (after an erasure); prints the sizes before and after.
@@ -100,6 +100,9 @@ struct ImportArgs {
     /// The sled database folder to load into; it must hold no message.
     #[arg(long, env = "STATUSHOOK_DATA_DIR", default_value = "./statushook-data")]
     data_dir: std::path::PathBuf,
+    /// postgres://… : load into this database instead; it must hold no message.
+    #[arg(long, env = "STATUSHOOK_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<crate::secret::Secret>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -654,14 +657,27 @@ fn import(args: &ImportArgs) -> ExitCode {
             }
         }
     };
+    let url = match database_url(
+        args.database_url
+            .as_ref()
+            .map(crate::secret::Secret::expose),
+    ) {
+        Ok(url) => url,
+        Err(code) => return code,
+    };
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
     let started = std::time::Instant::now();
     let loaded = runtime.block_on(async {
-        let store = crate::store::Store::open_sled(&args.data_dir, Box::new(|_| {}))
-            .map_err(|error| format!("cannot open the store in {} ({error}); if statushook serve is running on it, stop it", args.data_dir.display()))?;
+        let store = match &url {
+            Some(url) => crate::store::Store::open_postgres(url, Box::new(|_| {}))
+                .await
+                .map_err(|error| format!("cannot open the store at {url:?} ({error})"))?,
+            None => crate::store::Store::open_sled(&args.data_dir, Box::new(|_| {}))
+                .map_err(|error| format!("cannot open the store in {} ({error}); if statushook serve is running on it, stop it", args.data_dir.display()))?,
+        };
         let loaded = crate::import::load(&store, input).await;
         let closed = store.close().await;
         let loaded = loaded.map_err(|error| error.to_string())?;

@@ -1,6 +1,9 @@
-//! The background jobs (the reconciler and the removal of old listing history) run on one
-//! replica at a time: the one holding the store's job lease (see `Store::lead`). With sled
-//! there is one process and the lease is never lost. The jobs are one owned task that `serve` stops and joins before it closes the store.
+//! The background jobs (the reconciler, retention and the removal of old listing history)
+//! run on one replica at a time: the one holding the store's job lease (see `Store::lead`).
+//! With sled there is one process and the lease is never lost. The jobs are one owned task
+//! that `serve` stops and joins before it closes the store; a job stopped part-way (the
+//! lease lost, or the service stopping) leaves no write half-done, since each store write
+//! is atomic.
 
 use std::time::Duration;
 
@@ -8,6 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::reconciler::Reconciler;
+use crate::retention::Retention;
 use crate::store::Store;
 
 /// How often the leader removes listing history no cursor can need (with sled a scan of
@@ -22,7 +26,11 @@ pub struct Jobs {
 
 impl Jobs {
     /// Starts waiting for the lease; while it is held, runs the jobs.
-    pub fn start(store: Store, mut reconciler: Option<Reconciler>) -> Jobs {
+    pub fn start(
+        store: Store,
+        mut reconciler: Option<Reconciler>,
+        retention: Option<Retention>,
+    ) -> Jobs {
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
             loop {
@@ -35,7 +43,7 @@ impl Jobs {
                     _ = lease.lost() => {
                         tracing::warn!("lost the job lease; another replica takes over");
                     }
-                    _ = run(&store, reconciler.as_mut()) => {}
+                    _ = run(&store, reconciler.as_mut(), retention.as_ref(), stopped.clone()) => {}
                     _ = stopped.changed() => return,
                 }
             }
@@ -50,7 +58,12 @@ impl Jobs {
     }
 }
 
-async fn run(store: &Store, reconciler: Option<&mut Reconciler>) {
+async fn run(
+    store: &Store,
+    reconciler: Option<&mut Reconciler>,
+    retention: Option<&Retention>,
+    stopped: watch::Receiver<bool>,
+) {
     let forget = async {
         loop {
             tokio::time::sleep(FORGET_EVERY).await;
@@ -71,5 +84,11 @@ async fn run(store: &Store, reconciler: Option<&mut Reconciler>) {
             None => std::future::pending().await,
         }
     };
-    tokio::join!(forget, reconcile);
+    let expire = async {
+        match retention {
+            Some(retention) => retention.run(stopped).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::join!(forget, reconcile, expire);
 }

@@ -3,11 +3,13 @@
 //!
 //! A pass runs every `STATUSHOOK_RETENTION_INTERVAL` and deletes in batches of
 //! [`BATCH`] messages, oldest first, until none is left, one batch at a time: each batch
-//! is one writer command that callbacks queue behind, so callbacks wait for at most one
-//! batch however much there is to delete. After each batch the job pauses as long as the
-//! batch took, so it never has more than half of the writer's time. The job is a task that `serve` owns: it stops
-//! between two batches when the service shuts down, and `serve` waits for it before the
-//! store is closed.
+//! is one atomic store write (with sled a writer command that callbacks queue behind; with
+//! PostgreSQL a transaction of its own that holds only the locks of its messages), so
+//! callbacks wait for at most one batch however much there is to delete. After each batch
+//! the job pauses as long as the batch took, so it never has more than half of the store's
+//! time. It is one of the background jobs (`jobs.rs`): it runs on the replica holding the
+//! job lease, one replica at a time, and stops between two batches when the service
+//! shuts down, before the store is closed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +21,7 @@ use crate::metrics::{Deletion, Metrics};
 use crate::store::{Store, StoreError};
 
 /// Messages deleted by one store call.
-pub const BATCH: usize = crate::store::sled::DELETE_BATCH;
+pub const BATCH: usize = crate::store::DELETE_BATCH;
 
 pub struct Retention {
     pub store: Store,
@@ -32,7 +34,7 @@ pub struct Retention {
 
 impl Retention {
     /// Runs passes until `stop` turns true (or its sender is gone).
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(&self, mut stop: watch::Receiver<bool>) {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(self.interval) => {}

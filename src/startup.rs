@@ -44,13 +44,9 @@ pub struct Application {
     port: u16,
     server: Server,
     store: Store,
-    /// Background jobs of every replica (retention is safe to run on several: a deletion
-    /// re-checks age), stopped when `stop_background` turns true and joined before the store
-    /// closes.
-    background: Vec<tokio::task::JoinHandle<()>>,
-    stop_background: tokio::sync::watch::Sender<bool>,
     forwarder: Option<forwarding::Running>,
-    /// The jobs that run on one replica at a time (the reconciler, listing history).
+    /// The jobs that run on one replica at a time (the reconciler, retention, listing
+    /// history).
     jobs: Jobs,
 }
 
@@ -59,9 +55,6 @@ impl Application {
         let metrics = Arc::new(Metrics::default());
         let observer = Arc::clone(&metrics);
         let observe = Box::new(move |size| observer.group_committed(size));
-        if config.database_url.is_some() && config.retention.is_some() {
-            anyhow::bail!("STATUSHOOK_RETENTION is not available with PostgreSQL yet");
-        }
         let store = match &config.database_url {
             Some(url) => Store::open_postgres(url, observe)
                 .await
@@ -90,7 +83,13 @@ impl Application {
                 config.reconcile_rate,
             )
         });
-        let jobs = Jobs::start(store.clone(), reconciler);
+        let retention = config.retention.map(|age| Retention {
+            store: store.clone(),
+            metrics: Arc::clone(&metrics),
+            age,
+            interval: config.retention_interval,
+        });
+        let jobs = Jobs::start(store.clone(), reconciler, retention);
         let forwarding = config.forward.clone().map(Forwarding::new);
         let forwarder = match &forwarding {
             Some(forwarding) => {
@@ -98,17 +97,6 @@ impl Application {
             }
             None => None,
         };
-        let (stop_jobs, stopping) = tokio::sync::watch::channel(false);
-        let mut background = Vec::new();
-        if let Some(age) = config.retention {
-            let retention = Retention {
-                store: store.clone(),
-                metrics: Arc::clone(&metrics),
-                age,
-                interval: config.retention_interval,
-            };
-            background.push(tokio::spawn(retention.run(stopping.clone())));
-        }
         let job_names = [
             (twilio.is_some(), "reconciler"),
             (config.retention.is_some(), "retention"),
@@ -162,8 +150,6 @@ impl Application {
             port,
             server,
             store,
-            background,
-            stop_background: stop_jobs,
             forwarder,
             jobs,
         })
@@ -197,25 +183,11 @@ impl Application {
         if let Some(forwarder) = self.forwarder {
             forwarder.stop().await;
         }
-        stop_and_join(&self.stop_background, self.background).await;
         self.jobs.stop().await;
         served?;
         self.store.close().await.context("the final flush failed")?;
         tracing::info!("stopped; every acknowledged callback is on disk");
         Ok(())
-    }
-}
-
-/// Tells the background jobs to stop and waits until each has.
-async fn stop_and_join(
-    stop: &tokio::sync::watch::Sender<bool>,
-    jobs: Vec<tokio::task::JoinHandle<()>>,
-) {
-    stop.send_replace(true);
-    for job in jobs {
-        if let Err(error) = job.await {
-            tracing::error!(%error, "a background job failed");
-        }
     }
 }
 

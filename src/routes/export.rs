@@ -39,7 +39,7 @@ pub async fn export_messages(
 ) -> Result<HttpResponse, ApiError> {
     let query = parse(request.query_string())?;
     let store = state.store.clone();
-    let snapshot = store.snapshot();
+    let snapshot = store.snapshot().await?;
     let content_type = match query.format {
         Format::Jsonl => "application/x-ndjson",
         Format::Csv => "text/csv; charset=utf-8",

@@ -59,8 +59,6 @@ pub enum ApiError {
     Unavailable(#[source] StoreError),
     #[error("a stored record could not be read")]
     Internal(#[source] StoreError),
-    #[error("{0}")]
-    NotImplemented(StoreError),
     #[error("forwarding is not configured: set STATUSHOOK_FORWARD_URL")]
     ForwardingNotConfigured,
 }
@@ -75,7 +73,6 @@ impl ResponseError for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
@@ -107,7 +104,6 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::Corrupt(_) => ApiError::Internal(error),
             StoreError::Unavailable(_) => ApiError::Unavailable(error),
-            StoreError::Unsupported(_) => ApiError::NotImplemented(error),
         }
     }
 }

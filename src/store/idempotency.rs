@@ -2,8 +2,8 @@
 //! called, and finished with the answer the caller got, which is then answered again to any
 //! repeat of the request within [`IDEMPOTENCY_WINDOW`].
 //!
-//! The contract, which a PostgreSQL store keeps too (a table keyed by the key, claimed with
-//! `INSERT … ON CONFLICT`):
+//! The contract, which both stores keep (sled in `sled/idempotency.rs`; PostgreSQL in
+//! `postgres/idempotency.rs`, a table keyed by the key, claimed with `INSERT … ON CONFLICT`):
 //!
 //! - [`Store::claim_idempotency_key`] looks at the key and, in one atomic step, either takes
 //!   it for the caller or says why not. A key is free when it was never used or its claim is
@@ -16,13 +16,14 @@
 //!   no longer the caller's (it expired and was claimed again) is left alone.
 //! - An in-flight claim whose request cannot finish any more is *abandoned*: the process that
 //!   claimed it is gone (with sled only one process opens a folder, so a claim made by another
-//!   process id was made by a process that has stopped), or it is older than the longest a
-//!   send can take (`in_flight_at_most`; the only test a store shared by replicas can make).
-//!   Whether that request created the message is unknown; the claim is kept as it is until
-//!   the window ends, so the key never sends.
+//!   process id was made by a process that has stopped; with PostgreSQL, the claiming replica
+//!   no longer holds the advisory lock its session keeps while it lives), or it is older than
+//!   the longest a send can take (`in_flight_at_most`, which also covers a replica that is
+//!   alive but stuck). Whether that request created the message is unknown; the claim is
+//!   kept as it is until the window ends, so the key never sends.
 //!
-//! The types here belong to no store; `sled/idempotency.rs` implements the contract on the
-//! embedded store.
+//! The types and the judgement of a held key ([`judge`]) belong to no store; each store
+//! keeps and reads its claims its own way.
 
 use std::time::Duration;
 
@@ -39,6 +40,17 @@ pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 pub struct KeptReply {
     pub status: u16,
     pub body: Vec<u8>,
+}
+
+/// A key's unexpired claim, as a store read it.
+pub(super) struct Held {
+    pub request_hash: [u8; 32],
+    pub claimed_at: Timestamp,
+    pub in_flight_at_most: Duration,
+    /// `None` while the request is in flight.
+    pub reply: Option<KeptReply>,
+    /// The process that made the claim has stopped (see the module documentation).
+    pub claimant_gone: bool,
 }
 
 /// A request for a key.
@@ -92,7 +104,7 @@ impl Store {
     pub async fn claim_idempotency_key(&self, request: KeyRequest) -> Result<Claim, StoreError> {
         match self {
             Store::Sled(store) => store.claim_idempotency_key(request).await,
-            Store::Postgres(_) => Err(StoreError::Unsupported("claim idempotency key")),
+            Store::Postgres(store) => store.claim_idempotency_key(request).await,
         }
     }
 
@@ -104,7 +116,36 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self {
             Store::Sled(store) => store.finish_idempotency_key(ticket, finish).await,
-            Store::Postgres(_) => Err(StoreError::Unsupported("finish idempotency key")),
+            Store::Postgres(store) => store.finish_idempotency_key(ticket, finish).await,
         }
     }
+}
+
+/// What an unexpired claim means for a request under its key.
+pub(super) fn judge(held: Held, request: &KeyRequest) -> Claim {
+    if held.request_hash != request.request_hash {
+        return Claim::Conflict;
+    }
+    if let Some(reply) = held.reply {
+        return Claim::Answered(reply);
+    }
+    let deadline = held
+        .claimed_at
+        .0
+        .saturating_add(micros(held.in_flight_at_most));
+    if held.claimant_gone || request.now.0 > deadline {
+        return Claim::Abandoned {
+            claimed_at: held.claimed_at,
+        };
+    }
+    Claim::InFlight
+}
+
+/// Whether a claim made at `claimed_at` has left the window at `now` (its key is free).
+pub(super) fn expired(claimed_at: Timestamp, now: Timestamp) -> bool {
+    now.0 >= claimed_at.0.saturating_add(micros(IDEMPOTENCY_WINDOW))
+}
+
+pub(super) fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }

@@ -2,28 +2,30 @@
 //! erasure), reading a consistent export from a running store, and loading an export into
 //! an empty store.
 //!
-//! The contract, which every store keeps (the sled store in `sled/lifecycle.rs`; a
-//! PostgreSQL store adds an arm to each method here):
+//! The contract, which both stores keep (the sled store in `sled/lifecycle.rs`, PostgreSQL
+//! in `postgres/lifecycle.rs`):
 //!
 //! - **Deleting a message removes every trace of it**: its record (parties, transitions,
 //!   the delivery tokens of its callbacks), every event with its parameters (so it also
 //!   leaves the change feed), every index entry that names it (live positions, the history
 //!   positions kept for paging, the recipient, sender and account entries) and its
 //!   contribution to every counter (all time and per hour and minute), in one atomic,
-//!   durable write per batch. Afterwards the store is exactly what it would be had the
-//!   message never been stored: `check` passes, and stats, listings and the feed no longer
-//!   count it. A callback that arrives later for the same SID starts a new message.
+//!   durable write per batch of at most [`DELETE_BATCH`]. Afterwards the store is exactly
+//!   what it would be had the message never been stored: `check` passes, and stats,
+//!   listings and the feed no longer count it. A callback that arrives later for the same
+//!   SID starts a new message.
 //! - **Retention** ([`Store::expire`]) deletes, oldest first, at most `limit` messages whose
 //!   `updated_at` is before a time, re-checked at the moment of deleting (a message
 //!   updated meanwhile stays). Small batches keep every write short, so callbacks queue
 //!   behind at most one batch. With PostgreSQL the caller runs it on one replica at a time.
 //! - **Export** reads at a *snapshot* ([`Store::snapshot`]): a position in commit order
 //!   below which every write is applied and above which none is (sled: the writer's
-//!   watermark; PostgreSQL: the change feed's sequence). [`Store::export_page`] answers the
-//!   messages in SID order after a SID, each as it stood at the snapshot (state replayed to
-//!   it, only the events received by then); messages created after the snapshot are left
-//!   out. Pages are independent reads, so an export never holds up a writer; a message
-//!   deleted while an export runs is left out of the pages not yet read.
+//!   watermark; PostgreSQL: the highest committed change-feed position, as for paging).
+//!   [`Store::export_page`] answers the messages in SID order after a SID, each as it
+//!   stood at the snapshot (state replayed to it, only the events received by then);
+//!   messages created after the snapshot are left out. Pages are independent reads, so an
+//!   export never holds up a writer; a message deleted while an export runs is left out of
+//!   the pages not yet read.
 //! - **Import** ([`Store::import`]) writes whole messages, as an export shows them, exactly
 //!   as recording their events one by one would have left the store (records, events in
 //!   their order with their `received_at`, `source` and parameters, the live index entries,
@@ -34,8 +36,12 @@
 //!   whole before anything is written: a message already in the store, or whose events do
 //!   not replay to the status the export shows, fails the batch and writes nothing.
 
-use crate::domain::{MessageSid, Timestamp};
+use crate::domain::{MessageSid, MessageState, MessageStatus, Timestamp, Transition};
 use crate::store::{blocking, Counts, Store, StoreError, StoredMessage};
+
+/// Messages deleted by one atomic write, at most: a bound on how long the callbacks that
+/// wait behind it (or on its locks) wait.
+pub const DELETE_BATCH: usize = 100;
 
 /// Why an import batch was refused; nothing of the batch was written.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -64,7 +70,7 @@ impl Store {
     pub async fn delete_message(&self, sid: &MessageSid) -> Result<bool, StoreError> {
         match self {
             Store::Sled(store) => Ok(store.delete(vec![sid.clone()], None).await? > 0),
-            Store::Postgres(_) => Err(StoreError::Unsupported("delete message")),
+            Store::Postgres(store) => Ok(store.delete(vec![sid.clone()], None).await? > 0),
         }
     }
 
@@ -74,7 +80,7 @@ impl Store {
     pub async fn delete_by_phone(&self, phone: &str) -> Result<u64, StoreError> {
         match self {
             Store::Sled(store) => store.delete_by_phone(phone).await,
-            Store::Postgres(_) => Err(StoreError::Unsupported("delete by phone")),
+            Store::Postgres(store) => store.delete_by_phone(phone).await,
         }
     }
 
@@ -84,16 +90,15 @@ impl Store {
     pub async fn expire(&self, before: Timestamp, limit: usize) -> Result<u64, StoreError> {
         match self {
             Store::Sled(store) => store.expire(before, limit).await,
-            Store::Postgres(_) => Err(StoreError::Unsupported("expire")),
+            Store::Postgres(store) => store.expire(before, limit).await,
         }
     }
 
     /// The position an export reads at: everything committed so far, nothing after.
-    pub fn snapshot(&self) -> u64 {
+    pub async fn snapshot(&self) -> Result<u64, StoreError> {
         match self {
-            Store::Sled(store) => store.watermark(),
-            // Exports are not available with PostgreSQL yet (`export_page` says so).
-            Store::Postgres(_) => 0,
+            Store::Sled(store) => Ok(store.watermark()),
+            Store::Postgres(store) => store.watermark().await,
         }
     }
 
@@ -110,7 +115,7 @@ impl Store {
                 let store = store.clone();
                 blocking(move || store.export_page(snapshot, after.as_ref(), limit)).await
             }
-            Store::Postgres(_) => Err(StoreError::Unsupported("export page")),
+            Store::Postgres(store) => store.export_page(snapshot, after.as_ref(), limit).await,
         }
     }
 
@@ -121,7 +126,7 @@ impl Store {
                 let store = store.clone();
                 blocking(move || store.is_empty()).await
             }
-            Store::Postgres(_) => Err(StoreError::Unsupported("is empty")),
+            Store::Postgres(store) => store.is_empty().await,
         }
     }
 
@@ -130,7 +135,7 @@ impl Store {
     pub async fn import(&self, messages: Vec<StoredMessage>) -> Result<Imported, ImportError> {
         match self {
             Store::Sled(store) => store.import(messages).await,
-            Store::Postgres(_) => Err(StoreError::Unsupported("import").into()),
+            Store::Postgres(store) => store.import(messages).await,
         }
     }
 
@@ -147,7 +152,59 @@ impl Store {
                 let (store, account) = (store.clone(), account_sid.to_owned());
                 blocking(move || store.account_stats(&account, since, until)).await
             }
-            Store::Postgres(_) => Err(StoreError::Unsupported("account stats")),
+            Store::Postgres(store) => store.account_stats(account_sid, since, until).await,
         }
     }
+}
+
+/// An exported message read back into what a store keeps of it.
+pub(super) struct Replayed {
+    /// Its events' transitions, at increasing arrival times.
+    pub transitions: Vec<Transition>,
+    /// The state they replay to, which is the one the export shows.
+    pub state: MessageState,
+    /// Events placed in another millisecond than the export shows.
+    pub moved: u64,
+}
+
+/// Reads an exported message's events back into transitions, in their order, each at the
+/// arrival time `place` answers for the time wanted (the time the export shows, or just
+/// after the message's previous event): the store's first free time from there. Refused
+/// when an event has no valid status, or the events do not replay to the status and error
+/// code the export shows.
+pub(super) fn replay_export(
+    message: &StoredMessage,
+    mut place: impl FnMut(Timestamp) -> Result<Timestamp, StoreError>,
+) -> Result<Replayed, ImportError> {
+    let invalid = |problem: String| ImportError::Invalid {
+        sid: message.sid.clone(),
+        problem,
+    };
+    let mut transitions: Vec<Transition> = Vec::with_capacity(message.events.len());
+    let mut moved = 0;
+    for event in &message.events {
+        let status = MessageStatus::parse(&event.status).map_err(&invalid)?;
+        let previous = transitions.last().map_or(0, |t| t.received_at.0);
+        let at = place(Timestamp(event.received_at.0.max(previous + 1)))?;
+        moved += u64::from(at.0 / 1000 != event.received_at.0 / 1000);
+        transitions.push(Transition {
+            status,
+            error_code: event.error_code,
+            raw_dlr_done_date: event.raw_dlr_done_date.clone(),
+            received_at: at,
+            source: event.source,
+        });
+    }
+    let state = MessageState::replay(&message.state.parties, &transitions)
+        .ok_or_else(|| invalid("a message without events".into()))?;
+    if (state.status, state.error_code) != (message.state.status, message.state.error_code) {
+        return Err(invalid(
+            "its events do not replay to the status the export shows".into(),
+        ));
+    }
+    Ok(Replayed {
+        transitions,
+        state,
+        moved,
+    })
 }

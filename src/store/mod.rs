@@ -20,7 +20,7 @@ pub mod sled;
 use std::sync::Arc;
 
 pub use idempotency::{Claim, ClaimTicket, Finish, KeptReply, KeyRequest, IDEMPOTENCY_WINDOW};
-pub use lifecycle::{ImportError, Imported};
+pub use lifecycle::{ImportError, Imported, DELETE_BATCH};
 pub use listing::{Cursor, CursorError, ListQuery, Page, CURSOR_LIFETIME, HISTORY_KEPT};
 
 use crate::domain::{KnownStatus, MessageSid, MessageState, Source, StatusEvent, Timestamp};
@@ -47,9 +47,6 @@ pub enum StoreError {
     /// A stored record cannot be decoded; retrying will not help (`500`).
     #[error("a stored record could not be read: {0}")]
     Corrupt(#[source] Source_),
-    /// This store does not do that yet (`501`).
-    #[error("{0} is not available with PostgreSQL yet")]
-    Unsupported(&'static str),
 }
 
 impl StoreError {

@@ -1,7 +1,7 @@
 //! The data lifecycle: retention, privacy erasure, subaccounts, and moving data out of a
 //! running service and into an empty store.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -13,9 +13,13 @@ use tokio::process::{Child, Command};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+use statushook::secret::Secret;
+use statushook::signature::sign_sha1;
+
 use crate::helpers::{
-    callback, get_from_binary, new_sid, post_to_binary, spawn_app, spawn_app_with, start_binary,
-    with, Settings, TestApp, ACCOUNT_SID, API_TOKEN, AUTH_TOKEN, PUBLIC_URL,
+    callback, database_for, encode, fresh_database, get_from_binary, new_sid, post_to_binary,
+    spawn_app, spawn_app_with, start_binary, start_replica, start_sled_binary, testing_postgres,
+    with, Settings, ACCOUNT_SID, API_TOKEN, AUTH_TOKEN, FORM, PUBLIC_URL,
 };
 
 /// A subaccount of `ACCOUNT_SID`.
@@ -34,12 +38,17 @@ where
     }
 }
 
-/// Starts the binary with `env`, keeping every log line it writes.
+/// Starts the binary with `env`, keeping every log line it writes. Under
+/// `STATUSHOOK_TEST_STORE=postgres` it stores in the database of `data_dir`.
 async fn start_logged(
     data_dir: &Path,
     env: &[(&str, String)],
 ) -> (Child, String, Arc<Mutex<Vec<String>>>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_statushook"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_statushook"));
+    if testing_postgres() {
+        command.env("STATUSHOOK_DATABASE_URL", database_for(data_dir).await);
+    }
+    let mut child = command
         .arg("serve")
         .envs(env.iter().map(|(k, v)| (*k, v)))
         .env("STATUSHOOK_LISTEN", "127.0.0.1:0")
@@ -105,12 +114,73 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     )
 }
 
-/// `statushook check` on a stopped store must pass; answers its report line.
-fn check(data: &Path) -> String {
-    let data = data.to_str().expect("a UTF-8 path");
-    let (ok, out, err) = run(&["check", "--data-dir", data], &[]);
+/// `statushook check` on a stopped store must pass (on the database of `data` under
+/// `STATUSHOOK_TEST_STORE=postgres`); answers its report line.
+async fn check(data: &Path) -> String {
+    let (ok, out, err) = if testing_postgres() {
+        let url = database_for(data).await;
+        run(&["check"], &[("STATUSHOOK_DATABASE_URL", &url)])
+    } else {
+        let data = data.to_str().expect("a UTF-8 path");
+        run(&["check", "--data-dir", data], &[])
+    };
     assert!(ok, "statushook check failed: {out}{err}");
     out
+}
+
+/// Every row of every table of the PostgreSQL store at `url` that holds `needle`, as text
+/// or (in a `bytea` column) as bytes, shown as its table and the row as text.
+async fn rows_holding(url: &str, needle: &str) -> Vec<String> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("the test database answers");
+    tokio::spawn(connection);
+    let tables = client
+        .query(
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_schema = 'statushook' AND table_type = 'BASE TABLE'",
+            &[],
+        )
+        .await
+        .expect("the tables");
+    assert!(tables.len() >= 7, "the store's tables are listed");
+    let hex: String = needle.bytes().map(|byte| format!("{byte:02x}")).collect();
+    let mut found = Vec::new();
+    for table in &tables {
+        let table: String = table.get(0);
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT t::text FROM statushook.{table} AS t \
+                     WHERE strpos(t::text, $1) > 0 OR strpos(t::text, $2) > 0"
+                ),
+                &[&needle, &hex],
+            )
+            .await
+            .expect("a table read");
+        found.extend(
+            rows.iter()
+                .map(|row| format!("{table}: {}", row.get::<_, String>(0))),
+        );
+    }
+    found
+}
+
+/// Hour and minute counters whose stripes sum to zero, as "span bucket kind value".
+async fn empty_counters(url: &str) -> Vec<String> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("the test database answers");
+    tokio::spawn(connection);
+    let rows = client
+        .query(
+            "SELECT format('%s %s %s %s', span, bucket, kind, value) FROM statushook.counters \
+             WHERE span <> 'a' GROUP BY span, bucket, kind, value HAVING sum(n) = 0",
+            &[],
+        )
+        .await
+        .expect("the counters");
+    rows.iter().map(|row| row.get(0)).collect()
 }
 
 /// Whether any file under `dir` contains `needle`.
@@ -127,6 +197,27 @@ fn files_contain(dir: &Path, needle: &[u8]) -> bool {
 
 async fn post(client: &reqwest::Client, address: &str, params: &[(String, String)]) {
     let response = post_to_binary(client, address, params)
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 200);
+}
+
+/// Posts a signed callback with Twilio's delivery token (`I-Twilio-Idempotency-Token`).
+async fn post_with_token(
+    client: &reqwest::Client,
+    address: &str,
+    params: &[(String, String)],
+    token: &str,
+) {
+    let url = format!("{PUBLIC_URL}/twilio/status");
+    let signature = sign_sha1(&Secret::new(AUTH_TOKEN), &url, params);
+    let response = client
+        .post(format!("{address}/twilio/status"))
+        .header("Content-Type", FORM)
+        .header("X-Twilio-Signature", signature)
+        .header("I-Twilio-Idempotency-Token", token)
+        .body(encode(params))
+        .send()
         .await
         .expect("answered");
     assert_eq!(response.status(), 200);
@@ -169,10 +260,11 @@ async fn messages_past_the_retention_age_are_deleted_with_every_trace_and_counte
     let (child, address, _log) = start_logged(data.path(), &env).await;
     let client = reqwest::Client::new();
     let old: Vec<String> = (0..3).map(|_| new_sid()).collect();
+    let token = format!("token-{}", new_sid());
     for sid in &old {
         post(&client, &address, &callback(sid, "sent")).await;
         let failed = with(callback(sid, "undelivered"), "ErrorCode", "30003");
-        post(&client, &address, &failed).await;
+        post_with_token(&client, &address, &failed, &format!("{token}-{sid}")).await;
     }
     eventually("retention to delete the old messages", || async {
         let response = get_from_binary(&client, &address, &old[0]).await;
@@ -219,12 +311,39 @@ async fn messages_past_the_retention_age_are_deleted_with_every_trace_and_counte
     let retention = "statushook_deleted_messages_total{reason=\"retention\"}";
     assert_eq!(metric(&metrics, retention), 3);
     stop(child).await;
-    let report = check(data.path());
+    let report = check(data.path()).await;
     assert!(report.contains(" 1 messages, 1 events"), "{report}");
+    if testing_postgres() {
+        // No row of any table names an old message or holds one of their delivery
+        // tokens, and no hour or minute counter is left at zero.
+        let url = database_for(data.path()).await;
+        for needle in old.iter().chain([&token]) {
+            let left = rows_holding(&url, needle).await;
+            assert!(left.is_empty(), "{needle} is still stored: {left:#?}");
+        }
+        // The same search finds the message that stays, wherever it is kept.
+        let kept: BTreeSet<String> = rows_holding(&url, &young)
+            .await
+            .iter()
+            .filter_map(|row| row.split(':').next().map(str::to_owned))
+            .collect();
+        assert_eq!(
+            kept,
+            BTreeSet::from(["events", "messages", "positions"].map(String::from))
+        );
+        // A message moving on leaves its former status's counters at zero (`sent`); the
+        // counters a deletion empties go.
+        let emptied: Vec<String> = empty_counters(&url)
+            .await
+            .into_iter()
+            .filter(|counter| counter.ends_with(" undelivered") || counter.ends_with(" 30003"))
+            .collect();
+        assert_eq!(emptied, Vec::<String>::new());
+    }
 }
 
 #[tokio::test]
-async fn erasing_a_phone_number_removes_its_messages_and_compaction_leaves_no_byte_of_it() {
+async fn erasing_a_phone_number_removes_its_messages_and_leaves_no_byte_of_it_in_the_store() {
     const NUMBER: &str = "+15557770123";
     let data = tempfile::tempdir().expect("a temporary folder");
     let (child, address, log) = start_logged(data.path(), &[]).await;
@@ -313,18 +432,29 @@ async fn erasing_a_phone_number_removes_its_messages_and_compaction_leaves_no_by
         !logged.contains("5557770123"),
         "the number was logged:\n{logged}"
     );
-    check(data.path());
-    // sled keeps old page versions in its log until it rewrites their segment; whatever
-    // they still hold, compaction rewrites the store from its live data only.
-    let before = files_contain(data.path(), NUMBER.as_bytes());
-    eprintln!("the number was in dead log data before compaction: {before}");
-    let path = data.path().to_str().expect("UTF-8");
-    let (ok, out, err) = run(&["compact", "--data-dir", path], &[]);
-    assert!(ok, "compact failed: {out}{err}");
-    assert!(!files_contain(data.path(), NUMBER.as_bytes()));
-    assert!(!files_contain(data.path(), b"5557770123"));
-    assert!(files_contain(data.path(), other.as_bytes()));
-    let report = check(data.path());
+    check(data.path()).await;
+    if testing_postgres() {
+        // No row of any table holds the number. (PostgreSQL keeps deleted rows in its
+        // table files as dead tuples until VACUUM reclaims their space; see the README.)
+        let url = database_for(data.path()).await;
+        for needle in [NUMBER, "5557770123"] {
+            let left = rows_holding(&url, needle).await;
+            assert!(left.is_empty(), "the number is still stored: {left:#?}");
+        }
+        assert!(!rows_holding(&url, &other).await.is_empty());
+    } else {
+        // sled keeps old page versions in its log until it rewrites their segment;
+        // whatever they still hold, compaction rewrites the store from its live data only.
+        let before = files_contain(data.path(), NUMBER.as_bytes());
+        eprintln!("the number was in dead log data before compaction: {before}");
+        let path = data.path().to_str().expect("UTF-8");
+        let (ok, out, err) = run(&["compact", "--data-dir", path], &[]);
+        assert!(ok, "compact failed: {out}{err}");
+        assert!(!files_contain(data.path(), NUMBER.as_bytes()));
+        assert!(!files_contain(data.path(), b"5557770123"));
+        assert!(files_contain(data.path(), other.as_bytes()));
+    }
+    let report = check(data.path()).await;
     assert!(report.contains(" 1 messages, 1 events"), "{report}");
     let (child, address) = start_binary(data.path()).await;
     assert_eq!(
@@ -336,7 +466,7 @@ async fn erasing_a_phone_number_removes_its_messages_and_compaction_leaves_no_by
 
 /// Messages of several shapes: repeated and unusual parameters, an unknown status, error
 /// codes, two accounts.
-async fn fill(app: &TestApp) -> Vec<String> {
+async fn fill(client: &reqwest::Client, address: &str) -> Vec<String> {
     let mut sids = Vec::new();
     for i in 0..40 {
         let sid = new_sid();
@@ -351,7 +481,7 @@ async fn fill(app: &TestApp) -> Vec<String> {
                 }
             })
             .collect();
-        assert_eq!(app.post_callback(&first).await.status(), 200);
+        post(client, address, &first).await;
         let last = match i % 5 {
             0 => with(callback(&sid, "undelivered"), "ErrorCode", "30003"),
             1 => with(
@@ -367,16 +497,88 @@ async fn fill(app: &TestApp) -> Vec<String> {
             3 => with(callback(&sid, "read"), "RawDlrDoneDate", "2611260901"),
             _ => with(callback(&sid, "failed"), "ErrorCode", "30008"),
         };
-        assert_eq!(app.post_callback(&last).await.status(), 200);
+        post(client, address, &last).await;
         sids.push(sid);
     }
     sids
 }
 
+/// What a service answers about its messages: each as `GET /v1/messages/{sid}` shows it,
+/// the listing (as a set: messages updated in one millisecond may list in another order
+/// after an import, which keeps times to the millisecond), `/v1/stats` and its export.
+#[derive(Debug, PartialEq)]
+struct Answers {
+    messages: BTreeMap<String, Value>,
+    listed: BTreeMap<String, Value>,
+    stats: Value,
+    export: String,
+}
+
+async fn answers(client: &reqwest::Client, address: &str, sids: &[String]) -> Answers {
+    let mut messages = BTreeMap::new();
+    for sid in sids {
+        let url = format!("{address}/v1/messages/{sid}");
+        messages.insert(sid.clone(), get_json(client, &url).await);
+    }
+    let listing = get_json(client, &format!("{address}/v1/messages?limit=1000")).await;
+    let listed = listing["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| (m["sid"].as_str().expect("a sid").to_owned(), m.clone()))
+        .collect();
+    let export = client
+        .get(format!("{address}/v1/export"))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .expect("answered")
+        .text()
+        .await
+        .expect("text");
+    Answers {
+        messages,
+        listed,
+        stats: get_json(client, &format!("{address}/v1/stats")).await,
+        export,
+    }
+}
+
+/// `statushook export --url` of the service at `address` into a new file. Awaited, not
+/// blocking: the service may be one this test runs, on this runtime.
+async fn export_from(address: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().expect("a file");
+    let output = Command::new(env!("CARGO_BIN_EXE_statushook"))
+        .args(["export", "--url", address, "--output"])
+        .arg(file.path())
+        .env_clear()
+        .env("STATUSHOOK_API_TOKEN", API_TOKEN)
+        .output()
+        .await
+        .expect("the binary runs");
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{err}");
+    file
+}
+
+/// `statushook import FILE` into the store of `data` (its database under
+/// `STATUSHOOK_TEST_STORE=postgres`); answers (success, stderr).
+async fn import_into(data: &Path, file: &Path) -> (bool, String) {
+    let file = file.to_str().expect("UTF-8");
+    let (ok, _, err) = if testing_postgres() {
+        let url = database_for(data).await;
+        run(&["import", file], &[("STATUSHOOK_DATABASE_URL", &url)])
+    } else {
+        let data = data.to_str().expect("UTF-8");
+        run(&["import", file, "--data-dir", data], &[])
+    };
+    (ok, err)
+}
+
 #[tokio::test]
 async fn an_export_from_the_running_service_imports_into_an_empty_store_with_the_same_answers() {
     let app = spawn_app().await;
-    let sids = fill(&app).await;
+    let sids = fill(&app.client, &app.address).await;
     let response = app.get_authorized("/v1/export").await;
     assert_eq!(response.status(), 200);
     assert_eq!(
@@ -386,32 +588,22 @@ async fn an_export_from_the_running_service_imports_into_an_empty_store_with_the
     );
     let exported = response.text().await.expect("text");
     assert_eq!(exported.lines().count(), sids.len());
-    let mut before = BTreeMap::new();
-    for sid in &sids {
-        let shown = app.message_json(sid).await;
+    let before = answers(&app.client, &app.address, &sids).await;
+    assert_eq!(before.export, exported);
+    for (sid, shown) in &before.messages {
         let line = exported
             .lines()
             .map(|line| serde_json::from_str::<Value>(line).expect("a JSON line"))
             .find(|message| message["sid"] == *sid)
             .expect("every message exported");
-        assert_eq!(line, shown, "an export line is the message as GET shows it");
-        before.insert(sid.clone(), shown);
+        assert_eq!(
+            &line, shown,
+            "an export line is the message as GET shows it"
+        );
     }
-    let stats_before: Value = app
-        .get_authorized("/v1/stats")
-        .await
-        .json()
-        .await
-        .expect("JSON");
 
     // `statushook export --url` streams the same export.
-    let file = tempfile::NamedTempFile::new().expect("a file");
-    let output = file.path().to_str().expect("UTF-8");
-    let (ok, _, err) = run(
-        &["export", "--url", &app.address, "--output", output],
-        &[("STATUSHOOK_API_TOKEN", API_TOKEN)],
-    );
-    assert!(ok, "{err}");
+    let file = export_from(&app.address).await;
     assert_eq!(
         std::fs::read_to_string(file.path()).expect("read"),
         exported
@@ -419,51 +611,61 @@ async fn an_export_from_the_running_service_imports_into_an_empty_store_with_the
 
     let data = tempfile::tempdir().expect("a temporary folder");
     let target = data.path().join("db");
-    let target = target.to_str().expect("UTF-8");
-    let (ok, _, err) = run(&["import", output, "--data-dir", target], &[]);
+    let (ok, err) = import_into(&target, file.path()).await;
     assert!(ok, "{err}");
     assert!(
         err.contains(&format!("imported {} messages", sids.len())),
         "{err}"
     );
-    let (ok, _, err) = run(&["import", output, "--data-dir", target], &[]);
+    let (ok, err) = import_into(&target, file.path()).await;
     assert!(
         !ok,
         "a second import into the now full store must be refused"
     );
     assert!(err.contains("empty store"), "{err}");
-    check(Path::new(target));
+    check(&target).await;
 
-    let (child, address) = start_binary(Path::new(target)).await;
-    let client = reqwest::Client::new();
-    for (sid, shown) in &before {
-        let url = format!("{address}/v1/messages/{sid}");
-        assert_eq!(&get_json(&client, &url).await, shown, "{sid} after import");
-    }
-    let stats_after = get_json(&client, &format!("{address}/v1/stats")).await;
-    assert_eq!(stats_after, stats_before);
-    let listed = get_json(&client, &format!("{address}/v1/messages?limit=1000")).await;
-    assert_eq!(
-        listed["messages"].as_array().expect("messages").len(),
-        sids.len()
-    );
-    let again = client
-        .get(format!("{address}/v1/export"))
-        .bearer_auth(API_TOKEN)
-        .send()
-        .await
-        .expect("answered")
-        .text()
-        .await
-        .expect("text");
-    assert_eq!(again, exported, "the imported store exports the same bytes");
+    let (child, address) = start_binary(&target).await;
+    let after = answers(&reqwest::Client::new(), &address, &sids).await;
+    assert_eq!(after, before, "the imported store answers as the first did");
     stop(child).await;
+}
+
+#[tokio::test]
+async fn a_sled_store_moves_to_postgresql_by_export_and_import_with_the_same_answers() {
+    let data = tempfile::tempdir().expect("a temporary folder");
+    let (sled, address) = start_sled_binary(data.path()).await;
+    let client = reqwest::Client::new();
+    let sids = fill(&client, &address).await;
+    let before = answers(&client, &address, &sids).await;
+    let file = export_from(&address).await;
+    stop(sled).await;
+
+    let database = fresh_database().await;
+    let path = file.path().to_str().expect("UTF-8");
+    let (ok, _, err) = run(&["import", path, "--database-url", &database], &[]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains(&format!("imported {} messages", sids.len())),
+        "{err}"
+    );
+    let (ok, out, err) = run(&["check", "--database-url", &database], &[]);
+    assert!(ok, "statushook check failed: {out}{err}");
+    assert!(
+        out.contains(&format!(" {} messages, ", sids.len())),
+        "{out}"
+    );
+
+    let (postgres, address) = start_replica(&database, &[]).await;
+    let after = answers(&client, &address, &sids).await;
+    assert_eq!(after, before, "PostgreSQL answers as sled did");
+    stop(postgres).await;
 }
 
 #[tokio::test]
 async fn an_export_takes_a_window_and_csv_and_refuses_bad_parameters() {
     let app = spawn_app().await;
-    let sids = fill(&app).await;
+    let sids = fill(&app.client, &app.address).await;
     let late = new_sid();
     assert_eq!(
         app.post_callback(&callback(&late, "queued")).await.status(),
@@ -505,7 +707,7 @@ async fn an_export_takes_a_window_and_csv_and_refuses_bad_parameters() {
 #[tokio::test]
 async fn listings_and_stats_filter_by_account_and_page_exactly() {
     let app = spawn_app().await;
-    let sids = fill(&app).await;
+    let sids = fill(&app.client, &app.address).await;
     let of_sub: Vec<&String> = sids.iter().step_by(4).collect();
     let mut seen = Vec::new();
     let mut target = format!("/v1/messages?account_sid={SUBACCOUNT}&limit=3");

@@ -311,7 +311,7 @@ pub async fn fresh_database() -> String {
 }
 
 /// The database of the binary started on `data_dir`, created at its first start.
-async fn database_for(data_dir: &std::path::Path) -> String {
+pub async fn database_for(data_dir: &std::path::Path) -> String {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     data_dir.hash(&mut hasher);

@@ -11,7 +11,7 @@ use futures_util::future::join_all;
 use serde_json::{json, Value};
 use statushook::config::DatabaseUrl;
 use statushook::domain::{Source, StatusEvent};
-use statushook::store::Store;
+use statushook::store::{Recorded, Store};
 use tokio::process::Child;
 use tokio::sync::Notify;
 use wiremock::matchers::{method, path_regex};
@@ -385,6 +385,162 @@ async fn the_change_feed_of_three_writing_replicas_is_read_in_commit_order_each_
     for store in writers.into_iter().chain([reader]) {
         store.close().await.expect("closes");
     }
+}
+
+/// A callback of `status` for `sid`, as a store records it.
+fn status_event(sid: &str, status: &str) -> StatusEvent {
+    let params = vec![
+        ("MessageSid".to_owned(), sid.to_owned()),
+        ("MessageStatus".to_owned(), status.to_owned()),
+    ];
+    StatusEvent::from_params(params, Source::Callback).expect("valid")
+}
+
+#[tokio::test]
+async fn a_callback_for_a_message_erased_while_it_waits_for_its_lock_starts_it_anew() {
+    let database = fresh_database().await;
+    let url = DatabaseUrl::parse(&database).expect("a database URL");
+    let store = Store::open_postgres(&url, Box::new(|_| {}))
+        .await
+        .expect("opens");
+    let sid = new_sid();
+    let first = store.record(status_event(&sid, "sent"), None).await;
+    assert_eq!(first.expect("recorded"), Recorded::Stored);
+
+    // Another replica's erasure holds the message's row lock, as a deletion does...
+    let (eraser, connection) = tokio_postgres::connect(&database, tokio_postgres::NoTls)
+        .await
+        .expect("connects");
+    tokio::spawn(connection);
+    eraser
+        .batch_execute(&format!(
+            "SET search_path = statushook; BEGIN; \
+             SELECT sid FROM messages WHERE sid = '{sid}' FOR UPDATE"
+        ))
+        .await
+        .expect("locked");
+    // ... when a callback arrives: the writer finds the row there and waits for its lock.
+    let recording = {
+        let (store, sid) = (store.clone(), sid.clone());
+        tokio::spawn(async move { store.record(status_event(&sid, "delivered"), None).await })
+    };
+    eventually("the writer to wait for the row lock", || async {
+        let waiting = eraser
+            .query_one("SELECT count(*) FROM pg_locks WHERE NOT granted", &[])
+            .await
+            .expect("pg_locks");
+        waiting.get::<_, i64>(0) > 0
+    })
+    .await;
+    eraser
+        .batch_execute(&format!(
+            "DELETE FROM events WHERE sid = '{sid}'; DELETE FROM positions WHERE sid = '{sid}'; \
+             DELETE FROM messages WHERE sid = '{sid}'; COMMIT"
+        ))
+        .await
+        .expect("erased");
+
+    // The callback is not taken for a duplicate of what was erased: it starts the message.
+    let recorded = recording.await.expect("joined").expect("recorded");
+    assert_eq!(recorded, Recorded::Stored);
+    let message = store
+        .message(&statushook::domain::MessageSid::parse(&sid).expect("a sid"))
+        .await
+        .expect("readable")
+        .expect("stored anew");
+    let statuses: Vec<&str> = message.events.iter().map(|e| e.status.as_str()).collect();
+    assert_eq!(statuses, ["delivered"]);
+    store.close().await.expect("closes");
+}
+
+#[tokio::test]
+async fn retention_runs_on_the_replica_holding_the_job_lease_and_another_takes_over_when_it_dies() {
+    let database = fresh_database().await;
+    let retention = |interval: &str| {
+        vec![
+            ("STATUSHOOK_RETENTION", "2s".to_owned()),
+            ("STATUSHOOK_RETENTION_INTERVAL", interval.to_owned()),
+        ]
+    };
+    // The leader looks every 2 seconds and the other replica every 50 ms: were retention
+    // running on both, the other one would almost always delete first.
+    let (mut leader, leader_address) = start_replica(&database, &retention("2s")).await;
+    let (monitor, connection) = tokio_postgres::connect(&database, tokio_postgres::NoTls)
+        .await
+        .expect("connects");
+    tokio::spawn(connection);
+    eventually("the first replica to take the job lease", || async {
+        let held = monitor
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+                 AND classid = 0 AND objid = 7342002",
+                &[],
+            )
+            .await
+            .expect("pg_locks");
+        held.get::<_, i64>(0) == 1
+    })
+    .await;
+    let (_follower, follower_address) = start_replica(&database, &retention("50ms")).await;
+    let client = reqwest::Client::new();
+    let old: Vec<String> = (0..3).map(|_| new_sid()).collect();
+    for sid in &old {
+        assert_eq!(
+            post(&client, &follower_address, sid, "delivered").await,
+            200
+        );
+    }
+    eventually("the leader to delete the old messages", || async {
+        for sid in &old {
+            if get_from_binary(&client, &follower_address, sid)
+                .await
+                .status()
+                != 404
+            {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    assert_eq!(retention_deletions(&client, &leader_address).await, 3);
+    assert_eq!(
+        retention_deletions(&client, &follower_address).await,
+        0,
+        "retention ran on a replica without the lease"
+    );
+
+    leader.start_kill().expect("SIGKILL is sent");
+    leader.wait().await.expect("reaped");
+    let orphan = new_sid();
+    assert_eq!(post(&client, &follower_address, &orphan, "sent").await, 200);
+    eventually("the other replica to take over retention", || async {
+        get_from_binary(&client, &follower_address, &orphan)
+            .await
+            .status()
+            == 404
+    })
+    .await;
+    assert_eq!(retention_deletions(&client, &follower_address).await, 1);
+}
+
+/// `statushook_deleted_messages_total{reason="retention"}` of the replica at `address`.
+async fn retention_deletions(client: &reqwest::Client, address: &str) -> u64 {
+    let metrics = client
+        .get(format!("{address}/metrics"))
+        .send()
+        .await
+        .expect("answered")
+        .text()
+        .await
+        .expect("text");
+    metrics
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("statushook_deleted_messages_total{reason=\"retention\"}")
+        })
+        .and_then(|value| value.trim().parse().ok())
+        .expect("the retention metric")
 }
 
 fn fetched_by(requests: &[wiremock::Request], replica: &str) -> BTreeSet<String> {

@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use super::stats::counts;
 use super::writer::{HOUR, KIND_ERROR, KIND_STATUS, SPAN_HOUR};
 use super::{corrupt, to_i64, unavailable, PgStore};
 use crate::domain::{KnownStatus, Timestamp};
-use crate::store::{BucketSize, Counts, Series, StoreError};
+use crate::store::{BucketSize, Series, StoreError};
 
 impl PgStore {
     pub async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -103,17 +104,7 @@ impl PgStore {
         }
         let buckets = tallies
             .into_iter()
-            .map(|(by_status, by_error)| Counts {
-                by_status: by_status
-                    .into_iter()
-                    .filter(|(_, count)| *count > 0)
-                    .filter_map(|(code, count)| Some((KnownStatus::from_code(code)?, count)))
-                    .collect(),
-                by_error: by_error
-                    .into_iter()
-                    .filter(|(_, count)| *count > 0)
-                    .collect(),
-            })
+            .map(|(by_status, by_error)| counts(by_status, by_error))
             .collect();
         Ok(Series {
             since,

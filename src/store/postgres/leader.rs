@@ -48,7 +48,8 @@ impl Drop for Lease {
     }
 }
 
-/// Waits until this replica takes the lease.
+/// Waits until this replica takes the lease on the advisory lock `key` (the job lease, the
+/// forwarding lease, or a replica's own owner key, see `idempotency.rs`).
 pub async fn acquire(url: &DatabaseUrl, key: i64) -> Lease {
     let mut session: Option<(Client, JoinHandle<()>)> = None;
     loop {
@@ -71,7 +72,7 @@ pub async fn acquire(url: &DatabaseUrl, key: i64) -> Lease {
                 }
                 Ok(false) => {}
                 Err(error) => {
-                    tracing::warn!(%error, "cannot ask for the job lease");
+                    tracing::warn!(%error, key, "cannot ask for a lease");
                     session = None;
                 }
             }
@@ -89,7 +90,7 @@ async fn connect(url: &DatabaseUrl) -> Option<(Client, JoinHandle<()>)> {
             Some((client, driver))
         }
         Err(error) => {
-            tracing::warn!(%error, "cannot connect for the job lease");
+            tracing::warn!(%error, "cannot connect for a lease");
             None
         }
     }

@@ -13,6 +13,7 @@ use crate::store::StoreError;
 pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (1, "schema", include_str!("migrations/001_schema.sql")),
     (2, "meta", include_str!("migrations/002_meta.sql")),
+    (3, "lifecycle", include_str!("migrations/003_lifecycle.sql")),
 ];
 
 /// The advisory lock key of migrations (distinct from the feed and leader keys).

@@ -24,7 +24,9 @@
 
 mod check;
 mod extras;
+mod idempotency;
 mod leader;
+mod lifecycle;
 mod migrate;
 mod query;
 mod rows;
@@ -44,7 +46,7 @@ use tokio_postgres::NoTls;
 pub use leader::Lease;
 pub use migrate::MIGRATIONS;
 
-use crate::domain::{MessageSid, MessageState, StatusEvent};
+use crate::domain::{MessageSid, StatusEvent};
 use crate::store::{FeedEntry, GroupObserver, Recorded, StoreError, StoredMessage};
 use writer::{Command, Shared};
 
@@ -120,6 +122,9 @@ pub struct PgStore {
     commands: mpsc::Sender<Command>,
     shared: Arc<Shared>,
     writer: Arc<Mutex<Option<JoinHandle<()>>>>,
+    /// This replica's owner key, locked while it runs (see `idempotency.rs`).
+    owner: i64,
+    owner_lock: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 /// Connections of one replica's pool: the writer holds one, reads share the rest.
@@ -156,12 +161,16 @@ impl PgStore {
         });
         let (commands, receiver) = mpsc::channel(QUEUE_DEPTH);
         let writer = writer::spawn(pool.clone(), receiver, Arc::clone(&shared), observe);
+        let owner = idempotency::new_owner();
+        let owner_lock = idempotency::hold_owner(url.clone(), owner);
         Ok(PgStore {
             url: url.clone(),
             pool,
             commands,
             shared,
             writer: Arc::new(Mutex::new(Some(writer))),
+            owner,
+            owner_lock: Arc::new(Mutex::new(Some(owner_lock))),
         })
     }
 
@@ -220,6 +229,10 @@ impl PgStore {
         if let Some(handle) = handle {
             let _ = handle.await;
         }
+        let owner_lock = self.owner_lock.lock().ok().and_then(|mut lock| lock.take());
+        if let Some(owner_lock) = owner_lock {
+            owner_lock.abort();
+        }
         self.pool.close();
         Ok(())
     }
@@ -228,10 +241,9 @@ impl PgStore {
         let client = self.client().await?;
         let statement = client
             .prepare_cached(&format!(
-                "SELECT {}, {}, e.params::text FROM messages m JOIN events e ON e.sid = m.sid \
+                "SELECT {} FROM messages m JOIN events e ON e.sid = m.sid \
                  WHERE m.sid = $1 ORDER BY e.n",
-                rows::PARTIES,
-                rows::EVENT
+                rows::MESSAGE_EVENT
             ))
             .await
             .map_err(unavailable)?;
@@ -239,28 +251,7 @@ impl PgStore {
             .query(&statement, &[&sid.as_str()])
             .await
             .map_err(unavailable)?;
-        let Some(first) = found.first() else {
-            return Ok(None);
-        };
-        let parties = rows::parties(first, 0)?;
-        let mut transitions = Vec::with_capacity(found.len());
-        let mut events = Vec::with_capacity(found.len());
-        for row in &found {
-            let (_, transition) = rows::transition(row, 4)?;
-            events.push(rows::stored_event(
-                &transition,
-                row.try_get(10).map_err(corrupt)?,
-            )?);
-            transitions.push(transition);
-        }
-        let Some(state) = MessageState::replay(&parties, &transitions) else {
-            return Ok(None);
-        };
-        Ok(Some(StoredMessage {
-            sid: sid.clone(),
-            state,
-            events,
-        }))
+        Ok(rows::messages(&found)?.pop())
     }
 
     /// The highest change-feed position committed: every smaller one is committed too.

@@ -10,7 +10,8 @@
 //!
 //! Several statuses are one `UNION ALL` branch per status, each an ordered range of the
 //! `(status, updated_at, sid)` index, merged by PostgreSQL; an error code uses its own
-//! index; `to` and `from` join the message's parties, which never change once set.
+//! index; `to`, `from` and `account_sid` join the message's parties, which never change
+//! once set.
 
 use tokio_postgres::types::ToSql;
 
@@ -55,6 +56,9 @@ impl PgStore {
         }
         if let Some(from) = &query.from {
             params.push(from);
+        }
+        if let Some(account) = &query.account_sid {
+            params.push(account);
         }
         for status in &statuses {
             params.push(status);
@@ -101,8 +105,8 @@ impl PgStore {
 }
 
 /// The statement of a page. Parameters: $1 snapshot, $2 since, $3 until, $4 and $5 the
-/// cursor's (updated_at, sid), $6 how many rows, then the error code, `to` and `from` if
-/// given, then the statuses.
+/// cursor's (updated_at, sid), $6 how many rows, then the error code, `to`, `from` and
+/// `account_sid` if given, then the statuses.
 fn page_sql(query: &ListQuery) -> String {
     let mut next = 7;
     let mut take = || {
@@ -115,7 +119,7 @@ fn page_sql(query: &ListQuery) -> String {
     if query.error_code.is_some() {
         filters.push_str(&format!(" AND p.error_code = ${}", take()));
     }
-    if query.to.is_some() || query.from.is_some() {
+    if query.to.is_some() || query.from.is_some() || query.account_sid.is_some() {
         join = " JOIN messages m ON m.sid = p.sid";
     }
     if query.to.is_some() {
@@ -123,6 +127,9 @@ fn page_sql(query: &ListQuery) -> String {
     }
     if query.from.is_some() {
         filters.push_str(&format!(" AND m.from_number = ${}", take()));
+    }
+    if query.account_sid.is_some() {
+        filters.push_str(&format!(" AND m.account_sid = ${}", take()));
     }
     let branch = |status: Option<usize>| {
         let status = status.map_or(String::new(), |n| format!(" AND p.status = ${n}"));

@@ -10,7 +10,7 @@ use super::{corrupt, unavailable};
 use crate::domain::{
     MessageSid, MessageState, MessageStatus, Parties, Source, Timestamp, Transition,
 };
-use crate::store::{StoreError, StoredEvent};
+use crate::store::{StoreError, StoredEvent, StoredMessage};
 
 /// A message's parties, from `messages m` (4 columns).
 pub const PARTIES: &str = "m.account_sid, m.from_number, m.to_number, m.messaging_service_sid";
@@ -88,6 +88,48 @@ pub fn stored_event(transition: &Transition, params: &str) -> Result<StoredEvent
         raw_dlr_done_date: transition.raw_dlr_done_date.clone(),
         params,
     })
+}
+
+/// The columns of [`messages`]: a message's SID and parties, then one of its events with
+/// its parameters, from `messages m` joined with `events e` (12 columns).
+pub const MESSAGE_EVENT: &str = "m.sid, m.account_sid, m.from_number, m.to_number, \
+    m.messaging_service_sid, e.n, e.status, e.error_code, e.raw_dlr_done_date, e.received_at, \
+    e.source, e.params::text";
+
+/// Whole messages from rows of [`MESSAGE_EVENT`] ordered by SID and then by event: each
+/// message with its events and the state they replay to.
+pub fn messages(found: &[Row]) -> Result<Vec<StoredMessage>, StoreError> {
+    let same_message =
+        |a: &Row, b: &Row| a.try_get::<_, &str>(0).ok() == b.try_get::<_, &str>(0).ok();
+    let mut messages = Vec::new();
+    for rows in found.chunk_by(same_message) {
+        messages.extend(message(rows)?);
+    }
+    Ok(messages)
+}
+
+/// One message from its rows of [`MESSAGE_EVENT`].
+fn message(rows: &[Row]) -> Result<Option<StoredMessage>, StoreError> {
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let sid: &str = first.try_get(0).map_err(corrupt)?;
+    let sid = MessageSid::parse(sid).map_err(StoreError::corrupt)?;
+    let parties = parties(first, 1)?;
+    let mut transitions = Vec::with_capacity(rows.len());
+    let mut events = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (_, transition) = transition(row, 5)?;
+        events.push(stored_event(
+            &transition,
+            row.try_get(11).map_err(corrupt)?,
+        )?);
+        transitions.push(transition);
+    }
+    let Some(state) = MessageState::replay(&parties, &transitions) else {
+        return Ok(None);
+    };
+    Ok(Some(StoredMessage { sid, state, events }))
 }
 
 /// A message's parties and transitions, each with its change-feed position.

@@ -72,17 +72,63 @@ impl PgStore {
                 *by_error.entry(error).or_default() += count.max(0) as u64;
             }
         }
-        Ok(Counts {
-            by_status: by_status
-                .into_iter()
-                .filter(|(_, count)| *count > 0)
-                .filter_map(|(code, count)| Some((KnownStatus::from_code(code)?, count)))
-                .collect(),
-            by_error: by_error
-                .into_iter()
-                .filter(|(_, count)| *count > 0)
-                .collect(),
-        })
+        Ok(counts(by_status, by_error))
+    }
+
+    /// Counts of one account's messages by current status and error code, updated within
+    /// `[since, until)`: read from the messages rows through the account index, so it
+    /// costs a row per message of the account in the window.
+    pub async fn account_stats(
+        &self,
+        account_sid: &str,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+    ) -> Result<Counts, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT status, error_code, count(*) FROM messages \
+                 WHERE account_sid = $1 AND updated_at >= $2 AND updated_at < $3 \
+                 AND status IS NOT NULL GROUP BY status, error_code",
+            )
+            .await
+            .map_err(unavailable)?;
+        let since = to_i64(since.map_or(0, |t| t.0));
+        let until = to_i64(until.map_or(u64::MAX, |t| t.0));
+        let found = client
+            .query(&statement, &[&account_sid, &since, &until])
+            .await
+            .map_err(unavailable)?;
+        let mut by_status: BTreeMap<u8, u64> = BTreeMap::new();
+        let mut by_error: BTreeMap<u32, u64> = BTreeMap::new();
+        for row in &found {
+            let status: &str = row.try_get(0).map_err(corrupt)?;
+            let error: Option<i64> = row.try_get(1).map_err(corrupt)?;
+            let count = row.try_get::<_, i64>(2).map_err(corrupt)?.max(0) as u64;
+            let status = KnownStatus::parse(status)
+                .ok_or_else(|| StoreError::corrupt(format!("unknown status {status:?}")))?;
+            *by_status.entry(status.code()).or_default() += count;
+            if let Some(error) = error {
+                let error = u32::try_from(error).map_err(corrupt)?;
+                *by_error.entry(error).or_default() += count;
+            }
+        }
+        Ok(counts(by_status, by_error))
+    }
+}
+
+/// Counts from tallies by status code and by error code, without the ones at zero.
+pub(super) fn counts(by_status: BTreeMap<u8, u64>, by_error: BTreeMap<u32, u64>) -> Counts {
+    Counts {
+        by_status: by_status
+            .into_iter()
+            .filter(|(_, count)| *count > 0)
+            .filter_map(|(code, count)| Some((KnownStatus::from_code(code)?, count)))
+            .collect(),
+        by_error: by_error
+            .into_iter()
+            .filter(|(_, count)| *count > 0)
+            .collect(),
     }
 }
 

@@ -45,13 +45,13 @@ use crate::store::{GroupObserver, Recorded, StoreError, CURSOR_LIFETIME};
 pub const MAX_GROUP: usize = 1024;
 
 /// How many times a group is tried before its commands get `Unavailable`.
-const ATTEMPTS: usize = 4;
+pub(super) const ATTEMPTS: usize = 4;
 
 /// Replaced listing positions are kept this long, a little more than a cursor lives.
 const HISTORY_KEPT: u64 = CURSOR_LIFETIME.as_micros() as u64 + 5 * 60_000_000;
 
 /// Counter stripes: each replica writes to one, chosen at random when it starts.
-const STRIPES: i16 = 16;
+pub const STRIPES: i16 = 16;
 
 pub enum Command {
     Record {
@@ -200,20 +200,16 @@ impl Writer {
             };
             let retry = match &error {
                 Failure::Database(error) => {
-                    let conflict = error.code().is_some_and(|code| {
-                        [
-                            SqlState::T_R_SERIALIZATION_FAILURE,
-                            SqlState::T_R_DEADLOCK_DETECTED,
-                            SqlState::UNIQUE_VIOLATION,
-                        ]
-                        .contains(code)
-                    });
                     // After any database error the connection may be mid-transaction or
                     // broken: roll back, and if that fails, drop it.
                     self.roll_back().await;
-                    conflict || error.is_closed() || error.code().is_none()
+                    worth_retrying(error)
                 }
                 Failure::Pool(_) => true,
+                Failure::Vanished => {
+                    self.roll_back().await;
+                    true
+                }
                 Failure::Store(_) => {
                     self.roll_back().await;
                     false
@@ -277,6 +273,9 @@ impl Writer {
         )
         .map_err(Failure::Database)?;
         let mut messages = load(&locked, &stored).map_err(Failure::Store)?;
+        if messages.len() < sids.len() {
+            return Err(Failure::Vanished);
+        }
 
         // In Rust: the domain's rules decide duplicates and states.
         let plan = self.plan(pending, &mut messages);
@@ -288,76 +287,15 @@ impl Writer {
                 .map_err(Failure::Database)?;
             return Ok(plan.outcomes);
         }
-        let changes = Changes::of(&messages);
-
-        // Round trip 2: message rows, counters, change-feed positions (the feed lock), events
-        // and listing positions, commit. Positions are sent relative (1 = the group's
-        // first) and made absolute by the server from `currval('feed_seq')`, so no round
-        // trip to this process happens while the feed lock is held.
+        // Round trip 2: everything `apply` writes, and the commit, sent together.
         let stripe = self.stripe;
         let (client, st) = self.connection().await?;
-        let count = i64::try_from(plan.events.len()).unwrap_or(i64::MAX);
-        let message_rows: [&(dyn ToSql + Sync); 10] = [
-            &changes.sids,
-            &changes.account_sid,
-            &changes.from,
-            &changes.to,
-            &changes.messaging_service_sid,
-            &changes.status,
-            &changes.error_code,
-            &changes.status_dlr_done,
-            &changes.created_at,
-            &changes.updated_at,
-        ];
-        let counters: [&(dyn ToSql + Sync); 6] = [
-            &changes.counters.span,
-            &changes.counters.bucket,
-            &changes.counters.kind,
-            &changes.counters.value,
-            &stripe,
-            &changes.counters.delta,
-        ];
-        let how_many: [&(dyn ToSql + Sync); 1] = [&count];
-        let events = EventColumns::of(&plan, 1);
-        let positions = PositionColumns::of(&messages, 1);
-        let replaced: [&(dyn ToSql + Sync); 4] = [
-            &positions.replaced_sids,
-            &positions.replaced_seq,
-            &positions.replaced_at,
-            &count,
-        ];
-        let event_rows: [&(dyn ToSql + Sync); 11] = [
-            &events.sid,
-            &events.n,
-            &events.seq,
-            &events.status,
-            &events.error_code,
-            &events.raw_dlr_done_date,
-            &events.received_at,
-            &events.source,
-            &events.token,
-            &events.params,
-            &count,
-        ];
-        let placed: [&(dyn ToSql + Sync); 6] = [
-            &positions.sids,
-            &positions.placed_seq,
-            &positions.status,
-            &positions.error_code,
-            &positions.updated_at,
-            &count,
-        ];
-        let (_, _, first, _, _, _, _) = tokio::try_join!(
-            client.execute(&st.update_messages, &message_rows),
-            client.execute(&st.add_counters, &counters),
-            client.query_one(&st.take_seqs, &how_many),
-            client.execute(&st.replace_positions, &replaced),
-            client.execute(&st.insert_events, &event_rows),
-            client.execute(&st.insert_positions, &placed),
+        let (first, _) = tokio::try_join!(
+            apply(client, st, stripe, &plan, &messages),
             client.batch_execute("COMMIT"),
         )
         .map_err(Failure::Database)?;
-        let first: i64 = first.try_get(0).map_err(Failure::Database)?;
+        let count = i64::try_from(plan.events.len()).unwrap_or(i64::MAX);
         let last = u64::try_from(first + count - 1).unwrap_or(0);
         self.shared.watermark.send_if_modified(|watermark| {
             let newer = last > *watermark;
@@ -431,6 +369,98 @@ impl Writer {
     }
 }
 
+/// Whether a transaction that failed with `error` may succeed when tried again from a
+/// fresh read: it met a deadlock, a serialization failure or a unique violation (a race
+/// the indexes made harmless), or the connection broke.
+pub(super) fn worth_retrying(error: &tokio_postgres::Error) -> bool {
+    let conflict = error.code().is_some_and(|code| {
+        [
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::T_R_DEADLOCK_DETECTED,
+            SqlState::UNIQUE_VIOLATION,
+        ]
+        .contains(code)
+    });
+    conflict || error.is_closed() || error.code().is_none()
+}
+
+/// The second round trip of a group, inside its open transaction on `client`: the changed
+/// messages' rows, their counters (on `stripe`), change-feed positions for the plan's
+/// events (`statushook_take_seqs`, which takes the feed lock), the events and the listing
+/// positions; answers the first position. Positions are sent relative (1 = the group's
+/// first) and made absolute by the server from `currval('feed_seq')`, and every statement
+/// is sent before any answer is awaited: a caller that polls its `COMMIT` right after this
+/// (the writer joins them) holds the feed lock for no round trip to this process.
+pub(super) async fn apply(
+    client: &tokio_postgres::Client,
+    st: &Statements,
+    stripe: i16,
+    plan: &Plan,
+    messages: &HashMap<String, Loaded>,
+) -> Result<i64, tokio_postgres::Error> {
+    let changes = Changes::of(messages);
+    let count = i64::try_from(plan.events.len()).unwrap_or(i64::MAX);
+    let message_rows: [&(dyn ToSql + Sync); 10] = [
+        &changes.sids,
+        &changes.account_sid,
+        &changes.from,
+        &changes.to,
+        &changes.messaging_service_sid,
+        &changes.status,
+        &changes.error_code,
+        &changes.status_dlr_done,
+        &changes.created_at,
+        &changes.updated_at,
+    ];
+    let counters: [&(dyn ToSql + Sync); 6] = [
+        &changes.counters.span,
+        &changes.counters.bucket,
+        &changes.counters.kind,
+        &changes.counters.value,
+        &stripe,
+        &changes.counters.delta,
+    ];
+    let how_many: [&(dyn ToSql + Sync); 1] = [&count];
+    let events = EventColumns::of(plan, 1);
+    let positions = PositionColumns::of(messages, 1);
+    let replaced: [&(dyn ToSql + Sync); 4] = [
+        &positions.replaced_sids,
+        &positions.replaced_seq,
+        &positions.replaced_at,
+        &count,
+    ];
+    let event_rows: [&(dyn ToSql + Sync); 11] = [
+        &events.sid,
+        &events.n,
+        &events.seq,
+        &events.status,
+        &events.error_code,
+        &events.raw_dlr_done_date,
+        &events.received_at,
+        &events.source,
+        &events.token,
+        &events.params,
+        &count,
+    ];
+    let placed: [&(dyn ToSql + Sync); 6] = [
+        &positions.sids,
+        &positions.placed_seq,
+        &positions.status,
+        &positions.error_code,
+        &positions.updated_at,
+        &count,
+    ];
+    let (_, _, first, _, _, _) = tokio::try_join!(
+        client.execute(&st.update_messages, &message_rows),
+        client.execute(&st.add_counters, &counters),
+        client.query_one(&st.take_seqs, &how_many),
+        client.execute(&st.replace_positions, &replaced),
+        client.execute(&st.insert_events, &event_rows),
+        client.execute(&st.insert_positions, &placed),
+    )?;
+    first.try_get(0)
+}
+
 /// Deletes replaced listing positions older than any valid cursor; returns how many.
 pub async fn forget_history(pool: &Pool) -> Result<u64, StoreError> {
     let client = pool.get().await.map_err(StoreError::unavailable)?;
@@ -453,36 +483,42 @@ pub async fn forget_history(pool: &Pool) -> Result<u64, StoreError> {
     }
 }
 
-enum Failure {
+pub(super) enum Failure {
     Database(tokio_postgres::Error),
     Pool(String),
     Store(StoreError),
+    /// A message row of the group was deleted (an erasure or retention, see
+    /// `lifecycle.rs`) between its insert, which found it there, and its lock, which found
+    /// it gone. The group is written again: the next insert makes the row anew, so the
+    /// callback starts a new message instead of being lost.
+    Vanished,
 }
 
 impl Failure {
-    fn to_store_error(&self) -> StoreError {
+    pub(super) fn to_store_error(&self) -> StoreError {
         match self {
             Failure::Database(error) => StoreError::unavailable(error.to_string()),
             Failure::Pool(error) => StoreError::unavailable(error.clone()),
             Failure::Store(error) => error.clone(),
+            Failure::Vanished => StoreError::unavailable("a message was deleted while written"),
         }
     }
 }
 
 /// A message of the group as stored, then as the group leaves it.
-struct Loaded {
-    parties: Parties,
-    transitions: Vec<Transition>,
-    tokens: Vec<String>,
+pub(super) struct Loaded {
+    pub parties: Parties,
+    pub transitions: Vec<Transition>,
+    pub tokens: Vec<String>,
     /// The state before the group (`None` for a new message).
-    before: Option<MessageState>,
+    pub before: Option<MessageState>,
     /// The state as the group's events so far leave it.
-    state: Option<MessageState>,
+    pub state: Option<MessageState>,
     /// The index in `Plan::events` of the group's last event of this message.
-    last_event: Option<usize>,
+    pub last_event: Option<usize>,
 }
 
-fn load(
+pub(super) fn load(
     locked: &[tokio_postgres::Row],
     stored: &[tokio_postgres::Row],
 ) -> Result<HashMap<String, Loaded>, StoreError> {
@@ -517,17 +553,18 @@ fn load(
     Ok(messages)
 }
 
-struct Plan {
-    outcomes: Vec<Recorded>,
-    events: Vec<NewEvent>,
+pub(super) struct Plan {
+    pub outcomes: Vec<Recorded>,
+    pub events: Vec<NewEvent>,
 }
 
-struct NewEvent {
-    sid: String,
-    n: i32,
-    transition: Transition,
-    token: Option<String>,
-    params: String,
+pub(super) struct NewEvent {
+    pub sid: String,
+    pub n: i32,
+    pub transition: Transition,
+    pub token: Option<String>,
+    /// The parameters as a JSON array of `[name, value]` pairs.
+    pub params: String,
 }
 
 /// The changed messages' rows and the counter changes, as statement arrays.
@@ -577,17 +614,7 @@ impl Changes {
                 *deltas.entry(key).or_default() += 1;
             }
         }
-        // Sorted (a BTreeMap), so that two groups on one stripe lock counters in one order.
-        for ((span, bucket, kind, value), delta) in deltas {
-            if delta == 0 {
-                continue;
-            }
-            changes.counters.span.push(span);
-            changes.counters.bucket.push(bucket);
-            changes.counters.kind.push(kind);
-            changes.counters.value.push(value);
-            changes.counters.delta.push(delta);
-        }
+        changes.counters = CounterColumns::of(deltas);
         changes
     }
 }
@@ -625,13 +652,33 @@ pub fn counter_keys(state: &MessageState) -> Vec<CounterKey> {
     keys
 }
 
+/// Counter changes as statement arrays.
 #[derive(Default)]
-struct CounterColumns {
-    span: Vec<i8>,
-    bucket: Vec<i64>,
-    kind: Vec<i8>,
-    value: Vec<String>,
-    delta: Vec<i64>,
+pub(super) struct CounterColumns {
+    pub span: Vec<i8>,
+    pub bucket: Vec<i64>,
+    pub kind: Vec<i8>,
+    pub value: Vec<String>,
+    pub delta: Vec<i64>,
+}
+
+impl CounterColumns {
+    /// The changes that are not zero, in key order (a BTreeMap), so that two transactions
+    /// on one stripe lock counters in one order.
+    pub(super) fn of(deltas: BTreeMap<CounterKey, i64>) -> CounterColumns {
+        let mut columns = CounterColumns::default();
+        for ((span, bucket, kind, value), delta) in deltas {
+            if delta == 0 {
+                continue;
+            }
+            columns.span.push(span);
+            columns.bucket.push(bucket);
+            columns.kind.push(kind);
+            columns.value.push(value);
+            columns.delta.push(delta);
+        }
+        columns
+    }
 }
 
 struct EventColumns {
@@ -718,13 +765,14 @@ impl PositionColumns {
     }
 }
 
-/// The writer's statements, prepared once per connection.
-struct Statements {
+/// The writer's statements, prepared once per connection (and used by the deletions and
+/// imports of `lifecycle.rs` on theirs).
+pub(super) struct Statements {
     insert_messages: Statement,
-    lock_messages: Statement,
-    read_events: Statement,
+    pub lock_messages: Statement,
+    pub read_events: Statement,
     update_messages: Statement,
-    add_counters: Statement,
+    pub add_counters: Statement,
     take_seqs: Statement,
     replace_positions: Statement,
     insert_events: Statement,
@@ -732,7 +780,7 @@ struct Statements {
 }
 
 impl Statements {
-    async fn prepare(client: &Object) -> Result<Statements, tokio_postgres::Error> {
+    pub(super) async fn prepare(client: &Object) -> Result<Statements, tokio_postgres::Error> {
         Ok(Statements {
             insert_messages: client
                 .prepare_cached(

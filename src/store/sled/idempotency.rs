@@ -17,7 +17,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use super::keys::{decode, encode};
 use super::SledStore;
 use crate::domain::Timestamp;
-use crate::store::idempotency::IDEMPOTENCY_WINDOW;
+use crate::store::idempotency::{expired, judge, micros, Held, IDEMPOTENCY_WINDOW};
 use crate::store::{Claim, ClaimTicket, Finish, KeptReply, KeyRequest, StoreError};
 
 /// A key's stored state.
@@ -31,6 +31,18 @@ struct Entry {
     in_flight_at_most: Duration,
     /// `None` while the request is in flight.
     reply: Option<KeptReply>,
+}
+
+impl Entry {
+    fn held(self) -> Held {
+        Held {
+            request_hash: self.request_hash,
+            claimed_at: self.claimed_at,
+            in_flight_at_most: self.in_flight_at_most,
+            reply: self.reply,
+            claimant_gone: self.owner != process_id(),
+        }
+    }
 }
 
 const ENTRY: u8 = b'k';
@@ -67,8 +79,8 @@ impl SledStore {
                 if let Some(value) = tx.get(&key)? {
                     let entry =
                         decode::<Entry>(&value).map_err(ConflictableTransactionError::Abort)?;
-                    if !expired(&entry, request.now) {
-                        return Ok(judge(&entry, request));
+                    if !expired(entry.claimed_at, request.now) {
+                        return Ok(judge(entry.held(), request));
                     }
                     // Expired: the key is free, and its old claim goes from the age index.
                     tx.remove(expiry_key(entry.claimed_at, &request.key))?;
@@ -162,34 +174,6 @@ impl SledStore {
     }
 }
 
-/// What an unexpired entry means for a request under its key.
-fn judge(entry: &Entry, request: &KeyRequest) -> Claim {
-    if entry.request_hash != request.request_hash {
-        return Claim::Conflict;
-    }
-    if let Some(reply) = &entry.reply {
-        return Claim::Answered(reply.clone());
-    }
-    let deadline = entry
-        .claimed_at
-        .0
-        .saturating_add(micros(entry.in_flight_at_most));
-    if entry.owner != process_id() || request.now.0 > deadline {
-        return Claim::Abandoned {
-            claimed_at: entry.claimed_at,
-        };
-    }
-    Claim::InFlight
-}
-
-fn expired(entry: &Entry, now: Timestamp) -> bool {
-    now.0
-        >= entry
-            .claimed_at
-            .0
-            .saturating_add(micros(IDEMPOTENCY_WINDOW))
-}
-
 /// This process's id, drawn once: a claim made under another id was made by a process that
 /// has stopped, since only one process at a time opens a sled folder.
 fn process_id() -> u64 {
@@ -214,10 +198,6 @@ fn expiry_key(claimed_at: Timestamp, key: &str) -> Vec<u8> {
     bytes.extend_from_slice(&claimed_at.to_be_bytes());
     bytes.extend_from_slice(key.as_bytes());
     bytes
-}
-
-fn micros(duration: Duration) -> u64 {
-    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
 fn transaction_error(error: TransactionError<StoreError>) -> StoreError {

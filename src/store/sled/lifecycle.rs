@@ -29,11 +29,7 @@ use super::keys::{decode, record_key, Record};
 use super::writer::Command;
 use super::{open_db, unavailable, wait_for, SledStore};
 use crate::domain::{KnownStatus, MessageSid, Timestamp};
-use crate::store::{Counts, ImportError, Imported, StoreError, StoredMessage};
-
-/// Messages deleted by one writer command: a bound on how long callbacks that share its
-/// group wait.
-pub const DELETE_BATCH: usize = 100;
+use crate::store::{Counts, ImportError, Imported, StoreError, StoredMessage, DELETE_BATCH};
 
 /// The meta key set once every stored message has its account index entry.
 const ACCOUNTS_INDEXED: &[u8] = b"accounts-indexed";

@@ -29,7 +29,7 @@ use crate::store::{
     HISTORY_KEPT,
 };
 use keys::{decode, decode_count, index, Record};
-pub use lifecycle::{compact, Compacted, DELETE_BATCH};
+pub use lifecycle::{compact, Compacted};
 use writer::{Command, Shared};
 
 /// A handle on the sled store. Cheap to clone; every clone talks to the same writer.

@@ -37,9 +37,8 @@ use super::keys::{
 };
 use super::params::{self, Context};
 use super::Trees;
-use crate::domain::{
-    is_duplicate, MessageSid, MessageState, MessageStatus, StatusEvent, Timestamp, Transition,
-};
+use crate::domain::{is_duplicate, MessageSid, MessageState, StatusEvent, Timestamp, Transition};
+use crate::store::lifecycle::replay_export;
 use crate::store::{GroupObserver, ImportError, Imported, Recorded, StoreError, StoredMessage};
 
 /// The most commands applied and synced together.
@@ -433,19 +432,10 @@ impl Writer {
             if self.current(writes, &message.sid)?.is_some() || !sids.insert(message.sid.clone()) {
                 return Err(ImportError::Exists(message.sid));
             }
-            let invalid = |problem: String| ImportError::Invalid {
-                sid: message.sid.clone(),
-                problem,
-            };
-            let mut transitions = Vec::with_capacity(message.events.len());
-            let mut previous = 0;
-            for event in &message.events {
-                let status = MessageStatus::parse(&event.status).map_err(&invalid)?;
-                // Arrival times are event keys: unique store-wide and increasing within a
-                // message. An export shows them to the millisecond; an event whose
-                // microsecond is taken moves to the next free one.
-                let wanted = event.received_at.0.max(previous + 1);
-                let mut at = wanted;
+            // Arrival times are event keys: unique store-wide. An event whose microsecond
+            // is taken moves to the next free one.
+            let replayed = replay_export(&message, |wanted| {
+                let mut at = wanted.0;
                 while taken.contains(&at)
                     || self
                         .trees
@@ -455,37 +445,18 @@ impl Writer {
                 {
                     at += 1;
                 }
-                report.moved += u64::from(at / 1000 != event.received_at.0 / 1000);
                 taken.insert(at);
-                previous = at;
-                transitions.push(Transition {
-                    status,
-                    error_code: event.error_code,
-                    raw_dlr_done_date: event.raw_dlr_done_date.clone(),
-                    received_at: Timestamp(at),
-                    source: event.source,
-                });
-            }
+                Ok(Timestamp(at))
+            })?;
+            report.moved += replayed.moved;
             let record = Record {
                 parties: message.state.parties.clone(),
-                transitions,
+                transitions: replayed.transitions,
                 tokens: Vec::new(),
             };
-            let state = record
-                .state()
-                .ok_or_else(|| invalid("a message without events".into()))?;
-            if (state.status, state.error_code) != (message.state.status, message.state.error_code)
-            {
-                return Err(invalid(
-                    "its events do not replay to the status the export shows".into(),
-                ));
-            }
-            planned.push((message.sid, record, message.events));
+            planned.push((message.sid, record, replayed.state, message.events));
         }
-        for (sid, record, events) in planned {
-            let state = record
-                .state()
-                .ok_or_else(|| StoreError::corrupt("an imported record has no state"))?;
+        for (sid, record, state, events) in planned {
             for (key, replaced_at) in index::implied(&sid, &record) {
                 // History positions exist for open cursors; an imported store has none.
                 if replaced_at.is_none() {
