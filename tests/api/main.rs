@@ -13,6 +13,7 @@ mod operator;
 mod paging_under_load;
 mod powercut;
 mod prism;
+mod receiver;
 mod reconciler;
 mod replicas;
 mod sender;
