@@ -18,7 +18,9 @@ use crate::helpers::{
     callback, new_sid, post_to_binary, spawn_app, spawn_app_with, start_binary_with_env, Settings,
     TestApp, API_TOKEN, AUTH_TOKEN, PUBLIC_URL,
 };
-use crate::receiver::{acknowledged, assert_in_order_per_message, metric, Receiver, Service};
+use crate::receiver::{
+    acknowledged, assert_in_order_per_message, first_acknowledgements, metric, Receiver, Service,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_receiver_that_was_down_gets_every_transition_verified_once_and_in_order_per_message() {
@@ -449,20 +451,7 @@ async fn no_transition_is_lost_when_the_service_is_killed_with_sigkill_mid_forwa
 
     // Repeats after the crash carry the same id and body, so de-duplicating by webhook-id
     // leaves each transition once; and per message the first acknowledgements are in order.
-    let mut by_id: HashMap<u64, &Value> = HashMap::new();
-    let mut first_acks = Vec::new();
-    for delivery in receiver.deliveries.iter().filter(|d| d.answer == 200) {
-        match by_id.get(&delivery.id) {
-            Some(body) => assert_eq!(*body, &delivery.body, "id {} repeated", delivery.id),
-            None => {
-                by_id.insert(delivery.id, &delivery.body);
-                first_acks.push(delivery.clone());
-            }
-        }
-    }
-    let distinct: HashSet<(&str, &str)> =
-        first_acks.iter().map(|d| (d.sid(), d.status())).collect();
-    assert_eq!(distinct.len(), first_acks.len(), "one id per transition");
+    let first_acks = first_acknowledgements(&receiver.deliveries);
     assert_in_order_per_message(&first_acks);
 }
 
@@ -502,10 +491,7 @@ async fn a_clean_restart_sends_nothing_twice() {
     receiver
         .wait_until("one more transition", |d| acknowledged(d).len() == 41)
         .await;
-    let service = Service {
-        client,
-        address: address.clone(),
-    };
+    let service = Service::at(&address);
     service
         .forwarding_when("the queue drained", |s| s["depth"] == 0)
         .await;

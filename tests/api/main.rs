@@ -2,6 +2,7 @@ mod crash;
 mod data_lifecycle;
 mod feed;
 mod forwarding;
+mod forwarding_failover;
 mod health;
 mod helpers;
 mod idempotency;

@@ -7,8 +7,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::helpers::{TestApp, API_TOKEN};
@@ -18,6 +19,11 @@ const RECEIVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/forwarding/re
 const PYTHONPATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/standardwebhooks");
 /// How long a test waits for what it expects before it fails.
 pub const PATIENCE: Duration = Duration::from_secs(60);
+/// Retry delays short enough for a test to see several retries.
+pub const SHORT_RETRIES: [(&str, &str); 2] = [
+    ("STATUSHOOK_FORWARD_RETRY_MIN", "100ms"),
+    ("STATUSHOOK_FORWARD_RETRY_MAX", "1s"),
+];
 
 /// One request the receiver verified, and how it answered.
 #[derive(Debug, Clone)]
@@ -25,6 +31,11 @@ pub struct Delivery {
     pub id: u64,
     pub answer: u16,
     pub body: Value,
+    /// The request's path: which of several services sent it, when each forwards to a
+    /// path of its own.
+    pub path: String,
+    /// When the request arrived, in seconds since the Unix epoch.
+    pub arrived: f64,
 }
 
 impl Delivery {
@@ -41,9 +52,12 @@ impl Delivery {
 
 /// The Python receiver, driven through its standard input and read through its output.
 pub struct Receiver {
+    /// `http://127.0.0.1:PORT/hooks`.
     pub url: String,
+    origin: String,
     stdin: ChildStdin,
-    lines: Lines<BufReader<ChildStdout>>,
+    /// Its output, line by line.
+    lines: mpsc::UnboundedReceiver<String>,
     pub deliveries: Vec<Delivery>,
     pub rejected: Vec<String>,
     _child: Child,
@@ -67,8 +81,8 @@ impl Receiver {
             .spawn()
             .expect("python3 runs the receiver");
         let stdin = child.stdin.take().expect("piped stdin");
-        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-        let first = lines
+        let mut output = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        let first = output
             .next_line()
             .await
             .expect("readable output")
@@ -76,8 +90,20 @@ impl Receiver {
         let port = serde_json::from_str::<Value>(&first).expect("JSON")["port"]
             .as_u64()
             .expect("a port");
+        // Read on all the time, so that the receiver never blocks on a full pipe (and its
+        // senders on it) while the test does something else.
+        let (read, lines) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = output.next_line().await {
+                if read.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let origin = format!("http://127.0.0.1:{port}");
         Receiver {
-            url: format!("http://127.0.0.1:{port}/hooks"),
+            url: format!("{origin}/hooks"),
+            origin,
             stdin,
             lines,
             deliveries: Vec::new(),
@@ -88,11 +114,17 @@ impl Receiver {
 
     /// The settings that forward to this receiver, with short retry delays.
     pub fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = self.forwarding_to("/hooks");
+        env.extend(SHORT_RETRIES.map(|(name, value)| (name, value.to_owned())));
+        env
+    }
+
+    /// The settings that forward to this receiver at `path`, with the default retry
+    /// schedule (5 s doubling to an hour).
+    pub fn forwarding_to(&self, path: &str) -> Vec<(&'static str, String)> {
         vec![
-            ("STATUSHOOK_FORWARD_URL", self.url.clone()),
+            ("STATUSHOOK_FORWARD_URL", format!("{}{path}", self.origin)),
             ("STATUSHOOK_FORWARD_SECRET", SECRET.into()),
-            ("STATUSHOOK_FORWARD_RETRY_MIN", "100ms".into()),
-            ("STATUSHOOK_FORWARD_RETRY_MAX", "1s".into()),
         ]
     }
 
@@ -123,7 +155,7 @@ impl Receiver {
     }
 
     async fn next_line(&mut self, deadline: Instant, what: &str) -> Value {
-        let line = tokio::time::timeout_at(deadline, self.lines.next_line())
+        let line = tokio::time::timeout_at(deadline, self.lines.recv())
             .await
             .unwrap_or_else(|_| {
                 let summary = self.summary();
@@ -136,7 +168,6 @@ impl Receiver {
                     self.rejected.first()
                 )
             })
-            .expect("readable output")
             .expect("the receiver is running");
         serde_json::from_str(&line).expect("a JSON line")
     }
@@ -149,6 +180,8 @@ impl Receiver {
                 id: id.parse().expect("webhook-id is the seq"),
                 answer: line["answer"].as_u64().expect("an answer") as u16,
                 body: line["body"].clone(),
+                path: line["path"].as_str().expect("a path").to_owned(),
+                arrived: line["arrived"].as_f64().expect("an arrival time"),
             });
         }
     }
@@ -168,6 +201,26 @@ pub fn acknowledged(deliveries: &[Delivery]) -> HashSet<u64> {
         .filter(|d| d.answer == 200)
         .map(|d| d.id)
         .collect()
+}
+
+/// The first acknowledgement of each `webhook-id`, in the order the receiver reported them:
+/// what a receiver that de-duplicates on `webhook-id` keeps. A repeated id must carry the
+/// same body.
+pub fn first_acknowledgements(deliveries: &[Delivery]) -> Vec<Delivery> {
+    let mut by_id: HashMap<u64, &Value> = HashMap::new();
+    let mut first = Vec::new();
+    for delivery in deliveries.iter().filter(|d| d.answer == 200) {
+        match by_id.get(&delivery.id) {
+            Some(body) => assert_eq!(*body, &delivery.body, "id {} repeated", delivery.id),
+            None => {
+                by_id.insert(delivery.id, &delivery.body);
+                first.push(delivery.clone());
+            }
+        }
+    }
+    let distinct: HashSet<(&str, &str)> = first.iter().map(|d| (d.sid(), d.status())).collect();
+    assert_eq!(distinct.len(), first.len(), "one id per transition");
+    first
 }
 
 /// Per message, no transition reached the receiver before every earlier transition of that
@@ -197,7 +250,7 @@ pub fn assert_in_order_per_message(deliveries: &[Delivery]) {
     }
 }
 
-/// The API of a running service, a test app or the binary.
+/// The API of a running service, a test app or a binary.
 pub struct Service {
     pub client: reqwest::Client,
     pub address: String,
@@ -205,9 +258,14 @@ pub struct Service {
 
 impl Service {
     pub fn of(app: &TestApp) -> Service {
+        Service::at(&app.address)
+    }
+
+    /// The service at `address` (`http://127.0.0.1:PORT`).
+    pub fn at(address: &str) -> Service {
         Service {
-            client: app.client.clone(),
-            address: app.address.clone(),
+            client: reqwest::Client::new(),
+            address: address.to_owned(),
         }
     }
 
@@ -236,13 +294,21 @@ impl Service {
 
     /// Every event of the change feed, by seq.
     pub async fn feed(&self) -> HashMap<u64, Value> {
-        let page = self.json("/v1/events?after=0&limit=1000").await;
-        page["events"]
-            .as_array()
-            .expect("events")
-            .iter()
-            .map(|event| (event["seq"].as_u64().expect("seq"), event.clone()))
-            .collect()
+        let mut events = HashMap::new();
+        let mut after = 0;
+        loop {
+            let page = self
+                .json(&format!("/v1/events?after={after}&limit=1000"))
+                .await;
+            let page = page["events"].as_array().expect("events");
+            for event in page {
+                after = event["seq"].as_u64().expect("seq");
+                events.insert(after, event.clone());
+            }
+            if page.len() < 1000 {
+                return events;
+            }
+        }
     }
 
     /// Polls `GET /v1/forwarding` until `done` holds for it.
