@@ -19,6 +19,10 @@ use crate::receiver::{
     PATIENCE, SHORT_RETRIES,
 };
 
+/// The advisory lock key of the forwarding lease (`FORWARD_LOCK` in
+/// src/store/postgres/leader.rs).
+const FORWARD_LOCK: i64 = 7_342_003;
+
 /// One `statushook serve` of the test, forwarding to `/hooks/{name}`.
 struct Replica {
     name: String,
@@ -263,4 +267,81 @@ async fn when_the_forwarding_replica_is_killed_another_takes_over_and_every_tran
         (0.0..10.0).contains(&takeover),
         "the heir forwarded {takeover:.2} s after the kill"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_forwarding_replica_whose_lease_session_is_cut_stops_before_another_forwards() {
+    let mut receiver = Receiver::start().await;
+    let database = fresh_database().await;
+    let replicas = start_replicas(&database, &receiver, 2).await;
+    let all: Vec<&Replica> = replicas.iter().collect();
+    let leader_path = replicas[the_one_leader(&all).await].path();
+
+    let senders = Senders::start(&replicas);
+    receiver
+        .wait_until("the leader forwarding", |d| {
+            d.iter().filter(|d| d.path == leader_path).count() >= 100
+        })
+        .await;
+    // The database ends the session holding the lease (as a database failover, a network
+    // cut or an administrator would): the lease is free for the other replica at once,
+    // while the process that held it lives on.
+    let cut = lease_holder(&database).await.expect("the lease is held");
+    terminate(&database, cut).await;
+    let deadline = Instant::now() + PATIENCE;
+    while lease_holder(&database).await.is_none_or(|pid| pid == cut) {
+        assert!(Instant::now() < deadline, "nobody takes the lease again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let at_the_cut = senders.acknowledged();
+    receiver
+        .wait_until("forwarding after the cut", |d| {
+            senders.acknowledged() >= at_the_cut + 300 && d.len() >= 400
+        })
+        .await;
+    senders.stop().await;
+    let leader = &replicas[the_one_leader(&all).await];
+
+    assert_every_transition_forwarded_once_in_order(&mut receiver, &leader.service).await;
+    // Whether the same replica took the lease again or the other one took over, the two
+    // never forwarded side by side.
+    let turns = forwarders_in_turn(&receiver.deliveries);
+    assert!(
+        turns.len() <= 2 && turns.last() == Some(&leader.path()),
+        "who forwarded when: {turns:?}"
+    );
+}
+
+/// The backend pid of the session holding the forwarding lease on `database`.
+async fn lease_holder(database: &str) -> Option<i32> {
+    let rows = query(
+        database,
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         AND classid = ($1::bigint >> 32)::oid AND objid = ($1::bigint & 4294967295)::oid \
+         AND objsubid = 1",
+        &[&FORWARD_LOCK],
+    )
+    .await;
+    rows.first().map(|row| row.get(0))
+}
+
+async fn terminate(database: &str, pid: i32) {
+    let rows = query(database, "SELECT pg_terminate_backend($1)", &[&pid]).await;
+    assert_eq!(rows.first().map(|row| row.get::<_, bool>(0)), Some(true));
+}
+
+async fn query(
+    database: &str,
+    sql: &str,
+    parameters: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Vec<tokio_postgres::Row> {
+    let (client, connection) = tokio_postgres::connect(database, tokio_postgres::NoTls)
+        .await
+        .expect("the test database answers");
+    let driver = tokio::spawn(connection);
+    let rows = client.query(sql, parameters).await.expect("a query");
+    drop(client);
+    let _ = driver.await;
+    rows
 }
