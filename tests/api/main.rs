@@ -3,6 +3,7 @@ mod data_lifecycle;
 mod feed;
 mod forwarding;
 mod forwarding_failover;
+mod forwarding_outage;
 mod health;
 mod helpers;
 mod idempotency;
