@@ -232,16 +232,17 @@ async fn a_receiver_answering_after_9_s_never_slows_callbacks_on_both_stores() {
     }
 
     for (forwarder, mut latencies) in forwarders.iter().zip(latencies) {
-        // Alone, a callback takes 5 to 25 ms (p50), 30 to 70 ms (p99), under 100 ms at
-        // most here; amid the whole suite, up to 500 ms (p99) on PostgreSQL. The bounds
-        // leave room for a busier machine, and are far below the receiver's 9 s, which a
-        // callback waiting on forwarding in any way would take.
+        // A callback takes 5 to 25 ms (median) here alone, and up to 110 ms with the
+        // machine's cores or disk busy elsewhere; its tail depends on that too. One that
+        // waited on forwarding in any way would take up to the receiver's 9 s.
         latencies.sort();
-        let quantile = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
-        let (p99, max) = (quantile(0.99), quantile(1.0));
+        let (median, max) = (
+            latencies[latencies.len() / 2],
+            latencies[latencies.len() - 1],
+        );
         assert!(
-            p99 < Duration::from_secs(1) && max < Duration::from_secs(4),
-            "{}: callbacks took {p99:?} (p99), {max:?} at most",
+            median < Duration::from_millis(250) && max < Duration::from_millis(4500),
+            "{}: callbacks took {median:?} (median), {max:?} at most",
             forwarder.store
         );
         // And forwarding is stuck on the receiver meanwhile.
