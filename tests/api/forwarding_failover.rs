@@ -23,6 +23,9 @@ use crate::receiver::{
 /// src/store/postgres/leader.rs).
 const FORWARD_LOCK: i64 = 7_342_003;
 
+/// How often one sender posts a callback at most.
+const PACE: Duration = Duration::from_millis(20);
+
 /// One `statushook serve` of the test, forwarding to `/hooks/{name}`.
 struct Replica {
     name: String,
@@ -87,9 +90,10 @@ async fn the_one_leader(replicas: &[&Replica]) -> usize {
     }
 }
 
-/// Callbacks posted by several senders to whichever replicas are in `targets`, message
-/// after message (`queued`, `sent`, `delivered`), each transition of a message to another
-/// replica; a callback a replica did not acknowledge (it was killed) goes to the next one.
+/// Callbacks posted by four senders to whichever replicas are in `targets`, message after
+/// message (`queued`, `sent`, `delivered`), each transition of a message to another replica;
+/// a callback a replica did not acknowledge (it was killed) goes to the next one. Each
+/// sender posts at most every [`PACE`], which leaves the machine to the tests beside.
 struct Senders {
     targets: Arc<Mutex<Vec<String>>>,
     acknowledged: Arc<AtomicUsize>,
@@ -110,9 +114,11 @@ impl Senders {
                 tokio::spawn(async move {
                     let client = reqwest::Client::new();
                     let mut turn = sender;
+                    let mut pace = tokio::time::interval(PACE);
                     while !stop.load(Ordering::Relaxed) {
                         let sid = new_sid();
                         for status in ["queued", "sent", "delivered"] {
+                            pace.tick().await;
                             let deadline = Instant::now() + PATIENCE;
                             loop {
                                 assert!(
