@@ -307,6 +307,41 @@ mod tests {
     }
 
     #[test]
+    fn after_a_minute_down_while_transitions_arrive_the_default_schedule_retries_within_5_s_of_the_end(
+    ) {
+        // A new message every 2 s while every attempt fails, with the shortest, middle and
+        // longest jitter: the newest messages' first retries fall within 5 s of the end of
+        // the minute, and the first success there makes everything due (the worker's
+        // `all_due`), while the oldest message's next retry comes much later.
+        let retry = Retry::default();
+        for unit in [0.0, 0.5, 1.0] {
+            let mut window = Window::default();
+            let mut now = at(0);
+            let mut arrived = 0;
+            loop {
+                while arrived < 30 && at(2 * arrived) <= now {
+                    window.insert(arrived, pending(&format!("M{arrived}")));
+                    arrived += 1;
+                }
+                let (started, next_due) = window.start_due(now, MAX_PENDING);
+                for seq in started {
+                    window.failed(seq, "down".into(), now, &retry, unit);
+                }
+                let next_arrival = (arrived < 30).then(|| at(2 * arrived));
+                match [next_due, next_arrival].into_iter().flatten().min() {
+                    Some(next) if next < at(60) => now = next,
+                    _ => break,
+                }
+            }
+            let retries = window.iter().map(|(_, pending)| pending.next_try);
+            let first = retries.min().expect("retries are scheduled");
+            assert!((at(60)..=at(65)).contains(&first), "{unit}: {first:?}");
+            let oldest = window.get(0).expect("still waiting").next_try;
+            assert!(oldest > at(70), "{unit}: {oldest:?}");
+        }
+    }
+
+    #[test]
     fn a_recovered_receiver_makes_every_waiting_transition_due() {
         let retry = Retry::default();
         let mut window = Window::default();

@@ -2,11 +2,9 @@
 //! official `standardwebhooks` package verifies it, in order per message, retried until a
 //! `2xx`, and nothing is lost across `kill -9` of the service.
 //!
-//! The receiver is `tests/forwarding/receiver.py`, run with the `standardwebhooks` package
-//! that scripts/test installs into `target/standardwebhooks`.
+//! The receiver is `tests/forwarding/receiver.py` (see `receiver.rs`).
 
 use std::collections::{HashMap, HashSet};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,342 +12,15 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use serde_json::Value;
 use statushook::domain::Timestamp;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::Notify;
-use tokio::time::Instant;
 
 use crate::helpers::{
     callback, new_sid, post_to_binary, spawn_app, spawn_app_with, start_binary_with_env, Settings,
     TestApp, API_TOKEN, AUTH_TOKEN, PUBLIC_URL,
 };
-
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-const RECEIVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/forwarding/receiver.py");
-const PYTHONPATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/standardwebhooks");
-/// How long a test waits for what it expects before it fails.
-const PATIENCE: Duration = Duration::from_secs(60);
-
-/// One request the receiver verified, and how it answered.
-#[derive(Debug, Clone)]
-struct Delivery {
-    id: u64,
-    answer: u16,
-    body: Value,
-}
-
-impl Delivery {
-    fn sid(&self) -> &str {
-        self.body["data"]["sid"].as_str().unwrap_or_default()
-    }
-
-    fn status(&self) -> &str {
-        self.body["data"]["event"]["status"]
-            .as_str()
-            .unwrap_or_default()
-    }
-}
-
-/// The Python receiver, driven through its standard input and read through its output.
-struct Receiver {
-    url: String,
-    stdin: ChildStdin,
-    lines: Lines<BufReader<ChildStdout>>,
-    deliveries: Vec<Delivery>,
-    rejected: Vec<String>,
-    _child: Child,
-}
-
-impl Receiver {
-    async fn start() -> Receiver {
-        assert!(
-            std::path::Path::new(PYTHONPATH)
-                .join("standardwebhooks")
-                .exists(),
-            "the standardwebhooks package is not installed: run scripts/test, which installs it \
-             with pip into target/standardwebhooks"
-        );
-        let mut child = Command::new("python3")
-            .args([RECEIVER, SECRET])
-            .env("PYTHONPATH", PYTHONPATH)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("python3 runs the receiver");
-        let stdin = child.stdin.take().expect("piped stdin");
-        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-        let first = lines
-            .next_line()
-            .await
-            .expect("readable output")
-            .expect("the receiver reports its port");
-        let port = serde_json::from_str::<Value>(&first).expect("JSON")["port"]
-            .as_u64()
-            .expect("a port");
-        Receiver {
-            url: format!("http://127.0.0.1:{port}/hooks"),
-            stdin,
-            lines,
-            deliveries: Vec::new(),
-            rejected: Vec::new(),
-            _child: child,
-        }
-    }
-
-    /// The settings that forward to this receiver, with short retry delays.
-    fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("STATUSHOOK_FORWARD_URL", self.url.clone()),
-            ("STATUSHOOK_FORWARD_SECRET", SECRET.into()),
-            ("STATUSHOOK_FORWARD_RETRY_MIN", "100ms".into()),
-            ("STATUSHOOK_FORWARD_RETRY_MAX", "1s".into()),
-        ]
-    }
-
-    /// Sends a command and returns once the receiver has it in force.
-    async fn command(&mut self, command: &str) {
-        self.stdin
-            .write_all(format!("{command}\n").as_bytes())
-            .await
-            .expect("the receiver reads commands");
-        self.stdin.flush().await.expect("flushed");
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let line = self.next_line(deadline, command).await;
-            if line["ok"] == command {
-                return;
-            }
-            self.record(line);
-        }
-    }
-
-    /// Reads what the receiver reports until `done` holds for the deliveries so far.
-    async fn wait_until(&mut self, what: &str, done: impl Fn(&[Delivery]) -> bool) {
-        let deadline = Instant::now() + PATIENCE;
-        while !done(&self.deliveries) {
-            let line = self.next_line(deadline, what).await;
-            self.record(line);
-        }
-    }
-
-    async fn next_line(&mut self, deadline: Instant, what: &str) -> Value {
-        let line = tokio::time::timeout_at(deadline, self.lines.next_line())
-            .await
-            .unwrap_or_else(|_| {
-                let summary = self.summary();
-                let last = &summary[summary.len().saturating_sub(10)..];
-                panic!(
-                    "timed out waiting for {what}; received {} deliveries, the last: {last:?}; \
-                     rejected {}: {:?}",
-                    summary.len(),
-                    self.rejected.len(),
-                    self.rejected.first()
-                )
-            })
-            .expect("readable output")
-            .expect("the receiver is running");
-        serde_json::from_str(&line).expect("a JSON line")
-    }
-
-    fn record(&mut self, line: Value) {
-        if let Some(why) = line["rejected"].as_str() {
-            self.rejected.push(why.to_owned());
-        } else if let Some(id) = line["id"].as_str() {
-            self.deliveries.push(Delivery {
-                id: id.parse().expect("webhook-id is the seq"),
-                answer: line["answer"].as_u64().expect("an answer") as u16,
-                body: line["body"].clone(),
-            });
-        }
-    }
-
-    fn summary(&self) -> Vec<(u64, u16, String, String)> {
-        self.deliveries
-            .iter()
-            .map(|d| (d.id, d.answer, d.sid().to_owned(), d.status().to_owned()))
-            .collect()
-    }
-}
-
-/// The ids answered `200`.
-fn acknowledged(deliveries: &[Delivery]) -> HashSet<u64> {
-    deliveries
-        .iter()
-        .filter(|d| d.answer == 200)
-        .map(|d| d.id)
-        .collect()
-}
-
-/// Per message, no transition reached the receiver before every earlier transition of that
-/// message (lower seq) had been acknowledged.
-fn assert_in_order_per_message(deliveries: &[Delivery]) {
-    let mut seqs: HashMap<&str, HashSet<u64>> = HashMap::new();
-    for delivery in deliveries {
-        seqs.entry(delivery.sid()).or_default().insert(delivery.id);
-    }
-    let mut acked = HashSet::new();
-    for delivery in deliveries {
-        let earlier_unacked: Vec<u64> = seqs[delivery.sid()]
-            .iter()
-            .copied()
-            .filter(|seq| *seq < delivery.id && !acked.contains(seq))
-            .collect();
-        assert!(
-            earlier_unacked.is_empty(),
-            "{} ({} {}) was sent before {earlier_unacked:?} of the same message was acknowledged",
-            delivery.id,
-            delivery.sid(),
-            delivery.status()
-        );
-        if delivery.answer == 200 {
-            acked.insert(delivery.id);
-        }
-    }
-}
-
-/// The API of a running service, a test app or the binary.
-struct Service {
-    client: reqwest::Client,
-    address: String,
-}
-
-impl Service {
-    fn of(app: &TestApp) -> Service {
-        Service {
-            client: app.client.clone(),
-            address: app.address.clone(),
-        }
-    }
-
-    async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(format!("{}{path}", self.address))
-            .bearer_auth(API_TOKEN)
-            .send()
-            .await
-            .expect("answered")
-    }
-
-    async fn json(&self, path: &str) -> Value {
-        let response = self.get(path).await;
-        assert_eq!(response.status(), 200, "{path}");
-        response.json().await.expect("JSON")
-    }
-
-    async fn metrics(&self) -> String {
-        self.get("/metrics")
-            .await
-            .text()
-            .await
-            .expect("metrics text")
-    }
-
-    /// Every event of the change feed, by seq.
-    async fn feed(&self) -> HashMap<u64, Value> {
-        let page = self.json("/v1/events?after=0&limit=1000").await;
-        page["events"]
-            .as_array()
-            .expect("events")
-            .iter()
-            .map(|event| (event["seq"].as_u64().expect("seq"), event.clone()))
-            .collect()
-    }
-
-    /// Polls `GET /v1/forwarding` until `done` holds for it.
-    async fn forwarding_when(&self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let status = self.json("/v1/forwarding").await;
-            if done(&status) {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "{what}: {status}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-/// A metric's value as `/metrics` shows it.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("{name} is not in /metrics"))
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_receiver_that_was_down_gets_every_transition_verified_once_and_in_order_per_message() {
-    let mut receiver = Receiver::start().await;
-    receiver.command("down").await;
-    let app = spawn_app_with(Settings {
-        env: receiver.env(),
-        ..Settings::default()
-    })
-    .await;
-    let service = Service::of(&app);
-
-    // Callbacks keep arriving for a few seconds while the receiver is down.
-    let sids: Vec<String> = (0..30).map(|_| new_sid()).collect();
-    for status in ["queued", "sent", "delivered"] {
-        let forms: Vec<_> = sids.iter().map(|sid| callback(sid, status)).collect();
-        for response in join_all(forms.iter().map(|form| app.post_callback(form))).await {
-            assert_eq!(response.status(), 200);
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    let feed = service.feed().await;
-    assert_eq!(feed.len(), 90);
-
-    // The queue shows what waits and why.
-    let status = service
-        .forwarding_when("all 90 waiting", |s| s["depth"] == 90)
-        .await;
-    assert!(status["last_error"]["error"].is_string(), "{status}");
-    assert!(status["oldest_pending"]["age_seconds"].as_f64() > Some(1.0));
-    let metrics = service.metrics().await;
-    assert_eq!(metric(&metrics, "statushook_forward_outbox_depth"), 90.0);
-    assert!(metric(&metrics, "statushook_forward_oldest_pending_seconds") > 1.0);
-    assert!(
-        metric(
-            &metrics,
-            "statushook_forward_deliveries_total{outcome=\"unreachable\"}"
-        ) > 0.0
-    );
-
-    receiver.command("up").await;
-    let expected: HashSet<u64> = feed.keys().copied().collect();
-    receiver
-        .wait_until("every transition acknowledged", |d| {
-            acknowledged(d) == expected
-        })
-        .await;
-
-    assert!(receiver.rejected.is_empty(), "{:?}", receiver.rejected);
-    for delivery in &receiver.deliveries {
-        assert_eq!(
-            delivery.body, feed[&delivery.id],
-            "the body is the feed's event"
-        );
-    }
-    let oks = receiver.deliveries.iter().filter(|d| d.answer == 200);
-    assert_eq!(oks.count(), 90, "each transition acknowledged exactly once");
-    assert_in_order_per_message(&receiver.deliveries);
-
-    service
-        .forwarding_when("the queue drained", |s| {
-            s["depth"] == 0 && s["oldest_pending"].is_null()
-        })
-        .await;
-    let metrics = service.metrics().await;
-    assert_eq!(
-        metric(
-            &metrics,
-            "statushook_forward_deliveries_total{outcome=\"delivered\"}"
-        ),
-        90.0
-    );
-    assert_eq!(metric(&metrics, "statushook_forward_outbox_depth"), 0.0);
-}
+use crate::receiver::{
+    acknowledged, assert_in_order_per_message, first_acknowledgements, metric, Receiver, Service,
+};
 
 #[tokio::test]
 async fn a_receiver_answering_500_gets_the_transition_again_until_it_answers_200() {
@@ -706,20 +377,7 @@ async fn no_transition_is_lost_when_the_service_is_killed_with_sigkill_mid_forwa
 
     // Repeats after the crash carry the same id and body, so de-duplicating by webhook-id
     // leaves each transition once; and per message the first acknowledgements are in order.
-    let mut by_id: HashMap<u64, &Value> = HashMap::new();
-    let mut first_acks = Vec::new();
-    for delivery in receiver.deliveries.iter().filter(|d| d.answer == 200) {
-        match by_id.get(&delivery.id) {
-            Some(body) => assert_eq!(*body, &delivery.body, "id {} repeated", delivery.id),
-            None => {
-                by_id.insert(delivery.id, &delivery.body);
-                first_acks.push(delivery.clone());
-            }
-        }
-    }
-    let distinct: HashSet<(&str, &str)> =
-        first_acks.iter().map(|d| (d.sid(), d.status())).collect();
-    assert_eq!(distinct.len(), first_acks.len(), "one id per transition");
+    let first_acks = first_acknowledgements(&receiver.deliveries);
     assert_in_order_per_message(&first_acks);
 }
 
@@ -759,10 +417,7 @@ async fn a_clean_restart_sends_nothing_twice() {
     receiver
         .wait_until("one more transition", |d| acknowledged(d).len() == 41)
         .await;
-    let service = Service {
-        client,
-        address: address.clone(),
-    };
+    let service = Service::at(&address);
     service
         .forwarding_when("the queue drained", |s| s["depth"] == 0)
         .await;

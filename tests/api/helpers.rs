@@ -255,11 +255,20 @@ pub async fn start_binary_with_env(
 /// Starts the real binary on the sled store in `data_dir`, whatever store the tests use:
 /// for what only the embedded store has (its folder, its files, offline export).
 pub async fn start_sled_binary(data_dir: &std::path::Path) -> (Child, String) {
-    start(
-        Command::new(env!("CARGO_BIN_EXE_statushook")).arg("serve"),
-        data_dir,
-    )
-    .await
+    start_sled_binary_with_env(data_dir, &[]).await
+}
+
+/// As [`start_sled_binary`], with more environment variables.
+pub async fn start_sled_binary_with_env(
+    data_dir: &std::path::Path,
+    env: &[(&str, String)],
+) -> (Child, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_statushook"));
+    command.arg("serve");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    start(&mut command, data_dir).await
 }
 
 /// Starts the real binary as one replica on the PostgreSQL database at `database_url`,

@@ -10,7 +10,8 @@ First line out: {"port": N}. Commands, one a line on stdin, each acknowledged wi
     fail N               answer 500 to the next N verified deliveries
     fail-status S N      answer 500 to the next N verified deliveries of event status S
     delay MS             wait MS milliseconds before each answer
-Each delivery: {"id", "timestamp", "answer", "body"} once verified, or {"rejected": why}
+Each delivery: {"id", "timestamp", "answer", "body", "path", "arrived"} once verified
+("arrived": Unix time in seconds at which the request was received), or {"rejected": why}
 (answered 400) when verification fails.
 """
 
@@ -35,6 +36,7 @@ def emit(value):
 
 class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
+        arrived = time.time()
         body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
         try:
             payload = webhook.verify(body, dict(self.headers.items()))
@@ -59,6 +61,8 @@ class Handler(BaseHTTPRequestHandler):
             "timestamp": self.headers["webhook-timestamp"],
             "answer": answer,
             "body": payload,
+            "path": self.path,
+            "arrived": arrived,
         })
         self.answer(answer)
 
@@ -71,8 +75,17 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+class Server(ThreadingHTTPServer):
+    # Room for the forwarder's 256 connections at once: with the default backlog of 5,
+    # connections wait out SYN retransmissions and deliveries time out.
+    request_queue_size = 1024
+
+    def handle_error(self, request, client_address):
+        pass  # a sender killed mid-request: the test judges what was reported
+
+
 def serve(port):
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server = Server(("127.0.0.1", port), Handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server

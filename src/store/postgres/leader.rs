@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
+use tokio::sync::watch;
+use tokio::task::{AbortHandle, JoinHandle};
 use tokio_postgres::{Client, NoTls};
 
 use super::DatabaseUrl;
@@ -22,28 +23,55 @@ const HEARTBEAT: Duration = Duration::from_secs(2);
 /// The job lease of this replica, held by a dedicated session. Dropping it ends the
 /// session, which releases the lock.
 pub struct Lease {
-    client: Client,
-    driver: JoinHandle<()>,
+    /// Turns true once the session has ended or stopped answering.
+    lost: watch::Receiver<bool>,
+    /// Watches the session: ends with it, or when a heartbeat goes unanswered.
+    watchdog: JoinHandle<()>,
+    driver: AbortHandle,
 }
 
 impl Lease {
-    /// Resolves when the lease is lost: the session broke or stopped answering.
+    /// Resolves when the lease is lost: the session broke or stopped answering. Cancel-safe:
+    /// a job may wait for it afresh in every round of its loop (the forwarder does), since
+    /// the heartbeat runs in a task of its own, whose schedule no caller restarts.
     pub async fn lost(&mut self) {
-        loop {
-            tokio::time::sleep(HEARTBEAT).await;
-            if self.driver.is_finished() {
-                return;
+        // An error means the watchdog is gone, which also ends the lease.
+        let _ = self.lost.wait_for(|lost| *lost).await;
+    }
+
+    fn watch(client: Client, mut driver: JoinHandle<()>) -> Lease {
+        let (tell, lost) = watch::channel(false);
+        let abort = driver.abort_handle();
+        let watchdog = tokio::spawn(async move {
+            let heartbeat = async {
+                loop {
+                    tokio::time::sleep(HEARTBEAT).await;
+                    let alive =
+                        tokio::time::timeout(HEARTBEAT * 2, client.simple_query("SELECT 1"));
+                    if !matches!(alive.await, Ok(Ok(_))) {
+                        return;
+                    }
+                }
+            };
+            // A session the server ended (and its lock with it) is noticed at once; one that
+            // stops answering, within three heartbeats.
+            tokio::select! {
+                _ = &mut driver => {}
+                _ = heartbeat => {}
             }
-            let alive = tokio::time::timeout(HEARTBEAT * 2, self.client.simple_query("SELECT 1"));
-            if !matches!(alive.await, Ok(Ok(_))) {
-                return;
-            }
+            let _ = tell.send(true);
+        });
+        Lease {
+            lost,
+            watchdog,
+            driver: abort,
         }
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        self.watchdog.abort();
         self.driver.abort();
     }
 }
@@ -67,7 +95,7 @@ pub async fn acquire(url: &DatabaseUrl, key: i64) -> Lease {
             {
                 Ok(true) => {
                     if let Some((client, driver)) = session.take() {
-                        return Lease { client, driver };
+                        return Lease::watch(client, driver);
                     }
                 }
                 Ok(false) => {}
