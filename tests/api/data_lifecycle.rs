@@ -300,16 +300,25 @@ async fn messages_past_the_retention_age_are_deleted_with_every_trace_and_counte
         1,
         "{feed}"
     );
-    let metrics = client
-        .get(format!("{address}/metrics"))
-        .send()
-        .await
-        .expect("answered")
-        .text()
-        .await
-        .expect("text");
+    // The job counts a batch once the store has answered it, a moment after the deletion
+    // is visible: the count is awaited, and must then be exactly three.
     let retention = "statushook_deleted_messages_total{reason=\"retention\"}";
-    assert_eq!(metric(&metrics, retention), 3);
+    let counted = || async {
+        let metrics = client
+            .get(format!("{address}/metrics"))
+            .send()
+            .await
+            .expect("answered")
+            .text()
+            .await
+            .expect("text");
+        metric(&metrics, retention)
+    };
+    eventually("the deletions to be counted", || async {
+        counted().await >= 3
+    })
+    .await;
+    assert_eq!(counted().await, 3);
     stop(child).await;
     let report = check(data.path()).await;
     assert!(report.contains(" 1 messages, 1 events"), "{report}");
