@@ -514,6 +514,11 @@ mod tests {
         assert_eq!(message.attempt, None);
         let absent = CreateMessage::from_json(br#"{"to": "+1"}"#).expect("a valid body");
         assert_eq!(absent.validity_period, None);
+        // Parsed exactly: a fast float parser reads this one a unit in the last place off
+        // (2189522458348199.25), which is no integer.
+        let large = br#"{"to": "+1", "attempt": 2189522458348199.0}"#;
+        let message = CreateMessage::from_json(large).expect("a valid body");
+        assert_eq!(message.attempt, Some(2_189_522_458_348_199));
     }
 
     #[test]
