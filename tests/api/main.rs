@@ -24,4 +24,5 @@ mod signature_edges;
 mod simulate;
 mod status_callback;
 mod store_model;
+mod store_outage;
 mod ui;
