@@ -426,7 +426,12 @@ async fn a_callback_for_a_message_erased_while_it_waits_for_its_lock_starts_it_a
     };
     eventually("the writer to wait for the row lock", || async {
         let waiting = eraser
-            .query_one("SELECT count(*) FROM pg_locks WHERE NOT granted", &[])
+            // In this database only: other tests share the cluster.
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
             .await
             .expect("pg_locks");
         waiting.get::<_, i64>(0) > 0
@@ -472,8 +477,11 @@ async fn retention_runs_on_the_replica_holding_the_job_lease_and_another_takes_o
     eventually("the first replica to take the job lease", || async {
         let held = monitor
             .query_one(
+                // pg_locks shows the whole cluster: other tests' databases hold this
+                // lock too.
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
-                 AND classid = 0 AND objid = 7342002",
+                 AND classid = 0 AND objid = 7342002 \
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                 &[],
             )
             .await
