@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -17,26 +16,13 @@ use statushook::secret::Secret;
 use statushook::signature::sign_sha1;
 
 use crate::helpers::{
-    callback, database_for, encode, fresh_database, get_from_binary, new_sid, post_to_binary,
-    spawn_app, spawn_app_with, start_binary, start_replica, start_sled_binary, testing_postgres,
-    with, Settings, ACCOUNT_SID, API_TOKEN, AUTH_TOKEN, FORM, PUBLIC_URL,
+    callback, database_for, encode, eventually, fresh_database, get_from_binary, new_sid,
+    post_to_binary, spawn_app, spawn_app_with, start_binary, start_replica, start_sled_binary,
+    testing_postgres, with, Settings, ACCOUNT_SID, API_TOKEN, AUTH_TOKEN, FORM, PUBLIC_URL,
 };
 
 /// A subaccount of `ACCOUNT_SID`.
 const SUBACCOUNT: &str = "ACfedcba9876543210fedcba9876543210";
-
-/// Waits, up to a deadline, for a background effect to become visible.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// Starts the binary with `env`, keeping every log line it writes. Under
 /// `STATUSHOOK_TEST_STORE=postgres` it stores in the database of `data_dir`.

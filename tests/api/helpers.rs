@@ -413,3 +413,19 @@ async fn start(command: &mut Command, data_dir: &std::path::Path) -> (Child, Str
     }
     panic!("the binary exited before listening");
 }
+
+/// Waits, up to 30 seconds, for a background effect to become visible.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

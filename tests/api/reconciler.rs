@@ -7,7 +7,8 @@ use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::{
-    callback, event_statuses, new_sid, spawn_app_with, with, Settings, TestApp, ACCOUNT_SID,
+    callback, event_statuses, eventually, new_sid, spawn_app_with, with, Settings, TestApp,
+    ACCOUNT_SID,
 };
 
 fn fetch_path(sid: &str) -> String {
@@ -32,19 +33,6 @@ async fn reconciling_app(twilio: &MockServer, rate: &str) -> TestApp {
         ..Settings::default()
     })
     .await
-}
-
-/// Waits, up to a deadline, for a background effect to become visible.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]

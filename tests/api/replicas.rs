@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde_json::{json, Value};
@@ -18,8 +18,8 @@ use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::{
-    callback, fresh_database, get_from_binary, new_sid, post_to_binary, start_replica, ACCOUNT_SID,
-    API_TOKEN,
+    callback, eventually, fresh_database, get_from_binary, new_sid, post_to_binary, start_replica,
+    ACCOUNT_SID, API_TOKEN,
 };
 
 /// Starts `count` replicas on one fresh database; answers the database and the replicas.
@@ -629,17 +629,4 @@ async fn the_reconciler_runs_on_one_replica_and_another_takes_over_when_it_dies(
     assert!(fetched_by(&requests, "b")
         .iter()
         .any(|path| path.contains(&orphan)));
-}
-
-/// Waits, up to a deadline, for a background effect to become visible.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
