@@ -19,7 +19,7 @@
 //! copies the live data into a fresh store and replaces the old one, after which no file of
 //! the store holds a deleted value.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use tokio::sync::oneshot;
@@ -33,6 +33,17 @@ use crate::store::{Counts, ImportError, Imported, StoreError, StoredMessage, DEL
 
 /// The meta key set once every stored message has its account index entry.
 const ACCOUNTS_INDEXED: &[u8] = b"accounts-indexed";
+
+/// How far a retention pass has walked each status range. Everything below `from[code]`
+/// in the range of `code` is history, deleted, or was found updated since `before` (and
+/// then has a newer live entry): a new live entry below `before` cannot appear while the
+/// pass runs, as the writer's times only grow, except by an import, which the next pass
+/// (a new `before`) finds.
+#[derive(Default)]
+pub(super) struct ExpiryScan {
+    before: Option<Timestamp>,
+    from: HashMap<u8, Vec<u8>>,
+}
 
 impl SledStore {
     /// Deletes `sids` in writer commands of [`DELETE_BATCH`]; answers how many were deleted.
@@ -112,12 +123,31 @@ impl SledStore {
 
     /// Up to `limit` messages whose live status-index entry is older than `before`,
     /// oldest first: the head of each status range, merged.
+    ///
+    /// A retention pass asks again and again with the same `before`, so each range is
+    /// walked on from where the last call left it ([`ExpiryScan`]) instead of from its
+    /// start, where the pass's history entries and deleted keys would be walked again
+    /// every time: a pass reads each entry once.
     fn oldest(&self, before: Timestamp, limit: usize) -> Result<Vec<MessageSid>, StoreError> {
-        let mut found: BTreeMap<(Timestamp, String), ()> = BTreeMap::new();
+        let mut scan = self
+            .expiry
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if scan.before != Some(before) {
+            *scan = ExpiryScan {
+                before: Some(before),
+                from: HashMap::new(),
+            };
+        }
+        // (updated_at, sid, status code, key) of the live entries found.
+        let mut found = Vec::new();
+        let mut ends = HashMap::new();
         let codes = KnownStatus::ALL.iter().map(|s| s.code()).chain([NO_STATUS]);
         for code in codes {
             let prefix = index::prefix(BY_STATUS, &[code]);
             let (low, high) = super::query::bounds(&prefix, None, Some(before), None);
+            let low = scan.from.get(&code).cloned().unwrap_or(low);
+            let mut end = high.clone();
             let mut taken = 0;
             for entry in self.trees.data.range(low..high) {
                 let (key, value) = entry.map_err(unavailable)?;
@@ -125,19 +155,29 @@ impl SledStore {
                 if !value.is_empty() {
                     continue;
                 }
-                if let Some((updated_at, sid)) = index::tail(&key) {
-                    found.insert((updated_at, sid.to_owned()), ());
-                    taken += 1;
-                }
-                if taken >= limit {
+                if taken == limit {
+                    end = key.to_vec();
                     break;
                 }
+                if let Some((updated_at, sid)) = index::tail(&key) {
+                    found.push((updated_at, sid.to_owned(), code, key.to_vec()));
+                    taken += 1;
+                }
             }
+            ends.insert(code, end);
+        }
+        found.sort_unstable();
+        let left = found.split_off(found.len().min(limit));
+        // Each range goes on at its first entry not taken now: the oldest one left over,
+        // or where its walk stopped.
+        for (code, end) in ends {
+            let next = left.iter().find(|entry| entry.2 == code);
+            scan.from
+                .insert(code, next.map_or(end, |entry| entry.3.clone()));
         }
         Ok(found
-            .into_keys()
-            .take(limit)
-            .filter_map(|(_, sid)| MessageSid::parse(&sid).ok())
+            .into_iter()
+            .filter_map(|(_, sid, _, _)| MessageSid::parse(&sid).ok())
             .collect())
     }
 
@@ -490,6 +530,48 @@ mod tests {
         assert!(store.message(&sid(B)).expect("read").is_some());
         let report = store.check().expect("consistent");
         assert_eq!(report.messages, 2);
+        store.close().await.expect("closes");
+    }
+
+    #[tokio::test]
+    async fn a_retention_pass_walks_on_where_it_left_off_and_misses_nothing() {
+        let dir = tempfile::tempdir().expect("a folder");
+        let store = SledStore::open(dir.path(), Box::new(|_| {})).expect("opens");
+        // Messages ending in four statuses, their ranges interleaved in time and full of
+        // history entries (every message was queued first).
+        let ends = ["sent", "delivered", "undelivered", "queued"];
+        let sids: Vec<String> = (0..120).map(|i| format!("SM{i:032x}")).collect();
+        for (i, sid) in sids.iter().enumerate() {
+            stored(&store, sid, "queued").await;
+            if ends[i % 4] != "queued" {
+                stored(&store, sid, ends[i % 4]).await;
+            }
+        }
+        let horizon = Timestamp(store.watermark() + 1);
+        let mut deleted = 0;
+        let mut calls = 0;
+        loop {
+            // Between two calls an old message of each kind moves on: it is kept.
+            if calls < 4 {
+                stored(&store, &sids[100 + calls], "read").await;
+            }
+            let batch = store.expire(horizon, 7).await.expect("deleted");
+            calls += 1;
+            if batch == 0 {
+                break;
+            }
+            deleted += batch;
+        }
+        assert!(
+            calls > 120 / 7,
+            "the pass took many small batches ({calls})"
+        );
+        assert_eq!(deleted, 116, "every old message but the four that moved");
+        for (i, raw) in sids.iter().enumerate() {
+            let kept = store.message(&sid(raw)).expect("read").is_some();
+            assert_eq!(kept, (100..104).contains(&i), "message {i}");
+        }
+        store.check().expect("consistent");
         store.close().await.expect("closes");
     }
 }

@@ -39,6 +39,8 @@ pub struct SledStore {
     commands: mpsc::Sender<Command>,
     shared: Arc<Shared>,
     writer: Arc<Mutex<Option<JoinHandle<()>>>>,
+    /// Where the current retention pass goes on in each status range.
+    expiry: Arc<Mutex<lifecycle::ExpiryScan>>,
 }
 
 #[derive(Clone)]
@@ -83,6 +85,7 @@ impl SledStore {
             commands,
             shared,
             writer: Arc::new(Mutex::new(Some(writer))),
+            expiry: Arc::default(),
         };
         store.index_accounts();
         Ok(store)
