@@ -3,6 +3,7 @@
 # stack (a bare actix-web handler answering 200), measured in one run on this machine.
 #
 #   bench/callbacks.sh            # DURATION=10s CONNS=64 COUNT=400000 RATE=2000 RUNS=3 by default
+#   BIN=path/to/other/statushook bench/callbacks.sh    # the same runs with another build
 #
 # Three runs of wrk with the same pre-signed requests:
 #   1. ceiling     examples/ceiling: actix-web answering 200, nothing else
@@ -16,6 +17,7 @@ CONNS=${CONNS:-64}
 COUNT=${COUNT:-400000}
 RATE=${RATE:-2000}
 RUNS=${RUNS:-3}
+BIN=${BIN:-target/release/statushook}
 OUT=bench/out
 mkdir -p "$OUT"
 
@@ -38,7 +40,7 @@ start_statushook() {
   STATUSHOOK_LISTEN=127.0.0.1:9092 STATUSHOOK_DATA_DIR="$DATA/db" \
   STATUSHOOK_PUBLIC_URL=https://hooks.example.com STATUSHOOK_API_TOKEN=bench \
   TWILIO_AUTH_TOKEN=bench-auth-token RUST_LOG=warn \
-    target/release/statushook serve & PID=$!
+    "$BIN" serve & PID=$!
   wait_for_port 9092
 }
 
