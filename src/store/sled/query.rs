@@ -31,27 +31,22 @@ const MAX_SORTED: usize = 10_000;
 impl SledStore {
     /// One page of the messages matching `query`, newest `updated_at` first.
     ///
-    /// The snapshot is registered with the writer before the page is read, so that the
-    /// history it needs stays (see `writer::Shared::listed`). If the writer began a
-    /// clean-up between the two reads of its count, that clean-up may not have seen the
-    /// registration: the snapshot is taken again. Otherwise either the clean-up began
-    /// before the first read, and the snapshot is at or past every position it removes
-    /// the history of, or it began after the second and sees the registration.
+    /// The snapshot is registered with the writer before the page is read, and the page
+    /// is read again if the writer removed history meanwhile (see `writer::Shared::listed`):
+    /// the history a listing needs is there while it reads.
     pub fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        let snapshot = loop {
+        loop {
             let cleanups = self.shared.cleanups.load(Ordering::SeqCst);
-            let watermark = self.watermark();
-            let snapshot = query.cursor.as_ref().map_or(watermark, |c| c.snapshot);
-            // A cursor's snapshot is never past the watermark, unless it was forged, and a
-            // forged one must not keep every later history entry for good.
-            self.shared
-                .listed
-                .fetch_max(snapshot.min(watermark), Ordering::SeqCst);
+            let snapshot = match &query.cursor {
+                Some(cursor) => Timestamp(cursor.snapshot),
+                None => Timestamp(self.watermark()),
+            };
+            self.shared.listed.fetch_max(snapshot.0, Ordering::SeqCst);
+            let page = self.list_at(query, snapshot)?;
             if self.shared.cleanups.load(Ordering::SeqCst) == cleanups {
-                break Timestamp(snapshot);
+                return Ok(page);
             }
-        };
-        self.list_at(query, snapshot)
+        }
     }
 
     /// One page of `query` at `snapshot`.

@@ -115,10 +115,12 @@ pub struct Shared {
     /// its `replaced_at`): the writer removes it within [`CLEAN_EVERY`] instead of keeping
     /// it for the cursor lifetime. The rest go with `SledStore::forget_history`.
     pub listed: AtomicU64,
-    /// Counts the clean-ups. The writer counts before it reads `listed`, and removes only
-    /// entries replaced at or below the watermark published before the count; a listing
-    /// reads the count, takes its snapshot, registers it and reads the count again, and
-    /// takes a new snapshot if it changed (`query.rs` says why that is enough).
+    /// Counts those removals. A listing registers its snapshot in `listed` and reads with
+    /// this count unchanged, else it reads again (`query.rs`): a removal decided before
+    /// the registration is then either finished before the listing read anything or
+    /// seen. The writer counts before it reads `listed`, and removes only entries
+    /// replaced at or below the published watermark, which a listing that reads after
+    /// the count has its snapshot at or past: such entries were not live at it.
     pub cleanups: AtomicU64,
 }
 
@@ -321,21 +323,14 @@ impl Writer {
     /// after the newest listing's snapshot (see [`Shared::listed`]); every one of them
     /// was written by a group already published.
     fn clean_history(&mut self, writes: &mut GroupWrites) {
-        self.last_clean = Instant::now();
-        let listed = Timestamp(self.shared.listed.load(Ordering::SeqCst));
-        if self.recent.iter().all(|(_, taken_at)| *taken_at <= listed) {
-            // Nothing to remove: listings need not take their snapshot again.
-            self.recent.clear();
-            return;
-        }
         self.shared.cleanups.fetch_add(1, Ordering::SeqCst);
-        // `listed` only grows: what the first read kept, this one keeps too.
         let listed = Timestamp(self.shared.listed.load(Ordering::SeqCst));
         for (key, taken_at) in self.recent.drain(..) {
             if taken_at > listed {
                 writes.batch.remove(key);
             }
         }
+        self.last_clean = Instant::now();
     }
 
     fn tick(&mut self) -> Timestamp {
