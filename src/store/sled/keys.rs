@@ -163,10 +163,8 @@ pub const CLOCK_KEY: &[u8] = b"T";
 /// of the status prefixes and needs no index of its own. When a message moves, its old
 /// entries stay for a while as *history*, their value the time they were replaced: paging
 /// lists a message at the entry that was live at its snapshot, which is exactly one of
-/// them. The writer removes within a second the history no listing can need (positions
-/// taken after the newest listing's snapshot, see `writer::Shared::listed`), and a sweep of
-/// the job leader (`SledStore::forget_history`, every few minutes) the rest once it is
-/// older than the cursor lifetime and a margin. The recipient and
+/// them. A sweep of the job leader (`SledStore::forget_history`, every few minutes) removes
+/// history older than the cursor lifetime and a margin. The recipient and
 /// sender indexes end in the SID alone: they never move, and a query sorts the messages
 /// of one number itself.
 pub mod index {

@@ -69,8 +69,6 @@ impl SledStore {
         let shared = Arc::new(Shared {
             watermark: watch::channel(clock.0).0,
             failed: watch::channel(None).0,
-            listed: clock.0.into(),
-            cleanups: 0.into(),
         });
         let (commands, receiver) = mpsc::channel(QUEUE_DEPTH);
         let writer = writer::spawn(
@@ -535,7 +533,6 @@ impl SledStore {
 mod tests {
     use super::*;
     use crate::domain::{Source, StatusEvent};
-    use crate::store::ListQuery;
 
     async fn stored(store: &SledStore, sid: &str, status: &str) -> Timestamp {
         let params = [("MessageSid", sid), ("MessageStatus", status)]
@@ -564,10 +561,8 @@ mod tests {
             "SM000000000000000000000000000000bb",
         );
         stored(&store, a, "queued").await;
-        stored(&store, b, "queued").await;
-        // A listing saw both queued positions: their history stays for its cursor.
-        store.list(&everything(1, None)).expect("a page");
         let old = stored(&store, a, "sent").await;
+        stored(&store, b, "queued").await;
         let young = stored(&store, b, "sent").await;
         assert_eq!(
             history(&store),
@@ -588,123 +583,5 @@ mod tests {
             0
         );
         store.close().await.expect("closes");
-    }
-
-    fn everything(limit: usize, cursor: Option<crate::store::Cursor>) -> ListQuery {
-        ListQuery {
-            limit,
-            cursor,
-            ..ListQuery::default()
-        }
-    }
-
-    #[tokio::test]
-    async fn history_no_listing_can_need_goes_at_once_and_what_a_cursor_needs_stays() {
-        let dir = tempfile::tempdir().expect("a folder");
-        let store = SledStore::open(dir.path(), Box::new(|_| {})).expect("opens");
-        let (a, b, c) = (
-            "SM000000000000000000000000000000aa",
-            "SM000000000000000000000000000000bb",
-            "SM000000000000000000000000000000cc",
-        );
-        stored(&store, a, "queued").await;
-        stored(&store, b, "queued").await;
-        stored(&store, a, "sent").await;
-        // The next group removes the history of the position `a` left: no listing saw it.
-        stored(&store, c, "queued").await;
-        assert_eq!(history(&store), [], "nobody listed: no history kept");
-
-        let first = store.list(&everything(1, None)).expect("a page");
-        let cursor = first.next.clone().expect("more to come");
-        stored(&store, b, "sent").await;
-        let kept = stored(&store, a, "delivered").await;
-        stored(&store, c, "sent").await;
-        assert_eq!(
-            history(&store).len(),
-            3,
-            "the positions the listing's snapshot saw stay as history"
-        );
-        let mut listed: Vec<String> = first.messages.iter().map(|m| m.0.to_string()).collect();
-        let rest = store.list(&everything(10, Some(cursor))).expect("a page");
-        listed.extend(rest.messages.iter().map(|m| m.0.to_string()));
-        listed.sort();
-        assert_eq!(
-            listed,
-            [a, b, c],
-            "every message exactly once at the snapshot"
-        );
-        assert!(kept.0 > 0);
-        store.check().expect("the store is consistent");
-        store.close().await.expect("closes");
-    }
-
-    #[test]
-    fn a_listing_sees_every_message_once_while_messages_move_and_history_goes() {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        let dir = tempfile::tempdir().expect("a folder");
-        let store = runtime
-            .block_on(async { SledStore::open(dir.path(), Box::new(|_| {})) })
-            .expect("opens");
-        let sids: Vec<String> = (0..600).map(|i| format!("SM{i:032x}")).collect();
-        runtime.block_on(async {
-            for sid in &sids {
-                stored(&store, sid, "accepted").await;
-            }
-        });
-        let moving = {
-            let (store, sids) = (store.clone(), sids.clone());
-            runtime.spawn(async move {
-                // Same rank, another error code: each one a move to a new position.
-                for round in 0..12 {
-                    let code = (30_000 + round).to_string();
-                    let moves = sids.iter().map(|sid| {
-                        let params = [
-                            ("MessageSid", sid.as_str()),
-                            ("MessageStatus", "undelivered"),
-                            ("ErrorCode", code.as_str()),
-                        ]
-                        .map(|(name, value)| (name.to_owned(), value.to_owned()));
-                        let event = StatusEvent::from_params(params.into(), Source::Callback)
-                            .expect("valid");
-                        store.record(event, None)
-                    });
-                    for moved in futures_util::future::join_all(moves).await {
-                        assert_eq!(moved.expect("stored"), crate::store::Recorded::Stored);
-                    }
-                }
-            })
-        };
-        let mut listings = 0;
-        while !moving.is_finished() {
-            // Paged: each listing spans many groups, and history removals, of the writer.
-            let mut seen = Vec::new();
-            let mut cursor = None;
-            loop {
-                let page = store.list(&everything(50, cursor)).expect("a page");
-                seen.extend(page.messages.iter().map(|m| m.0.to_string()));
-                cursor = page.next;
-                if cursor.is_none() {
-                    break;
-                }
-            }
-            seen.sort();
-            let listed_once = seen.len() == sids.len() && seen == sids;
-            let missing = sids.iter().filter(|sid| !seen.contains(sid)).count();
-            assert!(
-                listed_once,
-                "listing {listings}: {} listed, {missing} of {} missing",
-                seen.len(),
-                sids.len()
-            );
-            listings += 1;
-        }
-        runtime.block_on(moving).expect("moved");
-        assert!(listings > 3, "listed while messages moved ({listings})");
-        store.check().expect("the store is consistent");
-        runtime.block_on(store.close()).expect("closes");
     }
 }

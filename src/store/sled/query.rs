@@ -14,11 +14,9 @@
 //! error-code index for `error_code`, the status index for `status` (one range per status,
 //! merged), else every status range merged. `since`, `until` and the cursor bound the
 //! ranges, so a page reads about `limit` entries plus the history entries among them
-//! (positions left since a listing's snapshot, within the cursor lifetime), however large
-//! the store is.
+//! (positions left within the cursor lifetime), however large the store is.
 
 use std::cmp::Reverse;
-use std::sync::atomic::Ordering;
 
 use super::keys::index::{self, BY_ACCOUNT, BY_ERROR, BY_FROM, BY_STATUS, BY_TO, NO_STATUS};
 use super::{unavailable, SledStore};
@@ -30,27 +28,11 @@ const MAX_SORTED: usize = 10_000;
 
 impl SledStore {
     /// One page of the messages matching `query`, newest `updated_at` first.
-    ///
-    /// The snapshot is registered with the writer before the page is read, and the page
-    /// is read again if the writer removed history meanwhile (see `writer::Shared::listed`):
-    /// the history a listing needs is there while it reads.
     pub fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        loop {
-            let cleanups = self.shared.cleanups.load(Ordering::SeqCst);
-            let snapshot = match &query.cursor {
-                Some(cursor) => Timestamp(cursor.snapshot),
-                None => Timestamp(self.watermark()),
-            };
-            self.shared.listed.fetch_max(snapshot.0, Ordering::SeqCst);
-            let page = self.list_at(query, snapshot)?;
-            if self.shared.cleanups.load(Ordering::SeqCst) == cleanups {
-                return Ok(page);
-            }
-        }
-    }
-
-    /// One page of `query` at `snapshot`.
-    fn list_at(&self, query: &ListQuery, snapshot: Timestamp) -> Result<Page, StoreError> {
+        let snapshot = match &query.cursor {
+            Some(cursor) => Timestamp(cursor.snapshot),
+            None => Timestamp(self.watermark()),
+        };
         let issued_at = query
             .cursor
             .as_ref()

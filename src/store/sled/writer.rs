@@ -23,10 +23,8 @@
 //! moment and exits non-zero, and its supervisor restarts it on the recovered store.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
 
 use sled::Batch;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -45,14 +43,6 @@ use crate::store::{GroupObserver, ImportError, Imported, Recorded, StoreError, S
 
 /// The most commands applied and synced together.
 pub const MAX_GROUP: usize = 2048;
-
-/// How often the writer removes the history entries that no listing can need (see
-/// [`Shared::listed`]); in unit tests, at every group.
-const CLEAN_EVERY: Duration = if cfg!(test) {
-    Duration::ZERO
-} else {
-    Duration::from_secs(1)
-};
 
 pub enum Command {
     Record {
@@ -108,20 +98,6 @@ pub struct Shared {
     pub watermark: watch::Sender<u64>,
     /// Set once, at the first storage error.
     pub failed: watch::Sender<Option<StoreError>>,
-    /// The newest snapshot a listing has read at (at open: the clock, as cursors of an
-    /// earlier run may be presented). A position left is kept as history only for
-    /// listings whose snapshot it was live at, so a history entry of a position taken
-    /// after `listed` is needed by none, now or later (a later listing's snapshot is past
-    /// its `replaced_at`): the writer removes it within [`CLEAN_EVERY`] instead of keeping
-    /// it for the cursor lifetime. The rest go with `SledStore::forget_history`.
-    pub listed: AtomicU64,
-    /// Counts those removals. A listing registers its snapshot in `listed` and reads with
-    /// this count unchanged, else it reads again (`query.rs`): a removal decided before
-    /// the registration is then either finished before the listing read anything or
-    /// seen. The writer counts before it reads `listed`, and removes only entries
-    /// replaced at or below the published watermark, which a listing that reads after
-    /// the count has its snapshot at or past: such entries were not live at it.
-    pub cleanups: AtomicU64,
 }
 
 /// Starts the writer thread; it stops after a `Shutdown`, or when every sender is gone.
@@ -141,8 +117,6 @@ pub fn spawn(
                 shared,
                 clock,
                 files,
-                recent: Vec::new(),
-                last_clean: Instant::now(),
             };
             let mut group = Vec::with_capacity(MAX_GROUP);
             while let Some(first) = commands.blocking_recv() {
@@ -190,10 +164,6 @@ struct Writer {
     /// events, index entries and the change feed without ties.
     clock: Timestamp,
     files: SledFiles,
-    /// History entries written since the last clean-up, with the time of the position
-    /// each one was.
-    recent: Vec<(Vec<u8>, Timestamp)>,
-    last_clean: Instant,
 }
 
 /// What one group writes.
@@ -213,9 +183,6 @@ impl Writer {
         }
         let mut next = Continue::Go;
         let mut writes = GroupWrites::default();
-        if !self.recent.is_empty() && self.last_clean.elapsed() >= CLEAN_EVERY {
-            self.clean_history(&mut writes);
-        }
         let mut replies = Vec::with_capacity(group.len());
         for command in group.drain(..) {
             match command {
@@ -319,20 +286,6 @@ impl Writer {
         next
     }
 
-    /// Removes the history entries written since the last clean-up of positions taken
-    /// after the newest listing's snapshot (see [`Shared::listed`]); every one of them
-    /// was written by a group already published.
-    fn clean_history(&mut self, writes: &mut GroupWrites) {
-        self.shared.cleanups.fetch_add(1, Ordering::SeqCst);
-        let listed = Timestamp(self.shared.listed.load(Ordering::SeqCst));
-        for (key, taken_at) in self.recent.drain(..) {
-            if taken_at > listed {
-                writes.batch.remove(key);
-            }
-        }
-        self.last_clean = Instant::now();
-    }
-
     fn tick(&mut self) -> Timestamp {
         let now = Timestamp::now();
         self.clock = if now > self.clock {
@@ -384,15 +337,8 @@ impl Writer {
         // one is live. Counters hold the current state of every message: the old state's
         // contribution goes out and the new one's in.
         if let Some(old) = &old_state {
-            let published = Timestamp(*self.shared.watermark.borrow());
             for key in index::timed(&sid, old) {
-                if old.updated_at > published {
-                    // Taken in this very group: no listing has seen it.
-                    writes.batch.remove(key);
-                } else {
-                    writes.batch.insert(key.clone(), &at.to_be_bytes()[..]);
-                    self.recent.push((key, old.updated_at));
-                }
+                writes.batch.insert(key, &at.to_be_bytes()[..]);
             }
             count(&mut writes.counters, old, -1);
         }
