@@ -2,31 +2,87 @@
 # The data lifecycle at scale: online export and import speed, retention throughput with
 # the callback latency while it deletes, and the store's size before, after and on reuse.
 #
-#   bench/lifecycle.sh           # COUNT=1000000 RATE=500 by default
+#   bench/lifecycle.sh                  # COUNT=1000000 RATE=500 by default, sled
+#   STORE=postgres bench/lifecycle.sh   # the same on PostgreSQL: on the server of
+#                                       # STATUSHOOK_TEST_DATABASE_URL if set, else on a
+#                                       # throwaway scripts/pg cluster
 #
-#   1. fill COUNT messages (examples/fill), size on disk
+#   1. fill COUNT messages (examples/fill), size on disk (PostgreSQL: pg_database_size)
 #   2. serve it; `statushook export --url` (GET /v1/export): messages/s
 #   3. `statushook import` of that export into an empty store: messages/s
 #   4. baseline: wrk paced at ~RATE callbacks/s for 20 s, p50/p99
 #   5. serve with STATUSHOOK_RETENTION=30s: every filled message is older, so retention
 #      deletes them all while wrk keeps sending ~RATE callbacks/s; deletions/s, p50/p99
 #   6. size after the deletion, and after filling COUNT new messages into the same store
+#
+# With PostgreSQL it also shows, in each window, the dead rows left for (auto)vacuum and
+# how often autovacuum ran, and after the deletion the statements retention spent its
+# time in (pg_stat_statements, reset before retention starts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 COUNT=${COUNT:-1000000}
 RATE=${RATE:-500}
+STORE=${STORE:-sled}
+PORT=${PORT:-9093}
 OUT=bench/out
+TARGET=${CARGO_TARGET_DIR:-target}
 mkdir -p "$OUT"
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 cargo build --release --quiet --bin statushook --example fill --example presign
-BIN=target/release/statushook
+BIN=$TARGET/release/statushook
 WORK=$(mktemp -d -p "$OUT" lifecycle.XXXX)
-trap 'rm -rf "$WORK"' EXIT
+PID= POLL=
+drop_stores() { :; }
+cleanup() {
+  kill $PID $POLL 2>/dev/null || true
+  drop_stores
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
 export CALLBACKS="$WORK/callbacks.tsv" WRK_THREADS=2
-target/release/examples/presign 200000 https://hooks.example.com bench-auth-token "$CALLBACKS"
+"$TARGET"/release/examples/presign 200000 https://hooks.example.com bench-auth-token "$CALLBACKS"
 
-size() { du -sb "$1" | cut -f1; }
+# A store is a folder (sled) or a database URL (PostgreSQL): where() names it to the
+# service, size() measures it.
+case $STORE in
+  sled)
+    new_store() { echo "$WORK/$1"; }
+    where() { echo "STATUSHOOK_DATA_DIR=$1"; }
+    size() { du -sb "$1" | cut -f1; }
+    ;;
+  postgres)
+    OWN_PG=
+    if [ -z "${STATUSHOOK_TEST_DATABASE_URL:-}" ]; then
+      eval "$(scripts/pg start)"
+      OWN_PG=$STATUSHOOK_PG_DIR
+    fi
+    SERVER=${STATUSHOOK_TEST_DATABASE_URL%/*}
+    sql() { psql -qAtX "$SERVER/$1" -c "$2"; }
+    sql postgres "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
+    # The databases of this run end with the work folder's suffix.
+    SUFFIX=$(basename "$WORK" | tr -dc 'a-zA-Z0-9' | tr 'A-Z' 'a-z')
+    new_store() { # name: a new empty database, dropped at the end
+      sql postgres "CREATE DATABASE lifecycle_$1_$SUFFIX"
+      echo "$SERVER/lifecycle_$1_$SUFFIX"
+    }
+    drop_stores() {
+      for db in $(sql postgres "SELECT datname FROM pg_database WHERE datname LIKE 'lifecycle\_%\_$SUFFIX'"); do
+        sql postgres "DROP DATABASE $db"
+      done
+      if [ -n "$OWN_PG" ]; then scripts/pg stop "$OWN_PG"; fi
+    }
+    where() { echo "STATUSHOOK_DATABASE_URL=$1"; }
+    size() { sql "${1##*/}" "SELECT pg_database_size(current_database())"; }
+    # Dead rows of the big tables, and how many times autovacuum has processed each.
+    vacuum_state() {
+      sql "${1##*/}" "SELECT string_agg(format('%s %s dead (%s autovacuums)', relname, n_dead_tup,
+        autovacuum_count), ', ' ORDER BY relname) FROM pg_stat_user_tables
+        WHERE relname IN ('messages', 'events', 'positions')"
+    }
+    ;;
+  *) echo "STORE is sled or postgres" >&2; exit 2 ;;
+esac
 mib() { awk -v b="$1" 'BEGIN { printf "%.0f MiB", b / 1048576 }'; }
 wait_for_port() {
   for _ in $(seq 1 400); do
@@ -35,71 +91,95 @@ wait_for_port() {
   done
   echo "nothing listens on $1" >&2; exit 1
 }
-serve() { # data_dir [env...]
-  local data=$1; shift
-  env "$@" STATUSHOOK_LISTEN=127.0.0.1:9093 STATUSHOOK_DATA_DIR="$data" \
+serve() { # store [env...]
+  local store=$1; shift
+  env "$@" STATUSHOOK_LISTEN=127.0.0.1:$PORT "$(where "$store")" \
     STATUSHOOK_PUBLIC_URL=https://hooks.example.com STATUSHOOK_API_TOKEN=bench \
     TWILIO_AUTH_TOKEN=bench-auth-token RUST_LOG=warn "$BIN" serve & PID=$!
-  wait_for_port 9093
+  wait_for_port "$PORT"
 }
-stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; }
+stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=; }
 SENT=0
 paced() { # seconds: ~RATE callbacks/s over 10 connections, each window new callbacks
   local conns=10 delay=$(( 1000 * 10 / RATE ))
   WRK_OFFSET=$SENT WRK_DELAY_MS=$delay wrk -t2 -c$conns -d"$1"s -s bench/callbacks.lua \
-    http://127.0.0.1:9093 | grep '^RESULT'
+    http://127.0.0.1:$PORT | grep '^RESULT'
   SENT=$(( SENT + RATE * $1 / 2 ))
 }
 deleted() {
-  curl -s http://127.0.0.1:9093/metrics | awk -F'} ' '/^statushook_deleted_messages_total\{reason="retention"\}/ { print $2 }'
+  curl -s http://127.0.0.1:$PORT/metrics | awk -F'} ' '/^statushook_deleted_messages_total\{reason="retention"\}/ { print $2 }'
 }
 
-echo "== lifecycle: $COUNT messages, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-DB="$WORK/db"
-nice -n 10 target/release/examples/fill "$DB" "$COUNT"
+echo "== lifecycle on $STORE: $COUNT messages, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+DB=$(new_store db)
+nice -n 10 "$TARGET"/release/examples/fill "$DB" "$COUNT"
 BEFORE=$(size "$DB")
 echo "size after fill: $(mib "$BEFORE")"
 
 serve "$DB"
 if [ -z "${SKIP_MOVE:-}" ]; then
 start=$(date +%s.%N)
-STATUSHOOK_API_TOKEN=bench "$BIN" export --url http://127.0.0.1:9093 --output "$WORK/export.jsonl"
+STATUSHOOK_API_TOKEN=bench "$BIN" export --url http://127.0.0.1:$PORT --output "$WORK/export.jsonl"
 took=$(echo "$(date +%s.%N) - $start" | bc)
-echo "online export: $COUNT messages in ${took}s: $(echo "$COUNT / $took" | bc) messages/s, $(mib "$(size "$WORK/export.jsonl")")"
+echo "online export: $COUNT messages in ${took}s: $(echo "$COUNT / $took" | bc) messages/s, $(mib "$(du -sb "$WORK/export.jsonl" | cut -f1)")"
 echo "baseline callbacks (no retention): $(paced 20)"
 stop
 
+IMPORTED=$(new_store imported)
 start=$(date +%s.%N)
-"$BIN" import "$WORK/export.jsonl" --data-dir "$WORK/imported"
+if [ "$STORE" = postgres ]; then
+  "$BIN" import "$WORK/export.jsonl" --database-url "$IMPORTED"
+else
+  "$BIN" import "$WORK/export.jsonl" --data-dir "$IMPORTED"
+fi
 took=$(echo "$(date +%s.%N) - $start" | bc)
-echo "import: $COUNT messages in ${took}s: $(echo "$COUNT / $took" | bc) messages/s; imported store $(mib "$(size "$WORK/imported")")"
-rm -rf "$WORK/imported" "$WORK/export.jsonl"
+echo "import: $COUNT messages in ${took}s: $(echo "$COUNT / $took" | bc) messages/s; imported store $(mib "$(size "$IMPORTED")")"
+if [ "$STORE" = postgres ]; then sql postgres "DROP DATABASE ${IMPORTED##*/}"; else rm -rf "$IMPORTED"; fi
+rm -f "$WORK/export.jsonl"
 else
 echo "baseline callbacks (no retention): $(paced 20)"
 stop
 fi
 
 echo "load before retention: $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ "$STORE" = postgres ]; then
+  echo "before retention: $(vacuum_state "$DB")"
+  sql postgres "SELECT pg_stat_statements_reset()" >/dev/null
+fi
 serve "$DB" STATUSHOOK_RETENTION=30s STATUSHOOK_RETENTION_INTERVAL=1s
 ( while :; do echo "$(date +%s.%N) $(deleted)"; sleep 0.2; done ) > "$WORK/deleted.log" & POLL=$!
 # wrk in windows of 10 s while retention deletes, so the latency is that of the deletion.
 while :; do
   window=$(paced 10)
   n=$(deleted); n=${n:-0}
-  echo "  callbacks while deleting ($n deleted so far): $window"
+  echo "  callbacks while deleting ($n deleted so far, load $(cut -d' ' -f1 /proc/loadavg)): $window"
+  if [ "$STORE" = postgres ]; then echo "    $(vacuum_state "$DB")"; fi
   if [ "$n" -ge "$COUNT" ]; then break; fi
 done
-kill "$POLL"
+kill "$POLL"; POLL=
 awk -v count="$COUNT" '$2 > 0 && !t0 { t0 = $1 } $2 >= count && !t1 { t1 = $1; n = $2 }
   END { printf "retention: %d messages deleted in %.1fs: %.0f messages/s\n", n, t1 - t0, n / (t1 - t0) }' \
   "$WORK/deleted.log"
 echo "size right after the deletion: $(mib "$(size "$DB")")"
 stop
-AFTER=$(size "$DB")
-echo "size after the deletion and a restart: $(mib "$AFTER")"
-cp -a "$DB" "$WORK/copy"
-"$BIN" compact --data-dir "$WORK/copy"
-echo "size of a compacted copy: $(mib "$(size "$WORK/copy")")"
-rm -rf "$WORK/copy"
-nice -n 10 target/release/examples/fill "$DB" "$COUNT"
+if [ "$STORE" = postgres ]; then
+  echo "statements while retention ran, callbacks' included (pg_stat_statements, those over 1% of the time):"
+  sql postgres "WITH s AS (SELECT calls, total_exec_time, rows, query FROM pg_stat_statements
+      WHERE dbid = (SELECT oid FROM pg_database WHERE datname = '${DB##*/}'))
+    SELECT format('  %5s%%  %8s calls  %8s ms/call  %9s rows  %s',
+      round((100 * total_exec_time / sum(total_exec_time) OVER ())::numeric, 1), calls,
+      round((total_exec_time / calls)::numeric, 2), rows, left(regexp_replace(query, '\s+', ' ', 'g'), 110))
+    FROM s ORDER BY total_exec_time DESC LIMIT 8" | awk -F'%' '$1 + 0 >= 1'
+  echo "after the deletion: $(vacuum_state "$DB")"
+  echo "size once the service has stopped: $(mib "$(size "$DB")")"
+else
+  AFTER=$(size "$DB")
+  echo "size after the deletion and a restart: $(mib "$AFTER")"
+  cp -a "$DB" "$WORK/copy"
+  "$BIN" compact --data-dir "$WORK/copy"
+  echo "size of a compacted copy: $(mib "$(size "$WORK/copy")")"
+  rm -rf "$WORK/copy"
+fi
+nice -n 10 "$TARGET"/release/examples/fill "$DB" "$COUNT"
 echo "size after filling $COUNT new messages into it: $(mib "$(size "$DB")") (first fill: $(mib "$BEFORE"))"
+if [ "$STORE" = postgres ]; then echo "after the refill: $(vacuum_state "$DB")"; fi

@@ -12,13 +12,18 @@ use tokio::process::{Child, Command};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+use statushook::config::DatabaseUrl;
+use statushook::domain::{KnownStatus, MessageSid, Source, StatusEvent};
 use statushook::secret::Secret;
 use statushook::signature::sign_sha1;
+use statushook::simulate::callback_params;
+use statushook::store::{Store, StoredMessage};
 
 use crate::helpers::{
     callback, database_for, encode, eventually, fresh_database, get_from_binary, new_sid,
     post_to_binary, spawn_app, spawn_app_with, start_binary, start_replica, start_sled_binary,
-    testing_postgres, with, Settings, ACCOUNT_SID, API_TOKEN, AUTH_TOKEN, FORM, PUBLIC_URL,
+    test_database, testing_postgres, with, Settings, ACCOUNT_SID, API_TOKEN, AUTH_TOKEN, FORM,
+    PUBLIC_URL,
 };
 
 /// A subaccount of `ACCOUNT_SID`.
@@ -697,6 +702,67 @@ async fn an_export_takes_a_window_and_csv_and_refuses_bad_parameters() {
         );
     }
     assert_eq!(app.get("/v1/export").await.status(), 401);
+}
+
+/// Records one callback of `sid` straight into `store`.
+async fn record(store: &Store, sid: &str, status: &str) {
+    let params = callback_params(sid, status, None, "+15005550009", "+15005550006");
+    let event = StatusEvent::from_params(params, Source::Callback).expect("a valid event");
+    store.record(event, None).await.expect("stored");
+}
+
+#[tokio::test]
+async fn export_pages_show_the_store_as_of_their_snapshot_and_leave_out_what_was_deleted() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let store = match test_database().await {
+        Some(url) => {
+            let url = DatabaseUrl::parse(&url).expect("a database URL");
+            Store::open_postgres(&url, Box::new(|_| {}))
+                .await
+                .expect("store opens")
+        }
+        None => Store::open_sled(&dir.path().join("db"), Box::new(|_| {})).expect("store opens"),
+    };
+    let mut sids: Vec<String> = (0..4).map(|_| new_sid()).collect();
+    sids.sort();
+    let [a, b, c, d] = [&sids[0], &sids[1], &sids[2], &sids[3]];
+    for sid in [a, b, c] {
+        record(&store, sid, "queued").await;
+    }
+    let snapshot = store.snapshot().await.expect("a snapshot");
+    record(&store, a, "delivered").await;
+    record(&store, d, "queued").await;
+    let erased = MessageSid::parse(c).expect("a sid");
+    assert!(store.delete_message(&erased).await.expect("deleted"));
+
+    let shown = |page: &[StoredMessage]| -> Vec<String> {
+        page.iter().map(|m| m.sid.as_str().to_owned()).collect()
+    };
+    let first = store.export_page(snapshot, None, 1).await.expect("a page");
+    assert_eq!(shown(&first), [a.clone()]);
+    assert_eq!(
+        first[0].events.len(),
+        1,
+        "an event after the snapshot is left out"
+    );
+    assert_eq!(first[0].state.status, Some(KnownStatus::Queued));
+    let after = Some(first[0].sid.clone());
+    let rest = store
+        .export_page(snapshot, after, 10)
+        .await
+        .expect("a page");
+    assert_eq!(
+        shown(&rest),
+        [b.clone()],
+        "a message deleted since the snapshot, or created after it, is left out"
+    );
+    let after = Some(rest[0].sid.clone());
+    let end = store
+        .export_page(snapshot, after, 10)
+        .await
+        .expect("a page");
+    assert!(end.is_empty(), "nothing after the last message");
+    store.close().await.expect("closes");
 }
 
 #[tokio::test]

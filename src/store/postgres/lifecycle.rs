@@ -97,13 +97,19 @@ impl PgStore {
         limit: usize,
     ) -> Result<Vec<StoredMessage>, StoreError> {
         let client = self.client().await?;
+        // `f.sid > $1` and `e.sid > $1` say again what the join implies, so that each
+        // scan of `events` starts at the page, whichever join the planner picks: without
+        // them the first-event check became a merge join whose scan of `events_pkey`
+        // started at the first SID, and a page read every index page before it (a page
+        // 800,000 messages in took a second instead of 10 ms).
         let statement = client
             .prepare_cached(&format!(
-                "SELECT {} FROM (SELECT p.sid FROM messages p WHERE p.sid > $1 AND EXISTS \
-                 (SELECT 1 FROM events f WHERE f.sid = p.sid AND f.n = 0 AND f.seq <= $2) \
-                 ORDER BY p.sid LIMIT $3) AS page \
-                 JOIN messages m ON m.sid = page.sid JOIN events e ON e.sid = m.sid \
-                 WHERE e.seq <= $2 ORDER BY m.sid, e.n",
+                "SELECT {} FROM (SELECT p.sid, p.account_sid, p.from_number, p.to_number, \
+                 p.messaging_service_sid FROM messages p WHERE p.sid > $1 AND EXISTS \
+                 (SELECT 1 FROM events f WHERE f.sid = p.sid AND f.sid > $1 AND f.n = 0 \
+                 AND f.seq <= $2) ORDER BY p.sid LIMIT $3) AS m \
+                 JOIN events e ON e.sid = m.sid \
+                 WHERE e.sid > $1 AND e.seq <= $2 ORDER BY m.sid, e.n",
                 rows::MESSAGE_EVENT
             ))
             .await
