@@ -739,7 +739,7 @@ async fn export_pages_show_the_store_as_of_their_snapshot_and_leave_out_what_was
         page.iter().map(|m| m.sid.as_str().to_owned()).collect()
     };
     let first = store.export_page(snapshot, None, 1).await.expect("a page");
-    assert_eq!(shown(&first), [a.clone()]);
+    assert_eq!(shown(&first), [a.as_str()]);
     assert_eq!(
         first[0].events.len(),
         1,
@@ -753,7 +753,7 @@ async fn export_pages_show_the_store_as_of_their_snapshot_and_leave_out_what_was
         .expect("a page");
     assert_eq!(
         shown(&rest),
-        [b.clone()],
+        [b.as_str()],
         "a message deleted since the snapshot, or created after it, is left out"
     );
     let after = Some(rest[0].sid.clone());
