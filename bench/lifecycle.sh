@@ -13,7 +13,9 @@
 #   4. baseline: wrk paced at ~RATE callbacks/s for 20 s, p50/p99
 #   5. serve with STATUSHOOK_RETENTION=30s: every filled message is older, so retention
 #      deletes them all while wrk keeps sending ~RATE callbacks/s; deletions/s, p50/p99
-#   6. size after the deletion, and after filling COUNT new messages into the same store
+#   6. size after the deletion; callbacks without retention again (a second baseline);
+#      size after filling COUNT new messages into the same store (with PostgreSQL once
+#      autovacuum has caught up, at most VACUUM_WAIT=1800 seconds later)
 #
 # With PostgreSQL it also shows, in each window, the dead rows left for (auto)vacuum and
 # how often autovacuum ran, and after the deletion the statements retention spent its
@@ -30,7 +32,7 @@ TARGET=${CARGO_TARGET_DIR:-target}
 mkdir -p "$OUT"
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 cargo build --release --quiet --bin statushook --example fill --example presign
-BIN=$TARGET/release/statushook
+BIN=${BIN:-$TARGET/release/statushook}  # BIN=… to compare two builds
 WORK=$(mktemp -d -p "$OUT" lifecycle.XXXX)
 PID= POLL=
 drop_stores() { :; }
@@ -74,11 +76,24 @@ case $STORE in
     }
     where() { echo "STATUSHOOK_DATABASE_URL=$1"; }
     size() { sql "${1##*/}" "SELECT pg_database_size(current_database())"; }
-    # Dead rows of the big tables, and how many times autovacuum has processed each.
+    # Dead rows of the big tables, how many times autovacuum has processed each, and
+    # which one it is vacuuming now.
     vacuum_state() {
-      sql "${1##*/}" "SELECT string_agg(format('%s %s dead (%s autovacuums)', relname, n_dead_tup,
-        autovacuum_count), ', ' ORDER BY relname) FROM pg_stat_user_tables
-        WHERE relname IN ('messages', 'events', 'positions')"
+      sql "${1##*/}" "SELECT string_agg(format('%s %s dead (%s autovacuums%s)', s.relname,
+        s.n_dead_tup, s.autovacuum_count, ', vacuuming: ' || p.phase), ', ' ORDER BY s.relname)
+        FROM pg_stat_user_tables s LEFT JOIN pg_stat_progress_vacuum p ON p.relid = s.relid
+        WHERE s.relname IN ('messages', 'events', 'positions')"
+    }
+    # Waits, at most VACUUM_WAIT seconds, until no big table holds more than 1% dead rows.
+    vacuumed() {
+      local waited=0
+      while [ "$waited" -lt "${VACUUM_WAIT:-1800}" ]; do
+        [ "$(sql "${1##*/}" "SELECT count(*) FROM pg_stat_user_tables WHERE relname IN
+          ('messages', 'events', 'positions') AND n_dead_tup > 0.01 * greatest(n_live_tup, 100000)")" = 0 ] \
+          && { echo "autovacuum caught up ${waited}s after the deletion"; return 0; }
+        sleep 10; waited=$((waited + 10))
+      done
+      echo "autovacuum had not caught up ${waited}s after the deletion: $(vacuum_state "$1")"
     }
     ;;
   *) echo "STORE is sled or postgres" >&2; exit 2 ;;
@@ -172,6 +187,9 @@ if [ "$STORE" = postgres ]; then
     FROM s ORDER BY total_exec_time DESC LIMIT 8" | awk -F'%' '$1 + 0 >= 1'
   echo "after the deletion: $(vacuum_state "$DB")"
   echo "size once the service has stopped: $(mib "$(size "$DB")")"
+  # Freed rows are reused once vacuum has found them: refill after it has.
+  vacuumed "$DB"
+  echo "size once vacuumed: $(mib "$(size "$DB")") ($(vacuum_state "$DB"))"
 else
   AFTER=$(size "$DB")
   echo "size after the deletion and a restart: $(mib "$AFTER")"
@@ -180,6 +198,10 @@ else
   echo "size of a compacted copy: $(mib "$(size "$WORK/copy")")"
   rm -rf "$WORK/copy"
 fi
+# A second baseline on the emptied store, to tell the deletion's effect from the machine's.
+serve "$DB"
+echo "callbacks without retention, after it: $(paced 20)"
+stop
 nice -n 10 "$TARGET"/release/examples/fill "$DB" "$COUNT"
 echo "size after filling $COUNT new messages into it: $(mib "$(size "$DB")") (first fill: $(mib "$BEFORE"))"
 if [ "$STORE" = postgres ]; then echo "after the refill: $(vacuum_state "$DB")"; fi

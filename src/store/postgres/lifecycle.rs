@@ -9,6 +9,16 @@
 //! lock and kept. A callback for a message being deleted waits for the row lock and then
 //! starts the message anew (the writer's `Failure::Vanished`).
 //!
+//! Retention takes its candidates in listing order from `positions_by_time`, and each
+//! batch of a pass (the calls with the same `before`) starts after the last position the
+//! previous batch chose ([`ExpiryCursor`]): the index entries of the positions a batch
+//! deletes stay in the index until vacuum removes them, so a batch that started from the
+//! oldest entry again would step over every message deleted so far in the pass (at a
+//! million messages, 11 ms a batch on average, most of the deletion's time). A position
+//! behind the cursor cannot become a candidate during the pass: a message updated
+//! meanwhile moves to a position of now, after `before`. The next pass starts again
+//! from the oldest entry, so nothing is left behind for longer than one interval.
+//!
 //! Deletions subtract on a counter stripe no writer uses ([`DELETION_STRIPE`]), so a
 //! writer never waits for a deletion's counter rows; and a counter that the deletion leaves
 //! at zero over every stripe (an hour or a minute whose messages are all gone) loses its
@@ -36,6 +46,15 @@ use crate::store::{ImportError, Imported, StoreError, StoredMessage, DELETE_BATC
 
 /// The counter stripe deletions subtract on: outside the writers' `0..STRIPES`.
 pub const DELETION_STRIPE: i16 = STRIPES;
+
+/// The listing position (`updated_at`, SID) of the last candidate of a retention pass's
+/// latest batch, and the pass's `before`; the next batch of the same pass starts after it.
+#[derive(Debug, Clone)]
+pub struct ExpiryCursor {
+    before: Timestamp,
+    updated_at: i64,
+    sid: String,
+}
 
 impl PgStore {
     /// Deletes `sids` in transactions of [`DELETE_BATCH`]; answers how many were deleted.
@@ -69,23 +88,53 @@ impl PgStore {
     }
 
     /// Deletes up to `limit` messages last updated before `before`, oldest first: the
-    /// first live listing positions in time order.
+    /// first live listing positions in time order, after those the previous call with the
+    /// same `before` chose (see the module documentation).
     pub async fn expire(&self, before: Timestamp, limit: usize) -> Result<u64, StoreError> {
+        let (after_at, after_sid) = match self.expiry_cursor(before) {
+            Some(cursor) => (cursor.updated_at, cursor.sid),
+            None => (i64::MIN, String::new()),
+        };
         let client = self.client().await?;
         let found = client
             .query(
-                "SELECT sid FROM positions WHERE replaced_seq IS NULL AND updated_at < $1 \
-                 ORDER BY updated_at, sid LIMIT $2",
-                &[&to_i64(before.0), &i64::try_from(limit).unwrap_or(i64::MAX)],
+                "SELECT sid, updated_at FROM positions WHERE replaced_seq IS NULL \
+                 AND updated_at < $1 AND (updated_at, sid) > ($2, $3) \
+                 ORDER BY updated_at, sid LIMIT $4",
+                &[
+                    &to_i64(before.0),
+                    &after_at,
+                    &after_sid,
+                    &i64::try_from(limit).unwrap_or(i64::MAX),
+                ],
             )
             .await
             .map_err(unavailable)?;
         drop(client);
-        let sids = sids(&found)?;
-        if sids.is_empty() {
+        let Some(last) = found.last() else {
+            self.set_expiry_cursor(None);
             return Ok(0);
+        };
+        let cursor = ExpiryCursor {
+            before,
+            updated_at: last.try_get(1).map_err(corrupt)?,
+            sid: last.try_get::<_, &str>(0).map_err(corrupt)?.to_owned(),
+        };
+        let deleted = self.delete(sids(&found)?, Some(before)).await?;
+        self.set_expiry_cursor(Some(cursor));
+        Ok(deleted)
+    }
+
+    /// Where the pass of `before` has got to, if its previous batch was this replica's.
+    fn expiry_cursor(&self, before: Timestamp) -> Option<ExpiryCursor> {
+        let cursor = self.expiry.lock().ok()?.clone();
+        cursor.filter(|cursor| cursor.before == before)
+    }
+
+    fn set_expiry_cursor(&self, cursor: Option<ExpiryCursor>) {
+        if let Ok(mut slot) = self.expiry.lock() {
+            *slot = cursor;
         }
-        self.delete(sids, Some(before)).await
     }
 
     /// Up to `limit` messages after `after` in SID order, as they stood at `snapshot` (a

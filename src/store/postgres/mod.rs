@@ -125,6 +125,8 @@ pub struct PgStore {
     /// This replica's owner key, locked while it runs (see `idempotency.rs`).
     owner: i64,
     owner_lock: Arc<Mutex<Option<JoinHandle<()>>>>,
+    /// Where the running retention pass has got to (see `lifecycle.rs`).
+    expiry: Arc<Mutex<Option<lifecycle::ExpiryCursor>>>,
 }
 
 /// Connections of one replica's pool: the writer holds one, reads share the rest.
@@ -171,6 +173,7 @@ impl PgStore {
             writer: Arc::new(Mutex::new(Some(writer))),
             owner,
             owner_lock: Arc::new(Mutex::new(Some(owner_lock))),
+            expiry: Arc::new(Mutex::new(None)),
         })
     }
 
