@@ -880,3 +880,51 @@ async fn a_message_sent_for_a_subaccount_is_created_there_and_reconciled_there()
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_retention_pass_in_many_batches_deletes_every_old_message_and_keeps_those_that_moved() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let store = match test_database().await {
+        Some(url) => {
+            let url = DatabaseUrl::parse(&url).expect("a database URL");
+            Store::open_postgres(&url, Box::new(|_| {}))
+                .await
+                .expect("store opens")
+        }
+        None => Store::open_sled(&dir.path().join("db"), Box::new(|_| {})).expect("store opens"),
+    };
+    // Four outcomes, interleaved in time, every message queued first (so every status
+    // range and the positions index hold history too).
+    let ends = ["sent", "delivered", "undelivered", "queued"];
+    let sids: Vec<String> = (0..80).map(|_| new_sid()).collect();
+    for (i, sid) in sids.iter().enumerate() {
+        record(&store, sid, "queued").await;
+        if ends[i % 4] != "queued" {
+            record(&store, sid, ends[i % 4]).await;
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let before = statushook::domain::Timestamp::now();
+    let (mut deleted, mut batches) = (0, 0);
+    loop {
+        // Between two batches of the pass an old message moves on: it is kept.
+        if batches < 4 {
+            record(&store, &sids[60 + batches], "read").await;
+        }
+        let batch = store.expire(before, 7).await.expect("deleted");
+        batches += 1;
+        if batch == 0 {
+            break;
+        }
+        deleted += batch;
+    }
+    assert!(batches > 80 / 7, "the pass took many batches ({batches})");
+    assert_eq!(deleted, 76, "every old message but the four that moved");
+    for (i, sid) in sids.iter().enumerate() {
+        let sid = MessageSid::parse(sid).expect("a sid");
+        let kept = store.message(&sid).await.expect("read").is_some();
+        assert_eq!(kept, (60..64).contains(&i), "message {i}");
+    }
+    store.check().await.expect("consistent");
+    store.close().await.expect("closes");
+}
