@@ -704,6 +704,20 @@ async fn an_export_takes_a_window_and_csv_and_refuses_bad_parameters() {
     assert_eq!(app.get("/v1/export").await.status(), 401);
 }
 
+/// The store the tests run against, opened in this process: the test database with
+/// PostgreSQL, else a sled store in `dir`.
+async fn open_store(dir: &Path) -> Store {
+    match test_database().await {
+        Some(url) => {
+            let url = DatabaseUrl::parse(&url).expect("a database URL");
+            Store::open_postgres(&url, Box::new(|_| {}))
+                .await
+                .expect("store opens")
+        }
+        None => Store::open_sled(&dir.join("db"), Box::new(|_| {})).expect("store opens"),
+    }
+}
+
 /// Records one callback of `sid` straight into `store`.
 async fn record(store: &Store, sid: &str, status: &str) {
     let params = callback_params(sid, status, None, "+15005550009", "+15005550006");
@@ -714,15 +728,7 @@ async fn record(store: &Store, sid: &str, status: &str) {
 #[tokio::test]
 async fn export_pages_show_the_store_as_of_their_snapshot_and_leave_out_what_was_deleted() {
     let dir = tempfile::tempdir().expect("a temporary folder");
-    let store = match test_database().await {
-        Some(url) => {
-            let url = DatabaseUrl::parse(&url).expect("a database URL");
-            Store::open_postgres(&url, Box::new(|_| {}))
-                .await
-                .expect("store opens")
-        }
-        None => Store::open_sled(&dir.path().join("db"), Box::new(|_| {})).expect("store opens"),
-    };
+    let store = open_store(dir.path()).await;
     let mut sids: Vec<String> = (0..4).map(|_| new_sid()).collect();
     sids.sort();
     let [a, b, c, d] = [&sids[0], &sids[1], &sids[2], &sids[3]];
@@ -884,15 +890,7 @@ async fn a_message_sent_for_a_subaccount_is_created_there_and_reconciled_there()
 #[tokio::test]
 async fn a_retention_pass_in_many_batches_deletes_every_old_message_and_keeps_those_that_moved() {
     let dir = tempfile::tempdir().expect("a temporary folder");
-    let store = match test_database().await {
-        Some(url) => {
-            let url = DatabaseUrl::parse(&url).expect("a database URL");
-            Store::open_postgres(&url, Box::new(|_| {}))
-                .await
-                .expect("store opens")
-        }
-        None => Store::open_sled(&dir.path().join("db"), Box::new(|_| {})).expect("store opens"),
-    };
+    let store = open_store(dir.path()).await;
     // Four outcomes, interleaved in time, every message queued first (so every status
     // range and the positions index hold history too).
     let ends = ["sent", "delivered", "undelivered", "queued"];
