@@ -343,6 +343,29 @@ async fn messages_past_the_retention_age_are_deleted_with_every_trace_and_counte
 }
 
 #[tokio::test]
+async fn retention_goes_on_deleting_messages_as_each_passes_the_age_in_later_passes() {
+    let data = tempfile::tempdir().expect("a temporary folder");
+    let env = [
+        ("STATUSHOOK_RETENTION", "1s".to_owned()),
+        ("STATUSHOOK_RETENTION_INTERVAL", "100ms".to_owned()),
+    ];
+    let (child, address, _log) = start_logged(data.path(), &env).await;
+    let client = reqwest::Client::new();
+    // Each message is posted once the one before is gone: the passes that deleted the
+    // earlier ones, and the passes that found nothing old since, must not pass it over.
+    for _ in 0..3 {
+        let sid = new_sid();
+        post(&client, &address, &callback(&sid, "delivered")).await;
+        assert_eq!(get_from_binary(&client, &address, &sid).await.status(), 200);
+        eventually("retention to delete the message", || async {
+            get_from_binary(&client, &address, &sid).await.status() == 404
+        })
+        .await;
+    }
+    stop(child).await;
+}
+
+#[tokio::test]
 async fn erasing_a_phone_number_removes_its_messages_and_leaves_no_byte_of_it_in_the_store() {
     const NUMBER: &str = "+15557770123";
     let data = tempfile::tempdir().expect("a temporary folder");
