@@ -10,14 +10,17 @@
 //! starts the message anew (the writer's `Failure::Vanished`).
 //!
 //! Retention takes its candidates in listing order from `positions_by_time`, and each
-//! batch of a pass (the calls with the same `before`) starts after the last position the
-//! previous batch chose ([`ExpiryCursor`]): the index entries of the positions a batch
-//! deletes stay in the index until vacuum removes them, so a batch that started from the
-//! oldest entry again would step over every message deleted so far in the pass (at a
-//! million messages, 11 ms a batch on average, most of the deletion's time). A position
-//! behind the cursor cannot become a candidate during the pass: a message updated
-//! meanwhile moves to a position of now, after `before`. The next pass starts again
-//! from the oldest entry, so nothing is left behind for longer than one interval.
+//! batch starts after the last position the previous batch chose ([`ExpiryCursor`]), in
+//! the next passes too: the index entries of the positions a batch deletes stay in the
+//! index until vacuum removes them (autovacuum comes once a fifth of the table is dead), so
+//! a batch that started from the oldest entry would step over every message deleted since
+//! (at a million messages, 11 ms a batch on average, most of the deletion's time; and its
+//! first visit of each dead entry prunes the heap page, writing WAL). A live position
+//! behind the cursor is not missed: a message updated meanwhile moves to a position of its
+//! arrival, after any `before` so far, and only positions written with old times
+//! (`statushook import`) or by a replica whose clock is behind by more than the retention
+//! age can land behind it; for those, retention starts from the oldest entry again every
+//! [`EXPIRY_RESTART`].
 //!
 //! Deletions subtract on a counter stripe no writer uses ([`DELETION_STRIPE`]), so a
 //! writer never waits for a deletion's counter rows; and a counter that the deletion leaves
@@ -32,6 +35,7 @@
 //! and live listing positions, exactly what recording the events would have written.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
 use tokio_postgres::types::ToSql;
 
@@ -47,11 +51,14 @@ use crate::store::{ImportError, Imported, StoreError, StoredMessage, DELETE_BATC
 /// The counter stripe deletions subtract on: outside the writers' `0..STRIPES`.
 pub const DELETION_STRIPE: i16 = STRIPES;
 
-/// The listing position (`updated_at`, SID) of the last candidate of a retention pass's
-/// latest batch, and the pass's `before`; the next batch of the same pass starts after it.
+/// How often retention starts from the oldest listing position again.
+pub const EXPIRY_RESTART: Duration = Duration::from_secs(3600);
+
+/// The listing position (`updated_at`, SID) of the last candidate retention chose, where
+/// its next batch starts, and when it last started from the oldest position.
 #[derive(Debug, Clone)]
 pub struct ExpiryCursor {
-    before: Timestamp,
+    restarted: Instant,
     updated_at: i64,
     sid: String,
 }
@@ -88,12 +95,13 @@ impl PgStore {
     }
 
     /// Deletes up to `limit` messages last updated before `before`, oldest first: the
-    /// first live listing positions in time order, after those the previous call with the
-    /// same `before` chose (see the module documentation).
+    /// first live listing positions in time order after those the previous call chose
+    /// (see the module documentation).
     pub async fn expire(&self, before: Timestamp, limit: usize) -> Result<u64, StoreError> {
-        let (after_at, after_sid) = match self.expiry_cursor(before) {
-            Some(cursor) => (cursor.updated_at, cursor.sid),
-            None => (i64::MIN, String::new()),
+        let resumed = self.expiry_cursor();
+        let (after_at, after_sid) = match &resumed {
+            Some(cursor) => (cursor.updated_at, cursor.sid.as_str()),
+            None => (i64::MIN, ""),
         };
         let client = self.client().await?;
         let found = client
@@ -111,29 +119,36 @@ impl PgStore {
             .await
             .map_err(unavailable)?;
         drop(client);
+        let restarted = resumed.map_or_else(Instant::now, |cursor| cursor.restarted);
         let Some(last) = found.last() else {
-            self.set_expiry_cursor(None);
+            // No live position before `before` (past the cursor): the next batch can start
+            // right there, however many dead entries lie before it.
+            self.set_expiry_cursor(ExpiryCursor {
+                restarted,
+                updated_at: to_i64(before.0).saturating_sub(1),
+                sid: String::new(),
+            });
             return Ok(0);
         };
         let cursor = ExpiryCursor {
-            before,
+            restarted,
             updated_at: last.try_get(1).map_err(corrupt)?,
             sid: last.try_get::<_, &str>(0).map_err(corrupt)?.to_owned(),
         };
         let deleted = self.delete(sids(&found)?, Some(before)).await?;
-        self.set_expiry_cursor(Some(cursor));
+        self.set_expiry_cursor(cursor);
         Ok(deleted)
     }
 
-    /// Where the pass of `before` has got to, if its previous batch was this replica's.
-    fn expiry_cursor(&self, before: Timestamp) -> Option<ExpiryCursor> {
+    /// Where retention goes on from: none when it starts from the oldest position.
+    fn expiry_cursor(&self) -> Option<ExpiryCursor> {
         let cursor = self.expiry.lock().ok()?.clone();
-        cursor.filter(|cursor| cursor.before == before)
+        cursor.filter(|cursor| cursor.restarted.elapsed() < EXPIRY_RESTART)
     }
 
-    fn set_expiry_cursor(&self, cursor: Option<ExpiryCursor>) {
+    fn set_expiry_cursor(&self, cursor: ExpiryCursor) {
         if let Ok(mut slot) = self.expiry.lock() {
-            *slot = cursor;
+            *slot = Some(cursor);
         }
     }
 
