@@ -6,8 +6,9 @@
 
 use crate::signature;
 
-/// The sled store's value codecs: records and event values, and event keys.
+/// The sled store's value codecs: records, event blocks and event values, and event keys.
 pub mod stored {
+    pub use crate::store::sled::events::{decode_block, encode_block};
     pub use crate::store::sled::keys::{decode, encode, event_key, event_seq, EventBody, Record};
 }
 

@@ -1,5 +1,5 @@
-//! The sled store's values read back from disk: a message record, an event value, an
-//! event key. Whatever the bytes, decoding answers a value or an error — no panic,
+//! The sled store's values read back from disk: a message record, an event value, a block
+//! of events, an event key. Whatever the bytes, decoding answers a value or an error — no panic,
 //! no allocation beyond the value's own size — and a decoded value encodes and decodes to
 //! itself.
 
@@ -20,6 +20,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(event) = stored::decode::<EventBody>(data) {
         let bytes = stored::encode(&event).expect("a decoded event encodes");
         assert_eq!(stored::decode::<EventBody>(&bytes).ok(), Some(event));
+    }
+    // A block decodes at any key its events do not precede, and encodes back to itself.
+    if let Ok(events) = stored::decode_block(7, data) {
+        let bytes = stored::encode_block(7, &events).expect("a decoded block encodes");
+        assert_eq!(stored::decode_block(7, &bytes).ok(), Some(events));
     }
     if let Ok(seq) = stored::event_seq(data) {
         assert_eq!(&stored::event_key(seq)[..], data);

@@ -96,8 +96,7 @@ impl SledStore {
                 continue;
             };
             for transition in &record.transitions {
-                let key = super::keys::event_key(transition.received_at.0);
-                self.trees.data.get(key).map_err(unavailable)?;
+                self.trees.block_at(transition.received_at.0)?;
             }
             for key in index::numbers(sid, &record.parties) {
                 self.trees.data.get(key).map_err(unavailable)?;

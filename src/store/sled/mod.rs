@@ -7,6 +7,7 @@
 //! fsynced: the durable-before-200 rule lives there and nowhere else. Reads go straight
 //! to the tree from any (blocking) thread.
 
+pub(crate) mod events;
 mod files;
 mod idempotency;
 pub(crate) mod keys;
@@ -180,19 +181,16 @@ impl SledStore {
     }
 
     /// The transitions after `after` up to the watermark, in commit order: the events,
-    /// which are keyed by their sequence number.
+    /// which are stored by their sequence number.
     pub fn feed(&self, after: u64, limit: usize) -> Result<Vec<FeedEntry>, StoreError> {
         let watermark = self.watermark();
         if after >= watermark {
             return Ok(Vec::new());
         }
-        let range = keys::event_key(after.saturating_add(1))..=keys::event_key(watermark);
         let mut entries = Vec::new();
         let mut cached: Option<(MessageSid, Record)> = None;
-        for entry in self.trees.data.range(range).take(limit) {
-            let (key, value) = entry.map_err(unavailable)?;
-            let seq = keys::event_seq(&key)?;
-            let body: keys::EventBody = decode(&value)?;
+        self.trees.each_event(after, watermark, |seq, body| {
+            let body: keys::EventBody = decode(body)?;
             let sid = MessageSid::parse(&body.sid).map_err(StoreError::corrupt)?;
             // Consecutive events of one message are common: read its record once.
             let record = match cached.take() {
@@ -221,7 +219,8 @@ impl SledStore {
                 state,
             });
             cached = Some((sid, record));
-        }
+            Ok(entries.len() < limit)
+        })?;
         Ok(entries)
     }
 
@@ -231,12 +230,11 @@ impl SledStore {
         if after >= watermark {
             return Ok(0);
         }
-        let range = keys::event_key(after.saturating_add(1))..=keys::event_key(watermark);
         let mut count = 0;
-        for entry in self.trees.data.range(range) {
-            entry.map_err(unavailable)?;
+        self.trees.each_event(after, watermark, |_, _| {
             count += 1;
-        }
+            Ok(true)
+        })?;
         Ok(count)
     }
 
@@ -332,9 +330,24 @@ fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
                     path.display()
                 )));
             }
-            other => return other.map_err(unavailable),
+            other => {
+                release_freed_memory();
+                return other.map_err(unavailable);
+            }
         }
     }
+}
+
+/// Hands the memory sled freed while opening back to the system. sled reads its whole
+/// page-table snapshot into memory to build the page table (about 120 bytes a page, 120
+/// MiB at a million messages) and frees it at the end of the open; the binary's allocator
+/// (mimalloc, see `main.rs`) keeps freed pages of a thread for that thread's later use,
+/// and the opening thread allocates little afterwards, so they would stay resident.
+fn release_freed_memory() {
+    // SAFETY: `mi_collect` only walks the allocator's own free lists; it takes no
+    // pointers and is safe to call at any time, on any thread, and also when mimalloc is
+    // not the global allocator (in tests), where it has nothing to give back.
+    unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
 impl Trees {
@@ -352,12 +365,23 @@ impl Trees {
     /// Every event of a message, in arrival order.
     fn events(&self, sid: &MessageSid, record: &Record) -> Result<Vec<StoredEvent>, StoreError> {
         let mut events = Vec::with_capacity(record.transitions.len());
+        // A message's events often share a block: read each block once.
+        let mut block: Option<(u64, events::Block)> = None;
         for (index, transition) in record.transitions.iter().enumerate() {
             let seq = transition.received_at.0;
-            let value = self.data.get(keys::event_key(seq)).map_err(unavailable)?;
-            let value = value
+            let holds = |(key, events): &(u64, events::Block)| {
+                *key <= seq && events.last().is_some_and(|(last, _)| seq <= *last)
+            };
+            if !block.as_ref().is_some_and(holds) {
+                block = self.block_at(seq)?;
+            }
+            let found = block.as_ref().and_then(|(_, events)| {
+                let at = events.binary_search_by_key(&seq, |(at, _)| *at).ok()?;
+                Some(&events[at].1)
+            });
+            let value = found
                 .ok_or_else(|| StoreError::corrupt(format!("{sid}: event {seq} is missing")))?;
-            let body: keys::EventBody = decode(&value)?;
+            let body: keys::EventBody = decode(value)?;
             if body.sid != sid.as_str() {
                 return Err(StoreError::corrupt(format!(
                     "{sid}: event {seq} is another's"
@@ -487,9 +511,7 @@ impl SledStore {
             return Err(format!("index entry {missing:?} is implied but missing"));
         }
         // Every event value belongs to a record (each record's own were read above).
-        for entry in self.trees.data.scan_prefix([keys::EVENT]) {
-            let (key, _) = entry.map_err(|e| fail(unavailable(e)))?;
-            let seq = keys::event_seq(&key).map_err(fail)?;
+        for seq in events::all_events(&self.trees).map_err(fail)? {
             if events.remove(&seq).is_none() {
                 return Err(format!("event {seq} belongs to no record"));
             }

@@ -29,11 +29,12 @@ use std::thread;
 use sled::Batch;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::events::EventWrites;
 use super::files::SledFiles;
 use super::keys::{
-    bucket_key, counter_key, encode, event_key, index, meta_key, record_key, EventBody, Record,
-    CLOCK_KEY, ERROR_COUNTER, ERROR_HOURLY, ERROR_MINUTELY, HOUR, MINUTE, PROBE_KEY,
-    STATUS_COUNTER, STATUS_HOURLY, STATUS_MINUTELY,
+    bucket_key, counter_key, encode, index, meta_key, record_key, EventBody, Record, CLOCK_KEY,
+    ERROR_COUNTER, ERROR_HOURLY, ERROR_MINUTELY, HOUR, MINUTE, PROBE_KEY, STATUS_COUNTER,
+    STATUS_HOURLY, STATUS_MINUTELY,
 };
 use super::params::{self, Context};
 use super::Trees;
@@ -173,6 +174,7 @@ struct GroupWrites {
     /// Records changed earlier in this group, newest first.
     overlay: HashMap<MessageSid, Record>,
     counters: HashMap<Vec<u8>, i64>,
+    events: EventWrites,
 }
 
 impl Writer {
@@ -362,7 +364,7 @@ impl Writer {
             sid: sid.as_str().to_owned(),
             params: params::pack(event.into_params(), &cx),
         };
-        writes.batch.insert(&event_key(at.0)[..], encode(&body)?);
+        writes.events.append(at.0, encode(&body)?);
         writes.batch.insert(record_key(&sid), encode(&record)?);
         writes.overlay.insert(sid, record);
         Ok(Recorded::Stored)
@@ -407,8 +409,8 @@ impl Writer {
         }
         for transition in &record.transitions {
             writes
-                .batch
-                .remove(&event_key(transition.received_at.0)[..]);
+                .events
+                .remove(&self.trees, transition.received_at.0)?;
         }
         count(&mut writes.counters, &state, -1);
         writes.batch.remove(record_key(sid));
@@ -436,13 +438,7 @@ impl Writer {
             // is taken moves to the next free one.
             let replayed = replay_export(&message, |wanted| {
                 let mut at = wanted.0;
-                while taken.contains(&at)
-                    || self
-                        .trees
-                        .data
-                        .contains_key(event_key(at))
-                        .map_err(unavailable)?
-                {
+                while taken.contains(&at) || writes.events.contains(&self.trees, at)? {
                     at += 1;
                 }
                 taken.insert(at);
@@ -475,8 +471,8 @@ impl Writer {
                     params: params::pack(event.params, &cx),
                 };
                 writes
-                    .batch
-                    .insert(&event_key(transition.received_at.0)[..], encode(&body)?);
+                    .events
+                    .insert(&self.trees, transition.received_at.0, encode(&body)?)?;
                 self.clock = self.clock.max(transition.received_at);
                 report.events += 1;
             }
@@ -492,6 +488,7 @@ impl Writer {
         writes
             .batch
             .insert(CLOCK_KEY, &self.clock.to_be_bytes()[..]);
+        std::mem::take(&mut writes.events).write(&mut writes.batch)?;
         for (key, delta) in writes.counters.drain() {
             if delta == 0 {
                 continue;
