@@ -916,6 +916,12 @@ async fn a_message_sent_for_a_subaccount_is_created_there_and_reconciled_there()
 async fn a_retention_pass_in_many_batches_deletes_every_old_message_and_keeps_those_that_moved() {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let store = open_store(dir.path()).await;
+    // A listing in progress, so that moves keep their old positions as history.
+    let listing = statushook::store::ListQuery {
+        limit: 1,
+        ..Default::default()
+    };
+    store.list(listing).await.expect("lists");
     // Four outcomes, interleaved in time, every message queued first (so every status
     // range and the positions index hold history too).
     let ends = ["sent", "delivered", "undelivered", "queued"];

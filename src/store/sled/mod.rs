@@ -67,9 +67,16 @@ impl SledStore {
             .get(keys::CLOCK_KEY)
             .map_err(unavailable)?
             .map_or(Timestamp(0), |value| Timestamp(decode_count(&value)));
+        // Cursors served before the store was reopened may still be in use.
+        let served_before = trees.data.scan_prefix(b"m").next().is_some();
+        let keep_until = match served_before {
+            true => Timestamp::now().0 + HISTORY_KEPT.as_micros() as u64,
+            false => 0,
+        };
         let shared = Arc::new(Shared {
             watermark: watch::channel(clock.0).0,
             failed: watch::channel(None).0,
+            listings: writer::Listings::new(keep_until),
         });
         let (commands, receiver) = mpsc::channel(QUEUE_DEPTH);
         let writer = writer::spawn(
@@ -564,6 +571,107 @@ mod tests {
         Timestamp(store.watermark())
     }
 
+    /// Serves a listing's first page: from then on, for as long as its cursor lives, moves
+    /// keep their old positions as history.
+    fn start_a_listing(store: &SledStore) {
+        let query = crate::store::ListQuery {
+            limit: 1,
+            ..Default::default()
+        };
+        store.list(&query).expect("lists");
+    }
+
+    #[tokio::test]
+    async fn moves_leave_history_only_while_a_listing_may_read_it() {
+        let dir = tempfile::tempdir().expect("a folder");
+        let store = SledStore::open(dir.path(), Box::new(|_| {})).expect("opens");
+        let sid = |n: u32| format!("SM{n:032x}");
+        stored(&store, &sid(1), "queued").await;
+        stored(&store, &sid(1), "sent").await;
+        assert_eq!(history(&store), [], "nobody lists: the old position goes");
+        store.check().expect("the store is consistent");
+
+        start_a_listing(&store);
+        stored(&store, &sid(2), "queued").await;
+        let moved = stored(&store, &sid(2), "sent").await;
+        assert_eq!(
+            history(&store),
+            [moved],
+            "a listing may read the old position"
+        );
+        store.check().expect("the store is consistent");
+        store.close().await.expect("closes");
+        drop(store);
+
+        // Reopened, the store keeps history for cursors it may have served before.
+        let store = SledStore::open(dir.path(), Box::new(|_| {})).expect("reopens");
+        stored(&store, &sid(3), "queued").await;
+        let later = stored(&store, &sid(3), "sent").await;
+        assert_eq!(history(&store), [moved, later]);
+        store.check().expect("the store is consistent");
+        store.close().await.expect("closes");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_first_listing_while_moves_keep_no_history_lists_every_message_once() {
+        const PATH: [&str; 5] = ["accepted", "queued", "sent", "delivered", "read"];
+        for round in 0..4 {
+            let dir = tempfile::tempdir().expect("a folder");
+            let store = SledStore::open(dir.path(), Box::new(|_| {})).expect("opens");
+            let sids: Vec<String> = (0..400).map(|n| format!("SM{round:08x}{n:024x}")).collect();
+            for sid in &sids {
+                stored(&store, sid, PATH[0]).await;
+            }
+            // Writers move the messages on while nobody has listed: no history so far.
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let writers: Vec<_> = (0..8)
+                .map(|w| {
+                    let (store, sids, stop) = (store.clone(), sids.clone(), Arc::clone(&stop));
+                    tokio::spawn(async move {
+                        let mut rng = fastrand::Rng::with_seed(w);
+                        let mut step = 0;
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) && step < 2000 {
+                            let sid = &sids[rng.usize(..sids.len())];
+                            stored(&store, sid, PATH[1 + rng.usize(..PATH.len() - 1)]).await;
+                            step += 1;
+                        }
+                    })
+                })
+                .collect();
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+
+            let mut query = crate::store::ListQuery {
+                limit: 25,
+                ..Default::default()
+            };
+            let mut listed = Vec::new();
+            loop {
+                let page = tokio::task::block_in_place(|| store.list(&query)).expect("lists");
+                listed.extend(page.messages.into_iter().map(|(sid, _)| sid.to_string()));
+                match page.next {
+                    Some(next) => query.cursor = Some(next),
+                    None => break,
+                }
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            for writer in writers {
+                writer.await.expect("a writer ran");
+            }
+            let mut seen = std::collections::HashSet::new();
+            let twice: Vec<_> = listed.iter().filter(|sid| !seen.insert(*sid)).collect();
+            assert!(twice.is_empty(), "round {round}: listed twice: {twice:?}");
+            let missing = sids.iter().filter(|sid| !seen.contains(sid)).count();
+            assert_eq!(
+                missing,
+                0,
+                "round {round}: {missing} of {} not listed",
+                sids.len()
+            );
+            store.check().expect("the store is consistent");
+            store.close().await.expect("closes");
+        }
+    }
+
     /// The history entries in the store, with the time each was replaced.
     fn history(store: &SledStore) -> Vec<Timestamp> {
         store
@@ -578,6 +686,7 @@ mod tests {
     async fn forgetting_history_removes_only_entries_replaced_before_the_horizon() {
         let dir = tempfile::tempdir().expect("a folder");
         let store = SledStore::open(dir.path(), Box::new(|_| {})).expect("opens");
+        start_a_listing(&store);
         let (a, b) = (
             "SM000000000000000000000000000000aa",
             "SM000000000000000000000000000000bb",

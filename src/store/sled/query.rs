@@ -31,7 +31,7 @@ impl SledStore {
     pub fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
         let snapshot = match &query.cursor {
             Some(cursor) => Timestamp(cursor.snapshot),
-            None => Timestamp(self.watermark()),
+            None => Timestamp(self.shared.listings.snapshot(&self.shared.watermark)?),
         };
         let issued_at = query
             .cursor

@@ -40,7 +40,9 @@ use super::params::{self, Context};
 use super::Trees;
 use crate::domain::{is_duplicate, MessageSid, MessageState, StatusEvent, Timestamp, Transition};
 use crate::store::lifecycle::replay_export;
-use crate::store::{GroupObserver, ImportError, Imported, Recorded, StoreError, StoredMessage};
+use crate::store::{
+    GroupObserver, ImportError, Imported, Recorded, StoreError, StoredMessage, HISTORY_KEPT,
+};
 
 /// The most commands applied and synced together.
 pub const MAX_GROUP: usize = 2048;
@@ -95,10 +97,102 @@ pub enum Command {
 pub struct Shared {
     /// The clock value of the last group applied and made durable: every write at or below
     /// it is visible to readers, none above it is. Paging snapshots and the change feed
-    /// read up to it.
+    /// read up to it. Published through [`Listings::publish`].
     pub watermark: watch::Sender<u64>,
     /// Set once, at the first storage error.
     pub failed: watch::Sender<Option<StoreError>>,
+    pub listings: Listings,
+}
+
+/// Which moves leave history behind.
+///
+/// A position a message leaves (history) is read only by listings whose snapshot precedes
+/// the move. So a listing registers when it takes its snapshot ([`Listings::snapshot`]),
+/// and for [`HISTORY_KEPT`] after that every move keeps its old position as history, as
+/// long as a cursor of that listing can be used. Without a registered listing, the writer
+/// removes the old position instead (one write either way): a store nobody pages holds no
+/// history at all, and the sweep of old history has nothing to do.
+///
+/// A listing that registers while the writer applies a group which keeps no history waits
+/// for that group to be published, and takes its snapshot after it: every move of that
+/// group is then before the snapshot, where history is never read.
+pub struct Listings {
+    state: std::sync::Mutex<ListingState>,
+    published: std::sync::Condvar,
+}
+
+struct ListingState {
+    /// Until when (writer's clock, microseconds) a registered listing may read history.
+    keep_until: u64,
+    /// A group that keeps no history is being applied.
+    unkept_group: bool,
+}
+
+/// How long a listing waits for the writer to publish a group before it gives up.
+const PUBLISH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Listings {
+    /// `keep_until`: 0 for a new store; for one that may have served cursors before it
+    /// was reopened, the time those may still be used.
+    pub fn new(keep_until: u64) -> Listings {
+        Listings {
+            state: std::sync::Mutex::new(ListingState {
+                keep_until,
+                unkept_group: false,
+            }),
+            published: std::sync::Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ListingState> {
+        // The state stays consistent whatever panicked while holding the lock.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// For the writer, before it plans a group: whether the group's moves keep history.
+    fn keep_history(&self, now: Timestamp) -> bool {
+        let mut state = self.lock();
+        let keep = now.0 < state.keep_until;
+        state.unkept_group = !keep;
+        keep
+    }
+
+    /// For the writer, after a group is durable (or failed, with `None`): publishes the
+    /// new watermark and lets waiting listings take their snapshot.
+    fn publish(&self, watermark: &watch::Sender<u64>, clock: Option<Timestamp>) {
+        let mut state = self.lock();
+        if let Some(clock) = clock {
+            watermark.send_replace(clock.0);
+        }
+        state.unkept_group = false;
+        self.published.notify_all();
+    }
+
+    /// For a listing's first page: registers the listing and returns its snapshot.
+    pub fn snapshot(&self, watermark: &watch::Sender<u64>) -> Result<u64, StoreError> {
+        let mut state = self.lock();
+        let until = Timestamp::now()
+            .0
+            .saturating_add(HISTORY_KEPT.as_micros() as u64);
+        state.keep_until = state.keep_until.max(until);
+        let deadline = std::time::Instant::now() + PUBLISH_WAIT;
+        while state.unkept_group {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(StoreError::unavailable(
+                    "the writer did not publish a group",
+                ));
+            }
+            state = self
+                .published
+                .wait_timeout(state, left)
+                .map(|(state, _)| state)
+                .unwrap_or_else(|poisoned| poisoned.into_inner().0);
+        }
+        Ok(*watermark.borrow())
+    }
 }
 
 /// Starts the writer thread; it stops after a `Shutdown`, or when every sender is gone.
@@ -175,6 +269,8 @@ struct GroupWrites {
     overlay: HashMap<MessageSid, Record>,
     counters: HashMap<Vec<u8>, i64>,
     events: EventWrites,
+    /// Whether a position a message leaves stays as history (see [`Listings`]).
+    keep_history: bool,
 }
 
 impl Writer {
@@ -184,7 +280,10 @@ impl Writer {
             return refuse(group, &error);
         }
         let mut next = Continue::Go;
-        let mut writes = GroupWrites::default();
+        let mut writes = GroupWrites {
+            keep_history: self.shared.listings.keep_history(Timestamp::now()),
+            ..GroupWrites::default()
+        };
         let mut replies = Vec::with_capacity(group.len());
         for command in group.drain(..) {
             match command {
@@ -259,15 +358,17 @@ impl Writer {
                 _ => None,
             })
         });
-        match storage_error {
+        let published = match storage_error {
             Some(error) => {
                 tracing::error!(%error, "the store failed a write; exiting for a restart");
                 self.shared.failed.send_replace(Some(error.clone()));
+                None
             }
-            None => {
-                self.shared.watermark.send_replace(self.clock.0);
-            }
-        }
+            None => Some(self.clock),
+        };
+        self.shared
+            .listings
+            .publish(&self.shared.watermark, published);
         for reply in replies {
             // A handler that gave up waiting has dropped its receiver: nothing to tell it.
             match reply {
@@ -335,12 +436,17 @@ impl Writer {
         record.transitions.push(transition);
         record.tokens.extend(token);
 
-        // The old position becomes history (its value the time it was replaced); the new
-        // one is live. Counters hold the current state of every message: the old state's
-        // contribution goes out and the new one's in.
+        // The old position becomes history (its value the time it was replaced) while a
+        // listing may read it, and goes otherwise; the new one is live. Counters hold the
+        // current state of every message: the old state's contribution goes out and the
+        // new one's in.
         if let Some(old) = &old_state {
             for key in index::timed(&sid, old) {
-                writes.batch.insert(key, &at.to_be_bytes()[..]);
+                if writes.keep_history {
+                    writes.batch.insert(key, &at.to_be_bytes()[..]);
+                } else {
+                    writes.batch.remove(key);
+                }
             }
             count(&mut writes.counters, old, -1);
         }
@@ -562,5 +668,39 @@ pub(super) fn count(counters: &mut HashMap<Vec<u8>, i64>, state: &MessageState, 
         add(counter_key(ERROR_COUNTER, &error));
         add(bucket_key(ERROR_HOURLY, at / HOUR, &error));
         add(bucket_key(ERROR_MINUTELY, at / MINUTE, &error));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listing_that_registers_while_a_group_keeps_no_history_takes_its_snapshot_after_it() {
+        let listings = Arc::new(Listings::new(0));
+        let watermark = Arc::new(watch::channel(5).0);
+        assert!(!listings.keep_history(Timestamp(10)), "nobody lists");
+
+        let listing = {
+            let (listings, watermark) = (Arc::clone(&listings), Arc::clone(&watermark));
+            thread::spawn(move || listings.snapshot(&watermark))
+        };
+        thread::sleep(std::time::Duration::from_millis(100));
+        assert!(
+            !listing.is_finished(),
+            "the listing waits for the group that removes old positions"
+        );
+        listings.publish(&watermark, Some(Timestamp(12)));
+        let snapshot = listing.join().expect("no panic").expect("a snapshot");
+        assert_eq!(
+            snapshot, 12,
+            "the snapshot comes after every move without history"
+        );
+        assert!(
+            listings.keep_history(Timestamp::now()),
+            "later groups keep history for the listing"
+        );
+        listings.publish(&watermark, Some(Timestamp(13)));
+        assert_eq!(listings.snapshot(&watermark).expect("a snapshot"), 13);
     }
 }
