@@ -7,7 +7,7 @@
 //! | kind | key                                   | value                                  |
 //! |------|---------------------------------------|----------------------------------------|
 //! | `m`  | `m` sid                               | [`Record`]: parties, transitions, tokens |
-//! | `v`  | `v` seq(u64)                          | [`EventBody`]: sid, parameters packed  |
+//! | `v`  | `v` seq(u64)                          | a block of [`EventBody`]s (`events.rs`) |
 //! | `s`  | `s` status(u8) updated_at sid         | empty, or `replaced_at` (history)      |
 //! | `e`  | `e` error(u32) updated_at sid         | empty, or `replaced_at` (history)      |
 //! | `t`  | `t` to 0x00 sid                       | empty (by recipient)                   |
@@ -18,16 +18,18 @@
 //! | `c`  | `c` h/m hour/minute(u32) error(u32)   | count (u64)                            |
 //! | `k`  | `k` name                              | the service's own state (`put_meta`)   |
 //!
-//! A callback rewrites its message's small record and adds one event value: the
-//! parameters of earlier events are never rewritten. Integers are big-endian, so byte
-//! order is time order and every listing is a range scan. Values are bincode with
-//! variable-length integers.
+//! A callback rewrites its message's small record and adds one event to its group's block:
+//! the parameters of earlier events are never rewritten. History entries (positions a
+//! message has left) exist only while a listing may read them (`writer::Listings`).
+//! Integers are big-endian, so byte order is time order and every listing is a range scan.
+//! Values are bincode with variable-length integers.
 //!
 //! The sequence number of an event is its arrival time from the writer's clock, which
 //! is strictly increasing and handed out in commit order: the change feed, the listing
 //! positions and the paging snapshot all use that one clock. Events are keyed by it, so
 //! the events themselves, in key order, are the change feed, and new ones are appended at
-//! the end of the tree; a message finds its own through the arrival times in its record.
+//! the end of the tree; a message finds its own through the arrival times in its record
+//! (the block keyed at or before each).
 
 use serde::{Deserialize, Serialize};
 
