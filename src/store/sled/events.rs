@@ -99,10 +99,11 @@ fn position(block: &Block, seq: u64) -> Result<usize, usize> {
     block.binary_search_by_key(&seq, |(at, _)| *at)
 }
 
-/// Whether `seq` goes into `block`, the last block keyed at or before it: unless it lies
-/// after the block's last event (then it starts a block of its own, before the next one).
+/// Whether `seq` goes into `block`, the last block keyed at or before it: when it lies
+/// before the block's last event, or the block has room (the next block starts after
+/// `seq` either way); else it starts a block of its own.
 fn fits(block: &Block, seq: u64) -> bool {
-    block.last().is_none_or(|(last, _)| seq <= *last)
+    block.len() < BLOCK_EVENTS || block.last().is_none_or(|(last, _)| seq <= *last)
 }
 
 impl Trees {
@@ -177,25 +178,47 @@ impl EventWrites {
         self.appended.push((seq, body));
     }
 
-    /// Whether an event is stored (or written by this group) at `seq`.
-    pub(super) fn contains(&mut self, trees: &Trees, seq: u64) -> Result<bool, StoreError> {
-        if position(&self.appended, seq).is_ok() {
-            return Ok(true);
+    /// Reads the block that holds (or would hold) `seq`, if this group has not yet: the
+    /// only part of an edit that can fail, so that a command does every read before it
+    /// changes anything.
+    pub(super) fn load(&mut self, trees: &Trees, seq: u64) -> Result<(), StoreError> {
+        if self
+            .appended
+            .first()
+            .is_some_and(|(first, _)| *first <= seq)
+        {
+            return Ok(());
         }
-        Ok(match self.holder(trees, seq)? {
-            Some(key) => position(&self.edited[&key], seq).is_ok(),
-            None => false,
-        })
+        let edited = self.edited.range(..=seq).next_back().map(|(key, _)| *key);
+        if let Some((stored, block)) = trees.block_at(seq)? {
+            if edited.is_none_or(|edited| edited < stored) {
+                self.edited.insert(stored, block);
+            }
+        }
+        Ok(())
     }
 
-    /// Adds an event at any free sequence number (an import's): into the block that would
-    /// hold it, or, after that block's last event, into a block of its own.
-    pub(super) fn insert(
-        &mut self,
-        trees: &Trees,
-        seq: u64,
-        body: Vec<u8>,
-    ) -> Result<(), StoreError> {
+    /// Whether an event is stored (or written by this group) at `seq`; loads its block.
+    pub(super) fn contains(&mut self, trees: &Trees, seq: u64) -> Result<bool, StoreError> {
+        self.load(trees, seq)?;
+        if self
+            .appended
+            .first()
+            .is_some_and(|(first, _)| *first <= seq)
+        {
+            return Ok(position(&self.appended, seq).is_ok());
+        }
+        Ok(self
+            .edited
+            .range(..=seq)
+            .next_back()
+            .is_some_and(|(_, block)| position(block, seq).is_ok()))
+    }
+
+    /// Adds an event at a free sequence number (an import's), whose block was loaded:
+    /// into the block that would hold it while its events surround `seq` or it has room,
+    /// else into a block of its own.
+    pub(super) fn insert(&mut self, seq: u64, body: Vec<u8>) {
         if self
             .appended
             .first()
@@ -203,50 +226,29 @@ impl EventWrites {
         {
             let at = position(&self.appended, seq).unwrap_or_else(|at| at);
             self.appended.insert(at, (seq, body));
-            return Ok(());
+            return;
         }
-        match self.holder(trees, seq)? {
-            Some(key) if fits(&self.edited[&key], seq) => {
-                let block = self.edited.entry(key).or_default();
-                match position(block, seq) {
-                    Ok(at) => block[at] = (seq, body),
-                    Err(at) => block.insert(at, (seq, body)),
-                }
-            }
+        match self.edited.range_mut(..=seq).next_back() {
+            Some((_, block)) if fits(block, seq) => match position(block, seq) {
+                Ok(at) => block[at] = (seq, body),
+                Err(at) => block.insert(at, (seq, body)),
+            },
             _ => {
-                self.edited.entry(seq).or_default().push((seq, body));
+                self.edited.insert(seq, vec![(seq, body)]);
             }
         }
-        Ok(())
     }
 
-    /// Removes the event at `seq`, if there is one.
-    pub(super) fn remove(&mut self, trees: &Trees, seq: u64) -> Result<(), StoreError> {
+    /// Removes the event at `seq`, if there is one; its block was loaded.
+    pub(super) fn remove(&mut self, seq: u64) {
         if let Ok(at) = position(&self.appended, seq) {
             self.appended.remove(at);
-            return Ok(());
+            return;
         }
-        if let Some(key) = self.holder(trees, seq)? {
-            let block = self.edited.entry(key).or_default();
+        if let Some((_, block)) = self.edited.range_mut(..=seq).next_back() {
             if let Ok(at) = position(block, seq) {
                 block.remove(at);
             }
-        }
-        Ok(())
-    }
-
-    /// The key of the block that holds (or would hold) `seq`, loaded into `edited`: the
-    /// later of the last stored and the last edited block keyed at or before it.
-    fn holder(&mut self, trees: &Trees, seq: u64) -> Result<Option<u64>, StoreError> {
-        let edited = self.edited.range(..=seq).next_back().map(|(key, _)| *key);
-        let stored = trees.block_at(seq)?;
-        match (edited, stored) {
-            (Some(edited), Some((stored, _))) if edited >= stored => Ok(Some(edited)),
-            (_, Some((stored, block))) => {
-                self.edited.insert(stored, block);
-                Ok(Some(stored))
-            }
-            (edited, None) => Ok(edited),
         }
     }
 
@@ -387,8 +389,11 @@ mod tests {
         assert_eq!(read_all(&trees), [10, 20]);
 
         let mut writes = EventWrites::default();
-        writes.remove(&trees, 10).expect("removes");
-        writes.insert(&trees, 15, body(15)).expect("inserts");
+        for seq in [10, 15] {
+            writes.load(&trees, seq).expect("reads");
+        }
+        writes.remove(10);
+        writes.insert(15, body(15));
         writes.append(30, body(30));
         apply(&trees, writes);
         assert_eq!(read_all(&trees), [15, 20, 30]);
@@ -408,14 +413,16 @@ mod tests {
         // 105, before the block's new first (110), must join that block: a block of its
         // own at 105 would become the one lookups of 110..130 find.
         let mut writes = EventWrites::default();
-        writes.remove(&trees, 100).expect("removes");
+        writes.load(&trees, 100).expect("reads");
+        writes.remove(100);
         apply(&trees, writes);
         let mut writes = EventWrites::default();
         assert!(!writes.contains(&trees, 105).expect("reads"));
         assert!(writes.contains(&trees, 110).expect("reads"));
-        writes.insert(&trees, 105, body(105)).expect("inserts");
-        writes.insert(&trees, 150, body(150)).expect("inserts");
-        writes.insert(&trees, 50, body(50)).expect("inserts");
+        for seq in [105, 150, 50] {
+            assert!(!writes.contains(&trees, seq).expect("reads"));
+            writes.insert(seq, body(seq));
+        }
         apply(&trees, writes);
         assert_eq!(read_all(&trees), [50, 105, 110, 120, 130, 150, 200]);
 
@@ -423,11 +430,26 @@ mod tests {
         // keyed 100, which also holds 200.)
         let mut writes = EventWrites::default();
         for seq in [105, 110, 120, 130, 50] {
-            writes.remove(&trees, seq).expect("removes");
+            writes.load(&trees, seq).expect("reads");
+            writes.remove(seq);
         }
         apply(&trees, writes);
         assert_eq!(read_all(&trees), [150, 200]);
         assert_eq!(trees.data.len(), 1, "the block of 50 is gone");
+    }
+
+    #[test]
+    fn imported_events_fill_blocks_too() {
+        let (_dir, trees) = trees();
+        let mut writes = EventWrites::default();
+        let seqs: Vec<u64> = (0..20).map(|n| 500 + 2 * n).collect();
+        for seq in &seqs {
+            assert!(!writes.contains(&trees, *seq).expect("reads"));
+            writes.insert(*seq, body(*seq));
+        }
+        apply(&trees, writes);
+        assert_eq!(trees.data.len(), 3, "20 imported events in blocks of 8");
+        assert_eq!(read_all(&trees), seqs);
     }
 
     #[test]
@@ -437,7 +459,8 @@ mod tests {
         for seq in [1, 2, 3] {
             writes.append(seq, body(seq));
         }
-        writes.remove(&trees, 2).expect("removes");
+        writes.load(&trees, 2).expect("reads");
+        writes.remove(2);
         assert!(!writes.contains(&trees, 2).expect("reads"));
         apply(&trees, writes);
         assert_eq!(read_all(&trees), [1, 3]);

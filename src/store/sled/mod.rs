@@ -673,6 +673,41 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_delete_that_cannot_read_an_event_block_leaves_the_message_whole() {
+        let dir = tempfile::tempdir().expect("a folder");
+        let store = SledStore::open(dir.path(), Box::new(|_| {})).expect("opens");
+        let sid = "SM000000000000000000000000000000aa";
+        stored(&store, sid, "queued").await;
+        let second = stored(&store, sid, "sent").await;
+        let keys_before = store.trees.data.len();
+        // The block of the second event becomes unreadable.
+        store
+            .trees
+            .data
+            .insert(keys::event_key(second.0), vec![0xff, 0x00, 0x01])
+            .expect("writes");
+        let (reply, answer) = oneshot::channel();
+        let sids = vec![MessageSid::parse(sid).expect("a SID")];
+        store
+            .send(Command::Delete {
+                sids,
+                updated_before: None,
+                reply,
+            })
+            .await
+            .expect("sent");
+        assert!(answer.await.expect("answered").is_err());
+        assert_eq!(
+            store.trees.data.len(),
+            keys_before,
+            "nothing of the message was removed"
+        );
+        let record = store.trees.record(&MessageSid::parse(sid).expect("a SID"));
+        assert!(record.expect("readable").is_some());
+        store.close().await.expect("closes");
+    }
+
     /// The history entries in the store, with the time each was replaced.
     fn history(store: &SledStore) -> Vec<Timestamp> {
         store

@@ -31,7 +31,11 @@ impl SledStore {
     pub fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
         let snapshot = match &query.cursor {
             Some(cursor) => Timestamp(cursor.snapshot),
-            None => Timestamp(self.shared.listings.snapshot(&self.shared.watermark)?),
+            None => Timestamp(
+                self.shared
+                    .listings
+                    .snapshot(&self.shared.watermark, &self.shared.failed)?,
+            ),
         };
         let issued_at = query
             .cursor

@@ -128,8 +128,9 @@ struct ListingState {
     unkept_group: bool,
 }
 
-/// How long a listing waits for the writer to publish a group before it gives up.
-const PUBLISH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a listing waits for the writer to publish a group before it gives up (a
+/// group takes milliseconds; a minute means the writer is stuck).
+const PUBLISH_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Listings {
     /// `keep_until`: 0 for a new store; for one that may have served cursors before it
@@ -159,19 +160,25 @@ impl Listings {
         keep
     }
 
-    /// For the writer, after a group is durable (or failed, with `None`): publishes the
-    /// new watermark and lets waiting listings take their snapshot.
+    /// For the writer, after a group is durable: publishes the new watermark and lets
+    /// waiting listings take their snapshot. After a failed group (`None`) the flag stays:
+    /// its moves may be in the tree without history, under a watermark that no longer
+    /// grows, so no listing takes a snapshot from then on (the service is exiting).
     fn publish(&self, watermark: &watch::Sender<u64>, clock: Option<Timestamp>) {
         let mut state = self.lock();
         if let Some(clock) = clock {
             watermark.send_replace(clock.0);
+            state.unkept_group = false;
         }
-        state.unkept_group = false;
         self.published.notify_all();
     }
 
     /// For a listing's first page: registers the listing and returns its snapshot.
-    pub fn snapshot(&self, watermark: &watch::Sender<u64>) -> Result<u64, StoreError> {
+    pub fn snapshot(
+        &self,
+        watermark: &watch::Sender<u64>,
+        failed: &watch::Sender<Option<StoreError>>,
+    ) -> Result<u64, StoreError> {
         let mut state = self.lock();
         let until = Timestamp::now()
             .0
@@ -179,6 +186,9 @@ impl Listings {
         state.keep_until = state.keep_until.max(until);
         let deadline = std::time::Instant::now() + PUBLISH_WAIT;
         while state.unkept_group {
+            if let Some(error) = failed.borrow().clone() {
+                return Err(error);
+            }
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
                 return Err(StoreError::unavailable(
@@ -508,15 +518,17 @@ impl Writer {
         if updated_before.is_some_and(|before| state.updated_at >= before) {
             return Ok(false);
         }
+        // Every read first: a failed one leaves this message wholly in place.
+        for transition in &record.transitions {
+            writes.events.load(&self.trees, transition.received_at.0)?;
+        }
         // History entries already pruned are removed again: removing a missing key is
         // harmless, and so is the prune of one removed here.
         for (key, _) in index::implied(sid, &record) {
             writes.batch.remove(key);
         }
         for transition in &record.transitions {
-            writes
-                .events
-                .remove(&self.trees, transition.received_at.0)?;
+            writes.events.remove(transition.received_at.0);
         }
         count(&mut writes.counters, &state, -1);
         writes.batch.remove(record_key(sid));
@@ -576,9 +588,10 @@ impl Writer {
                     sid: sid.as_str().to_owned(),
                     params: params::pack(event.params, &cx),
                 };
+                // Its block was read when the time was found free, above.
                 writes
                     .events
-                    .insert(&self.trees, transition.received_at.0, encode(&body)?)?;
+                    .insert(transition.received_at.0, encode(&body)?);
                 self.clock = self.clock.max(transition.received_at);
                 report.events += 1;
             }
@@ -679,11 +692,16 @@ mod tests {
     fn a_listing_that_registers_while_a_group_keeps_no_history_takes_its_snapshot_after_it() {
         let listings = Arc::new(Listings::new(0));
         let watermark = Arc::new(watch::channel(5).0);
+        let failed = Arc::new(watch::channel(None).0);
         assert!(!listings.keep_history(Timestamp(10)), "nobody lists");
 
         let listing = {
-            let (listings, watermark) = (Arc::clone(&listings), Arc::clone(&watermark));
-            thread::spawn(move || listings.snapshot(&watermark))
+            let (listings, watermark, failed) = (
+                Arc::clone(&listings),
+                Arc::clone(&watermark),
+                Arc::clone(&failed),
+            );
+            thread::spawn(move || listings.snapshot(&watermark, &failed))
         };
         thread::sleep(std::time::Duration::from_millis(100));
         assert!(
@@ -701,6 +719,23 @@ mod tests {
             "later groups keep history for the listing"
         );
         listings.publish(&watermark, Some(Timestamp(13)));
-        assert_eq!(listings.snapshot(&watermark).expect("a snapshot"), 13);
+        assert_eq!(
+            listings.snapshot(&watermark, &failed).expect("a snapshot"),
+            13
+        );
+    }
+
+    #[test]
+    fn after_a_failed_group_that_kept_no_history_no_listing_takes_a_snapshot() {
+        let listings = Listings::new(0);
+        let watermark = watch::channel(5).0;
+        let failed = watch::channel(None).0;
+        assert!(!listings.keep_history(Timestamp(10)));
+        failed.send_replace(Some(StoreError::unavailable("disk full")));
+        listings.publish(&watermark, None);
+        assert!(
+            listings.snapshot(&watermark, &failed).is_err(),
+            "the group's moves may be applied without history, above the watermark"
+        );
     }
 }
