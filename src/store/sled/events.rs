@@ -100,10 +100,12 @@ fn position(block: &Block, seq: u64) -> Result<usize, usize> {
 }
 
 /// Whether `seq` goes into `block`, the last block keyed at or before it: when it lies
-/// before the block's last event, or the block has room (the next block starts after
-/// `seq` either way); else it starts a block of its own.
+/// within the block's span (it must, for the blocks not to overlap); after the block's last
+/// event it starts a block of its own, as joining would widen the span over times where
+/// later imports would have to join it too. A block grown past its size is split when
+/// written ([`put`]).
 fn fits(block: &Block, seq: u64) -> bool {
-    block.len() < BLOCK_EVENTS || block.last().is_none_or(|(last, _)| seq <= *last)
+    block.last().is_none_or(|(last, _)| seq <= *last)
 }
 
 impl Trees {
@@ -216,8 +218,7 @@ impl EventWrites {
     }
 
     /// Adds an event at a free sequence number (an import's), whose block was loaded:
-    /// into the block that would hold it while its events surround `seq` or it has room,
-    /// else into a block of its own.
+    /// into the block whose span holds `seq`, else into a block of its own.
     pub(super) fn insert(&mut self, seq: u64, body: Vec<u8>) {
         if self
             .appended
@@ -254,32 +255,40 @@ impl EventWrites {
 
     /// Puts the group's event changes into its batch.
     pub(super) fn write(self, batch: &mut Batch) -> Result<(), StoreError> {
-        for (key, block) in &self.edited {
+        for (key, block) in self.edited {
             if block.is_empty() {
-                batch.remove(&event_key(*key)[..]);
+                batch.remove(&event_key(key)[..]);
             } else {
-                batch.insert(&event_key(*key)[..], encode_block(*key, block)?);
+                put(batch, key, block)?;
             }
         }
-        let mut block: Block = Vec::new();
-        let mut bytes = 0;
-        for (seq, body) in self.appended {
-            if !block.is_empty()
-                && (block.len() == BLOCK_EVENTS || bytes + body.len() > BLOCK_BYTES)
-            {
-                let key = block[0].0;
-                batch.insert(&event_key(key)[..], encode_block(key, &block)?);
-                block.clear();
-                bytes = 0;
-            }
-            bytes += body.len();
-            block.push((seq, body));
-        }
-        if let Some((key, _)) = block.first() {
-            batch.insert(&event_key(*key)[..], encode_block(*key, &block)?);
+        if let Some((first, _)) = self.appended.first() {
+            put(batch, *first, self.appended)?;
         }
         Ok(())
     }
+}
+
+/// Writes `events` as the block keyed `key`, split into blocks of at most [`BLOCK_EVENTS`]
+/// events and [`BLOCK_BYTES`] (one event may be larger): the first keeps `key`, each other
+/// is keyed by its first event. None of those keys can be another block's, as they all lie
+/// within the span of this one.
+fn put(batch: &mut Batch, key: u64, events: Block) -> Result<(), StoreError> {
+    let mut block: Block = Vec::new();
+    let mut block_key = key;
+    let mut bytes = 0;
+    for (seq, body) in events {
+        if !block.is_empty() && (block.len() == BLOCK_EVENTS || bytes + body.len() > BLOCK_BYTES) {
+            batch.insert(&event_key(block_key)[..], encode_block(block_key, &block)?);
+            block.clear();
+            block_key = seq;
+            bytes = 0;
+        }
+        bytes += body.len();
+        block.push((seq, body));
+    }
+    batch.insert(&event_key(block_key)[..], encode_block(block_key, &block)?);
+    Ok(())
 }
 
 /// Every block key and its events, for `check`: the blocks in key order, each at or before
@@ -439,17 +448,31 @@ mod tests {
     }
 
     #[test]
-    fn imported_events_fill_blocks_too() {
+    fn imported_events_join_the_block_whose_span_holds_them_and_big_blocks_split() {
         let (_dir, trees) = trees();
         let mut writes = EventWrites::default();
-        let seqs: Vec<u64> = (0..20).map(|n| 500 + 2 * n).collect();
-        for seq in &seqs {
+        for seq in [100, 200] {
+            writes.append(seq, body(seq));
+        }
+        apply(&trees, writes);
+        // Twenty imported events inside the span 100..200 join that block, which is then
+        // written as blocks of eight; one after it gets a block of its own.
+        let mut writes = EventWrites::default();
+        let inside: Vec<u64> = (0..20).map(|n| 101 + 4 * n).collect();
+        for seq in inside.iter().chain([&300]) {
             assert!(!writes.contains(&trees, *seq).expect("reads"));
             writes.insert(*seq, body(*seq));
         }
         apply(&trees, writes);
-        assert_eq!(trees.data.len(), 3, "20 imported events in blocks of 8");
-        assert_eq!(read_all(&trees), seqs);
+        assert_eq!(
+            trees.data.len(),
+            4,
+            "22 events in blocks of 8, 8, 6 and the one after"
+        );
+        let mut expected = vec![100];
+        expected.extend(&inside);
+        expected.extend([200, 300]);
+        assert_eq!(read_all(&trees), expected);
     }
 
     #[test]
