@@ -180,15 +180,18 @@ impl EventWrites {
         self.appended.push((seq, body));
     }
 
+    /// Whether `seq` falls among the events the group appends (after every stored one).
+    fn among_appended(&self, seq: u64) -> bool {
+        self.appended
+            .first()
+            .is_some_and(|(first, _)| *first <= seq)
+    }
+
     /// Reads the block that holds (or would hold) `seq`, if this group has not yet: the
     /// only part of an edit that can fail, so that a command does every read before it
     /// changes anything.
     pub(super) fn load(&mut self, trees: &Trees, seq: u64) -> Result<(), StoreError> {
-        if self
-            .appended
-            .first()
-            .is_some_and(|(first, _)| *first <= seq)
-        {
+        if self.among_appended(seq) {
             return Ok(());
         }
         let edited = self.edited.range(..=seq).next_back().map(|(key, _)| *key);
@@ -203,11 +206,7 @@ impl EventWrites {
     /// Whether an event is stored (or written by this group) at `seq`; loads its block.
     pub(super) fn contains(&mut self, trees: &Trees, seq: u64) -> Result<bool, StoreError> {
         self.load(trees, seq)?;
-        if self
-            .appended
-            .first()
-            .is_some_and(|(first, _)| *first <= seq)
-        {
+        if self.among_appended(seq) {
             return Ok(position(&self.appended, seq).is_ok());
         }
         Ok(self
@@ -220,11 +219,7 @@ impl EventWrites {
     /// Adds an event at a free sequence number (an import's), whose block was loaded:
     /// into the block whose span holds `seq`, else into a block of its own.
     pub(super) fn insert(&mut self, seq: u64, body: Vec<u8>) {
-        if self
-            .appended
-            .first()
-            .is_some_and(|(first, _)| *first <= seq)
-        {
+        if self.among_appended(seq) {
             let at = position(&self.appended, seq).unwrap_or_else(|at| at);
             self.appended.insert(at, (seq, body));
             return;
