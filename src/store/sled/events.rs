@@ -108,9 +108,15 @@ fn fits(block: &Block, seq: u64) -> bool {
     block.last().is_none_or(|(last, _)| seq <= *last)
 }
 
+/// The encoded body of the event at `seq` in `block`, if it is there.
+pub(super) fn find(block: &Block, seq: u64) -> Option<&[u8]> {
+    let at = position(block, seq).ok()?;
+    Some(&block[at].1)
+}
+
 impl Trees {
-    /// The stored block that would hold `seq`: the last one keyed at or before it.
-    pub(super) fn block_at(&self, seq: u64) -> Result<Option<(u64, Block)>, StoreError> {
+    /// The key and value of the last block keyed at or before `seq`.
+    fn last_block_at(&self, seq: u64) -> Result<Option<(u64, sled::IVec)>, StoreError> {
         let found = self
             .data
             .range(event_key(0)..=event_key(seq))
@@ -118,10 +124,15 @@ impl Trees {
             .transpose()
             .map_err(unavailable)?;
         match found {
-            Some((key, value)) => {
-                let key = event_seq(&key)?;
-                Ok(Some((key, decode_block(key, &value)?)))
-            }
+            Some((key, value)) => Ok(Some((event_seq(&key)?, value))),
+            None => Ok(None),
+        }
+    }
+
+    /// The stored block that would hold `seq`: the last one keyed at or before it.
+    pub(super) fn block_at(&self, seq: u64) -> Result<Option<(u64, Block)>, StoreError> {
+        match self.last_block_at(seq)? {
+            Some((key, value)) => Ok(Some((key, decode_block(key, &value)?))),
             None => Ok(None),
         }
     }
@@ -138,16 +149,7 @@ impl Trees {
             return Ok(());
         };
         // The block holding `first` may start before it.
-        let start = match self
-            .data
-            .range(event_key(0)..=event_key(first))
-            .next_back()
-            .transpose()
-            .map_err(unavailable)?
-        {
-            Some((key, _)) => event_seq(&key)?,
-            None => first,
-        };
+        let start = self.last_block_at(first)?.map_or(first, |(key, _)| key);
         for entry in self.data.range(event_key(start)..=event_key(upto)) {
             let (key, value) = entry.map_err(unavailable)?;
             for (seq, body) in decode_block(event_seq(&key)?, &value)? {

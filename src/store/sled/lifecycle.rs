@@ -538,11 +538,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("a folder");
         let store = SledStore::open(dir.path(), Box::new(|_| {})).expect("opens");
         // A listing in progress, so that moves keep their old positions as history.
-        let listing = crate::store::ListQuery {
-            limit: 1,
-            ..Default::default()
-        };
-        store.list(&listing).expect("lists");
+        crate::store::sled::tests::start_a_listing(&store);
         // Messages ending in four statuses, their ranges interleaved in time and full of
         // history entries (every message was queued first).
         let ends = ["sent", "delivered", "undelivered", "queued"];

@@ -377,17 +377,17 @@ impl Trees {
         let mut block: Option<(u64, events::Block)> = None;
         for (index, transition) in record.transitions.iter().enumerate() {
             let seq = transition.received_at.0;
-            let holds = |(key, events): &(u64, events::Block)| {
-                *key <= seq && events.last().is_some_and(|(last, _)| seq <= *last)
+            let held = |block: &Option<(u64, events::Block)>| {
+                block
+                    .as_ref()
+                    .is_some_and(|(_, events)| events::find(events, seq).is_some())
             };
-            if !block.as_ref().is_some_and(holds) {
+            if !held(&block) {
                 block = self.block_at(seq)?;
             }
-            let found = block.as_ref().and_then(|(_, events)| {
-                let at = events.binary_search_by_key(&seq, |(at, _)| *at).ok()?;
-                Some(&events[at].1)
-            });
-            let value = found
+            let value = block
+                .as_ref()
+                .and_then(|(_, events)| events::find(events, seq))
                 .ok_or_else(|| StoreError::corrupt(format!("{sid}: event {seq} is missing")))?;
             let body: keys::EventBody = decode(value)?;
             if body.sid != sid.as_str() {
@@ -574,7 +574,7 @@ mod tests {
 
     /// Serves a listing's first page: from then on, for as long as its cursor lives, moves
     /// keep their old positions as history.
-    fn start_a_listing(store: &SledStore) {
+    pub(super) fn start_a_listing(store: &SledStore) {
         let query = crate::store::ListQuery {
             limit: 1,
             ..Default::default()
