@@ -2,9 +2,10 @@
 //!
 //! sled 0.34.7's `flush()` ends in `pwrite` and `sync_file_range` of its log: that neither
 //! flushes the drive's cache nor records a grown file's size, so it promises nothing across
-//! a power cut, and sled's only `fsync` of the log is in its background flusher, which is
-//! off here. So after each group's flush the writer calls [`SledFiles::sync`], which fsyncs
-//! what sled wrote and needs to recover the group, in this order:
+//! a power cut, and sled's only `fsync` of the log is in its background flusher, which runs
+//! here for its segment cleaning on its own clock (`open_db`), unrelated to any group. So
+//! after each group's flush the writer calls [`SledFiles::sync`], which fsyncs what sled
+//! wrote and needs to recover the group, in this order:
 //! - `blobs/<lsn>`: a page over a quarter of a segment goes to a file of its own that sled
 //!   never fsyncs; the log only points to it. New ones are synced, then `blobs/` for their
 //!   names, before the log. (With the log synced but not the blobs, the power-cut test's
