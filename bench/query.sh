@@ -26,6 +26,7 @@ TWILIO_AUTH_TOKEN=bench-auth-token RUST_LOG=warn \
 trap 'kill $PID 2>/dev/null || true' EXIT
 until curl -sf http://127.0.0.1:9093/healthz >/dev/null; do sleep 0.01; done
 echo "start-up (open the store, answer /healthz): $(echo "$(date +%s.%N) - $start" | bc) s"
+echo "server RSS right after opening: $(( $(awk '/VmRSS/ {print $2}' /proc/$PID/status) / 1024 )) MiB"
 
 target/release/examples/query_bench http://127.0.0.1:9093 bench "$COUNT"
 echo "server RSS after the queries: $(( $(awk '/VmRSS/ {print $2}' /proc/$PID/status) / 1024 )) MiB"

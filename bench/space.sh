@@ -2,7 +2,8 @@
 # Space and memory after a fill from outside: COUNT pre-signed callbacks of the realistic
 # mix (3-4 statuses a message, ~15% undelivered/failed, ~20% out of order, duplicates),
 # each sent once over HTTP at CONNS connections; then the store's size per message and the
-# service's RSS, while it runs and again after a restart.
+# service's RSS, while it runs and again after a restart; then what of it is keys and values
+# (examples/census.rs) and what is sled's own.
 #
 #   bench/space.sh            # COUNT=1200000 CONNS=64 by default
 #   BIN=path/to/other/statushook bench/space.sh
@@ -15,7 +16,7 @@ OUT=bench/out
 DB=$OUT/space-db
 mkdir -p "$OUT"
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-cargo build --release --quiet --bin statushook --example presign
+cargo build --release --quiet --bin statushook --example presign --example census
 export CALLBACKS="$OUT/space.tsv" WRK_THREADS=2
 target/release/examples/presign "$COUNT" https://hooks.example.com bench-auth-token "$CALLBACKS"
 
@@ -53,3 +54,5 @@ report "after the fill"
 kill "$PID"; wait "$PID" 2>/dev/null || true
 serve
 report "after a restart"
+kill "$PID"; wait "$PID" 2>/dev/null || true
+target/release/examples/census "$DB"

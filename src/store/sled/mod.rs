@@ -314,16 +314,17 @@ fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
         let opened = sled::Config::new()
             .path(path)
             // Bounded so that the service's memory stays small on millions of messages;
-            // the hot set (recent messages) fits easily. At 1,000,000 messages the resident
-            // set after `bench/query.sh` is 283 MiB with 64 MiB here, 302 with 128.
-            .cache_capacity(64 * 1024 * 1024)
+            // the hot set (recent messages) fits easily. At 1,000,000 messages, with the
+            // segment cleaning below, the resident set after `bench/query.sh` is 282 MiB with
+            // 48 MiB here, 316 with 64.
+            .cache_capacity(48 * 1024 * 1024)
             // sled's background flusher, for its segment cleaning: each round it moves the
             // live pages out of segments that are at most half live, for up to half the
             // period, so that the segments can be reused. Without it sled cleans only when
             // a page is consolidated, one page at a time, and the log holds mostly old
             // versions of rewritten records: `bench/space.sh` left 2,933 bytes a message
-            // with it off, 2,159 with rounds every second and 1,060 every 50 ms (see the
-            // README). Its own flushes and fsyncs acknowledge nothing; the writer still
+            // with it off, 2,159 with rounds every second, 1,266 every 200 ms and 1,060
+            // every 50 ms. Its own flushes and fsyncs acknowledge nothing; the writer still
             // syncs every group itself (`files.rs`).
             .flush_every_ms(Some(50))
             // sled writes a page larger than a quarter of a segment to a blob file of its
