@@ -19,7 +19,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::Notify;
 
-use crate::helpers::{callback, get_from_binary, new_sid, post_to_binary, start_sled_binary, with};
+use crate::helpers::{
+    callback, get_from_binary, new_sid, post_to_binary, start_sled_binary, with, API_TOKEN,
+};
 use lossyfs::Disk;
 
 /// Power cuts in a row on the same store, each after this many acknowledged callbacks.
@@ -29,12 +31,14 @@ const CLIENTS: usize = 8;
 /// Bytes of a parameter that one client adds to each of its callbacks.
 const BIG: usize = 60 * 1024;
 
-/// A callback answered 200: the event it must have left, told apart by its `Tag`.
+/// A callback answered 200: the event it must have left, told apart by its `Tag`, and the
+/// length of its `Body` parameter (0: none).
 #[derive(Clone)]
 struct Ack {
     sid: String,
     status: &'static str,
     tag: String,
+    body: usize,
 }
 
 #[tokio::test]
@@ -52,26 +56,7 @@ async fn every_callback_acknowledged_before_a_power_cut_is_there_after_it() {
         acknowledged.extend(stream_until_cut(trial, &address, &disk, child).await);
         unmount(disk, mountpoint.path());
 
-        // Reboot on what the disk kept: the service starts, and then the offline check.
-        let mountpoint = tempfile::tempdir().expect("a mount point");
-        let disk = mount(backing.path(), mountpoint.path());
-        let data = mountpoint.path().join("data");
-        let (mut child, address) = start_sled_binary(&data).await;
-        let lost = lost(&address, &acknowledged).await;
-        child.start_kill().expect("SIGKILL is sent");
-        child.wait().await.expect("the child is reaped");
-        let check = Command::new(env!("CARGO_BIN_EXE_statushook"))
-            .arg("check")
-            .arg("--data-dir")
-            .arg(&data)
-            .output()
-            .await
-            .expect("statushook check runs");
-        let check = match check.status.success() {
-            true => "passes".to_owned(),
-            false => format!("FAILS: {}", String::from_utf8_lossy(&check.stderr).trim()),
-        };
-        unmount(disk, mountpoint.path());
+        let (lost, check) = reboot(backing.path(), &acknowledged).await;
         // Large callbacks put values in blob files, which sled leaves to its user to sync.
         let blobs = std::fs::read_dir(backing.path().join("data/blobs")).map_or(0, |d| d.count());
         let trial = format!(
@@ -86,6 +71,145 @@ async fn every_callback_acknowledged_before_a_power_cut_is_there_after_it() {
         trials.push(trial);
     }
     assert!(all_kept, "{}", trials.join("\n"));
+}
+
+/// sled's log segments (`segment_size` in `open_db`).
+const SEGMENT: u64 = 8 * 1024 * 1024;
+/// Rounds of churn before each stream, and the messages that each writes and then erases.
+const CHURN_ROUNDS: usize = 3;
+const CHURN_MESSAGES: usize = 60;
+/// One churned message in this many is kept.
+const KEPT: usize = 3;
+
+/// The same power cuts, on a store whose log sled reuses in place. Before each stream,
+/// messages with large parameters are written and most of them erased, so that segments
+/// die or fall to at most half live; sled moves the live pages out of the latter (its
+/// flusher, and one page at each consolidation), frees both, and later writes overwrite
+/// them: the churn's own, then the stream's, up to the cut. The filesystem counts the bytes
+/// written over older ones, so the test knows that reuse happened.
+#[tokio::test]
+async fn every_callback_acknowledged_while_sled_reuses_its_log_is_there_after_a_cut() {
+    let backing = tempfile::tempdir().expect("a temporary folder");
+    let log = Path::new("data/db");
+    let mut acknowledged = Vec::new();
+    let mut trials = Vec::new();
+    let (mut all_kept, mut all_reused) = (true, true);
+    for trial in 1..=TRIALS {
+        let mountpoint = tempfile::tempdir().expect("a mount point");
+        let disk = mount(backing.path(), mountpoint.path());
+        let (child, address) = start_sled_binary(&mountpoint.path().join("data")).await;
+        // Opening may itself overwrite (sled zeroes free segments): counted from here.
+        let opened = disk.writes(log).expect("the log exists");
+        acknowledged.extend(churn(trial, &address).await);
+        let churned = disk.writes(log).expect("the log exists");
+        let streamed = stream_until_cut(trial, &address, &disk, child).await;
+        let in_stream = streamed.len();
+        acknowledged.extend(streamed);
+        let cut = disk.writes(log).expect("the log exists");
+        unmount(disk, mountpoint.path());
+
+        let (lost, check) = reboot(backing.path(), &acknowledged).await;
+        let mib = |bytes: u64| format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0));
+        let trial = format!(
+            "cut {trial}: log of {} at the cut; churn wrote {}, {} of it over older bytes; \
+             the stream wrote {}, {} over older bytes; {} of {} callbacks acknowledged so \
+             far lost ({in_stream} in this stream); check {check}",
+            mib(cut.size),
+            mib(churned.written - opened.written),
+            mib(churned.overwritten - opened.overwritten),
+            mib(cut.written - churned.written),
+            mib(cut.overwritten - churned.overwritten),
+            lost.len(),
+            acknowledged.len(),
+        );
+        eprintln!("{trial}");
+        all_kept &= lost.is_empty() && check == "passes";
+        // A whole segment reused before the stream, and reuse going on up to the cut.
+        all_reused &= churned.overwritten - opened.overwritten >= SEGMENT
+            && cut.overwritten > churned.overwritten;
+        trials.push(trial);
+    }
+    let trials = trials.join("\n");
+    assert!(all_kept, "{trials}");
+    assert!(all_reused, "sled did not reuse its log segments:\n{trials}");
+}
+
+/// Writes [`CHURN_MESSAGES`] messages with a large parameter in each callback and erases
+/// all but one in [`KEPT`], [`CHURN_ROUNDS`] times: the segments that they filled keep
+/// little live, the kept messages' pages, which sled's cleaning moves before reusing them.
+/// Returns the callbacks of the messages kept.
+async fn churn(trial: usize, address: &str) -> Vec<Ack> {
+    let http = reqwest::Client::new();
+    let mut kept = Vec::new();
+    for round in 0..CHURN_ROUNDS {
+        let sids: Vec<String> = (0..CHURN_MESSAGES).map(|_| new_sid()).collect();
+        let posts = sids.iter().enumerate().map(|(n, sid)| {
+            let http = http.clone();
+            async move {
+                let mut acks = Vec::new();
+                for status in ["sent", "delivered", "read"] {
+                    let tag = format!("t{trial}r{round}n{n}{status}");
+                    let params = with(callback(sid, status), "Tag", &tag);
+                    let params = with(params, "Body", &"c".repeat(BIG));
+                    let response = post_to_binary(&http, address, &params).await;
+                    assert_eq!(response.expect("answered").status(), 200, "churn callback");
+                    let (sid, body) = (sid.clone(), BIG);
+                    acks.push(Ack {
+                        sid,
+                        status,
+                        tag,
+                        body,
+                    });
+                }
+                acks
+            }
+        });
+        let acks: Vec<Ack> = stream::iter(posts).buffered(CLIENTS).concat().await;
+        let erased = sids.iter().enumerate().filter(|(n, _)| n % KEPT != 0);
+        let erasures = erased.map(|(_, sid)| {
+            let http = http.clone();
+            async move {
+                let response = http
+                    .delete(format!("{address}/v1/messages/{sid}"))
+                    .bearer_auth(API_TOKEN)
+                    .send()
+                    .await;
+                assert_eq!(response.expect("answered").status(), 204, "erasure");
+            }
+        });
+        stream::iter(erasures)
+            .for_each_concurrent(CLIENTS, |erase| erase)
+            .await;
+        let kept_sids: HashSet<&String> = sids.iter().step_by(KEPT).collect();
+        kept.extend(acks.into_iter().filter(|ack| kept_sids.contains(&ack.sid)));
+    }
+    kept
+}
+
+/// Reboots on what the disk in `backing` kept: starts the service, looks up every
+/// acknowledged callback, stops it, and runs the offline check. Returns the callbacks lost
+/// and what the check said ("passes" or why not).
+async fn reboot(backing: &Path, acknowledged: &[Ack]) -> (Vec<String>, String) {
+    let mountpoint = tempfile::tempdir().expect("a mount point");
+    let disk = mount(backing, mountpoint.path());
+    let data = mountpoint.path().join("data");
+    let (mut child, address) = start_sled_binary(&data).await;
+    let lost = lost(&address, acknowledged).await;
+    child.start_kill().expect("SIGKILL is sent");
+    child.wait().await.expect("the child is reaped");
+    let check = Command::new(env!("CARGO_BIN_EXE_statushook"))
+        .arg("check")
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .await
+        .expect("statushook check runs");
+    let check = match check.status.success() {
+        true => "passes".to_owned(),
+        false => format!("FAILS: {}", String::from_utf8_lossy(&check.stderr).trim()),
+    };
+    unmount(disk, mountpoint.path());
+    (lost, check)
 }
 
 /// What the clients of one stream share.
@@ -151,14 +275,20 @@ async fn post_until_refused(stream: &Stream, address: &str, trial: usize, client
             }
             let tag = format!("t{trial}c{client}n{n}{status}");
             let mut params = with(callback(&sid, status), "Tag", &tag);
-            if client == 0 {
+            let body = if client == 0 { BIG } else { 0 };
+            if body > 0 {
                 // Three of these make a value that sled keeps in a blob file.
-                params = with(params, "Body", &"b".repeat(BIG));
+                params = with(params, "Body", &"b".repeat(body));
             }
             match post_to_binary(&http, address, &params).await {
                 Ok(response) if response.status() == 200 => {
                     let sid = sid.clone();
-                    let ack = Ack { sid, status, tag };
+                    let ack = Ack {
+                        sid,
+                        status,
+                        tag,
+                        body,
+                    };
                     stream.acknowledged.lock().expect("lock").push(ack);
                     if stream.count.fetch_add(1, Ordering::Relaxed) + 1 == CUT_AFTER {
                         stream.wake.notify_one();
@@ -193,7 +323,11 @@ async fn lost(address: &str, acknowledged: &[Ack]) -> Vec<String> {
             acks.into_iter()
                 .filter(|ack| {
                     !events.iter().any(|event| {
-                        event["status"] == ack.status && event["params"]["Tag"] == ack.tag.as_str()
+                        let params = &event["params"];
+                        let body = params["Body"].as_str().map_or(0, str::len);
+                        event["status"] == ack.status
+                            && params["Tag"] == ack.tag.as_str()
+                            && body == ack.body
                     })
                 })
                 .map(|ack| ack.tag.clone())
@@ -235,6 +369,27 @@ async fn the_lossy_filesystem_keeps_exactly_what_was_fsynced() {
     assert_eq!(
         std::fs::read(at("synced")).expect("read"),
         b"kept but not this"
+    );
+    // It counts the bytes written, and those written over older ones.
+    let written = disk.writes(Path::new("synced")).expect("counted");
+    assert_eq!(
+        (written.written, written.overwritten, written.size),
+        (17, 0, 17)
+    );
+    write("never", b"forgotten");
+    std::os::unix::fs::FileExt::write_all_at(
+        &std::fs::File::options()
+            .write(true)
+            .open(at("never"))
+            .expect("opened"),
+        b"GOT",
+        7,
+    )
+    .expect("written");
+    let written = disk.writes(Path::new("never")).expect("counted");
+    assert_eq!(
+        (written.written, written.overwritten, written.size),
+        (19, 2, 10)
     );
     disk.power_cut().expect("the power is cut");
     unmount(disk, mountpoint.path());

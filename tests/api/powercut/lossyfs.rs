@@ -22,6 +22,10 @@
 //! A [`Disk`] loads its backing folder at mount. [`Disk::power_cut`]
 //! fails every later operation with `EIO`, and rewrites the backing folder to hold exactly
 //! the durable tree, which is what the next mount, "after the reboot", finds.
+//!
+//! It also counts, per file, the bytes written and those of them that landed on bytes
+//! already written (in this mount, or loaded from the backing folder): a log that reuses
+//! its space in place overwrites, one that only appends does not ([`Disk::writes`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::{OsStr, OsString};
@@ -72,6 +76,22 @@ impl Disk {
         })
     }
 
+    /// What has been written to the file at `path` (relative to the mount point) so far.
+    pub fn writes(&self, path: &Path) -> io::Result<Writes> {
+        let mut state = lock(&self.state);
+        let mut ino = fuser::FUSE_ROOT_ID;
+        for name in path {
+            ino = state
+                .child(ino, name)
+                .map_err(io::Error::from_raw_os_error)?;
+        }
+        let node = state.node(ino).map_err(io::Error::from_raw_os_error)?;
+        Ok(Writes {
+            size: node.data.len() as u64,
+            ..node.writes
+        })
+    }
+
     /// Cuts the power: every later operation fails with `EIO`, and the backing folder is
     /// left holding exactly what was durable. Unmounting is then a separate step (drop).
     pub fn power_cut(&self) -> io::Result<()> {
@@ -99,6 +119,14 @@ impl Drop for Disk {
     }
 }
 
+/// Bytes written to a file: all of them, those over bytes it already held, and its size.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Writes {
+    pub written: u64,
+    pub overwritten: u64,
+    pub size: u64,
+}
+
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state
         .lock()
@@ -115,6 +143,10 @@ struct Node {
     /// Live and durable entries of a directory.
     entries: BTreeMap<OsString, u64>,
     durable_entries: BTreeMap<OsString, u64>,
+    /// The byte ranges of `data` ever written (start to end, disjoint, not touching), and
+    /// the counts of [`Disk::writes`].
+    extents: BTreeMap<u64, u64>,
+    writes: Writes,
 }
 
 impl Node {
@@ -127,6 +159,40 @@ impl Node {
             dirty: BTreeSet::new(),
             entries: BTreeMap::new(),
             durable_entries: BTreeMap::new(),
+            extents: BTreeMap::new(),
+            writes: Writes::default(),
+        }
+    }
+
+    /// Counts a write of bytes `from..to`, and how many of them were written before.
+    fn count_write(&mut self, from: u64, to: u64) {
+        if from == to {
+            return;
+        }
+        let (mut start, mut end) = (from, to);
+        let touching: Vec<(u64, u64)> = self
+            .extents
+            .range(..=to)
+            .rev()
+            .take_while(|&(_, &extent_end)| extent_end >= from)
+            .map(|(&s, &e)| (s, e))
+            .collect();
+        for (extent_start, extent_end) in touching {
+            self.extents.remove(&extent_start);
+            let overlap = extent_end.min(to).saturating_sub(extent_start.max(from));
+            self.writes.overwritten += overlap;
+            start = start.min(extent_start);
+            end = end.max(extent_end);
+        }
+        self.extents.insert(start, end);
+        self.writes.written += to - from;
+    }
+
+    /// Forgets what was written at or beyond `len` (truncation).
+    fn truncate_extents(&mut self, len: u64) {
+        self.extents.retain(|&start, _| start < len);
+        for end in self.extents.values_mut() {
+            *end = (*end).min(len);
         }
     }
 
@@ -176,6 +242,9 @@ impl State {
             let mut node = Node::new(FileType::RegularFile, perm);
             node.data = fs::read(path)?;
             node.durable_data = node.data.clone();
+            if !node.data.is_empty() {
+                node.extents.insert(0, node.data.len() as u64);
+            }
             node
         };
         node.perm = perm;
@@ -297,6 +366,7 @@ impl State {
         let old = node.data.len() as u64;
         node.data.resize(len as usize, 0);
         node.touch(old.min(len), old.max(len));
+        node.truncate_extents(len);
         Ok(())
     }
 
@@ -308,6 +378,7 @@ impl State {
         }
         node.data[offset as usize..end].copy_from_slice(bytes);
         node.touch(offset, end as u64);
+        node.count_write(offset, end as u64);
         Ok(bytes.len() as u32)
     }
 }
