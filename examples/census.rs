@@ -32,7 +32,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             *keys as f64 / messages,
             (key_bytes + value_bytes) as f64 / messages
         );
-        total = [total[0] + keys, total[1] + key_bytes, total[2] + value_bytes];
+        total = [
+            total[0] + keys,
+            total[1] + key_bytes,
+            total[2] + value_bytes,
+        ];
     }
     let on_disk = db.size_on_disk()?;
     println!(
