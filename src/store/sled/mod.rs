@@ -315,8 +315,9 @@ fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
             .path(path)
             // Bounded so that the service's memory stays small on millions of messages;
             // the hot set (recent messages) fits easily. At 1,000,000 messages, with the
-            // segment cleaning below, the resident set after `bench/query.sh` is 283 MiB with
-            // 32 MiB here, 304 with 48, 316 with 64; lookups are no slower.
+            // segment cleaning below, the resident set after `bench/query.sh` was 283 MiB with
+            // 32 MiB here, 282 and 304 in two runs with 48, 316 twice with 64; lookups are no
+            // slower.
             .cache_capacity(32 * 1024 * 1024)
             // sled's background flusher, for its segment cleaning: each round it moves the
             // live pages out of segments that are at most half live, for up to half the
