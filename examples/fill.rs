@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use statushook::cli::simulate::callback_params;
 use statushook::config::DatabaseUrl;
 use statushook::domain::{Source, StatusEvent};
-use statushook::simulate::callback_params;
 use statushook::store::Store;
 
 const IN_FLIGHT: u64 = 512;

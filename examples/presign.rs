@@ -13,9 +13,9 @@
 
 use std::io::{BufWriter, Write};
 
+use statushook::cli::simulate::callback_params;
 use statushook::secret::Secret;
-use statushook::signature::sign_sha1;
-use statushook::simulate::callback_params;
+use statushook::twilio::signature::sign_sha1;
 
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);

@@ -9,10 +9,11 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::domain::is_sid;
 use crate::forwarding::{ForwardConfig, Retry, SigningSecret};
 use crate::secret::Secret;
-use crate::signature::Keys;
-pub use crate::store::postgres::DatabaseUrl;
+pub use crate::store::DatabaseUrl;
+use crate::twilio::signature::Keys;
 
 /// The flags of `statushook serve`; each also reads the environment variable it names.
 #[derive(Debug, Clone, clap::Args)]
@@ -635,13 +636,6 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
         .checked_mul(scale)
         .map(Duration::from_secs)
         .ok_or_else(|| format!("{raw:?} is too long"))
-}
-
-/// Whether `value` is `prefix` followed by 32 hex digits, the shape of every Twilio SID.
-pub fn is_sid(value: &str, prefix: &str) -> bool {
-    value.len() == 34
-        && value.starts_with(prefix)
-        && value[2..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 #[cfg(test)]

@@ -4,18 +4,19 @@
 //! from the docs, and it adds no behaviour — each item is the private function itself or a
 //! one-line wrapper around it, so what the fuzzers exercise is exactly what runs.
 
-use crate::signature;
+use crate::twilio::signature;
 
 /// The sled store's value codecs: records, event blocks and event values, and event keys.
 pub mod stored {
-    pub use crate::store::sled::events::{decode_block, encode_block};
-    pub use crate::store::sled::keys::{decode, encode, event_key, event_seq, EventBody, Record};
+    pub use crate::store::codecs::{
+        decode, decode_block, encode, encode_block, event_key, event_seq, EventBody, Record,
+    };
 }
 
 /// A callback body decoded into parameters, in arrival order, as the callback handler
 /// decodes it; `None` when a name or value is not UTF-8 (the handler's `400`).
 pub fn callback_params(body: &[u8]) -> Option<Vec<(String, String)>> {
-    crate::routes::decode_callback_form(body)
+    crate::twilio::form::decode_text(body)
 }
 
 /// The URLs a signature is checked against, the URL as given first.

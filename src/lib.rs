@@ -1,22 +1,22 @@
+//! statushook: verify, store and serve Twilio message status callbacks.
+//!
+//! The modules in reading order: the values and rules (`domain`), what Twilio sends and
+//! accepts (`twilio`), where everything is kept (`store`), the HTTP boundary (`routes`,
+//! `startup`), the background work (`jobs`, `forwarding`), and the command line (`cli`).
+//! ARCHITECTURE.md has the map.
+
+pub mod archive;
 pub mod cli;
 pub mod config;
 pub mod domain;
-pub mod export;
 pub mod forwarding;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod import;
 pub mod jobs;
-pub mod leadership;
 pub mod metrics;
-pub mod reconciler;
-pub mod retention;
 pub mod routes;
 pub mod secret;
-pub mod sender;
-pub mod signature;
-pub mod simulate;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
-pub mod views;
+pub mod twilio;

@@ -11,16 +11,15 @@ use anyhow::Context;
 
 use crate::config::{Config, PublicUrl};
 use crate::forwarding::{self, Forwarding};
+use crate::jobs::reconciler::Reconciler;
+use crate::jobs::retention::Retention;
 use crate::jobs::Jobs;
-use crate::leadership::Leadership;
 use crate::metrics::Metrics;
-use crate::reconciler::Reconciler;
-use crate::retention::Retention;
 use crate::routes;
 use crate::secret::Secret;
-use crate::sender::{RetryPolicy, TwilioClient};
-use crate::signature::Keys;
 use crate::store::Store;
+use crate::twilio::client::{RetryPolicy, TwilioClient};
+use crate::twilio::signature::Keys;
 
 /// What every handler can reach.
 pub struct AppState {
@@ -92,9 +91,7 @@ impl Application {
         let jobs = Jobs::start(store.clone(), reconciler, retention);
         let forwarding = config.forward.clone().map(Forwarding::new);
         let forwarder = match &forwarding {
-            Some(forwarding) => {
-                Some(forwarding.start(store.clone(), Leadership::Store(Box::new(store.clone())))?)
-            }
+            Some(forwarding) => Some(forwarding.start(store.clone())?),
             None => None,
         };
         let job_names = [

@@ -10,7 +10,7 @@ use statushook::config::PublicUrl;
 use statushook::secret::Secret;
 use statushook::domain::{Source, StatusEvent};
 use statushook::fuzzing;
-use statushook::signature::{self, Keys, SignatureError};
+use statushook::twilio::signature::{self, Keys, SignatureError};
 
 const SETTINGS: &str = "key=KS1,algorithm=HMAC_SHA256";
 

@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use statushook::secret::Secret;
-use statushook::signature::{self, Keys};
+use statushook::twilio::signature::{self, Keys};
 
 const URL: &str = "https://hooks.example.com/twilio/status";
 

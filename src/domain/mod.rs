@@ -10,6 +10,6 @@ mod timestamp;
 
 pub use event::{EventError, Source, StatusEvent};
 pub use message::{is_duplicate, MessageState, Parties, Transition};
-pub use sid::MessageSid;
+pub use sid::{is_sid, AccountSid, MessageSid};
 pub use status::{KnownStatus, MessageStatus};
 pub use timestamp::{RfcTime, Timestamp};

@@ -9,7 +9,8 @@
 //! ([`progress`]) in batches. Delivery is at-least-once: `webhook-id` is the transition's
 //! feed `seq`, the same at every attempt, for receivers to de-duplicate.
 //!
-//! The worker runs only while this process leads ([`Leadership`]): always with sled.
+//! The worker runs only while this replica holds the store's forwarding lease
+//! (`Store::lead_forwarding`): always with sled; with PostgreSQL, one replica at a time.
 
 mod progress;
 pub mod sign;
@@ -30,7 +31,6 @@ pub use sign::SigningSecret;
 pub use window::Retry;
 
 use crate::domain::{KnownStatus, Timestamp};
-use crate::leadership::Leadership;
 use crate::store::{Store, StoreError};
 
 /// How long a receiver has to answer a delivery.
@@ -199,7 +199,7 @@ impl Forwarding {
     }
 
     /// Starts the worker. It forwards while this process leads, until stopped.
-    pub fn start(&self, store: Store, leadership: Leadership) -> anyhow::Result<Running> {
+    pub fn start(&self, store: Store) -> anyhow::Result<Running> {
         let client = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
@@ -208,7 +208,7 @@ impl Forwarding {
             .build()?;
         let (stop, stopped) = watch::channel(false);
         let worker = worker::Worker::new(store, self.clone(), client);
-        let task = tokio::spawn(worker.run(leadership, stopped));
+        let task = tokio::spawn(worker.run(stopped));
         tracing::info!(url = %self.config.shown_url(), "forwarding every stored transition");
         Ok(Running { stop, task })
     }

@@ -20,9 +20,8 @@ use super::progress::{Progress, Replay, ReplayRequest, Saved, PROGRESS_KEY, REPL
 use super::window::{AfterFailure, Pending, Window};
 use super::{sign, Forwarding, LastError, Outcome, Status, MAX_IN_FLIGHT, TIMEOUT};
 use crate::domain::Timestamp;
-use crate::leadership::{Leadership, Lease};
-use crate::store::{FeedEntry, Store, StoreError};
-use crate::views::FeedEventView;
+use crate::routes::views::FeedEventView;
+use crate::store::{self, FeedEntry, Store, StoreError};
 
 /// Feed entries read at once.
 const FEED_PAGE: usize = 500;
@@ -127,10 +126,10 @@ impl Worker {
     }
 
     /// Forwards whenever this process leads, until `stop` turns true.
-    pub async fn run(mut self, leadership: Leadership, mut stop: watch::Receiver<bool>) {
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         loop {
             let mut lease = tokio::select! {
-                lease = leadership.acquire() => lease,
+                lease = self.store.lead_forwarding() => lease,
                 _ = stopped(&mut stop) => return,
             };
             let ended = self.lead(&mut lease, &mut stop).await;
@@ -167,7 +166,7 @@ impl Worker {
         }
     }
 
-    async fn lead(&mut self, lease: &mut Lease, stop: &mut watch::Receiver<bool>) -> Ended {
+    async fn lead(&mut self, lease: &mut store::Lease, stop: &mut watch::Receiver<bool>) -> Ended {
         loop {
             match self.load().await {
                 Ok(()) => break,

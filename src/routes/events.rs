@@ -13,8 +13,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
 use super::ApiError;
+use crate::routes::views::FeedEventView;
 use crate::startup::AppState;
-use crate::views::FeedEventView;
 
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;

@@ -15,8 +15,8 @@ use futures_util::stream;
 use tokio::sync::mpsc;
 
 use super::ApiError;
+use crate::archive::export::{header, write_message, Format};
 use crate::domain::{MessageSid, Timestamp};
-use crate::export::{header, write_message, Format};
 use crate::startup::AppState;
 use crate::store::{Store, StoredMessage};
 
@@ -112,7 +112,7 @@ fn render(
     since: Option<Timestamp>,
     until: Option<Timestamp>,
     format: Format,
-) -> Result<(Vec<u8>, usize), crate::export::ExportError> {
+) -> Result<(Vec<u8>, usize), crate::archive::export::ExportError> {
     let mut out = Vec::with_capacity(page.len() * 1024);
     let mut count = 0;
     for message in page {

@@ -5,11 +5,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
 use super::ApiError;
-use crate::domain::{KnownStatus, MessageSid, Timestamp};
+use crate::domain::{AccountSid, KnownStatus, MessageSid, Timestamp};
 use crate::metrics::Deletion;
+use crate::routes::views::MessageView;
 use crate::startup::AppState;
 use crate::store::{Cursor, ListQuery};
-use crate::views::MessageView;
 
 pub async fn get_message(
     sid: web::Path<String>,
@@ -71,13 +71,12 @@ fn parse_list_query(raw: &str) -> Result<ListQuery, ApiError> {
                 query.error_code = Some(code);
             }
             "account_sid" => {
-                if !crate::config::is_sid(&value, "AC") {
-                    return Err(ApiError::InvalidParameter {
+                let account =
+                    AccountSid::parse(&value).map_err(|_| ApiError::InvalidParameter {
                         parameter: "account_sid",
                         problem: "must be AC followed by 32 hex digits".into(),
-                    });
-                }
-                query.account_sid = Some(value.into_owned());
+                    })?;
+                query.account_sid = Some(account.as_str().to_owned());
             }
             "to" => query.to = Some(phone_filter("to", &value)?),
             "from" => query.from = Some(phone_filter("from", &value)?),

@@ -14,6 +14,7 @@ mod send;
 mod stats;
 mod status_callback;
 mod ui;
+pub mod views;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -30,11 +31,6 @@ pub use messages::{delete_message, delete_messages, get_message, list_messages};
 pub use openapi::openapi;
 pub use send::{send_message, SendFailure};
 pub use stats::{stats, stats_series};
-/// The callback handler's form decoding: parameters as text, `None` if one is not UTF-8.
-pub(crate) fn decode_callback_form(body: &[u8]) -> Option<Vec<(String, String)>> {
-    status_callback::into_text(status_callback::decode_form(body)).ok()
-}
-
 pub use status_callback::{status_callback, MAX_BODY as MAX_CALLBACK_BODY};
 pub use ui::ui_routes;
 

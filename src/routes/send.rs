@@ -27,11 +27,11 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::domain::{MessageSid, Source, Timestamp};
-use crate::sender::{
-    self, BodyError, CreateError, CreateMessage, InvalidParameter, TwilioClient, TwilioError,
-};
 use crate::startup::AppState;
 use crate::store::{Claim, Finish, KeptReply, KeyRequest, StoreError};
+use crate::twilio::client::{self, CreateError, TwilioClient, TwilioError};
+use crate::twilio::create_message::{BodyError, CreateMessage, InvalidParameter};
+use crate::twilio::refusal::refused_event;
 
 /// The request header carrying the caller's idempotency key.
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
@@ -284,7 +284,7 @@ async fn send_detached(
 }
 
 /// Calls Twilio and records what happened: a created message under Twilio's SID, a
-/// refused one under a local SID (see `sender::refused_event`).
+/// refused one under a local SID (see `twilio::refusal::refused_event`).
 async fn send_and_record(
     state: &AppState,
     twilio: &TwilioClient,
@@ -292,7 +292,7 @@ async fn send_and_record(
 ) -> Result<Value, SendFailure> {
     let error = match twilio.create_message(message, &state.status_callback).await {
         Ok(created) => {
-            match sender::event_from_resource(&created, Source::Sender) {
+            match client::event_from_resource(&created, Source::Sender) {
                 // The message exists at Twilio whatever happens here: a failure to record it
                 // is logged, not answered, or the caller would retry and send it twice. Its
                 // first callback records it anyway.
@@ -331,7 +331,7 @@ async fn record_refusal(
     error: &TwilioError,
 ) -> Option<MessageSid> {
     let account = message.account_sid.as_deref();
-    let event = sender::refused_event(account.unwrap_or(twilio.account_sid()), message, error)?;
+    let event = refused_event(account.unwrap_or(twilio.account_sid()), message, error)?;
     let sid = event.sid().clone();
     match state.store.record(event, None).await {
         Ok(_) => Some(sid),

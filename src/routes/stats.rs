@@ -8,7 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
 use super::ApiError;
-use crate::domain::{error_codes, KnownStatus, RfcTime, Timestamp};
+use crate::domain::{error_codes, AccountSid, KnownStatus, RfcTime, Timestamp};
 use crate::startup::AppState;
 use crate::store::{BucketSize, Counts};
 
@@ -79,13 +79,21 @@ pub async fn stats(
 ) -> Result<HttpResponse, ApiError> {
     let query = parse_window(request.query_string(), "stats", &["account_sid"])?;
     let (since, until) = query.window;
-    let stats = match query.extra.get("account_sid") {
-        Some(account) if !crate::config::is_sid(account, "AC") => {
-            return Err(ApiError::BadRequest(
-                "account_sid: must be AC followed by 32 hex digits".into(),
-            ))
+    let account = query
+        .extra
+        .get("account_sid")
+        .map(|raw| AccountSid::parse(raw))
+        .transpose()
+        .map_err(|_| {
+            ApiError::BadRequest("account_sid: must be AC followed by 32 hex digits".into())
+        })?;
+    let stats = match account {
+        Some(account) => {
+            state
+                .store
+                .account_stats(account.as_str(), since, until)
+                .await?
         }
-        Some(account) => state.store.account_stats(account, since, until).await?,
         None => state.store.stats(since, until).await?,
     };
     let view = StatsView {

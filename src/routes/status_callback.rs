@@ -20,9 +20,10 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use crate::config::{loggable_url, PublicUrl};
 use crate::domain::{EventError, Source, StatusEvent};
 use crate::metrics::Outcome;
-use crate::signature::{self, SignatureError};
 use crate::startup::AppState;
 use crate::store::{Recorded, StoreError};
+use crate::twilio::form::{self, NotUtf8};
+use crate::twilio::signature::{self, SignatureError};
 
 /// The largest callback body accepted; Twilio's are a few hundred bytes.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -71,24 +72,6 @@ impl ResponseError for CallbackError {
             None => serde_json::json!({ "error": self.to_string() }),
         };
         response.json(body)
-    }
-}
-
-/// A parameter whose percent-decoded name or value is not UTF-8.
-#[derive(Debug)]
-pub enum NotUtf8 {
-    /// The value of this (UTF-8) name.
-    Value(String),
-    /// A name, shown percent-encoded since it cannot be shown as text.
-    Name(String),
-}
-
-impl std::fmt::Display for NotUtf8 {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            NotUtf8::Value(name) => write!(f, "the value of {name}"),
-            NotUtf8::Name(encoded) => write!(f, "the parameter name {encoded}"),
-        }
     }
 }
 
@@ -148,7 +131,7 @@ async fn receive(
     if !is_form(request) {
         return Err(CallbackError::UnsupportedMediaType);
     }
-    let raw_params = decode_form(body);
+    let raw_params = form::decode(body);
     let target = request
         .uri()
         .path_and_query()
@@ -165,7 +148,7 @@ async fn receive(
         log_forbidden(&error, &url, &state.public_url);
         CallbackError::Forbidden(error)
     })?;
-    let params = into_text(raw_params).map_err(CallbackError::NotUtf8)?;
+    let params = form::into_text(raw_params).map_err(CallbackError::NotUtf8)?;
     let event =
         StatusEvent::from_params(params, Source::Callback).map_err(CallbackError::Malformed)?;
     let token = header_str(request, "I-Twilio-Idempotency-Token")
@@ -176,63 +159,6 @@ async fn receive(
         .record(event, token)
         .await
         .map_err(CallbackError::Unavailable)
-}
-
-/// Decodes `application/x-www-form-urlencoded` as the WHATWG URL standard does (`&`
-/// separates pairs, the first `=` separates name and value, `+` is a space, `%XX` is a
-/// byte, and an invalid escape stays as written), but into bytes: no lossy step before the
-/// signature check.
-pub(crate) fn decode_form(body: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-    body.split(|b| *b == b'&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (name, value) = match pair.iter().position(|b| *b == b'=') {
-                Some(eq) => (&pair[..eq], &pair[eq + 1..]),
-                None => (pair, &[][..]),
-            };
-            (percent_decode(name), percent_decode(value))
-        })
-        .collect()
-}
-
-fn percent_decode(input: &[u8]) -> Vec<u8> {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while i < input.len() {
-        match input[i] {
-            b'+' => out.push(b' '),
-            b'%' => match (
-                input.get(i + 1).and_then(|b| hex(*b)),
-                input.get(i + 2).and_then(|b| hex(*b)),
-            ) {
-                (Some(high), Some(low)) => {
-                    out.push(high << 4 | low);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            byte => out.push(byte),
-        }
-        i += 1;
-    }
-    out
-}
-
-/// The parameters as text, or the first one that is not UTF-8.
-pub(crate) fn into_text(params: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<(String, String)>, NotUtf8> {
-    params
-        .into_iter()
-        .map(|(name, value)| {
-            let name = String::from_utf8(name).map_err(|error| {
-                NotUtf8::Name(form_urlencoded::byte_serialize(error.as_bytes()).collect::<String>())
-            })?;
-            match String::from_utf8(value) {
-                Ok(value) => Ok((name, value)),
-                Err(_) => Err(NotUtf8::Value(name)),
-            }
-        })
-        .collect()
 }
 
 /// Logs a refused signature, at most once a second, with what an operator needs to find a

@@ -1,8 +1,10 @@
 //! The storage boundary: everything the service keeps goes through [`Store`].
 //!
-//! There are two stores with the same promises: the embedded sled store ([`sled`], the
-//! default, one process on one folder) and PostgreSQL (any number of replicas on one
-//! database). `Store` is an enum over them rather than a trait object: there are exactly
+//! There are two stores with the same promises: the embedded sled store (`sled/`, the
+//! default, one process on one folder) and PostgreSQL (`postgres/`, any number of replicas
+//! on one database). Both modules are private: the rest of the crate, the offline tools
+//! included, reaches them only through [`Store`] and the few free functions below
+//! ([`compact`], [`migrate`]); only `sled/` imports sled and only `postgres/` speaks SQL. `Store` is an enum over them rather than a trait object: there are exactly
 //! two, known at compile time, every caller gets the same async methods, and a match
 //! per method is the whole dispatch. The rules themselves (ranks, duplicates, as-of
 //! replay) live in `domain::message`, so neither store re-implements them.
@@ -13,10 +15,11 @@
 mod idempotency;
 mod lifecycle;
 mod listing;
-pub mod postgres;
+mod postgres;
 mod series;
-pub mod sled;
+mod sled;
 
+use std::path::Path;
 use std::sync::Arc;
 
 pub use idempotency::{Claim, ClaimTicket, Finish, KeptReply, KeyRequest, IDEMPOTENCY_WINDOW};
@@ -24,7 +27,17 @@ pub use lifecycle::{ImportError, Imported, DELETE_BATCH};
 pub use listing::{Cursor, CursorError, ListQuery, Page, CURSOR_LIFETIME, HISTORY_KEPT};
 
 use crate::domain::{KnownStatus, MessageSid, MessageState, Source, StatusEvent, Timestamp};
+pub use postgres::DatabaseUrl;
 pub use series::{BucketSize, Series};
+pub use sled::Compacted;
+
+/// The sled store's value codecs (records, event blocks and keys), for the fuzz targets
+/// in `fuzz/` only (see `fuzzing.rs`); the service never calls them from here.
+#[doc(hidden)]
+pub mod codecs {
+    pub use super::sled::events::{decode_block, encode_block};
+    pub use super::sled::keys::{decode, encode, event_key, event_seq, EventBody, Record};
+}
 
 /// The outcome of recording a status event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +126,16 @@ pub enum Store {
     Postgres(Box<postgres::PgStore>),
 }
 
-/// This replica's right to run the background jobs (see `jobs.rs`).
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+/// This replica's right to run the background jobs (see `jobs/mod.rs`) or to forward. With
+/// sled, one process owns the data folder and always leads; with PostgreSQL, a
+/// session-level advisory lock held on a dedicated connection, lost when that connection
+/// drops, so that another replica takes over when the leader dies.
 pub enum Lease {
     /// The only process on its store: the lease is never lost.
     Sole,
@@ -132,13 +154,13 @@ impl Lease {
 
 impl Store {
     /// Opens (or creates) the embedded store in `path`.
-    pub fn open_sled(path: &std::path::Path, observe: GroupObserver) -> Result<Store, StoreError> {
+    pub fn open_sled(path: &Path, observe: GroupObserver) -> Result<Store, StoreError> {
         Ok(Store::Sled(sled::SledStore::open(path, observe)?))
     }
 
     /// Connects to PostgreSQL at `url` and applies pending schema migrations.
     pub async fn open_postgres(
-        url: &postgres::DatabaseUrl,
+        url: &DatabaseUrl,
         observe: GroupObserver,
     ) -> Result<Store, StoreError> {
         Ok(Store::Postgres(Box::new(
@@ -335,6 +357,18 @@ impl Store {
             Store::Postgres(store) => store.close().await,
         }
     }
+}
+
+/// Rewrites the stopped sled store in `path` into a fresh folder holding only its live
+/// data, so that no file keeps a deleted value (`statushook compact`).
+pub fn compact(path: &Path) -> Result<Compacted, StoreError> {
+    sled::compact(path)
+}
+
+/// Applies pending schema migrations to the database at `url` (`statushook migrate`);
+/// answers the versions applied.
+pub async fn migrate(url: &DatabaseUrl) -> Result<Vec<u32>, StoreError> {
+    postgres::migrate(url).await
 }
 
 /// Runs a blocking store read off the async runtime's threads.

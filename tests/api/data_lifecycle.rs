@@ -12,12 +12,12 @@ use tokio::process::{Child, Command};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+use statushook::cli::simulate::callback_params;
 use statushook::config::DatabaseUrl;
 use statushook::domain::{KnownStatus, MessageSid, Source, StatusEvent};
 use statushook::secret::Secret;
-use statushook::signature::sign_sha1;
-use statushook::simulate::callback_params;
 use statushook::store::{Store, StoredMessage};
+use statushook::twilio::signature::sign_sha1;
 
 use crate::helpers::{
     callback, database_for, encode, eventually, fresh_database, get_from_binary, new_sid,

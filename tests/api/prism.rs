@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use statushook::config::TwilioCredentials;
 use statushook::domain::MessageSid;
 use statushook::secret::Secret;
-use statushook::sender::{RetryPolicy, TwilioClient};
+use statushook::twilio::client::{RetryPolicy, TwilioClient};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 

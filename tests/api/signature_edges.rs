@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 use statushook::secret::Secret;
-use statushook::signature;
+use statushook::twilio::signature;
 
 use crate::helpers::{
     callback, encode, new_sid, spawn_app, spawn_app_with, Settings, AUTH_TOKEN, FORM,

@@ -1,7 +1,7 @@
 //! `simulate` against a test server: every simulated message ends in the status it intended.
 
+use statushook::cli::simulate::{plan, run, Options};
 use statushook::secret::Secret;
-use statushook::simulate::{plan, run, Options};
 
 use crate::helpers::{event_statuses, spawn_app, AUTH_TOKEN};
 

@@ -2,7 +2,7 @@
 
 use futures_util::future::join_all;
 use statushook::secret::Secret;
-use statushook::signature;
+use statushook::twilio::signature;
 
 use crate::helpers::{
     callback, encode, event_statuses, new_sid, spawn_app, spawn_app_with, with, Settings, TestApp,

@@ -44,7 +44,6 @@ use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
 
 pub use leader::Lease;
-pub use migrate::MIGRATIONS;
 
 use crate::domain::{MessageSid, StatusEvent};
 use crate::store::{FeedEntry, GroupObserver, Recorded, StoreError, StoredMessage};

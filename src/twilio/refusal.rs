@@ -11,7 +11,8 @@
 
 use crate::domain::{Source, StatusEvent};
 
-use super::{CreateMessage, TwilioError};
+use super::client::TwilioError;
+use super::create_message::CreateMessage;
 
 /// The `failed` event recording an attempt Twilio refused, under a freshly minted SID
 /// (`event.sid()`): who it was for and from, and Twilio's error. The message's content is

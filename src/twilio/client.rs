@@ -15,20 +15,13 @@
 //! Message is a read, so it is also retried on `500`, `502`, `503` and `504`, with capped
 //! exponential backoff and full jitter.
 
-mod create_message;
-mod refusal;
-
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use create_message::{
-    BodyError, CreateMessage, InvalidParameter, MAX_BODY_CHARS, MAX_MEDIA_URLS,
-};
-pub use refusal::refused_event;
-
 use crate::config::TwilioCredentials;
 use crate::domain::{MessageSid, Source, StatusEvent};
+use crate::twilio::create_message::{CreateMessage, InvalidParameter};
 
 /// Twilio's error body, passed on to the caller intact.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,14 +7,16 @@
 //! chosen rate. Each message's plan is printed as a JSON line: what it sent and the status
 //! the message must end in. Useful to try statushook locally and for load tests.
 
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 
+use super::{runtime, CONFIG_ERROR};
 use crate::secret::Secret;
-use crate::signature;
+use crate::twilio::signature;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -291,4 +293,72 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct SimulateArgs {
+    /// The endpoint to post to, e.g. http://127.0.0.1:8080/twilio/status.
+    #[arg(long)]
+    url: String,
+    /// The URL to sign, as Twilio would call it ({PUBLIC_URL}/twilio/status); defaults to --url.
+    #[arg(long)]
+    signed_url: Option<String>,
+    /// How many messages.
+    #[arg(long, default_value_t = 100)]
+    messages: usize,
+    /// Callbacks a second.
+    #[arg(long, default_value_t = 50.0)]
+    rate: f64,
+    /// Seed of the plan; the same seed makes the same plan.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Callbacks in flight at once, at most.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+}
+
+pub(super) fn command(args: SimulateArgs) -> ExitCode {
+    let Some(token) = std::env::var("TWILIO_AUTH_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+    else {
+        eprintln!(
+            "statushook: TWILIO_AUTH_TOKEN: is required but not set (it signs the callbacks)"
+        );
+        return ExitCode::from(CONFIG_ERROR);
+    };
+    if !args.rate.is_finite() || args.rate <= 0.0 {
+        eprintln!("statushook: --rate: must be a positive number of callbacks a second");
+        return ExitCode::from(CONFIG_ERROR);
+    }
+    let options = Options {
+        signed_url: args.signed_url.unwrap_or_else(|| args.url.clone()),
+        url: args.url,
+        token: crate::secret::Secret::new(token),
+        messages: args.messages,
+        rate: args.rate,
+        seed: args.seed.unwrap_or_else(|| fastrand::u64(..)),
+        concurrency: args.concurrency,
+    };
+    let planned = plan(&options);
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let report = runtime.block_on(run(&options, &planned));
+    for message in &planned {
+        println!("{}", serde_json::to_string(message).unwrap_or_default());
+    }
+    eprintln!(
+        "statushook: {} callbacks for {} messages in {:.1}s (seed {}): {} answered 200, {} refused, {} unanswered",
+        report.callbacks, planned.len(), report.seconds, options.seed, report.answered_200, report.refused, report.failed
+    );
+    for failure in &report.failures {
+        eprintln!("statushook: {failure}");
+    }
+    if report.answered_200 == report.callbacks {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -1,17 +1,20 @@
 //! Exports: every message with its events, as JSON lines or CSV, for analysis or migration.
 //!
 //! A running service streams one from `GET /v1/export` (`routes/export.rs`, which
-//! `statushook export --url` reads). Offline, `statushook export --data-dir` reads a stopped
-//! store (sled lets one process at a time open a folder). A JSON line is the message exactly as
+//! `statushook export --url` reads). Offline, `statushook export` reads a stopped sled
+//! store (sled lets one process at a time open a folder) or a PostgreSQL database, page by
+//! page as of one snapshot, as the route does. A JSON line is the message exactly as
 //! `GET /v1/messages/{sid}` shows it, which `statushook import` reads back; CSV has one row
 //! per event.
 
 use std::io::{self, Write};
 
-use crate::domain::Timestamp;
-use crate::store::sled::SledStore;
-use crate::store::{StoreError, StoredMessage};
-use crate::views::MessageView;
+use crate::domain::{MessageSid, Timestamp};
+use crate::routes::views::MessageView;
+use crate::store::{Store, StoreError, StoredMessage};
+
+/// Messages read from the store at a time.
+const PAGE: usize = 500;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -23,9 +26,10 @@ const CSV_HEADER_LINE: &str =
     "sid,account_sid,from,to,messaging_service_sid,status,error_code,created_at,updated_at,\
 event_status,event_error_code,received_at,source,raw_dlr_done_date,params\n";
 
-/// Writes every message last updated at or after `since`; answers how many.
-pub fn export(
-    store: &SledStore,
+/// Writes every message last updated at or after `since`, as the store stood when the
+/// export started; answers how many.
+pub async fn export(
+    store: &Store,
     since: Option<Timestamp>,
     format: Format,
     out: &mut impl Write,
@@ -33,14 +37,20 @@ pub fn export(
     if let Some(header) = header(format) {
         out.write_all(header)?;
     }
+    let snapshot = store.snapshot().await?;
+    let mut after: Option<MessageSid> = None;
     let mut count = 0;
-    for message in store.messages() {
-        let message = message?;
-        if since.is_some_and(|since| message.state.updated_at < since) {
-            continue;
+    loop {
+        let page = store.export_page(snapshot, after.clone(), PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.sid.clone());
+        for message in page {
+            if since.is_some_and(|since| message.state.updated_at < since) {
+                continue;
+            }
+            write_message(out, message, format)?;
+            count += 1;
         }
-        write_message(out, message, format)?;
-        count += 1;
     }
     out.flush()?;
     Ok(count)

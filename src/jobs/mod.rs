@@ -10,9 +10,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::reconciler::Reconciler;
-use crate::retention::Retention;
+pub mod reconciler;
+pub mod retention;
+
 use crate::store::Store;
+use reconciler::Reconciler;
+use retention::Retention;
 
 /// How often the leader removes listing history no cursor can need (with sled a scan of
 /// the listing indexes: about a second per million messages).

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use crate::domain::{KnownStatus, MessageSid, Source, Timestamp};
 use crate::metrics::Metrics;
-use crate::sender::{self, SendError, TwilioClient};
 use crate::store::{ListQuery, Recorded, Store, StoreError};
+use crate::twilio::client::{self, SendError, TwilioClient};
 
 /// Messages whose last event is older than this are left alone.
 pub const MAX_AGE: Duration = Duration::from_secs(72 * 3600);
@@ -156,7 +156,7 @@ impl Reconciler {
             }
         };
         self.metrics.reconciler_fetched();
-        let Some(event) = sender::event_from_resource(&resource, Source::Reconciler) else {
+        let Some(event) = client::event_from_resource(&resource, Source::Reconciler) else {
             return Ok(());
         };
         let found = event.status().known();

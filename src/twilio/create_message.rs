@@ -5,8 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::is_sid;
-use crate::domain::Timestamp;
+use crate::domain::{is_sid, Timestamp};
 
 /// Every parameter of Twilio's CreateMessage. `None` and empty lists are not sent, so
 /// Twilio applies its own defaults.
