@@ -71,6 +71,14 @@ impl KnownStatus {
     pub fn parse(raw: &str) -> Option<Self> {
         Self::from_name(&raw.to_ascii_lowercase())
     }
+
+    /// Whether this status, learnt from somewhere other than a callback (the reconciler's
+    /// fetch), is news for a message whose current status is `current`: a different status
+    /// of at least the same rank. An equal rank counts, since the fetched status may be the
+    /// later of two final ones.
+    pub fn is_news_for(self, current: Option<KnownStatus>) -> bool {
+        current.is_none_or(|current| self != current && self.rank() >= current.rank())
+    }
 }
 
 impl MessageStatus {
@@ -149,6 +157,19 @@ mod tests {
             assert_eq!(status.as_str(), name);
             assert_eq!(KnownStatus::from_code(status.code()), Some(status));
         }
+    }
+
+    #[test]
+    fn a_fetched_status_is_news_only_if_it_differs_and_does_not_rank_lower() {
+        use KnownStatus::*;
+        assert!(Delivered.is_news_for(Some(Sent)));
+        assert!(
+            Undelivered.is_news_for(Some(Delivered)),
+            "equal rank, another status"
+        );
+        assert!(Sent.is_news_for(None));
+        assert!(!Sent.is_news_for(Some(Delivered)));
+        assert!(!Delivered.is_news_for(Some(Delivered)));
     }
 
     #[test]

@@ -160,11 +160,7 @@ impl Reconciler {
             return Ok(());
         };
         let found = event.status().known();
-        let newer = match (found, current) {
-            (Some(found), Some(current)) => found != current && found.rank() >= current.rank(),
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
+        let newer = found.is_some_and(|found| found.is_news_for(current));
         if newer && event.sid() == sid && self.store.record(event, None).await? == Recorded::Stored
         {
             self.metrics.reconciler_corrected();
