@@ -608,6 +608,14 @@ fn parse_account_tokens(raw: &str) -> Result<Vec<(String, Secret)>, ConfigError>
 
 /// Durations with a unit: `250ms`, `90s`, `15m`, `2h`, `7d`. A bare number is refused, since
 /// whether `15` means seconds or minutes is exactly the mistake a unit prevents.
+/// `TWILIO_AUTH_TOKEN`, for `statushook simulate`, which signs callbacks as Twilio would.
+pub fn auth_token_from_env() -> Option<Secret> {
+    std::env::var("TWILIO_AUTH_TOKEN")
+        .ok()
+        .filter(|token| !token.is_empty())
+        .map(Secret::new)
+}
+
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
     let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());

@@ -318,10 +318,7 @@ pub(super) struct SimulateArgs {
 }
 
 pub(super) fn command(args: SimulateArgs) -> ExitCode {
-    let Some(token) = std::env::var("TWILIO_AUTH_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty())
-    else {
+    let Some(token) = crate::config::auth_token_from_env() else {
         eprintln!(
             "statushook: TWILIO_AUTH_TOKEN: is required but not set (it signs the callbacks)"
         );
@@ -334,7 +331,7 @@ pub(super) fn command(args: SimulateArgs) -> ExitCode {
     let options = Options {
         signed_url: args.signed_url.unwrap_or_else(|| args.url.clone()),
         url: args.url,
-        token: crate::secret::Secret::new(token),
+        token,
         messages: args.messages,
         rate: args.rate,
         seed: args.seed.unwrap_or_else(|| fastrand::u64(..)),
