@@ -12,6 +12,7 @@ mod files;
 mod idempotency;
 pub(crate) mod keys;
 mod lifecycle;
+mod listings;
 mod params;
 mod query;
 mod series;
@@ -76,7 +77,7 @@ impl SledStore {
         let shared = Arc::new(Shared {
             watermark: watch::channel(clock.0).0,
             failed: watch::channel(None).0,
-            listings: writer::Listings::new(keep_until),
+            listings: listings::Listings::new(keep_until),
         });
         let (commands, receiver) = mpsc::channel(QUEUE_DEPTH);
         let writer = writer::spawn(
