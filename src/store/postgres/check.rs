@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::columns::{counter_keys, CounterKey};
 use super::rows::{self, History};
-use super::writer::{counter_keys, CounterKey};
 use super::PgStore;
 use crate::domain::MessageState;
 use crate::store::CheckReport;
