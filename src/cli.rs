@@ -431,9 +431,7 @@ fn check_postgres(url: &DatabaseUrl) -> ExitCode {
         Err(code) => return code,
     };
     let checked = runtime.block_on(async {
-        let store = crate::store::Store::open_postgres(url, Box::new(|_| {}))
-            .await
-            .map_err(|error| error.to_string())?;
+        let store = crate::store::Store::open_postgres(url, Box::new(|_| {})).await?;
         let report = store.check().await;
         let _ = store.close().await;
         report
