@@ -23,7 +23,9 @@ pub use idempotency::{Claim, ClaimTicket, Finish, KeptReply, KeyRequest, IDEMPOT
 pub use lifecycle::{ImportError, Imported, DELETE_BATCH};
 pub use listing::{Cursor, CursorError, ListQuery, Page, CURSOR_LIFETIME, HISTORY_KEPT};
 
-use crate::domain::{KnownStatus, MessageSid, MessageState, Source, StatusEvent, Timestamp};
+use crate::domain::{
+    KnownStatus, MessageSid, MessageState, MessageStatus, Source, StatusEvent, Timestamp,
+};
 pub use series::{BucketSize, Series};
 
 /// The outcome of recording a status event.
@@ -70,7 +72,7 @@ pub struct StoredMessage {
 /// One transition as it arrived, every parameter unpacked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
-    pub status: String,
+    pub status: MessageStatus,
     pub error_code: Option<u32>,
     pub received_at: Timestamp,
     pub source: Source,

@@ -427,7 +427,7 @@ impl Trees {
             parties: &record.parties,
         };
         Ok(StoredEvent {
-            status: transition.status.as_str().to_owned(),
+            status: transition.status.clone(),
             error_code: transition.error_code,
             received_at: transition.received_at,
             source: transition.source,
