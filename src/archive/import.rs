@@ -15,7 +15,7 @@ use std::io::BufRead;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::domain::{MessageSid, MessageState, Parties, Source, Timestamp};
+use crate::domain::{MessageSid, MessageState, MessageStatus, Parties, Source, Timestamp};
 use crate::store::{ImportError, Imported, Store, StoreError, StoredEvent, StoredMessage};
 
 /// Messages written per store batch.
@@ -133,7 +133,8 @@ pub fn parse_line(line: &str) -> Result<StoredMessage, String> {
             }
         }
         events.push(StoredEvent {
-            status: event.status,
+            status: MessageStatus::parse(&event.status)
+                .map_err(|error| format!("status: {error}"))?,
             error_code: event.error_code,
             received_at: time("received_at", &event.received_at)?,
             source: event.source,

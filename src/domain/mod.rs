@@ -1,6 +1,7 @@
 //! Validated values. Raw form parameters become these types on a handler's first line;
 //! nothing below the handlers sees a SID or a status as a bare `String`.
 
+pub mod counters;
 pub mod error_codes;
 mod event;
 mod message;

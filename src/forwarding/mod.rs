@@ -30,7 +30,7 @@ pub use progress::ReplayRequest;
 pub use sign::SigningSecret;
 pub use window::Retry;
 
-use crate::domain::{KnownStatus, Timestamp};
+use crate::domain::{KnownStatus, MessageStatus, Timestamp};
 use crate::store::{Store, StoreError};
 
 /// How long a receiver has to answer a delivery.
@@ -86,10 +86,10 @@ impl ForwardConfig {
         url.to_string()
     }
 
-    fn forwards(&self, status: &str) -> bool {
+    fn forwards(&self, status: &MessageStatus) -> bool {
         match &self.statuses {
             None => true,
-            Some(statuses) => KnownStatus::parse(status).is_some_and(|s| statuses.contains(&s)),
+            Some(statuses) => status.known().is_some_and(|s| statuses.contains(&s)),
         }
     }
 }

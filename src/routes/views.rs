@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::domain::{error_codes, MessageState, RfcTime, Source};
+use crate::domain::{error_codes, MessageState, MessageStatus, RfcTime, Source};
 use crate::store::{FeedEntry, StoredEvent, StoredMessage};
 
 /// A message as the API shows it; `events` is left out of listings.
@@ -31,7 +31,7 @@ pub struct MessageView {
 
 #[derive(Serialize)]
 pub struct EventView {
-    status: String,
+    status: MessageStatus,
     error_code: Option<u32>,
     error_description: Option<&'static str>,
     received_at: RfcTime,

@@ -36,7 +36,7 @@
 //!   whole before anything is written: a message already in the store, or whose events do
 //!   not replay to the status the export shows, fails the batch and writes nothing.
 
-use crate::domain::{MessageSid, MessageState, MessageStatus, Timestamp, Transition};
+use crate::domain::{MessageSid, MessageState, Timestamp, Transition};
 use crate::store::{blocking, Counts, Store, StoreError, StoredMessage};
 
 /// Messages deleted by one atomic write, at most: a bound on how long the callbacks that
@@ -170,8 +170,7 @@ pub(super) struct Replayed {
 /// Reads an exported message's events back into transitions, in their order, each at the
 /// arrival time `place` answers for the time wanted (the time the export shows, or just
 /// after the message's previous event): the store's first free time from there. Refused
-/// when an event has no valid status, or the events do not replay to the status and error
-/// code the export shows.
+/// when the events do not replay to the status and error code the export shows.
 pub(super) fn replay_export(
     message: &StoredMessage,
     mut place: impl FnMut(Timestamp) -> Result<Timestamp, StoreError>,
@@ -183,12 +182,11 @@ pub(super) fn replay_export(
     let mut transitions: Vec<Transition> = Vec::with_capacity(message.events.len());
     let mut moved = 0;
     for event in &message.events {
-        let status = MessageStatus::parse(&event.status).map_err(&invalid)?;
         let previous = transitions.last().map_or(0, |t| t.received_at.0);
         let at = place(Timestamp(event.received_at.0.max(previous + 1)))?;
         moved += u64::from(at.0 / 1000 != event.received_at.0 / 1000);
         transitions.push(Transition {
-            status,
+            status: event.status.clone(),
             error_code: event.error_code,
             raw_dlr_done_date: event.raw_dlr_done_date.clone(),
             received_at: at,

@@ -10,17 +10,25 @@
 //! changed messages for [`CURSOR_LIFETIME`] (and a little more), which bounds what a page
 //! reads; an older cursor is refused.
 
+use std::time::Duration;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
+use crate::domain::counters::MINUTE;
 use crate::domain::{KnownStatus, MessageSid, MessageState, Timestamp};
 
 /// How long a cursor stays valid after its listing's first page.
-pub const CURSOR_LIFETIME: std::time::Duration = std::time::Duration::from_secs(3600);
+pub const CURSOR_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// How long a position a message has left (history) is kept for the cursors that may still
-/// list the message there: a little more than a cursor lives.
-pub const HISTORY_KEPT: std::time::Duration = std::time::Duration::from_secs(3600 + 5 * 60);
+/// list the message there: a little more than a cursor lives. Both stores keep history this
+/// long, so it follows `CURSOR_LIFETIME` by construction.
+pub const HISTORY_KEPT: Duration = CURSOR_LIFETIME.saturating_add(HISTORY_MARGIN);
+
+/// What history outlives a cursor by: slack for the clocks of different replicas and for
+/// the sweep's own timing.
+const HISTORY_MARGIN: Duration = Duration::from_secs(5 * 60);
 
 /// Filters of a listing; `None` and empty mean "any".
 #[derive(Debug, Clone, Default)]
@@ -119,7 +127,7 @@ impl Cursor {
         };
         let lifetime = CURSOR_LIFETIME.as_micros() as u64;
         // A minute of slack for clocks of different replicas.
-        if cursor.issued_at.0 > now.0.saturating_add(60_000_000) {
+        if cursor.issued_at.0 > now.0.saturating_add(MINUTE) {
             return Err(CursorError::Invalid);
         }
         if cursor.issued_at.0.saturating_add(lifetime) < now.0 {
@@ -175,5 +183,26 @@ mod tests {
                 Err(CursorError::Invalid)
             );
         }
+    }
+
+    #[test]
+    fn history_is_kept_for_as_long_as_a_cursor_is_accepted() {
+        let issued = 10_000_000_000;
+        let lifetime = CURSOR_LIFETIME.as_micros() as u64;
+        let last_use = issued + lifetime;
+        let listing = cursor(issued).encode();
+        assert!(Cursor::decode(&listing, Timestamp(last_use)).is_ok());
+        assert_eq!(
+            Cursor::decode(&listing, Timestamp(last_use + 1)),
+            Err(CursorError::Expired)
+        );
+        // A sweep at the cursor's last use removes history replaced before this horizon;
+        // the listing reads only history replaced after its snapshot, taken when `issued`.
+        let horizon = last_use - HISTORY_KEPT.as_micros() as u64;
+        assert!(
+            horizon < issued,
+            "the sweep leaves what the cursor may read"
+        );
+        assert_eq!(HISTORY_KEPT, CURSOR_LIFETIME + HISTORY_MARGIN);
     }
 }

@@ -26,7 +26,9 @@ pub use idempotency::{Claim, ClaimTicket, Finish, KeptReply, KeyRequest, IDEMPOT
 pub use lifecycle::{ImportError, Imported, DELETE_BATCH};
 pub use listing::{Cursor, CursorError, ListQuery, Page, CURSOR_LIFETIME, HISTORY_KEPT};
 
-use crate::domain::{KnownStatus, MessageSid, MessageState, Source, StatusEvent, Timestamp};
+use crate::domain::{
+    KnownStatus, MessageSid, MessageState, MessageStatus, Source, StatusEvent, Timestamp,
+};
 pub use postgres::DatabaseUrl;
 pub use series::{BucketSize, Series};
 pub use sled::Compacted;
@@ -83,7 +85,7 @@ pub struct StoredMessage {
 /// One transition as it arrived, every parameter unpacked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
-    pub status: String,
+    pub status: MessageStatus,
     pub error_code: Option<u32>,
     pub received_at: Timestamp,
     pub source: Source,
@@ -114,6 +116,64 @@ pub struct CheckReport {
     pub messages: u64,
     pub events: u64,
     pub index_entries: u64,
+}
+
+/// What a consistency check found wrong: the first thing it met.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    /// The store could not be read to the end: an I/O or connection error, a cancelled scan.
+    #[error("{0}")]
+    Unreadable(String),
+    /// A stored key, record or row does not decode.
+    #[error("{0}")]
+    Undecodable(String),
+    /// A message's record or rows disagree with its own events.
+    #[error("{sid}: {problem}")]
+    Message { sid: String, problem: String },
+    /// An event stored under a position no record lists (sled).
+    #[error("event {seq} belongs to no record")]
+    EventWithoutRecord { seq: u64 },
+    /// Events whose message row is gone (PostgreSQL).
+    #[error("{sid}: events without a message row")]
+    EventsWithoutMessage { sid: String },
+    /// Listing positions whose message row is gone (PostgreSQL).
+    #[error("{sid}: listing positions without a message")]
+    PositionsWithoutMessage { sid: String },
+    /// An index entry no record implies, or implies with another replacement time (sled).
+    #[error("index entry {key} is not implied by a record")]
+    EntryNotImplied { key: String },
+    /// An index entry a record implies that is not stored (sled).
+    #[error("index entry {key} is implied but missing")]
+    EntryMissing { key: String },
+    /// A counter whose count is not the one the messages imply. `key` is the counter's key
+    /// as the store writes it; `stored` is wide enough for sled's unsigned counts and
+    /// PostgreSQL's signed sums; `implied_by` names what the expected count was computed
+    /// from (`records` in sled, `events` in PostgreSQL).
+    #[error("counter {key} is {stored}, {implied_by} say {expected}")]
+    CounterDisagrees {
+        key: String,
+        stored: i128,
+        expected: i64,
+        implied_by: &'static str,
+    },
+    /// A counter the messages imply that is not stored.
+    #[error("counter {key} is missing, {implied_by} say {expected}")]
+    CounterMissing {
+        key: String,
+        expected: i64,
+        implied_by: &'static str,
+    },
+}
+
+/// A store that fails a read fails the check: unavailable is unreadable, corrupt is
+/// undecodable; the message is the store's own.
+impl From<StoreError> for CheckError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(_) => CheckError::Unreadable(error.to_string()),
+            StoreError::Corrupt(_) => CheckError::Undecodable(error.to_string()),
+        }
+    }
 }
 
 /// Observes each committed group's size; the metrics count them through it.
@@ -329,13 +389,13 @@ impl Store {
 
     /// Reads the whole store and checks that indexes and counters agree with the records.
     /// A full scan, for tests and maintenance, never on a request path.
-    pub async fn check(&self) -> Result<CheckReport, String> {
+    pub async fn check(&self) -> Result<CheckReport, CheckError> {
         match self {
             Store::Sled(store) => {
                 let store = store.clone();
                 tokio::task::spawn_blocking(move || store.check())
                     .await
-                    .map_err(|error| error.to_string())?
+                    .map_err(|error| CheckError::Unreadable(error.to_string()))?
             }
             Store::Postgres(store) => store.check().await,
         }

@@ -8,9 +8,8 @@
 //! window to them, and the store refuses to guess otherwise.
 
 use super::Counts;
+use crate::domain::counters::{DAY, HOUR};
 use crate::domain::Timestamp;
-
-const HOUR: u64 = 3_600_000_000;
 
 /// The width of one bucket of a series. Days are UTC days.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +46,10 @@ impl BucketSize {
 
     /// The bucket's width in microseconds.
     pub fn micros(self) -> u64 {
-        self.hours() * HOUR
+        match self {
+            BucketSize::Hour => HOUR,
+            BucketSize::Day => DAY,
+        }
     }
 
     pub fn hours(self) -> u64 {

@@ -324,7 +324,11 @@ async fn the_change_feed_of_three_writing_replicas_is_read_in_commit_order_each_
                         entry.seq
                     );
                     after = entry.seq;
-                    seen.push((entry.seq, entry.sid.to_string(), entry.event.status.clone()));
+                    seen.push((
+                        entry.seq,
+                        entry.sid.to_string(),
+                        entry.event.status.to_string(),
+                    ));
                 }
             }
         })
@@ -355,7 +359,7 @@ async fn the_change_feed_of_three_writing_replicas_is_read_in_commit_order_each_
     let everything = reader.feed(0, 100_000).await.expect("feed");
     let all: Vec<(u64, String, String)> = everything
         .iter()
-        .map(|e| (e.seq, e.sid.to_string(), e.event.status.clone()))
+        .map(|e| (e.seq, e.sid.to_string(), e.event.status.to_string()))
         .collect();
     let missed: Vec<u64> = all
         .iter()

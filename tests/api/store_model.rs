@@ -123,7 +123,7 @@ async fn compare(store: &Store, model: &BTreeMap<usize, ModelMessage>) {
             .await
             .expect("readable")
             .expect("stored");
-        let statuses: Vec<String> = stored.events.iter().map(|e| e.status.clone()).collect();
+        let statuses: Vec<String> = stored.events.iter().map(|e| e.status.to_string()).collect();
         assert_eq!(statuses, expected.events, "history of {sid}");
         let current = stored.state.status.map(KnownStatus::as_str);
         assert_eq!(current, expected.current.map(|c| c.0), "status of {sid}");

@@ -4,11 +4,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::columns::{counter_keys, CounterKey};
 use super::rows::{self, History};
-use super::writer::{counter_keys, CounterKey};
 use super::PgStore;
 use crate::domain::MessageState;
-use crate::store::CheckReport;
+use crate::store::{CheckError, CheckReport};
 
 /// A message row: its stored state columns.
 struct Row {
@@ -29,18 +29,18 @@ struct Position {
 }
 
 impl PgStore {
-    pub async fn check(&self) -> Result<CheckReport, String> {
-        let mut client = self.client().await.map_err(|e| e.to_string())?;
+    pub async fn check(&self) -> Result<CheckReport, CheckError> {
+        let mut client = self.client().await?;
         let transaction = client
             .build_transaction()
             .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
             .read_only(true)
             .start()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(unreadable)?;
         let query = |sql: &'static str| {
             let transaction = &transaction;
-            async move { transaction.query(sql, &[]).await.map_err(|e| e.to_string()) }
+            async move { transaction.query(sql, &[]).await.map_err(unreadable) }
         };
         let message_rows = query(
             "SELECT sid, account_sid, from_number, to_number, messaging_service_sid, status, \
@@ -62,13 +62,13 @@ impl PgStore {
              GROUP BY span, bucket, kind, value",
         )
         .await?;
-        transaction.commit().await.map_err(|e| e.to_string())?;
+        transaction.commit().await.map_err(unreadable)?;
 
-        let text = |e: tokio_postgres::Error| e.to_string();
+        let text = |e: tokio_postgres::Error| CheckError::Undecodable(e.to_string());
         let mut histories: BTreeMap<String, (History, Row)> = BTreeMap::new();
         for row in &message_rows {
             let sid: String = row.try_get(0).map_err(text)?;
-            let parties = rows::parties(row, 1).map_err(|e| e.to_string())?;
+            let parties = rows::parties(row, 1)?;
             let stored = Row {
                 status: row.try_get(5).map_err(text)?,
                 error_code: row.try_get(6).map_err(text)?,
@@ -89,19 +89,27 @@ impl PgStore {
             index_entries: 0,
         };
         for row in &event_rows {
-            let (sid, transition) = rows::transition_with_sid(row, 0).map_err(|e| e.to_string())?;
+            let (sid, transition) = rows::transition_with_sid(row, 0)?;
             let n: i32 = row.try_get(1).map_err(text)?;
             let seq: i64 = row.try_get(7).map_err(text)?;
-            let (history, _) = histories
-                .get_mut(sid.as_str())
-                .ok_or_else(|| format!("{sid}: events without a message row"))?;
+            let (history, _) = histories.get_mut(sid.as_str()).ok_or_else(|| {
+                CheckError::EventsWithoutMessage {
+                    sid: sid.to_string(),
+                }
+            })?;
             if n as usize != history.transitions.len() {
-                return Err(format!("{sid}: event {n} out of sequence"));
+                return Err(inconsistent(
+                    sid.as_str(),
+                    format!("event {n} out of sequence"),
+                ));
             }
             if let (Some(last), Some(last_seq)) = (history.transitions.last(), history.seqs.last())
             {
                 if transition.received_at <= last.received_at || seq <= *last_seq {
-                    return Err(format!("{sid}: event {n} is not after event {}", n - 1));
+                    return Err(inconsistent(
+                        sid.as_str(),
+                        format!("event {n} is not after event {}", n - 1),
+                    ));
                 }
             }
             history.transitions.push(transition);
@@ -125,14 +133,17 @@ impl PgStore {
         let mut counters: HashMap<CounterKey, i64> = HashMap::new();
         for (sid, (history, stored)) in &histories {
             let state = MessageState::replay(&history.parties, &history.transitions)
-                .ok_or_else(|| format!("{sid}: a message row without events"))?;
+                .ok_or_else(|| inconsistent(sid, "a message row without events"))?;
             let columns_agree = stored.status.as_deref() == state.status.map(|s| s.as_str())
                 && stored.error_code == state.error_code.map(i64::from)
                 && stored.status_dlr_done == state.status_dlr_done
                 && stored.created_at == Some(state.created_at.0 as i64)
                 && stored.updated_at == Some(state.updated_at.0 as i64);
             if !columns_agree {
-                return Err(format!("{sid}: the message row is not its events' state"));
+                return Err(inconsistent(
+                    sid,
+                    "the message row is not its events' state",
+                ));
             }
             check_positions(
                 sid,
@@ -146,7 +157,7 @@ impl PgStore {
             report.messages += 1;
         }
         if let Some(sid) = positions.keys().next() {
-            return Err(format!("{sid}: listing positions without a message"));
+            return Err(CheckError::PositionsWithoutMessage { sid: sid.clone() });
         }
         for row in &counter_rows {
             let key: CounterKey = (
@@ -158,13 +169,20 @@ impl PgStore {
             let stored: i64 = row.try_get(4).map_err(text)?;
             let expected = counters.remove(&key).unwrap_or(0);
             if stored != expected {
-                return Err(format!(
-                    "counter {key:?} is {stored}, events say {expected}"
-                ));
+                return Err(CheckError::CounterDisagrees {
+                    key: format!("{key:?}"),
+                    stored: i128::from(stored),
+                    expected,
+                    implied_by: "events",
+                });
             }
         }
         if let Some((key, count)) = counters.into_iter().find(|(_, count)| *count != 0) {
-            return Err(format!("counter {key:?} is missing, events say {count}"));
+            return Err(CheckError::CounterMissing {
+                key: format!("{key:?}"),
+                expected: count,
+                implied_by: "events",
+            });
         }
         Ok(report)
     }
@@ -179,13 +197,16 @@ fn check_positions(
     history: &History,
     state: &MessageState,
     positions: Vec<Position>,
-) -> Result<(), String> {
+) -> Result<(), CheckError> {
     let live: Vec<&Position> = positions
         .iter()
         .filter(|p| p.replaced_seq.is_none())
         .collect();
     let [live] = live.as_slice() else {
-        return Err(format!("{sid}: {} live listing positions", live.len()));
+        return Err(inconsistent(
+            sid,
+            format!("{} live listing positions", live.len()),
+        ));
     };
     let agrees = |p: &Position, s: &MessageState| {
         p.status.as_deref() == s.status.map(|s| s.as_str())
@@ -193,30 +214,58 @@ fn check_positions(
             && p.updated_at == s.updated_at.0 as i64
     };
     if !agrees(live, state) {
-        return Err(format!("{sid}: the live listing position is not its state"));
+        return Err(inconsistent(
+            sid,
+            "the live listing position is not its state",
+        ));
     }
     for position in &positions {
         if !history.seqs.contains(&position.placed_seq) {
-            return Err(format!(
-                "{sid}: a position placed at {} names no event",
-                position.placed_seq
+            return Err(inconsistent(
+                sid,
+                format!(
+                    "a position placed at {} names no event",
+                    position.placed_seq
+                ),
             ));
         }
         let then = history
             .state_at(position.placed_seq)
-            .ok_or_else(|| format!("{sid}: no state at {}", position.placed_seq))?;
+            .ok_or_else(|| inconsistent(sid, format!("no state at {}", position.placed_seq)))?;
         if !agrees(position, &then) {
-            return Err(format!(
-                "{sid}: the position placed at {} is not its state then",
-                position.placed_seq
+            return Err(inconsistent(
+                sid,
+                format!(
+                    "the position placed at {} is not its state then",
+                    position.placed_seq
+                ),
             ));
         }
         if let Some(replaced) = position.replaced_seq {
             let successor = positions.iter().any(|p| p.placed_seq == replaced);
             if replaced <= position.placed_seq || !successor {
-                return Err(format!("{sid}: the position placed at {} was replaced at {replaced}, which placed none", position.placed_seq));
+                return Err(inconsistent(
+                    sid,
+                    format!(
+                        "the position placed at {} was replaced at {replaced}, which placed none",
+                        position.placed_seq
+                    ),
+                ));
             }
         }
     }
     Ok(())
+}
+
+/// A message whose rows disagree with its events.
+fn inconsistent(sid: &str, problem: impl Into<String>) -> CheckError {
+    CheckError::Message {
+        sid: sid.to_owned(),
+        problem: problem.into(),
+    }
+}
+
+/// The database could not be read to the end.
+fn unreadable(error: tokio_postgres::Error) -> CheckError {
+    CheckError::Unreadable(error.to_string())
 }

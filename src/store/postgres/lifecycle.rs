@@ -31,7 +31,7 @@
 //! An export page is one statement: the page's messages that existed at the snapshot
 //! (their first event is at or below it) with their events up to it, so a message deleted
 //! meanwhile is in it whole or not at all. An import writes with the writer's own second
-//! round trip ([`writer::apply`]): message rows, counters, change-feed positions, events
+//! round trip ([`group::apply`]): message rows, counters, change-feed positions, events
 //! and live listing positions, exactly what recording the events would have written.
 
 use std::collections::{BTreeMap, HashMap};
@@ -39,10 +39,10 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::types::ToSql;
 
-use super::writer::{
-    self, counter_keys, load, worth_retrying, CounterColumns, CounterKey, Failure, Loaded,
-    NewEvent, Plan, Statements, ATTEMPTS, SPAN_ALL, STRIPES,
-};
+use super::columns::{counter_keys, CounterColumns, CounterKey, SPAN_ALL};
+use super::group::{self, load, Loaded, NewEvent, Plan};
+use super::statements::Statements;
+use super::writer::{worth_retrying, Failure, ATTEMPTS, STRIPES};
 use super::{corrupt, rows, to_i64, unavailable, PgStore};
 use crate::domain::{MessageSid, Timestamp};
 use crate::store::lifecycle::replay_export;
@@ -267,7 +267,7 @@ impl PgStore {
             }
         }
         let stripe = fastrand::i16(0..STRIPES);
-        writer::apply(transaction.client(), &st, stripe, &plan, &loaded)
+        group::apply(transaction.client(), &st, stripe, &plan, &loaded)
             .await
             .map_err(unavailable)?;
         transaction.commit().await.map_err(unavailable)?;

@@ -23,13 +23,18 @@
 //! network or through a local TLS proxy.
 
 mod check;
-mod extras;
+mod columns;
+mod group;
+mod history;
 mod idempotency;
 mod leader;
 mod lifecycle;
+mod meta;
 mod migrate;
 mod query;
 mod rows;
+mod series;
+mod statements;
 mod stats;
 mod writer;
 
@@ -310,6 +315,24 @@ impl PgStore {
         Ok(entries)
     }
 
+    /// How many transitions were committed after `after`.
+    pub async fn feed_len(&self, after: u64) -> Result<u64, StoreError> {
+        let watermark = self.watermark().await?;
+        if after >= watermark {
+            return Ok(0);
+        }
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM events WHERE seq > $1 AND seq <= $2",
+                &[&to_i64(after), &to_i64(watermark)],
+            )
+            .await
+            .map_err(unavailable)?;
+        let count: i64 = row.try_get(0).map_err(corrupt)?;
+        Ok(count.max(0) as u64)
+    }
+
     /// Waits until a transition after `after` is committed (by any replica), or `timeout`.
     pub async fn wait_for_feed(&self, after: u64, timeout: Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -357,7 +380,7 @@ impl PgStore {
 
     /// Deletes listing positions no cursor can need any more; returns how many.
     pub async fn forget_history(&self) -> Result<u64, StoreError> {
-        writer::forget_history(&self.pool).await
+        history::forget_history(&self.pool).await
     }
 
     async fn client(&self) -> Result<Object, StoreError> {

@@ -81,7 +81,7 @@ pub fn transition_with_sid(row: &Row, at: usize) -> Result<(MessageSid, Transiti
 pub fn stored_event(transition: &Transition, params: &str) -> Result<StoredEvent, StoreError> {
     let params: Vec<(String, String)> = serde_json::from_str(params).map_err(corrupt)?;
     Ok(StoredEvent {
-        status: transition.status.as_str().to_owned(),
+        status: transition.status.clone(),
         error_code: transition.error_code,
         received_at: transition.received_at,
         source: transition.source,

@@ -1,23 +1,21 @@
 //! Counting messages by current status and error code, all time or within a window of
 //! `updated_at`, with the same answers as the sled store.
 //!
-//! All-time counts sum the all-time counters over the replicas' stripes. A window adds
-//! up hourly counters for its whole hours, minutely counters for the whole minutes of its
-//! partial hours, and counts live listing positions only in the partial minutes at its
-//! edges, all in one statement (one snapshot): a few hundred rows however many messages
-//! the window holds.
+//! All-time counts sum the all-time counters over the replicas' stripes. A window is read
+//! in the pieces `domain::counters::split` cuts it into: hourly counters for its whole
+//! hours, minutely counters for the whole minutes of its partial hours, and live listing
+//! positions only in the partial minutes at its edges, all in one statement (one
+//! snapshot): a few hundred rows however many messages the window holds.
 
 use std::collections::BTreeMap;
 
 use tokio_postgres::types::ToSql;
 
-use super::writer::{HOUR, KIND_ERROR, KIND_STATUS, MINUTE, SPAN_ALL, SPAN_HOUR, SPAN_MINUTE};
+use super::columns::{span_of, KIND_ERROR, KIND_STATUS, SPAN_ALL};
 use super::{corrupt, to_i64, unavailable, PgStore};
+use crate::domain::counters::{self, Piece};
 use crate::domain::{KnownStatus, Timestamp};
 use crate::store::{Counts, StoreError};
-
-/// Bucket sizes, coarsest first, with their counters' span.
-const LEVELS: &[(u64, i8)] = &[(HOUR, SPAN_HOUR), (MINUTE, SPAN_MINUTE)];
 
 /// What a window is read as: counter bucket ranges `[first, last)` per span, and the
 /// sub-minute edges `[from, to)` counted exactly.
@@ -43,11 +41,20 @@ impl PgStore {
             plan.firsts.push(0);
             plan.lasts.push(1);
         } else {
-            // Nothing is updated in the future: bounding `until` keeps bucket numbers small.
-            let horizon = Timestamp::now().0.saturating_add(HOUR);
-            let from = since.map_or(0, |t| t.0);
-            let to = until.map_or(horizon, |t| t.0.min(horizon));
-            split(from, to, LEVELS, &mut plan);
+            let (from, to) = counters::window(since, until, Timestamp::now());
+            for piece in counters::split(from, to) {
+                match piece {
+                    Piece::Buckets { width, first, last } => {
+                        plan.spans.push(span_of(width));
+                        plan.firsts.push(to_i64(first));
+                        plan.lasts.push(to_i64(last));
+                    }
+                    Piece::Exact { from, to } => {
+                        plan.edge_from.push(to_i64(from));
+                        plan.edge_to.push(to_i64(to));
+                    }
+                }
+            }
         }
         let (sql, values) = window_sql(&plan);
         let params: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as _).collect();
@@ -180,26 +187,4 @@ fn window_sql(plan: &Plan) -> (String, Vec<i64>) {
         ));
     }
     (sql, values)
-}
-
-/// Covers `[from, to)` with the coarsest buckets of `levels` that fit inside it, its
-/// edges with the next sizes, and what is left below the finest size exactly.
-fn split(from: u64, to: u64, levels: &[(u64, i8)], plan: &mut Plan) {
-    if from >= to {
-        return;
-    }
-    let Some(((size, span), finer)) = levels.split_first() else {
-        plan.edge_from.push(to_i64(from));
-        plan.edge_to.push(to_i64(to));
-        return;
-    };
-    let (first, last) = (from.div_ceil(*size), to / size);
-    if first >= last {
-        return split(from, to, finer, plan);
-    }
-    plan.spans.push(*span);
-    plan.firsts.push(to_i64(first));
-    plan.lasts.push(to_i64(last));
-    split(from, first * size, finer, plan);
-    split(last * size, to, finer, plan);
 }

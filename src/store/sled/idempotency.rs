@@ -221,8 +221,7 @@ async fn blocking<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const HOUR: u64 = 3_600_000_000;
+    use crate::domain::counters::HOUR;
 
     fn request(key: &str, hash: u8, now: u64) -> KeyRequest {
         KeyRequest {

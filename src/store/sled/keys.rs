@@ -20,7 +20,7 @@
 //!
 //! A callback rewrites its message's small record and adds one event to its group's block:
 //! the parameters of earlier events are never rewritten. History entries (positions a
-//! message has left) exist only while a listing may read them (`writer::Listings`).
+//! message has left) exist only while a listing may read them (`listings.rs`).
 //! Integers are big-endian, so byte order is time order and every listing is a range scan.
 //! Values are bincode with variable-length integers.
 //!
@@ -34,6 +34,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::params::Packed;
+use crate::domain::counters::{Counted, Counter, Span, Width};
 use crate::domain::{MessageSid, MessageState, Parties, Timestamp, Transition};
 use crate::store::StoreError;
 
@@ -120,13 +121,35 @@ pub const STATUS_HOURLY: u8 = b'H';
 pub const STATUS_MINUTELY: u8 = b'M';
 pub const ERROR_HOURLY: u8 = b'h';
 pub const ERROR_MINUTELY: u8 = b'm';
-pub const HOUR: u64 = 3_600_000_000;
-pub const MINUTE: u64 = 60_000_000;
 
 pub fn counter_key(kind: u8, value: &[u8]) -> Vec<u8> {
     let mut key = vec![b'c', kind];
     key.extend_from_slice(value);
     key
+}
+
+/// The key of a counter (see `domain::counters` for which counters there are).
+pub fn key_of(counter: &Counter) -> Vec<u8> {
+    let (status_kind, error_kind) = match counter.span {
+        Span::AllTime => (STATUS_COUNTER, ERROR_COUNTER),
+        Span::Bucket(width, _) => bucket_kinds(width),
+    };
+    let (kind, value) = match counter.counted {
+        Counted::Status(status) => (status_kind, vec![status.code()]),
+        Counted::Error(error) => (error_kind, error.to_be_bytes().to_vec()),
+    };
+    match counter.span {
+        Span::AllTime => counter_key(kind, &value),
+        Span::Bucket(_, bucket) => bucket_key(kind, bucket, &value),
+    }
+}
+
+/// The kinds of the counters of buckets `width` wide: by status, by error code.
+pub fn bucket_kinds(width: Width) -> (u8, u8) {
+    match width {
+        Width::Hour => (STATUS_HOURLY, ERROR_HOURLY),
+        Width::Minute => (STATUS_MINUTELY, ERROR_MINUTELY),
+    }
 }
 
 /// `c kind bucket value`: the bucket (hour or minute number since the epoch) comes first,

@@ -12,6 +12,7 @@ mod files;
 mod idempotency;
 pub(crate) mod keys;
 mod lifecycle;
+mod listings;
 mod params;
 mod query;
 mod series;
@@ -26,8 +27,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::domain::{MessageSid, Timestamp};
 use crate::store::{
-    CheckReport, FeedEntry, GroupObserver, Recorded, StoreError, StoredEvent, StoredMessage,
-    HISTORY_KEPT,
+    CheckError, CheckReport, FeedEntry, GroupObserver, Recorded, StoreError, StoredEvent,
+    StoredMessage, HISTORY_KEPT,
 };
 use keys::{decode, decode_count, index, Record};
 pub use lifecycle::{compact, Compacted};
@@ -76,7 +77,7 @@ impl SledStore {
         let shared = Arc::new(Shared {
             watermark: watch::channel(clock.0).0,
             failed: watch::channel(None).0,
-            listings: writer::Listings::new(keep_until),
+            listings: listings::Listings::new(keep_until),
         });
         let (commands, receiver) = mpsc::channel(QUEUE_DEPTH);
         let writer = writer::spawn(
@@ -426,7 +427,7 @@ impl Trees {
             parties: &record.parties,
         };
         Ok(StoredEvent {
-            status: transition.status.as_str().to_owned(),
+            status: transition.status.clone(),
             error_code: transition.error_code,
             received_at: transition.received_at,
             source: transition.source,
@@ -470,8 +471,8 @@ impl SledStore {
     /// Reads the whole store and checks that index entries, event values
     /// and counters are exactly what the records imply. History entries may be missing
     /// (they are removed when old), but never wrong.
-    pub fn check(&self) -> Result<CheckReport, String> {
-        let fail = |error: StoreError| error.to_string();
+    pub fn check(&self) -> Result<CheckReport, CheckError> {
+        let unreadable = |error: sled::Error| CheckError::from(unavailable(error));
         let mut report = CheckReport {
             messages: 0,
             events: 0,
@@ -482,14 +483,16 @@ impl SledStore {
         let mut events = std::collections::BTreeMap::new();
         let mut counters = std::collections::HashMap::<Vec<u8>, i64>::new();
         for entry in self.trees.data.scan_prefix(b"m") {
-            let (key, value) = entry.map_err(|e| fail(unavailable(e)))?;
-            let sid = std::str::from_utf8(&key[1..]).map_err(|e| e.to_string())?;
-            let sid = MessageSid::parse(sid)?;
-            let record: Record = decode(&value).map_err(fail)?;
-            let state = record
-                .state()
-                .ok_or_else(|| format!("{sid}: a record without events"))?;
-            let stored = self.trees.events(&sid, &record).map_err(fail)?;
+            let (key, value) = entry.map_err(unreadable)?;
+            let sid = std::str::from_utf8(&key[1..])
+                .map_err(|e| CheckError::Undecodable(e.to_string()))?;
+            let sid = MessageSid::parse(sid).map_err(CheckError::Undecodable)?;
+            let record: Record = decode(&value)?;
+            let state = record.state().ok_or_else(|| CheckError::Message {
+                sid: sid.to_string(),
+                problem: "a record without events".into(),
+            })?;
+            let stored = self.trees.events(&sid, &record)?;
             for (key, replaced_at) in index::implied(&sid, &record) {
                 match replaced_at {
                     None => live.insert(key),
@@ -511,39 +514,50 @@ impl SledStore {
             index::BY_ACCOUNT,
         ] {
             for entry in self.trees.data.scan_prefix([kind]) {
-                let (key, value) = entry.map_err(|e| fail(unavailable(e)))?;
+                let (key, value) = entry.map_err(unreadable)?;
                 let expected = match index::replaced_at(&value) {
                     None if value.is_empty() => live.remove(key.as_ref()),
                     Some(at) => history.get(key.as_ref()) == Some(&at),
                     None => false,
                 };
                 if !expected {
-                    return Err(format!("index entry {key:?} is not implied by a record"));
+                    return Err(CheckError::EntryNotImplied {
+                        key: format!("{key:?}"),
+                    });
                 }
                 report.index_entries += 1;
             }
         }
         if let Some(missing) = live.first() {
-            return Err(format!("index entry {missing:?} is implied but missing"));
+            return Err(CheckError::EntryMissing {
+                key: format!("{missing:?}"),
+            });
         }
         // Every event value belongs to a record (each record's own were read above).
-        for seq in events::all_events(&self.trees).map_err(fail)? {
+        for seq in events::all_events(&self.trees)? {
             if events.remove(&seq).is_none() {
-                return Err(format!("event {seq} belongs to no record"));
+                return Err(CheckError::EventWithoutRecord { seq });
             }
         }
         for entry in self.trees.data.scan_prefix(b"c") {
-            let (key, value) = entry.map_err(|e| fail(unavailable(e)))?;
+            let (key, value) = entry.map_err(unreadable)?;
             let stored = decode_count(&value);
             let expected = counters.remove(key.as_ref()).unwrap_or(0);
             if i64::try_from(stored).ok() != Some(expected) {
-                return Err(format!(
-                    "counter {key:?} is {stored}, records say {expected}"
-                ));
+                return Err(CheckError::CounterDisagrees {
+                    key: format!("{key:?}"),
+                    stored: i128::from(stored),
+                    expected,
+                    implied_by: "records",
+                });
             }
         }
         if let Some((key, count)) = counters.into_iter().find(|(_, count)| *count != 0) {
-            return Err(format!("counter {key:?} is missing, records say {count}"));
+            return Err(CheckError::CounterMissing {
+                key: format!("{key:?}"),
+                expected: count,
+                implied_by: "records",
+            });
         }
         Ok(report)
     }

@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use super::keys::{bucket_key, decode_count, ERROR_HOURLY, HOUR, STATUS_HOURLY};
+use super::keys::{bucket_key, decode_count, ERROR_HOURLY, STATUS_HOURLY};
 use super::{unavailable, SledStore};
+use crate::domain::counters::Width;
 use crate::domain::{KnownStatus, Timestamp};
 use crate::store::{BucketSize, Counts, Series, StoreError};
 
@@ -19,7 +20,7 @@ impl SledStore {
     ) -> Result<Series, StoreError> {
         let (since, until) = (size.floor(since), size.ceil(until));
         let buckets = size.count(since, until);
-        let (first_hour, last_hour) = (since.0 / HOUR, until.0 / HOUR);
+        let (first_hour, last_hour) = (Width::Hour.bucket(since), Width::Hour.bucket(until));
         let mut tallies = vec![Tally::default(); usize::try_from(buckets).unwrap_or(0)];
         for kind in [STATUS_HOURLY, ERROR_HOURLY] {
             let range = bucket_key(kind, first_hour, &[])..bucket_key(kind, last_hour, &[]);

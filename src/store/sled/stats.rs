@@ -2,48 +2,22 @@
 //! `updated_at`.
 //!
 //! All-time counts come from the counters the writer maintains with every commit. A window
-//! adds up hourly counters for its whole hours, minutely counters for the whole minutes of
-//! its partial hours, and counts index entries only for the partial minutes at its edges:
-//! a few hundred keys however many messages it holds.
+//! is read in the pieces `domain::counters::split` cuts it into: hourly counters for its
+//! whole hours, minutely counters for the whole minutes of its partial hours, and index
+//! entries only for the partial minutes at its edges: a few hundred keys however many
+//! messages it holds.
 
 use std::collections::BTreeMap;
 
 use super::keys::index::{self, BY_ERROR, BY_STATUS};
 use super::keys::{
-    bucket_key, counter_key, decode_count, ERROR_COUNTER, ERROR_HOURLY, ERROR_MINUTELY, HOUR,
-    MINUTE, STATUS_COUNTER, STATUS_HOURLY, STATUS_MINUTELY,
+    bucket_key, bucket_kinds, counter_key, decode_count, ERROR_COUNTER, STATUS_COUNTER,
 };
 use super::query::bounds;
 use super::{unavailable, SledStore};
+use crate::domain::counters::{self, Piece};
 use crate::domain::{KnownStatus, Timestamp};
 use crate::store::{Counts, StoreError};
-
-/// A time window `[from, to)` in microseconds.
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    from: u64,
-    to: u64,
-}
-
-/// One bucket size of the time-bucketed counters.
-struct Level {
-    size: u64,
-    status_kind: u8,
-    error_kind: u8,
-}
-
-const LEVELS: &[Level] = &[
-    Level {
-        size: HOUR,
-        status_kind: STATUS_HOURLY,
-        error_kind: ERROR_HOURLY,
-    },
-    Level {
-        size: MINUTE,
-        status_kind: STATUS_MINUTELY,
-        error_kind: ERROR_MINUTELY,
-    },
-];
 
 #[derive(Default)]
 struct Tally {
@@ -67,15 +41,18 @@ impl SledStore {
         if since.is_none() && until.is_none() {
             return Ok(counts);
         }
-        // Nothing is updated in the future: bounding `until` keeps bucket numbers small.
-        let horizon = Timestamp::now().0.saturating_add(HOUR);
-        let window = Window {
-            from: since.map_or(0, |t| t.0),
-            to: until.map_or(horizon, |t| t.0.min(horizon)),
-        };
+        let (from, to) = counters::window(since, until, Timestamp::now());
         let errors: Vec<u32> = counts.by_error.iter().map(|(error, _)| *error).collect();
         let mut tally = Tally::default();
-        self.add_window(window, LEVELS, &errors, &mut tally)?;
+        for piece in counters::split(from, to) {
+            match piece {
+                Piece::Buckets { width, first, last } => {
+                    let (status_kind, error_kind) = bucket_kinds(width);
+                    self.add_buckets(status_kind, error_kind, first, last, &mut tally)?;
+                }
+                Piece::Exact { from, to } => self.add_exact(from, to, &errors, &mut tally)?,
+            }
+        }
         Ok(Counts {
             by_status: tally
                 .by_status
@@ -89,36 +66,6 @@ impl SledStore {
                 .filter(|(_, count)| *count > 0)
                 .collect(),
         })
-    }
-
-    /// Adds up `window` at the coarsest bucket size of `levels` that fits inside it, and
-    /// its edges at the next sizes; what is left below the finest size is counted in the
-    /// indexes.
-    fn add_window(
-        &self,
-        window: Window,
-        levels: &[Level],
-        errors: &[u32],
-        tally: &mut Tally,
-    ) -> Result<(), StoreError> {
-        let Some((level, finer)) = levels.split_first() else {
-            return self.add_exact(window, errors, tally);
-        };
-        let (first, last) = (window.from.div_ceil(level.size), window.to / level.size);
-        if first >= last {
-            return self.add_window(window, finer, errors, tally);
-        }
-        self.add_buckets(level.status_kind, level.error_kind, first, last, tally)?;
-        let head = Window {
-            from: window.from,
-            to: first * level.size,
-        };
-        let tail = Window {
-            from: last * level.size,
-            to: window.to,
-        };
-        self.add_window(head, finer, errors, tally)?;
-        self.add_window(tail, finer, errors, tally)
     }
 
     /// Adds the counters of buckets `[first, last)`.
@@ -152,17 +99,18 @@ impl SledStore {
         Ok(())
     }
 
-    /// Counts live index entries in a window shorter than a minute.
+    /// Counts live index entries in a window `[from, to)` shorter than a minute.
     fn add_exact(
         &self,
-        window: Window,
+        from: u64,
+        to: u64,
         errors: &[u32],
         tally: &mut Tally,
     ) -> Result<(), StoreError> {
-        if window.from >= window.to {
+        if from >= to {
             return Ok(());
         }
-        let (since, until) = (Some(Timestamp(window.from)), Some(Timestamp(window.to)));
+        let (since, until) = (Some(Timestamp(from)), Some(Timestamp(to)));
         for status in KnownStatus::ALL {
             let count =
                 self.count_range(&index::prefix(BY_STATUS, &[status.code()]), since, until)?;

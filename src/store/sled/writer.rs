@@ -32,17 +32,15 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::events::EventWrites;
 use super::files::SledFiles;
 use super::keys::{
-    bucket_key, counter_key, encode, index, meta_key, record_key, EventBody, Record, CLOCK_KEY,
-    ERROR_COUNTER, ERROR_HOURLY, ERROR_MINUTELY, HOUR, MINUTE, PROBE_KEY, STATUS_COUNTER,
-    STATUS_HOURLY, STATUS_MINUTELY,
+    self, encode, index, meta_key, record_key, EventBody, Record, CLOCK_KEY, PROBE_KEY,
 };
+use super::listings::Listings;
 use super::params::{self, Context};
 use super::Trees;
+use crate::domain::counters::counters;
 use crate::domain::{is_duplicate, MessageSid, MessageState, StatusEvent, Timestamp, Transition};
 use crate::store::lifecycle::replay_export;
-use crate::store::{
-    GroupObserver, ImportError, Imported, Recorded, StoreError, StoredMessage, HISTORY_KEPT,
-};
+use crate::store::{GroupObserver, ImportError, Imported, Recorded, StoreError, StoredMessage};
 
 /// The most commands applied and synced together.
 pub const MAX_GROUP: usize = 2048;
@@ -102,107 +100,6 @@ pub struct Shared {
     /// Set once, at the first storage error.
     pub failed: watch::Sender<Option<StoreError>>,
     pub listings: Listings,
-}
-
-/// Which moves leave history behind.
-///
-/// A position a message leaves (history) is read only by listings whose snapshot precedes
-/// the move. So a listing registers when it takes its snapshot ([`Listings::snapshot`]),
-/// and for [`HISTORY_KEPT`] after that every move keeps its old position as history, as
-/// long as a cursor of that listing can be used. Without a registered listing, the writer
-/// removes the old position instead (one write either way): a store nobody pages holds no
-/// history at all, and the sweep of old history has nothing to do.
-///
-/// A listing that registers while the writer applies a group which keeps no history waits
-/// for that group to be published, and takes its snapshot after it: every move of that
-/// group is then before the snapshot, where history is never read.
-pub struct Listings {
-    state: std::sync::Mutex<ListingState>,
-    published: std::sync::Condvar,
-}
-
-struct ListingState {
-    /// Until when (writer's clock, microseconds) a registered listing may read history.
-    keep_until: u64,
-    /// A group that keeps no history is being applied.
-    unkept_group: bool,
-}
-
-/// How long a listing waits for the writer to publish a group before it gives up (a
-/// group takes milliseconds; a minute means the writer is stuck).
-const PUBLISH_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
-
-impl Listings {
-    /// `keep_until`: 0 for a new store; for one that may have served cursors before it
-    /// was reopened, the time those may still be used.
-    pub fn new(keep_until: u64) -> Listings {
-        Listings {
-            state: std::sync::Mutex::new(ListingState {
-                keep_until,
-                unkept_group: false,
-            }),
-            published: std::sync::Condvar::new(),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, ListingState> {
-        // The state stays consistent whatever panicked while holding the lock.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// For the writer, before it plans a group: whether the group's moves keep history.
-    fn keep_history(&self, now: Timestamp) -> bool {
-        let mut state = self.lock();
-        let keep = now.0 < state.keep_until;
-        state.unkept_group = !keep;
-        keep
-    }
-
-    /// For the writer, after a group is durable: publishes the new watermark and lets
-    /// waiting listings take their snapshot. After a failed group (`None`) the flag stays:
-    /// its moves may be in the tree without history, under a watermark that no longer
-    /// grows, so no listing takes a snapshot from then on (the service is exiting).
-    fn publish(&self, watermark: &watch::Sender<u64>, clock: Option<Timestamp>) {
-        let mut state = self.lock();
-        if let Some(clock) = clock {
-            watermark.send_replace(clock.0);
-            state.unkept_group = false;
-        }
-        self.published.notify_all();
-    }
-
-    /// For a listing's first page: registers the listing and returns its snapshot.
-    pub fn snapshot(
-        &self,
-        watermark: &watch::Sender<u64>,
-        failed: &watch::Sender<Option<StoreError>>,
-    ) -> Result<u64, StoreError> {
-        let mut state = self.lock();
-        let until = Timestamp::now()
-            .0
-            .saturating_add(HISTORY_KEPT.as_micros() as u64);
-        state.keep_until = state.keep_until.max(until);
-        let deadline = std::time::Instant::now() + PUBLISH_WAIT;
-        while state.unkept_group {
-            if let Some(error) = failed.borrow().clone() {
-                return Err(error);
-            }
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return Err(StoreError::unavailable(
-                    "the writer did not publish a group",
-                ));
-            }
-            state = self
-                .published
-                .wait_timeout(state, left)
-                .map(|(state, _)| state)
-                .unwrap_or_else(|poisoned| poisoned.into_inner().0);
-        }
-        Ok(*watermark.borrow())
-    }
 }
 
 /// Starts the writer thread; it stops after a `Shutdown`, or when every sender is gone.
@@ -664,23 +561,10 @@ fn refuse(group: &mut Vec<Command>, error: &StoreError) -> Continue {
     next
 }
 
-/// Adds `delta` to every counter a message in `state` counts in: by status and by error
-/// code, all time and in the hour and the minute of its `updated_at`.
-pub(super) fn count(counters: &mut HashMap<Vec<u8>, i64>, state: &MessageState, delta: i64) {
-    let Some(status) = state.status else {
-        return;
-    };
-    let code = status.code();
-    let at = state.updated_at.0;
-    let mut add = |key: Vec<u8>| *counters.entry(key).or_default() += delta;
-    add(counter_key(STATUS_COUNTER, &[code]));
-    add(bucket_key(STATUS_HOURLY, at / HOUR, &[code]));
-    add(bucket_key(STATUS_MINUTELY, at / MINUTE, &[code]));
-    if let Some(error) = state.error_code {
-        let error = error.to_be_bytes();
-        add(counter_key(ERROR_COUNTER, &error));
-        add(bucket_key(ERROR_HOURLY, at / HOUR, &error));
-        add(bucket_key(ERROR_MINUTELY, at / MINUTE, &error));
+/// Adds `delta` to every counter a message in `state` counts in.
+pub(super) fn count(counts: &mut HashMap<Vec<u8>, i64>, state: &MessageState, delta: i64) {
+    for counter in counters(state) {
+        *counts.entry(keys::key_of(&counter)).or_default() += delta;
     }
 }
 

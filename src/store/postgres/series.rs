@@ -1,63 +1,16 @@
-//! The smaller pieces of the boundary on PostgreSQL: the service's own state (`meta`), the
-//! backlog of the change feed, and series of counts per hour or day.
+//! Series of counts per hour or per UTC day for charts, from the hourly counters: one
+//! statement over a range of buckets, however many messages they count.
 
 use std::collections::BTreeMap;
 
+use super::columns::{KIND_ERROR, KIND_STATUS, SPAN_HOUR};
 use super::stats::counts;
-use super::writer::{HOUR, KIND_ERROR, KIND_STATUS, SPAN_HOUR};
 use super::{corrupt, to_i64, unavailable, PgStore};
+use crate::domain::counters::Width;
 use crate::domain::{KnownStatus, Timestamp};
 use crate::store::{BucketSize, Series, StoreError};
 
 impl PgStore {
-    pub async fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let client = self.client().await?;
-        let row = client
-            .query_opt("SELECT value FROM meta WHERE key = $1", &[&key])
-            .await
-            .map_err(unavailable)?;
-        row.map(|row| row.try_get::<_, Vec<u8>>(0).map_err(corrupt))
-            .transpose()
-    }
-
-    /// Committed (with `synchronous_commit` on) before it returns.
-    pub async fn put_meta(&self, key: &str, value: Option<Vec<u8>>) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        match value {
-            Some(value) => client
-                .execute(
-                    "INSERT INTO meta (key, value) VALUES ($1, $2) \
-                     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-                    &[&key, &value],
-                )
-                .await
-                .map_err(unavailable)?,
-            None => client
-                .execute("DELETE FROM meta WHERE key = $1", &[&key])
-                .await
-                .map_err(unavailable)?,
-        };
-        Ok(())
-    }
-
-    /// How many transitions were committed after `after`.
-    pub async fn feed_len(&self, after: u64) -> Result<u64, StoreError> {
-        let watermark = self.watermark().await?;
-        if after >= watermark {
-            return Ok(0);
-        }
-        let client = self.client().await?;
-        let row = client
-            .query_one(
-                "SELECT count(*) FROM events WHERE seq > $1 AND seq <= $2",
-                &[&to_i64(after), &to_i64(watermark)],
-            )
-            .await
-            .map_err(unavailable)?;
-        let count: i64 = row.try_get(0).map_err(corrupt)?;
-        Ok(count.max(0) as u64)
-    }
-
     /// Counts per bucket, from the hourly counters summed over the replicas' stripes, in
     /// one statement.
     pub async fn series(
@@ -68,7 +21,7 @@ impl PgStore {
     ) -> Result<Series, StoreError> {
         let (since, until) = (size.floor(since), size.ceil(until));
         let buckets = usize::try_from(size.count(since, until)).unwrap_or(0);
-        let (first_hour, last_hour) = (since.0 / HOUR, until.0 / HOUR);
+        let (first_hour, last_hour) = (Width::Hour.bucket(since), Width::Hour.bucket(until));
         let client = self.client().await?;
         let rows = client
             .query(
