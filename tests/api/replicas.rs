@@ -17,10 +17,11 @@ use tokio::sync::Notify;
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{
-    callback, eventually, fresh_database, get_from_binary, new_sid, post_to_binary, start_replica,
-    ACCOUNT_SID, API_TOKEN,
-};
+use crate::support::database::fresh_database;
+use crate::support::fixtures::{callback, new_sid, permutations, ACCOUNT_SID, API_TOKEN};
+use crate::support::metrics::{metric, scrape};
+use crate::support::poll::eventually;
+use crate::support::spawn::{get_from_binary, post_to_binary, start_replica};
 
 /// Starts `count` replicas on one fresh database; answers the database and the replicas.
 async fn replicas(count: usize) -> (String, Vec<(Child, String)>) {
@@ -42,22 +43,6 @@ async fn message(client: &reqwest::Client, address: &str, sid: &str) -> Value {
     let response = get_from_binary(client, address, sid).await;
     assert_eq!(response.status(), 200, "{sid} should be stored");
     response.json().await.expect("a JSON message")
-}
-
-fn permutations(items: &[&'static str]) -> Vec<Vec<&'static str>> {
-    if items.len() <= 1 {
-        return vec![items.to_vec()];
-    }
-    let mut all = Vec::new();
-    for (i, first) in items.iter().enumerate() {
-        let mut rest = items.to_vec();
-        rest.remove(i);
-        for mut tail in permutations(&rest) {
-            tail.insert(0, first);
-            all.push(tail);
-        }
-    }
-    all
 }
 
 #[tokio::test]
@@ -511,10 +496,10 @@ async fn retention_runs_on_the_replica_holding_the_job_lease_and_another_takes_o
         true
     })
     .await;
-    assert_eq!(retention_deletions(&client, &leader_address).await, 3);
+    assert_eq!(retention_deletions(&client, &leader_address).await, 3.0);
     assert_eq!(
         retention_deletions(&client, &follower_address).await,
-        0,
+        0.0,
         "retention ran on a replica without the lease"
     );
 
@@ -529,26 +514,16 @@ async fn retention_runs_on_the_replica_holding_the_job_lease_and_another_takes_o
             == 404
     })
     .await;
-    assert_eq!(retention_deletions(&client, &follower_address).await, 1);
+    assert_eq!(retention_deletions(&client, &follower_address).await, 1.0);
 }
 
 /// `statushook_deleted_messages_total{reason="retention"}` of the replica at `address`.
-async fn retention_deletions(client: &reqwest::Client, address: &str) -> u64 {
-    let metrics = client
-        .get(format!("{address}/metrics"))
-        .send()
-        .await
-        .expect("answered")
-        .text()
-        .await
-        .expect("text");
-    metrics
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix("statushook_deleted_messages_total{reason=\"retention\"}")
-        })
-        .and_then(|value| value.trim().parse().ok())
-        .expect("the retention metric")
+async fn retention_deletions(client: &reqwest::Client, address: &str) -> f64 {
+    let metrics = scrape(client, address).await;
+    metric(
+        &metrics,
+        "statushook_deleted_messages_total{reason=\"retention\"}",
+    )
 }
 
 fn fetched_by(requests: &[wiremock::Request], replica: &str) -> BTreeSet<String> {

@@ -11,10 +11,10 @@ use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-use crate::helpers::{
-    callback, event_statuses, new_sid, spawn_app_with, Settings, TestApp, ACCOUNT_SID, API_TOKEN,
-    AUTH_TOKEN,
+use crate::support::fixtures::{
+    callback, event_statuses, new_sid, ACCOUNT_SID, API_TOKEN, AUTH_TOKEN,
 };
+use crate::support::spawn::{spawn_app_with, Settings, TestApp, BINARY};
 
 pub const MESSAGES_PATH: &str =
     "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json";
@@ -588,7 +588,7 @@ async fn run_send(twilio: &MockServer, args: &[&str]) -> std::process::Output {
 }
 
 fn send_command(twilio: &MockServer) -> std::process::Command {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_statushook"));
+    let mut command = std::process::Command::new(BINARY);
     command
         .arg("send")
         .env_clear()

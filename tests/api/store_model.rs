@@ -10,6 +10,8 @@ use proptest::prelude::*;
 use statushook::domain::{KnownStatus, Source, StatusEvent, Timestamp};
 use statushook::store::{ListQuery, Store};
 
+use crate::support::database::test_database;
+
 const STATUSES: &[&str] = &[
     "accepted",
     "queued",
@@ -224,7 +226,7 @@ proptest! {
         runtime.block_on(async {
             let dir = tempfile::tempdir().expect("a temporary folder");
             let path = dir.path().join("db");
-            let database = crate::helpers::test_database().await;
+            let database = test_database().await;
             let store = open(&path, database.as_deref()).await;
             let mut model: BTreeMap<usize, ModelMessage> = BTreeMap::new();
             for c in &callbacks {

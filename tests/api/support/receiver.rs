@@ -12,7 +12,10 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::helpers::{TestApp, API_TOKEN};
+use super::fixtures::API_TOKEN;
+use super::metrics::scrape;
+use super::poll;
+use super::spawn::TestApp;
 
 pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const RECEIVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/forwarding/receiver.py");
@@ -284,12 +287,9 @@ impl Service {
         response.json().await.expect("JSON")
     }
 
+    /// The `/metrics` text.
     pub async fn metrics(&self) -> String {
-        self.get("/metrics")
-            .await
-            .text()
-            .await
-            .expect("metrics text")
+        scrape(&self.client, &self.address).await
     }
 
     /// Every event of the change feed, by seq.
@@ -313,21 +313,14 @@ impl Service {
 
     /// Polls `GET /v1/forwarding` until `done` holds for it.
     pub async fn forwarding_when(&self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
+        poll::until(what, || async {
             let status = self.json("/v1/forwarding").await;
             if done(&status) {
-                return status;
+                Ok(status)
+            } else {
+                Err(status.to_string())
             }
-            assert!(Instant::now() < deadline, "{what}: {status}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
-}
-
-/// A metric's value as `/metrics` shows it.
-pub fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("{name} is not in /metrics"))
 }

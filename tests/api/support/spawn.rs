@@ -1,0 +1,444 @@
+//! The services under test. `spawn_app()` runs one in this process: a real server on port
+//! 0 with a fresh temporary store, and a `TestApp` with one method per endpoint. The
+//! tests that need a process of its own (to kill it, restart it, read its log or share a
+//! database between replicas) start the `statushook` binary, all through [`start`].
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use reqwest::Response;
+use serde_json::Value;
+use statushook::config::{Config, ServeArgs};
+use statushook::secret::Secret;
+use statushook::startup::Application;
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStderr, Command};
+use tokio::sync::mpsc;
+
+use super::database::{database_for, test_database, testing_postgres};
+use super::fixtures::{encode, sign, sign_with, API_TOKEN, AUTH_TOKEN, FORM, PUBLIC_URL};
+use super::metrics::scrape;
+
+/// The `statushook` binary of this build.
+pub const BINARY: &str = env!("CARGO_BIN_EXE_statushook");
+
+pub struct TestApp {
+    pub address: String,
+    pub public_url: String,
+    pub client: reqwest::Client,
+    /// Keeps the store's folder alive for the test's duration.
+    _data_dir: TempDir,
+}
+
+/// Extra settings for a test app, on top of the ones every test needs.
+#[derive(Default)]
+pub struct Settings {
+    pub public_url: Option<&'static str>,
+    pub env: Vec<(&'static str, String)>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Settings::default()).await
+}
+
+pub async fn spawn_app_with(settings: Settings) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("a temporary folder");
+    let public_url = settings.public_url.unwrap_or(PUBLIC_URL);
+    let args = ServeArgs {
+        listen: "127.0.0.1:0".into(),
+        data_dir: data_dir.path().join("db"),
+        public_url: Some(public_url.into()),
+        database_url: test_database().await.map(Secret::new),
+    };
+    let mut env = vec![
+        ("STATUSHOOK_API_TOKEN", API_TOKEN.to_owned()),
+        ("TWILIO_AUTH_TOKEN", AUTH_TOKEN.to_owned()),
+    ];
+    env.extend(settings.env);
+    let config = Config::for_serve_with(&args, |name| {
+        env.iter()
+            .rev()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.clone())
+    })
+    .expect("a valid test configuration");
+    let app = Application::build(config).await.expect("the app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        public_url: public_url.trim_end_matches('/').to_owned(),
+        client: reqwest::Client::new(),
+        _data_dir: data_dir,
+    }
+}
+
+impl TestApp {
+    /// The signature Twilio would send for `params` posted to `target` (path and query).
+    pub fn sign(&self, target: &str, params: &[(String, String)]) -> String {
+        sign(&format!("{}{target}", self.public_url), params)
+    }
+
+    /// Posts a correctly signed callback to `/twilio/status`.
+    pub async fn post_callback(&self, params: &[(String, String)]) -> Response {
+        self.post_signed("/twilio/status", params).await
+    }
+
+    pub async fn post_signed(&self, target: &str, params: &[(String, String)]) -> Response {
+        let signature = self.sign(target, params);
+        self.post_raw(
+            target,
+            encode(params),
+            &[("Content-Type", FORM), ("X-Twilio-Signature", &signature)],
+        )
+        .await
+    }
+
+    /// Posts `params` to `/twilio/status`, signed with `token` for `signed_url`: the URL
+    /// Twilio would have called.
+    pub async fn post_signed_by(
+        &self,
+        token: &str,
+        signed_url: &str,
+        params: &[(String, String)],
+    ) -> Response {
+        let signature = sign_with(token, signed_url, params);
+        self.post_raw(
+            "/twilio/status",
+            encode(params),
+            &[("Content-Type", FORM), ("X-Twilio-Signature", &signature)],
+        )
+        .await
+    }
+
+    pub async fn post_raw(
+        &self,
+        target: &str,
+        body: impl Into<reqwest::Body>,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        let mut request = self
+            .client
+            .post(format!("{}{target}", self.address))
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.expect("the request is answered")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(format!("{}{path}", self.address))
+            .bearer_auth(API_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .expect("the request is answered")
+    }
+
+    pub async fn get_message(&self, sid: &str) -> Response {
+        self.get_authorized(&format!("/v1/messages/{sid}")).await
+    }
+
+    /// A GET without credentials.
+    pub async fn get(&self, path: &str) -> Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("the request is answered")
+    }
+
+    pub async fn get_authorized(&self, path: &str) -> Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .expect("the request is answered")
+    }
+
+    /// The JSON answer to an authorized GET of `path`; panics unless it is a `200`.
+    pub async fn json(&self, path: &str) -> Value {
+        let response = self.get_authorized(path).await;
+        assert_eq!(response.status(), 200, "{path}");
+        response.json().await.expect("a JSON answer")
+    }
+
+    /// The stored message as JSON; panics unless it exists.
+    pub async fn message_json(&self, sid: &str) -> Value {
+        let response = self.get_message(sid).await;
+        assert_eq!(response.status(), 200, "message {sid} should be stored");
+        response.json().await.expect("a JSON message")
+    }
+
+    pub async fn is_stored(&self, sid: &str) -> bool {
+        match self.get_message(sid).await.status().as_u16() {
+            200 => true,
+            404 => false,
+            other => panic!("unexpected status {other} looking up {sid}"),
+        }
+    }
+
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        scrape(&self.client, &self.address).await
+    }
+}
+
+/// `statushook serve` running as a child process of the test.
+pub struct Binary {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub address: String,
+    /// Its start-up line, the `listening` entry of its log.
+    pub startup: Value,
+    pub log: Log,
+}
+
+impl Binary {
+    /// The process and its address, for a test that does not read the log: what it logs
+    /// from now on is read and dropped.
+    pub fn into_parts(self) -> (Child, String) {
+        (self.child, self.address)
+    }
+}
+
+/// The log of a [`Binary`]: its standard error, line by line. The lines are read as they
+/// come whatever the test does meanwhile, so that the binary never blocks on a full pipe.
+pub struct Log {
+    lines: mpsc::UnboundedReceiver<String>,
+    /// The lines taken from `lines` so far.
+    read: Vec<String>,
+}
+
+impl Log {
+    fn of(stderr: ChildStderr) -> Log {
+        let (sender, lines) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut stderr = BufReader::new(stderr);
+            let mut line = Vec::new();
+            while stderr
+                .read_until(b'\n', &mut line)
+                .await
+                .is_ok_and(|read| read > 0)
+            {
+                let text = String::from_utf8_lossy(&line);
+                // Once the test has let go of the log, the lines are dropped.
+                let _ = sender.send(text.trim_end_matches(['\r', '\n']).to_owned());
+                line.clear();
+            }
+        });
+        Log {
+            lines,
+            read: Vec::new(),
+        }
+    }
+
+    /// The next line that is a JSON entry, once the binary writes it; `None` once it has
+    /// closed its standard error (it exited).
+    pub async fn next_entry(&mut self) -> Option<Value> {
+        while let Some(line) = self.lines.recv().await {
+            let entry = serde_json::from_str(&line).ok();
+            self.read.push(line);
+            if entry.is_some() {
+                return entry;
+            }
+        }
+        None
+    }
+
+    /// Every line the binary wrote, from its first: waits for it to close its standard
+    /// error, so the binary must have exited or be about to.
+    pub async fn read_to_end(mut self) -> Vec<String> {
+        while let Some(line) = self.lines.recv().await {
+            self.read.push(line);
+        }
+        self.read
+    }
+}
+
+/// The settings every `serve` of the tests needs: port 0, the store in `data_dir`, the
+/// public URL and tokens of the fixtures, and a JSON log at `info` (whose start-up line
+/// gives the port).
+pub fn serve_env(data_dir: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("STATUSHOOK_LISTEN", "127.0.0.1:0".into()),
+        ("STATUSHOOK_DATA_DIR", data_dir.display().to_string()),
+        ("STATUSHOOK_PUBLIC_URL", PUBLIC_URL.into()),
+        ("STATUSHOOK_API_TOKEN", API_TOKEN.into()),
+        ("TWILIO_AUTH_TOKEN", AUTH_TOKEN.into()),
+        ("STATUSHOOK_LOG_FORMAT", "json".into()),
+        ("RUST_LOG", "info".into()),
+    ]
+}
+
+/// `statushook serve` with the settings `env` and no others: nothing of the environment
+/// the tests run in reaches it. Of a setting given twice, the later value holds.
+pub fn serve_command(env: &[(&str, String)]) -> Command {
+    let mut command = Command::new(BINARY);
+    command.arg("serve");
+    with_only(command, env)
+}
+
+fn with_only(mut command: Command, env: &[(&str, String)]) -> Command {
+    command
+        .env_clear()
+        .envs(env.iter().map(|(name, value)| (*name, value)))
+        .kill_on_drop(true);
+    command
+}
+
+/// Starts `command`, a `statushook serve` that logs JSON at `info`, and waits for its
+/// start-up line. Every test that starts the binary to serve starts it here.
+pub async fn start(mut command: Command) -> Binary {
+    let mut child = command
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+    let mut log = Log::of(child.stderr.take().expect("piped stderr"));
+    while let Some(entry) = log.next_entry().await {
+        if entry["message"] == "listening" {
+            let port = entry["port"].as_u64().expect("a port");
+            return Binary {
+                child,
+                address: format!("http://127.0.0.1:{port}"),
+                startup: entry,
+                log,
+            };
+        }
+    }
+    panic!(
+        "the binary exited before listening:\n{}",
+        log.read.join("\n")
+    );
+}
+
+/// Starts the binary on `data_dir`, with `env` on top of [`serve_env`]. Under
+/// `STATUSHOOK_TEST_STORE=postgres` it stores in a database of its own for `data_dir`
+/// (the same one again when started again on the same folder).
+pub async fn serve(data_dir: &Path, env: &[(&str, String)]) -> Binary {
+    let mut settings: Vec<(&str, String)> = serve_env(data_dir);
+    if testing_postgres() {
+        settings.push(("STATUSHOOK_DATABASE_URL", database_for(data_dir).await));
+    }
+    settings.extend_from_slice(env);
+    start(serve_command(&settings)).await
+}
+
+/// [`serve`] on the store of the tests, for a test that does not read the log.
+pub async fn start_binary(data_dir: &Path) -> (Child, String) {
+    start_binary_with_env(data_dir, &[]).await
+}
+
+/// As [`start_binary`], with more environment variables.
+pub async fn start_binary_with_env(data_dir: &Path, env: &[(&str, String)]) -> (Child, String) {
+    serve(data_dir, env).await.into_parts()
+}
+
+/// Starts the binary on the sled store in `data_dir`, whatever store the tests use:
+/// for what only the embedded store has (its folder, its files, offline export).
+pub async fn start_sled_binary(data_dir: &Path) -> (Child, String) {
+    start_sled_binary_with_env(data_dir, &[]).await
+}
+
+/// As [`start_sled_binary`], with more environment variables.
+pub async fn start_sled_binary_with_env(
+    data_dir: &Path,
+    env: &[(&str, String)],
+) -> (Child, String) {
+    let mut settings: Vec<(&str, String)> = serve_env(data_dir);
+    settings.extend_from_slice(env);
+    start(serve_command(&settings)).await.into_parts()
+}
+
+/// Starts the binary as one replica on the PostgreSQL database at `database_url`,
+/// with extra environment `env`.
+pub async fn start_replica(database_url: &str, env: &[(&str, String)]) -> (Child, String) {
+    let data_dir = std::env::temp_dir().join("statushook-replica-unused");
+    let mut settings: Vec<(&str, String)> = serve_env(&data_dir);
+    settings.push(("STATUSHOOK_DATABASE_URL", database_url.to_owned()));
+    settings.extend_from_slice(env);
+    start(serve_command(&settings)).await.into_parts()
+}
+
+/// Starts the binary on sled with its files limited to `kib` KiB (RLIMIT_FSIZE, SIGXFSZ
+/// ignored), so that the store's writes fail once its file reaches that size, as on a
+/// full disk.
+pub async fn start_binary_with_file_limit(data_dir: &Path, kib: u32) -> (Child, String) {
+    let script = format!("trap '' XFSZ; ulimit -f {kib}; exec \"$0\" serve");
+    let mut command = Command::new("bash");
+    command.args(["-c", &script, BINARY]);
+    start(with_only(command, &serve_env(data_dir)))
+        .await
+        .into_parts()
+}
+
+/// Runs `serve` with `env`, which must stop it at start-up: a binary that starts serving
+/// instead is stopped and the test fails, rather than waiting for it forever.
+pub async fn refused_start(env: &[(&str, String)]) -> std::process::Output {
+    let output = tokio::time::timeout(Duration::from_secs(30), serve_command(env).output()).await;
+    let description: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    output
+        .unwrap_or_else(|_| panic!("serve started instead of refusing {description:?}"))
+        .expect("the binary runs")
+}
+
+/// Sends SIGTERM to `child`.
+pub fn sigterm(child: &Child) {
+    let pid = child.id().expect("a pid").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success(), "kill -TERM {pid}");
+}
+
+/// SIGTERM, then waits for a clean exit.
+pub async fn stop(mut child: Child) {
+    sigterm(&child);
+    let status = child.wait().await.expect("exits");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "SIGTERM must end the service cleanly"
+    );
+}
+
+/// A callback to `/twilio/status` of a binary at `address`, signed as Twilio signs it for
+/// [`PUBLIC_URL`]; ready to send.
+pub fn signed_callback(
+    client: &reqwest::Client,
+    address: &str,
+    params: &[(String, String)],
+) -> reqwest::RequestBuilder {
+    let signature = sign(&format!("{PUBLIC_URL}/twilio/status"), params);
+    client
+        .post(format!("{address}/twilio/status"))
+        .header("Content-Type", FORM)
+        .header("X-Twilio-Signature", signature)
+        .body(encode(params))
+}
+
+/// Posts a [`signed_callback`] to a binary at `address`.
+pub async fn post_to_binary(
+    client: &reqwest::Client,
+    address: &str,
+    params: &[(String, String)],
+) -> reqwest::Result<Response> {
+    signed_callback(client, address, params).send().await
+}
+
+/// `GET /v1/messages/{sid}` of a binary at `address`.
+pub async fn get_from_binary(client: &reqwest::Client, address: &str, sid: &str) -> Response {
+    client
+        .get(format!("{address}/v1/messages/{sid}"))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .expect("the request is answered")
+}
