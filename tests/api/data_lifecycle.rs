@@ -9,38 +9,24 @@ use tokio::process::Command;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use statushook::config::DatabaseUrl;
 use statushook::domain::{KnownStatus, MessageSid, Source, StatusEvent};
 use statushook::simulate::callback_params;
 use statushook::store::{Store, StoredMessage};
 
-use crate::support::database::{database_for, fresh_database, test_database, testing_postgres};
+use crate::support::database::{
+    database_for, fresh_database, open_store, test_database, testing_postgres,
+};
 use crate::support::fixtures::{callback, new_sid, with, ACCOUNT_SID, API_TOKEN};
 use crate::support::metrics::{metric, scrape};
 use crate::support::poll::eventually;
 use crate::support::spawn::{
-    get_from_binary, post_to_binary, serve, signed_callback, spawn_app, spawn_app_with,
+    get_from_binary, post_to_binary, run, serve, signed_callback, spawn_app, spawn_app_with,
     start_binary, start_binary_with_env, start_replica, start_sled_binary, stop, Binary, Settings,
     BINARY,
 };
 
 /// A subaccount of `ACCOUNT_SID`.
 const SUBACCOUNT: &str = "ACfedcba9876543210fedcba9876543210";
-
-/// Runs the binary with `args`; answers (success, stdout, stderr).
-fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
-    let output = std::process::Command::new(BINARY)
-        .args(args)
-        .env_clear()
-        .envs(env.iter().copied())
-        .output()
-        .expect("the binary runs");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 /// `statushook check` on a stopped store must pass (on the database of `data` under
 /// `STATUSHOOK_TEST_STORE=postgres`); answers its report line.
@@ -646,18 +632,10 @@ async fn an_export_takes_a_window_and_csv_and_refuses_bad_parameters() {
     assert_eq!(app.get("/v1/export").await.status(), 401);
 }
 
-/// The store the tests run against, opened in this process: the test database with
+/// The store the tests run against, opened in this process: a fresh test database with
 /// PostgreSQL, else a sled store in `dir`.
-async fn open_store(dir: &Path) -> Store {
-    match test_database().await {
-        Some(url) => {
-            let url = DatabaseUrl::parse(&url).expect("a database URL");
-            Store::open_postgres(&url, Box::new(|_| {}))
-                .await
-                .expect("store opens")
-        }
-        None => Store::open_sled(&dir.join("db"), Box::new(|_| {})).expect("store opens"),
-    }
+async fn store_in(dir: &Path) -> Store {
+    open_store(&dir.join("db"), test_database().await.as_deref()).await
 }
 
 /// Records one callback of `sid` straight into `store`.
@@ -670,7 +648,7 @@ async fn record(store: &Store, sid: &str, status: &str) {
 #[tokio::test]
 async fn export_pages_show_the_store_as_of_their_snapshot_and_leave_out_what_was_deleted() {
     let dir = tempfile::tempdir().expect("a temporary folder");
-    let store = open_store(dir.path()).await;
+    let store = store_in(dir.path()).await;
     let mut sids: Vec<String> = (0..4).map(|_| new_sid()).collect();
     sids.sort();
     let [a, b, c, d] = [0, 1, 2, 3].map(|n| sids[n].as_str());
@@ -834,7 +812,7 @@ async fn a_message_sent_for_a_subaccount_is_created_there_and_reconciled_there()
 #[tokio::test]
 async fn a_retention_pass_in_many_batches_deletes_every_old_message_and_keeps_those_that_moved() {
     let dir = tempfile::tempdir().expect("a temporary folder");
-    let store = open_store(dir.path()).await;
+    let store = store_in(dir.path()).await;
     // A listing in progress, so that moves keep their old positions as history.
     let listing = statushook::store::ListQuery {
         limit: 1,

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::support::fixtures::{callback, new_sid, with};
 use crate::support::spawn::{
-    get_from_binary, post_to_binary, sigterm, start_binary, start_sled_binary, BINARY,
+    get_from_binary, post_to_binary, run, sigterm, start_binary, start_sled_binary, BINARY,
 };
 
 /// The answer's status, or `None` when the connection was refused or closed unanswered.
@@ -18,19 +18,15 @@ async fn post(client: &reqwest::Client, address: &str, params: &[(String, String
         .map(|response| response.status().as_u16())
 }
 
+/// `statushook export --format FORMAT` of the stopped store in `data`.
 fn export(data: &std::path::Path, format: &str) -> String {
-    let output = std::process::Command::new(BINARY)
-        .args(["export", "--format", format])
-        .env_clear()
-        .env("STATUSHOOK_DATA_DIR", data)
-        .output()
-        .expect("export runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let data = data.to_str().expect("a UTF-8 path");
+    let (ok, out, err) = run(
+        &["export", "--format", format],
+        &[("STATUSHOOK_DATA_DIR", data)],
     );
-    String::from_utf8(output.stdout).expect("UTF-8")
+    assert!(ok, "{err}");
+    out
 }
 
 #[tokio::test]
@@ -106,18 +102,9 @@ async fn sigterm_drains_and_exits_0_and_export_round_trips_every_record() {
     }
 
     // The store the process left behind is consistent, indexes and counters included.
-    let check = std::process::Command::new(BINARY)
-        .arg("check")
-        .env_clear()
-        .env("STATUSHOOK_DATA_DIR", data.path())
-        .output()
-        .expect("check runs");
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
-    let said = String::from_utf8_lossy(&check.stdout);
+    let folder = data.path().to_str().expect("a UTF-8 path");
+    let (ok, said, err) = run(&["check"], &[("STATUSHOOK_DATA_DIR", folder)]);
+    assert!(ok, "{err}");
     assert!(
         said.contains(&format!("{} messages", exported.len())),
         "{said}"

@@ -9,15 +9,14 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde_json::{json, Value};
-use statushook::config::DatabaseUrl;
 use statushook::domain::{Source, StatusEvent};
-use statushook::store::{Recorded, Store};
+use statushook::store::Recorded;
 use tokio::process::Child;
 use tokio::sync::Notify;
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::database::fresh_database;
+use crate::support::database::{fresh_database, open_postgres};
 use crate::support::fixtures::{callback, new_sid, permutations, ACCOUNT_SID, API_TOKEN};
 use crate::support::metrics::{metric, scrape};
 use crate::support::poll::eventually;
@@ -273,21 +272,13 @@ async fn paging_while_three_replicas_write_lists_every_message_of_its_snapshot_e
 
 #[tokio::test]
 async fn the_change_feed_of_three_writing_replicas_is_read_in_commit_order_each_once() {
-    let url = DatabaseUrl::parse(&fresh_database().await).expect("a database URL");
+    let database = fresh_database().await;
     let writers = [
-        Store::open_postgres(&url, Box::new(|_| {}))
-            .await
-            .expect("opens"),
-        Store::open_postgres(&url, Box::new(|_| {}))
-            .await
-            .expect("opens"),
-        Store::open_postgres(&url, Box::new(|_| {}))
-            .await
-            .expect("opens"),
+        open_postgres(&database).await,
+        open_postgres(&database).await,
+        open_postgres(&database).await,
     ];
-    let reader = Store::open_postgres(&url, Box::new(|_| {}))
-        .await
-        .expect("opens");
+    let reader = open_postgres(&database).await;
     let done = Arc::new(AtomicBool::new(false));
 
     // A consumer that resumes from the last position it saw, as `GET /v1/events` does.
@@ -384,10 +375,7 @@ fn status_event(sid: &str, status: &str) -> StatusEvent {
 #[tokio::test]
 async fn a_callback_for_a_message_erased_while_it_waits_for_its_lock_starts_it_anew() {
     let database = fresh_database().await;
-    let url = DatabaseUrl::parse(&database).expect("a database URL");
-    let store = Store::open_postgres(&url, Box::new(|_| {}))
-        .await
-        .expect("opens");
+    let store = open_postgres(&database).await;
     let sid = new_sid();
     let first = store.record(status_event(&sid, "sent"), None).await;
     assert_eq!(first.expect("recorded"), Recorded::Stored);

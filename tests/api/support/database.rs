@@ -1,8 +1,12 @@
-//! The PostgreSQL side of the tests: whether they store in PostgreSQL, and a database of
-//! its own for each test, created on the server that `scripts/pg` starts.
+//! The stores of the tests: whether they store in PostgreSQL, a database of its own for
+//! each test (created on the server that `scripts/pg` starts), and a store opened in this
+//! process.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use statushook::config::DatabaseUrl;
+use statushook::store::Store;
 
 /// Whether the API tests run against PostgreSQL (`STATUSHOOK_TEST_STORE=postgres`, set by
 /// `scripts/test` for its second run) instead of sled.
@@ -36,6 +40,22 @@ pub async fn database_for(data_dir: &Path) -> String {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     data_dir.hash(&mut hasher);
     create_database(&format!("statushook_dir_{:016x}", hasher.finish())).await
+}
+
+/// A store opened in this process: PostgreSQL at `database`, else sled in `sled_path`.
+pub async fn open_store(sled_path: &Path, database: Option<&str>) -> Store {
+    match database {
+        Some(url) => open_postgres(url).await,
+        None => Store::open_sled(sled_path, Box::new(|_| {})).expect("store opens"),
+    }
+}
+
+/// The PostgreSQL store at `database`, opened in this process.
+pub async fn open_postgres(database: &str) -> Store {
+    let url = DatabaseUrl::parse(database).expect("a database URL");
+    Store::open_postgres(&url, Box::new(|_| {}))
+        .await
+        .expect("store opens")
 }
 
 /// The server of `scripts/pg`, which every PostgreSQL test needs.

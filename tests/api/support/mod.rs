@@ -8,3 +8,4 @@ pub mod metrics;
 pub mod poll;
 pub mod receiver;
 pub mod spawn;
+pub mod twilio;

@@ -388,6 +388,24 @@ pub async fn refused_start(env: &[(&str, String)]) -> std::process::Output {
         .expect("the binary runs")
 }
 
+/// Runs the binary to its end with `args` and the settings `env` and no others, as an
+/// operator runs an offline command; answers (success, stdout, stderr). It blocks: the
+/// command must not need a service of this test's runtime.
+pub fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let output = std::process::Command::new(BINARY)
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .expect("the binary runs");
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).expect("UTF-8 output");
+    (
+        output.status.success(),
+        text(output.stdout),
+        text(output.stderr),
+    )
+}
+
 /// Sends SIGTERM to `child`.
 pub fn sigterm(child: &Child) {
     let pid = child.id().expect("a pid").to_string();
