@@ -5,10 +5,10 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use crate::support::fixtures::{callback, new_sid};
-use crate::support::spawn::{
+use crate::support::binary::{
     get_from_binary, post_to_binary, start_binary, start_binary_with_file_limit, start_sled_binary,
 };
+use crate::support::fixtures::{callback, new_sid};
 
 #[tokio::test]
 async fn every_acknowledged_callback_survives_kill_9() {

@@ -13,17 +13,17 @@ use statushook::domain::{KnownStatus, MessageSid, Source, StatusEvent};
 use statushook::simulate::callback_params;
 use statushook::store::{Store, StoredMessage};
 
+use crate::support::binary::{
+    get_from_binary, post_to_binary, run, serve, signed_callback, start_binary,
+    start_binary_with_env, start_replica, start_sled_binary, stop, Binary, BINARY,
+};
 use crate::support::database::{
     database_for, fresh_database, open_store, test_database, testing_postgres,
 };
 use crate::support::fixtures::{callback, new_sid, with, ACCOUNT_SID, API_TOKEN};
 use crate::support::metrics::{metric, scrape};
 use crate::support::poll::eventually;
-use crate::support::spawn::{
-    get_from_binary, post_to_binary, run, serve, signed_callback, spawn_app, spawn_app_with,
-    start_binary, start_binary_with_env, start_replica, start_sled_binary, stop, Binary, Settings,
-    BINARY,
-};
+use crate::support::spawn::{spawn_app, spawn_app_with, Settings};
 
 /// A subaccount of `ACCOUNT_SID`.
 const SUBACCOUNT: &str = "ACfedcba9876543210fedcba9876543210";

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use futures_util::future::join_all;
 use serde_json::Value;
 
+use crate::support::binary::{post_to_binary, start_binary};
 use crate::support::fixtures::{callback, new_sid, with, API_TOKEN};
-use crate::support::spawn::{post_to_binary, spawn_app, start_binary, TestApp};
+use crate::support::spawn::{spawn_app, TestApp};
 
 /// Reads the feed from `after` to its end in pages of `limit`; answers the events and the
 /// last `next`.

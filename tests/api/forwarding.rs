@@ -14,15 +14,13 @@ use serde_json::Value;
 use statushook::domain::Timestamp;
 use tokio::sync::Notify;
 
+use crate::support::binary::{post_to_binary, refused_start, start_binary_with_env, stop};
 use crate::support::fixtures::{callback, new_sid, API_TOKEN, AUTH_TOKEN, PUBLIC_URL};
 use crate::support::metrics::metric;
 use crate::support::receiver::{
     acknowledged, assert_in_order_per_message, first_acknowledgements, Receiver, Service,
 };
-use crate::support::spawn::{
-    post_to_binary, refused_start, spawn_app, spawn_app_with, start_binary_with_env, stop,
-    Settings, TestApp,
-};
+use crate::support::spawn::{spawn_app, spawn_app_with, Settings, TestApp};
 
 #[tokio::test]
 async fn a_receiver_answering_500_gets_the_transition_again_until_it_answers_200() {

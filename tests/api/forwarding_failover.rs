@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::process::Child;
 use tokio::time::Instant;
 
+use crate::support::binary::{post_to_binary, start_replica};
 use crate::support::database::fresh_database;
 use crate::support::fixtures::{callback, new_sid};
 use crate::support::poll::{self, eventually};
@@ -21,7 +22,6 @@ use crate::support::receiver::{
     acknowledged, assert_in_order_per_message, first_acknowledgements, Delivery, Receiver, Service,
     PATIENCE, SHORT_RETRIES,
 };
-use crate::support::spawn::{post_to_binary, start_replica};
 
 /// The advisory lock key of the forwarding lease (`FORWARD_LOCK` in
 /// src/store/postgres/leader.rs).

@@ -12,13 +12,13 @@ use futures_util::future::join_all;
 use tokio::process::Child;
 use tokio::time::Instant;
 
+use crate::support::binary::{post_to_binary, start_replica, start_sled_binary_with_env};
 use crate::support::database::fresh_database;
 use crate::support::fixtures::{callback, new_sid};
 use crate::support::metrics::metric;
 use crate::support::receiver::{
     acknowledged, assert_in_order_per_message, Delivery, Receiver, Service,
 };
-use crate::support::spawn::{post_to_binary, start_replica, start_sled_binary_with_env};
 
 /// How long the receiver is down.
 const OUTAGE: Duration = Duration::from_secs(60);

@@ -10,8 +10,9 @@ use tokio::sync::mpsc;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
+use crate::support::binary::start_binary_with_env;
 use crate::support::fixtures::{new_sid, ACCOUNT_SID, API_TOKEN};
-use crate::support::spawn::{start_binary_with_env, TestApp};
+use crate::support::spawn::TestApp;
 use crate::support::twilio::{created, hello, twilio_app};
 
 const KEY: &str = "Idempotency-Key";

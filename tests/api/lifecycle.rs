@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use futures_util::future::join_all;
 use serde_json::Value;
 
-use crate::support::fixtures::{callback, new_sid, with};
-use crate::support::spawn::{
+use crate::support::binary::{
     get_from_binary, post_to_binary, run, sigterm, start_binary, start_sled_binary, BINARY,
 };
+use crate::support::fixtures::{callback, new_sid, with};
 
 /// The answer's status, or `None` when the connection was refused or closed unanswered.
 async fn post(client: &reqwest::Client, address: &str, params: &[(String, String)]) -> Option<u16> {

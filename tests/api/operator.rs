@@ -7,11 +7,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::process::Command;
 
+use crate::support::binary::{refused_start, serve_command, serve_env, start, Binary, BINARY};
 use crate::support::fixtures::{callback, encode, new_sid, API_TOKEN, FORM, PUBLIC_URL};
 use crate::support::metrics::metric;
-use crate::support::spawn::{
-    refused_start, serve_command, serve_env, spawn_app, start, Binary, BINARY,
-};
+use crate::support::spawn::spawn_app;
 
 /// Log lines up to and including the request log of the answer to `path`, which the
 /// caller has just been given: everything `binary` logged while handling earlier requests.

@@ -19,8 +19,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::Notify;
 
+use crate::support::binary::{get_from_binary, post_to_binary, start_sled_binary, BINARY};
 use crate::support::fixtures::{callback, new_sid, with, API_TOKEN};
-use crate::support::spawn::{get_from_binary, post_to_binary, start_sled_binary, BINARY};
 use lossyfs::Disk;
 
 /// Power cuts in a row on the same store, each after this many acknowledged callbacks.

@@ -16,11 +16,11 @@ use tokio::sync::Notify;
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+use crate::support::binary::{get_from_binary, post_to_binary, start_replica};
 use crate::support::database::{fresh_database, open_postgres};
 use crate::support::fixtures::{callback, new_sid, permutations, ACCOUNT_SID, API_TOKEN};
 use crate::support::metrics::{metric, scrape};
 use crate::support::poll::eventually;
-use crate::support::spawn::{get_from_binary, post_to_binary, start_replica};
 
 /// Starts `count` replicas on one fresh database; answers the database and the replicas.
 async fn replicas(count: usize) -> (String, Vec<(Child, String)>) {

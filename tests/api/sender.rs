@@ -11,10 +11,11 @@ use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
+use crate::support::binary::BINARY;
 use crate::support::fixtures::{
     callback, event_statuses, new_sid, ACCOUNT_SID, API_TOKEN, AUTH_TOKEN,
 };
-use crate::support::spawn::{spawn_app_with, Settings, BINARY};
+use crate::support::spawn::{spawn_app_with, Settings};
 use crate::support::twilio::{created, hello, twilio_app};
 
 const MESSAGES_PATH: &str = "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json";

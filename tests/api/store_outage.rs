@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::binary::{get_from_binary, post_to_binary, start_replica};
 use crate::support::fixtures::{callback, new_sid};
 use crate::support::poll::eventually;
-use crate::support::spawn::{get_from_binary, post_to_binary, start_replica};
 
 /// A throwaway PostgreSQL cluster of this test alone, removed when dropped.
 struct Cluster {
