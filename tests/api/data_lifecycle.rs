@@ -14,7 +14,7 @@ use statushook::simulate::callback_params;
 use statushook::store::{Store, StoredMessage};
 
 use crate::support::binary::{
-    get_from_binary, post_to_binary, run, serve, signed_callback, start_binary,
+    get_from_binary, get_json, post_to_binary, run, serve, signed_callback, start_binary,
     start_binary_with_env, start_replica, start_sled_binary, stop, Binary, BINARY,
 };
 use crate::support::database::{
@@ -129,17 +129,6 @@ async fn post_with_token(
         .await
         .expect("answered");
     assert_eq!(response.status(), 200);
-}
-
-async fn get_json(client: &reqwest::Client, url: &str) -> Value {
-    let response = client
-        .get(url)
-        .bearer_auth(API_TOKEN)
-        .send()
-        .await
-        .expect("answered");
-    assert_eq!(response.status(), 200, "{url}");
-    response.json().await.expect("JSON")
 }
 
 async fn delete(client: &reqwest::Client, url: &str) -> reqwest::Response {

@@ -16,9 +16,9 @@ use tokio::sync::Notify;
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::binary::{get_from_binary, post_to_binary, start_replica};
+use crate::support::binary::{get_from_binary, get_json, post_to_binary, start_replica};
 use crate::support::database::{fresh_database, open_postgres};
-use crate::support::fixtures::{callback, new_sid, permutations, ACCOUNT_SID, API_TOKEN};
+use crate::support::fixtures::{callback, new_sid, permutations, ACCOUNT_SID};
 use crate::support::metrics::{metric, scrape};
 use crate::support::poll::eventually;
 
@@ -188,14 +188,7 @@ async fn a_replica_killed_under_load_loses_nothing_it_acknowledged() {
 }
 
 async fn get_page(client: &reqwest::Client, address: &str, query: &str) -> Value {
-    let response = client
-        .get(format!("{address}/v1/messages?{query}"))
-        .bearer_auth(API_TOKEN)
-        .send()
-        .await
-        .expect("answered");
-    assert_eq!(response.status(), 200, "{query}");
-    response.json().await.expect("a JSON page")
+    get_json(client, &format!("{address}/v1/messages?{query}")).await
 }
 
 fn page_sids(page: &Value) -> Vec<String> {

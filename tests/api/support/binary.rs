@@ -290,3 +290,16 @@ pub async fn get_from_binary(client: &reqwest::Client, address: &str, sid: &str)
         .await
         .expect("the request is answered")
 }
+
+/// The JSON answer to an authorized GET of `url`, at a binary or any running service;
+/// panics unless it is a `200`.
+pub async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    let response = client
+        .get(url)
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .expect("the request is answered");
+    assert_eq!(response.status(), 200, "{url}");
+    response.json().await.expect("a JSON answer")
+}

@@ -12,7 +12,7 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::fixtures::API_TOKEN;
+use super::binary::get_json;
 use super::metrics::scrape;
 use super::poll;
 use super::spawn::TestApp;
@@ -272,19 +272,9 @@ impl Service {
         }
     }
 
-    pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(format!("{}{path}", self.address))
-            .bearer_auth(API_TOKEN)
-            .send()
-            .await
-            .expect("answered")
-    }
-
+    /// The JSON answer to an authorized GET of `path`; panics unless it is a `200`.
     pub async fn json(&self, path: &str) -> Value {
-        let response = self.get(path).await;
-        assert_eq!(response.status(), 200, "{path}");
-        response.json().await.expect("JSON")
+        get_json(&self.client, &format!("{}{path}", self.address)).await
     }
 
     /// The `/metrics` text.

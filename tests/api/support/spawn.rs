@@ -9,6 +9,7 @@ use statushook::secret::Secret;
 use statushook::startup::Application;
 use tempfile::TempDir;
 
+use super::binary::get_json;
 use super::database::test_database;
 use super::fixtures::{encode, sign, sign_with, API_TOKEN, AUTH_TOKEN, FORM, PUBLIC_URL};
 use super::metrics::scrape;
@@ -77,12 +78,7 @@ impl TestApp {
 
     pub async fn post_signed(&self, target: &str, params: &[(String, String)]) -> Response {
         let signature = self.sign(target, params);
-        self.post_raw(
-            target,
-            encode(params),
-            &[("Content-Type", FORM), ("X-Twilio-Signature", &signature)],
-        )
-        .await
+        self.post_form(target, params, &signature).await
     }
 
     /// Posts `params` to `/twilio/status`, signed with `token` for `signed_url`: the URL
@@ -94,12 +90,7 @@ impl TestApp {
         params: &[(String, String)],
     ) -> Response {
         let signature = sign_with(token, signed_url, params);
-        self.post_raw(
-            "/twilio/status",
-            encode(params),
-            &[("Content-Type", FORM), ("X-Twilio-Signature", &signature)],
-        )
-        .await
+        self.post_form("/twilio/status", params, &signature).await
     }
 
     pub async fn post_raw(
@@ -152,9 +143,7 @@ impl TestApp {
 
     /// The JSON answer to an authorized GET of `path`; panics unless it is a `200`.
     pub async fn json(&self, path: &str) -> Value {
-        let response = self.get_authorized(path).await;
-        assert_eq!(response.status(), 200, "{path}");
-        response.json().await.expect("a JSON answer")
+        get_json(&self.client, &format!("{}{path}", self.address)).await
     }
 
     /// The stored message as JSON; panics unless it exists.
@@ -175,5 +164,20 @@ impl TestApp {
     /// The `/metrics` text.
     pub async fn metrics(&self) -> String {
         scrape(&self.client, &self.address).await
+    }
+
+    /// Posts `params` as a form to `target` with `signature` as `X-Twilio-Signature`.
+    async fn post_form(
+        &self,
+        target: &str,
+        params: &[(String, String)],
+        signature: &str,
+    ) -> Response {
+        self.post_raw(
+            target,
+            encode(params),
+            &[("Content-Type", FORM), ("X-Twilio-Signature", signature)],
+        )
+        .await
     }
 }
