@@ -5,7 +5,10 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use crate::helpers::{callback, get_from_binary, new_sid, post_to_binary, start_binary};
+use crate::support::binary::{
+    get_from_binary, post_to_binary, start_binary, start_binary_with_file_limit, start_sled_binary,
+};
+use crate::support::fixtures::{callback, new_sid};
 
 #[tokio::test]
 async fn every_acknowledged_callback_survives_kill_9() {
@@ -81,8 +84,7 @@ async fn every_acknowledged_callback_survives_kill_9() {
 async fn when_the_disk_refuses_writes_callbacks_get_503_the_service_exits_and_a_restart_loses_nothing(
 ) {
     let data = tempfile::tempdir().expect("a temporary folder");
-    let (mut child, address) =
-        crate::helpers::start_binary_with_file_limit(data.path(), 3000).await;
+    let (mut child, address) = start_binary_with_file_limit(data.path(), 3000).await;
     let client = reqwest::Client::new();
     let post = |sid: String| {
         let (client, address) = (client.clone(), address.clone());
@@ -119,7 +121,7 @@ async fn when_the_disk_refuses_writes_callbacks_get_503_the_service_exits_and_a_
 
     // The restart (here without the limit, as after an operator freed space) recovers
     // every acknowledged callback and takes new ones.
-    let (_child, address) = crate::helpers::start_sled_binary(data.path()).await;
+    let (_child, address) = start_sled_binary(data.path()).await;
     assert_eq!(
         post_to_binary(&client, &address, &callback(&new_sid(), "sent"))
             .await

@@ -3,107 +3,30 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use statushook::cli::simulate::callback_params;
-use statushook::config::DatabaseUrl;
 use statushook::domain::{KnownStatus, MessageSid, Source, StatusEvent};
-use statushook::secret::Secret;
 use statushook::store::{Store, StoredMessage};
-use statushook::twilio::signature::sign_sha1;
 
-use crate::helpers::{
-    callback, database_for, encode, eventually, fresh_database, get_from_binary, new_sid,
-    post_to_binary, spawn_app, spawn_app_with, start_binary, start_replica, start_sled_binary,
-    test_database, testing_postgres, with, Settings, ACCOUNT_SID, API_TOKEN, AUTH_TOKEN, FORM,
-    PUBLIC_URL,
+use crate::support::binary::{
+    get_from_binary, get_json, post_to_binary, run, serve, signed_callback, start_binary,
+    start_binary_with_env, start_replica, start_sled_binary, stop, Binary, BINARY,
 };
+use crate::support::database::{
+    database_for, fresh_database, open_store, test_database, testing_postgres,
+};
+use crate::support::fixtures::{callback, new_sid, with, ACCOUNT_SID, API_TOKEN};
+use crate::support::metrics::{metric, scrape};
+use crate::support::poll::eventually;
+use crate::support::spawn::{spawn_app, spawn_app_with, Settings};
 
 /// A subaccount of `ACCOUNT_SID`.
 const SUBACCOUNT: &str = "ACfedcba9876543210fedcba9876543210";
-
-/// Starts the binary with `env`, keeping every log line it writes. Under
-/// `STATUSHOOK_TEST_STORE=postgres` it stores in the database of `data_dir`.
-async fn start_logged(
-    data_dir: &Path,
-    env: &[(&str, String)],
-) -> (Child, String, Arc<Mutex<Vec<String>>>) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_statushook"));
-    if testing_postgres() {
-        command.env("STATUSHOOK_DATABASE_URL", database_for(data_dir).await);
-    }
-    let mut child = command
-        .arg("serve")
-        .envs(env.iter().map(|(k, v)| (*k, v)))
-        .env("STATUSHOOK_LISTEN", "127.0.0.1:0")
-        .env("STATUSHOOK_DATA_DIR", data_dir)
-        .env("STATUSHOOK_PUBLIC_URL", PUBLIC_URL)
-        .env("STATUSHOOK_API_TOKEN", API_TOKEN)
-        .env("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
-        .env("STATUSHOOK_LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the binary starts");
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let mut lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
-    while let Some(line) = lines.next_line().await.expect("readable stderr") {
-        log.lock().expect("log").push(line.clone());
-        let Ok(entry) = serde_json::from_str::<Value>(&line) else {
-            continue;
-        };
-        if entry["message"] == "listening" {
-            let port = entry["port"].as_u64().expect("a port");
-            let kept = Arc::clone(&log);
-            tokio::spawn(async move {
-                while let Ok(Some(line)) = lines.next_line().await {
-                    kept.lock().expect("log").push(line);
-                }
-            });
-            return (child, format!("http://127.0.0.1:{port}"), log);
-        }
-    }
-    panic!("the binary exited before listening");
-}
-
-/// SIGTERM, then waits for a clean exit.
-async fn stop(mut child: Child) {
-    let pid = child.id().expect("a pid").to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill runs");
-    assert!(killed.success());
-    let status = child.wait().await.expect("exits");
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "SIGTERM must end the service cleanly"
-    );
-}
-
-/// Runs the binary with `args`; answers (success, stdout, stderr).
-fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_statushook"))
-        .args(args)
-        .env_clear()
-        .envs(env.iter().copied())
-        .output()
-        .expect("the binary runs");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 /// `statushook check` on a stopped store must pass (on the database of `data` under
 /// `STATUSHOOK_TEST_STORE=postgres`); answers its report line.
@@ -200,29 +123,12 @@ async fn post_with_token(
     params: &[(String, String)],
     token: &str,
 ) {
-    let url = format!("{PUBLIC_URL}/twilio/status");
-    let signature = sign_sha1(&Secret::new(AUTH_TOKEN), &url, params);
-    let response = client
-        .post(format!("{address}/twilio/status"))
-        .header("Content-Type", FORM)
-        .header("X-Twilio-Signature", signature)
+    let response = signed_callback(client, address, params)
         .header("I-Twilio-Idempotency-Token", token)
-        .body(encode(params))
         .send()
         .await
         .expect("answered");
     assert_eq!(response.status(), 200);
-}
-
-async fn get_json(client: &reqwest::Client, url: &str) -> Value {
-    let response = client
-        .get(url)
-        .bearer_auth(API_TOKEN)
-        .send()
-        .await
-        .expect("answered");
-    assert_eq!(response.status(), 200, "{url}");
-    response.json().await.expect("JSON")
 }
 
 async fn delete(client: &reqwest::Client, url: &str) -> reqwest::Response {
@@ -234,13 +140,6 @@ async fn delete(client: &reqwest::Client, url: &str) -> reqwest::Response {
         .expect("answered")
 }
 
-fn metric(text: &str, line_start: &str) -> u64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(line_start))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no metric {line_start} in\n{text}"))
-}
-
 #[tokio::test]
 async fn messages_past_the_retention_age_are_deleted_with_every_trace_and_counted() {
     let data = tempfile::tempdir().expect("a temporary folder");
@@ -248,7 +147,7 @@ async fn messages_past_the_retention_age_are_deleted_with_every_trace_and_counte
         ("STATUSHOOK_RETENTION", "3s".to_owned()),
         ("STATUSHOOK_RETENTION_INTERVAL", "100ms".to_owned()),
     ];
-    let (child, address, _log) = start_logged(data.path(), &env).await;
+    let (child, address) = start_binary_with_env(data.path(), &env).await;
     let client = reqwest::Client::new();
     let old: Vec<String> = (0..3).map(|_| new_sid()).collect();
     let token = format!("token-{}", new_sid());
@@ -294,22 +193,12 @@ async fn messages_past_the_retention_age_are_deleted_with_every_trace_and_counte
     // The job counts a batch once the store has answered it, a moment after the deletion
     // is visible: the count is awaited, and must then be exactly three.
     let retention = "statushook_deleted_messages_total{reason=\"retention\"}";
-    let counted = || async {
-        let metrics = client
-            .get(format!("{address}/metrics"))
-            .send()
-            .await
-            .expect("answered")
-            .text()
-            .await
-            .expect("text");
-        metric(&metrics, retention)
-    };
+    let counted = || async { metric(&scrape(&client, &address).await, retention) };
     eventually("the deletions to be counted", || async {
-        counted().await >= 3
+        counted().await >= 3.0
     })
     .await;
-    assert_eq!(counted().await, 3);
+    assert_eq!(counted().await, 3.0);
     stop(child).await;
     let report = check(data.path()).await;
     assert!(report.contains(" 1 messages, 1 events"), "{report}");
@@ -349,7 +238,7 @@ async fn retention_goes_on_deleting_messages_as_each_passes_the_age_in_later_pas
         ("STATUSHOOK_RETENTION", "1s".to_owned()),
         ("STATUSHOOK_RETENTION_INTERVAL", "100ms".to_owned()),
     ];
-    let (child, address, _log) = start_logged(data.path(), &env).await;
+    let (child, address) = start_binary_with_env(data.path(), &env).await;
     let client = reqwest::Client::new();
     // Each message is posted once the one before is gone: the passes that deleted the
     // earlier ones, and the passes that found nothing old since, must not pass it over.
@@ -369,7 +258,12 @@ async fn retention_goes_on_deleting_messages_as_each_passes_the_age_in_later_pas
 async fn erasing_a_phone_number_removes_its_messages_and_leaves_no_byte_of_it_in_the_store() {
     const NUMBER: &str = "+15557770123";
     let data = tempfile::tempdir().expect("a temporary folder");
-    let (child, address, log) = start_logged(data.path(), &[]).await;
+    let Binary {
+        child,
+        address,
+        log,
+        ..
+    } = serve(data.path(), &[]).await;
     let client = reqwest::Client::new();
     let to_it: Vec<String> = (0..3).map(|_| new_sid()).collect();
     let from_it = new_sid();
@@ -449,7 +343,7 @@ async fn erasing_a_phone_number_removes_its_messages_and_leaves_no_byte_of_it_in
     assert_eq!(stats["by_status"], json!({"delivered": 1}), "{stats}");
     stop(child).await;
 
-    let logged = log.lock().expect("log").join("\n");
+    let logged = log.read_to_end().await.join("\n");
     assert!(logged.contains("erased on request"), "{logged}");
     assert!(
         !logged.contains("5557770123"),
@@ -571,7 +465,7 @@ async fn answers(client: &reqwest::Client, address: &str, sids: &[String]) -> An
 /// blocking: the service may be one this test runs, on this runtime.
 async fn export_from(address: &str) -> tempfile::NamedTempFile {
     let file = tempfile::NamedTempFile::new().expect("a file");
-    let output = Command::new(env!("CARGO_BIN_EXE_statushook"))
+    let output = Command::new(BINARY)
         .args(["export", "--url", address, "--output"])
         .arg(file.path())
         .env_clear()
@@ -727,18 +621,10 @@ async fn an_export_takes_a_window_and_csv_and_refuses_bad_parameters() {
     assert_eq!(app.get("/v1/export").await.status(), 401);
 }
 
-/// The store the tests run against, opened in this process: the test database with
+/// The store the tests run against, opened in this process: a fresh test database with
 /// PostgreSQL, else a sled store in `dir`.
-async fn open_store(dir: &Path) -> Store {
-    match test_database().await {
-        Some(url) => {
-            let url = DatabaseUrl::parse(&url).expect("a database URL");
-            Store::open_postgres(&url, Box::new(|_| {}))
-                .await
-                .expect("store opens")
-        }
-        None => Store::open_sled(&dir.join("db"), Box::new(|_| {})).expect("store opens"),
-    }
+async fn store_in(dir: &Path) -> Store {
+    open_store(&dir.join("db"), test_database().await.as_deref()).await
 }
 
 /// Records one callback of `sid` straight into `store`.
@@ -751,7 +637,7 @@ async fn record(store: &Store, sid: &str, status: &str) {
 #[tokio::test]
 async fn export_pages_show_the_store_as_of_their_snapshot_and_leave_out_what_was_deleted() {
     let dir = tempfile::tempdir().expect("a temporary folder");
-    let store = open_store(dir.path()).await;
+    let store = store_in(dir.path()).await;
     let mut sids: Vec<String> = (0..4).map(|_| new_sid()).collect();
     sids.sort();
     let [a, b, c, d] = [0, 1, 2, 3].map(|n| sids[n].as_str());
@@ -915,7 +801,7 @@ async fn a_message_sent_for_a_subaccount_is_created_there_and_reconciled_there()
 #[tokio::test]
 async fn a_retention_pass_in_many_batches_deletes_every_old_message_and_keeps_those_that_moved() {
     let dir = tempfile::tempdir().expect("a temporary folder");
-    let store = open_store(dir.path()).await;
+    let store = store_in(dir.path()).await;
     // A listing in progress, so that moves keep their old positions as history.
     let listing = statushook::store::ListQuery {
         limit: 1,

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use futures_util::future::join_all;
 use serde_json::Value;
 
-use crate::helpers::{
-    callback, new_sid, post_to_binary, spawn_app, start_binary, with, TestApp, API_TOKEN,
-};
+use crate::support::binary::{post_to_binary, start_binary};
+use crate::support::fixtures::{callback, new_sid, with, API_TOKEN};
+use crate::support::spawn::{spawn_app, TestApp};
 
 /// Reads the feed from `after` to its end in pages of `limit`; answers the events and the
 /// last `next`.
@@ -40,11 +40,7 @@ fn getter(
     let app = app.clone();
     move |path| {
         let app = app.clone();
-        Box::pin(async move {
-            let response = app.get_authorized(&path).await;
-            assert_eq!(response.status(), 200, "{path}");
-            response.json().await.expect("JSON")
-        })
+        Box::pin(async move { app.json(&path).await })
     }
 }
 

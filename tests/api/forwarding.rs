@@ -2,7 +2,7 @@
 //! official `standardwebhooks` package verifies it, in order per message, retried until a
 //! `2xx`, and nothing is lost across `kill -9` of the service.
 //!
-//! The receiver is `tests/forwarding/receiver.py` (see `receiver.rs`).
+//! The receiver is `tests/forwarding/receiver.py` (see `support/receiver.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,13 +14,13 @@ use serde_json::Value;
 use statushook::domain::Timestamp;
 use tokio::sync::Notify;
 
-use crate::helpers::{
-    callback, new_sid, post_to_binary, spawn_app, spawn_app_with, start_binary_with_env, Settings,
-    TestApp, API_TOKEN, AUTH_TOKEN, PUBLIC_URL,
+use crate::support::binary::{post_to_binary, refused_start, start_binary_with_env, stop};
+use crate::support::fixtures::{callback, new_sid, API_TOKEN, AUTH_TOKEN, PUBLIC_URL};
+use crate::support::metrics::metric;
+use crate::support::receiver::{
+    acknowledged, assert_in_order_per_message, first_acknowledgements, Receiver, Service,
 };
-use crate::receiver::{
-    acknowledged, assert_in_order_per_message, first_acknowledgements, metric, Receiver, Service,
-};
+use crate::support::spawn::{spawn_app, spawn_app_with, Settings, TestApp};
 
 #[tokio::test]
 async fn a_receiver_answering_500_gets_the_transition_again_until_it_answers_200() {
@@ -278,17 +278,18 @@ async fn replay_parameters_are_checked_and_forwarding_off_is_reported() {
 
 #[tokio::test]
 async fn a_forward_url_without_its_secret_stops_start_up_naming_the_secret() {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_statushook"))
-        .arg("serve")
-        .env("STATUSHOOK_LISTEN", "127.0.0.1:0")
-        .env("STATUSHOOK_PUBLIC_URL", PUBLIC_URL)
-        .env("STATUSHOOK_API_TOKEN", API_TOKEN)
-        .env("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
-        .env("STATUSHOOK_FORWARD_URL", "https://sink.example.com/hooks")
-        .env_remove("STATUSHOOK_FORWARD_SECRET")
-        .output()
-        .await
-        .expect("the binary runs");
+    // Nothing else reaches the binary: no STATUSHOOK_FORWARD_SECRET.
+    let output = refused_start(&[
+        ("STATUSHOOK_LISTEN", "127.0.0.1:0".into()),
+        ("STATUSHOOK_PUBLIC_URL", PUBLIC_URL.into()),
+        ("STATUSHOOK_API_TOKEN", API_TOKEN.into()),
+        ("TWILIO_AUTH_TOKEN", AUTH_TOKEN.into()),
+        (
+            "STATUSHOOK_FORWARD_URL",
+            "https://sink.example.com/hooks".into(),
+        ),
+    ])
+    .await;
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("STATUSHOOK_FORWARD_SECRET"), "{stderr}");
@@ -400,14 +401,7 @@ async fn a_clean_restart_sends_nothing_twice() {
     receiver
         .wait_until("the burst", |d| acknowledged(d).len() == 40)
         .await;
-    let pid = child.id().expect("running").to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill runs");
-    assert!(killed.success());
-    let output = child.wait_with_output().await.expect("the child exits");
-    assert!(output.status.success(), "SIGTERM ends the service cleanly");
+    stop(child).await;
 
     let (_child, address) = start_binary_with_env(data.path(), &receiver.env()).await;
     let response = post_to_binary(&client, &address, &callback(&sids[0], "delivered"))

@@ -5,6 +5,7 @@
 //! delivery tells which replica sent it. These run whenever the tests run, against the
 //! server `scripts/pg` starts, whatever store the other tests use.
 
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,8 +14,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::process::Child;
 use tokio::time::Instant;
 
-use crate::helpers::{callback, fresh_database, new_sid, post_to_binary, start_replica};
-use crate::receiver::{
+use crate::support::binary::{post_to_binary, start_replica};
+use crate::support::database::fresh_database;
+use crate::support::fixtures::{callback, new_sid};
+use crate::support::poll::{self, eventually};
+use crate::support::receiver::{
     acknowledged, assert_in_order_per_message, first_acknowledgements, Delivery, Receiver, Service,
     PATIENCE, SHORT_RETRIES,
 };
@@ -63,31 +67,28 @@ async fn start_replicas(database: &str, receiver: &Receiver, count: usize) -> Ve
 /// Waits until exactly one of `replicas` says it forwards (`"leader": true` in
 /// `GET /v1/forwarding`), and still exactly that one a second later; answers its index.
 async fn the_one_leader(replicas: &[&Replica]) -> usize {
-    let deadline = Instant::now() + PATIENCE;
-    let mut candidate: Option<(usize, Instant)> = None;
-    loop {
+    // The one replica seen forwarding alone, and since when.
+    let candidate: Cell<Option<(usize, Instant)>> = Cell::new(None);
+    poll::until("a single forwarding replica", || async {
         let mut leaders = Vec::new();
         for (i, replica) in replicas.iter().enumerate() {
             if replica.leads().await {
                 leaders.push(i);
             }
         }
-        match (leaders.as_slice(), candidate) {
+        match (leaders.as_slice(), candidate.get()) {
             ([one], Some((same, since))) if *one == same => {
                 if since.elapsed() >= Duration::from_secs(1) {
-                    return same;
+                    return Ok(same);
                 }
             }
-            ([one], _) => candidate = Some((*one, Instant::now())),
-            _ => candidate = None,
+            ([one], _) => candidate.set(Some((*one, Instant::now()))),
+            _ => candidate.set(None),
         }
         let names: Vec<&str> = leaders.iter().map(|i| replicas[*i].name.as_str()).collect();
-        assert!(
-            Instant::now() < deadline,
-            "no single forwarding replica: {names:?} say they forward"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        Err(format!("{names:?} say they forward"))
+    })
+    .await
 }
 
 /// Callbacks posted by four senders to whichever replicas are in `targets`, message after
@@ -294,11 +295,10 @@ async fn a_forwarding_replica_whose_lease_session_is_cut_stops_before_another_fo
     // while the process that held it lives on.
     let cut = lease_holder(&database).await.expect("the lease is held");
     terminate(&database, cut).await;
-    let deadline = Instant::now() + PATIENCE;
-    while lease_holder(&database).await.is_none_or(|pid| pid == cut) {
-        assert!(Instant::now() < deadline, "nobody takes the lease again");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("somebody to take the lease again", || async {
+        lease_holder(&database).await.is_some_and(|pid| pid != cut)
+    })
+    .await;
     let at_the_cut = senders.acknowledged();
     receiver
         .wait_until("forwarding after the cut", |d| {

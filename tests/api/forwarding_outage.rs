@@ -12,11 +12,12 @@ use futures_util::future::join_all;
 use tokio::process::Child;
 use tokio::time::Instant;
 
-use crate::helpers::{
-    callback, fresh_database, new_sid, post_to_binary, start_replica, start_sled_binary_with_env,
-};
-use crate::receiver::{
-    acknowledged, assert_in_order_per_message, metric, Delivery, Receiver, Service,
+use crate::support::binary::{post_to_binary, start_replica, start_sled_binary_with_env};
+use crate::support::database::fresh_database;
+use crate::support::fixtures::{callback, new_sid};
+use crate::support::metrics::metric;
+use crate::support::receiver::{
+    acknowledged, assert_in_order_per_message, Delivery, Receiver, Service,
 };
 
 /// How long the receiver is down.

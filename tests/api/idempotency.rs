@@ -10,8 +10,10 @@ use tokio::sync::mpsc;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-use crate::helpers::{new_sid, start_binary_with_env, TestApp, ACCOUNT_SID, API_TOKEN};
-use crate::sender::{created, hello, twilio_app};
+use crate::support::binary::start_binary_with_env;
+use crate::support::fixtures::{new_sid, ACCOUNT_SID, API_TOKEN};
+use crate::support::spawn::TestApp;
+use crate::support::twilio::{created, hello, twilio_app};
 
 const KEY: &str = "Idempotency-Key";
 

@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use futures_util::future::join_all;
 use serde_json::Value;
 
-use crate::helpers::{callback, get_from_binary, new_sid, post_to_binary, start_binary, with};
+use crate::support::binary::{
+    get_from_binary, post_to_binary, run, sigterm, start_binary, start_sled_binary, BINARY,
+};
+use crate::support::fixtures::{callback, new_sid, with};
 
 /// The answer's status, or `None` when the connection was refused or closed unanswered.
 async fn post(client: &reqwest::Client, address: &str, params: &[(String, String)]) -> Option<u16> {
@@ -15,26 +18,22 @@ async fn post(client: &reqwest::Client, address: &str, params: &[(String, String
         .map(|response| response.status().as_u16())
 }
 
+/// `statushook export --format FORMAT` of the stopped store in `data`.
 fn export(data: &std::path::Path, format: &str) -> String {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_statushook"))
-        .args(["export", "--format", format])
-        .env_clear()
-        .env("STATUSHOOK_DATA_DIR", data)
-        .output()
-        .expect("export runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let data = data.to_str().expect("a UTF-8 path");
+    let (ok, out, err) = run(
+        &["export", "--format", format],
+        &[("STATUSHOOK_DATA_DIR", data)],
     );
-    String::from_utf8(output.stdout).expect("UTF-8")
+    assert!(ok, "{err}");
+    out
 }
 
 #[tokio::test]
 async fn sigterm_drains_and_exits_0_and_export_round_trips_every_record() {
     let data = tempfile::tempdir().expect("a temporary folder");
     // Offline export reads the sled folder.
-    let (mut child, address) = crate::helpers::start_sled_binary(data.path()).await;
+    let (mut child, address) = start_sled_binary(data.path()).await;
     let client = reqwest::Client::new();
 
     let sids: Vec<String> = (0..60).map(|_| new_sid()).collect();
@@ -68,14 +67,7 @@ async fn sigterm_drains_and_exits_0_and_export_round_trips_every_record() {
         let (client, address) = (client.clone(), address.clone());
         async move { post(&client, &address, &params).await }
     }));
-    let pid = child.id().expect("a pid").to_string();
-    let (answers, killed) = tokio::join!(requests, async {
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill runs")
-    });
-    assert!(killed.success());
+    let (answers, ()) = tokio::join!(requests, async { sigterm(&child) });
     let status = child.wait().await.expect("exits");
     assert_eq!(
         status.code(),
@@ -110,18 +102,9 @@ async fn sigterm_drains_and_exits_0_and_export_round_trips_every_record() {
     }
 
     // The store the process left behind is consistent, indexes and counters included.
-    let check = std::process::Command::new(env!("CARGO_BIN_EXE_statushook"))
-        .arg("check")
-        .env_clear()
-        .env("STATUSHOOK_DATA_DIR", data.path())
-        .output()
-        .expect("check runs");
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
-    let said = String::from_utf8_lossy(&check.stdout);
+    let folder = data.path().to_str().expect("a UTF-8 path");
+    let (ok, said, err) = run(&["check"], &[("STATUSHOOK_DATA_DIR", folder)]);
+    assert!(ok, "{err}");
     assert!(
         said.contains(&format!("{} messages", exported.len())),
         "{said}"
@@ -175,7 +158,7 @@ fn a_missing_or_malformed_setting_stops_start_up_with_one_line_naming_it_and_exi
         ),
     ];
     for (env, name) in cases {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_statushook"))
+        let output = std::process::Command::new(BINARY)
             .arg("serve")
             .env_clear()
             .envs(env.iter().copied())
@@ -190,7 +173,7 @@ fn a_missing_or_malformed_setting_stops_start_up_with_one_line_naming_it_and_exi
             "no secret in {stderr}"
         );
     }
-    let help = std::process::Command::new(env!("CARGO_BIN_EXE_statushook"))
+    let help = std::process::Command::new(BINARY)
         .args(["serve", "--help"])
         .output()
         .expect("runs");
@@ -214,7 +197,7 @@ async fn healthcheck_exits_0_while_the_service_answers_and_1_after() {
     let listen = address.trim_start_matches("http://").to_owned();
     let check = |listen: String| async move {
         tokio::task::spawn_blocking(move || {
-            std::process::Command::new(env!("CARGO_BIN_EXE_statushook"))
+            std::process::Command::new(BINARY)
                 .args(["healthcheck", "--listen", &listen])
                 .env_clear()
                 .status()

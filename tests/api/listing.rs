@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use futures_util::future::join_all;
 use serde_json::Value;
 
-use crate::helpers::{callback, new_sid, spawn_app, TestApp};
+use crate::support::fixtures::{callback, callbacks_to, messages_of, new_sid, Mix};
+use crate::support::spawn::{spawn_app, TestApp};
 
 /// What the test itself knows about each message it sent.
 #[derive(Debug, Clone)]
@@ -17,7 +18,7 @@ struct Expected {
 }
 
 /// The outcome mix: (final status, error code, how many messages).
-const MIX: &[(&str, Option<u32>, usize)] = &[
+const MIX: &Mix = &[
     ("delivered", None, 120),
     ("read", None, 20),
     ("undelivered", Some(30003), 40),
@@ -28,30 +29,13 @@ const MIX: &[(&str, Option<u32>, usize)] = &[
     ("queued", None, 20),
 ];
 
-fn path_of(status: &str) -> &'static [&'static str] {
-    match status {
-        "queued" => &["queued"],
-        "sent" => &["queued", "sent"],
-        "read" => &["queued", "sent", "delivered", "read"],
-        "failed" => &["queued", "failed"],
-        "undelivered" => &["queued", "sent", "undelivered"],
-        _ => &["queued", "sent", "delivered"],
-    }
-}
-
 async fn send_message(app: &TestApp, sid: &str, expected: &Expected) {
-    for status in path_of(expected.status) {
-        let mut params = callback(sid, status);
+    for mut params in callbacks_to(sid, expected.status, expected.error_code) {
         for (name, value) in params.iter_mut() {
             match name.as_str() {
                 "To" => *value = expected.to.clone(),
                 "From" => *value = expected.from.clone(),
                 _ => {}
-            }
-        }
-        if *status == expected.status {
-            if let Some(code) = expected.error_code {
-                params.push(("ErrorCode".into(), code.to_string()));
             }
         }
         assert_eq!(app.post_callback(&params).await.status(), 200);
@@ -60,18 +44,14 @@ async fn send_message(app: &TestApp, sid: &str, expected: &Expected) {
 
 async fn fill(app: &TestApp) -> HashMap<String, Expected> {
     let mut model = HashMap::new();
-    let mut n = 0usize;
-    for (status, error_code, count) in MIX {
-        for _ in 0..*count {
-            let expected = Expected {
-                status,
-                error_code: *error_code,
-                to: format!("+1555000{:04}", n % 37),
-                from: format!("+1500555{:04}", n % 3),
-            };
-            model.insert(new_sid(), expected);
-            n += 1;
-        }
+    for (n, (status, error_code)) in messages_of(MIX).enumerate() {
+        let expected = Expected {
+            status,
+            error_code,
+            to: format!("+1555000{:04}", n % 37),
+            from: format!("+1500555{:04}", n % 3),
+        };
+        model.insert(new_sid(), expected);
     }
     let all: Vec<_> = model.iter().collect();
     for chunk in all.chunks(40) {
@@ -85,12 +65,6 @@ async fn fill(app: &TestApp) -> HashMap<String, Expected> {
     model
 }
 
-async fn get_json(app: &TestApp, path: &str) -> Value {
-    let response = app.get_authorized(path).await;
-    assert_eq!(response.status(), 200, "{path}");
-    response.json().await.expect("json")
-}
-
 /// Every page of a listing, following cursors; returns the messages in order.
 async fn all_pages(app: &TestApp, query: &str) -> Vec<Value> {
     let mut messages = Vec::new();
@@ -100,7 +74,7 @@ async fn all_pages(app: &TestApp, query: &str) -> Vec<Value> {
         if let Some(cursor) = &cursor {
             path.push_str(&format!("&cursor={cursor}"));
         }
-        let page = get_json(app, &path).await;
+        let page = app.json(&path).await;
         messages.extend(
             page["messages"]
                 .as_array()
@@ -243,9 +217,9 @@ async fn since_and_until_bound_updated_at_inclusive_and_exclusive() {
     assert_eq!(until.into_iter().collect::<HashSet<_>>(), before);
 
     // The same boundaries hold for stats.
-    let stats = get_json(&app, &format!("/v1/stats?since={pivot}")).await;
+    let stats = app.json(&format!("/v1/stats?since={pivot}")).await;
     assert_eq!(stats["total"].as_u64(), Some(at_or_after.len() as u64));
-    let stats = get_json(&app, &format!("/v1/stats?until={pivot}")).await;
+    let stats = app.json(&format!("/v1/stats?until={pivot}")).await;
     assert_eq!(stats["total"].as_u64(), Some(before.len() as u64));
 }
 
@@ -292,7 +266,7 @@ async fn page_while_writing(app: &TestApp, query: &str, expected: &HashSet<Strin
         if let Some(cursor) = &cursor {
             path.push_str(&format!("&cursor={cursor}"));
         }
-        let page = get_json(app, &path).await;
+        let page = app.json(&path).await;
         let listed = sids(page["messages"].as_array().expect("messages"));
         seen.extend(listed.iter().cloned());
         let newcomer = new_sid();
@@ -331,7 +305,7 @@ async fn page_while_writing(app: &TestApp, query: &str, expected: &HashSet<Strin
 async fn stats_equal_a_count_of_the_messages_sent() {
     let app = spawn_app().await;
     let model = fill(&app).await;
-    let stats = get_json(&app, "/v1/stats").await;
+    let stats = app.json("/v1/stats").await;
 
     let mut by_status: BTreeMap<&str, u64> = BTreeMap::new();
     let mut by_error: BTreeMap<String, u64> = BTreeMap::new();
@@ -360,11 +334,9 @@ async fn stats_equal_a_count_of_the_messages_sent() {
     assert!((rate - delivered / concluded).abs() < 1e-9, "{rate}");
 
     // A window covering everything counts the same as no window.
-    let windowed = get_json(
-        &app,
-        "/v1/stats?since=2000-01-01T00:00:00Z&until=2100-01-01T00:00:00Z",
-    )
-    .await;
+    let windowed = app
+        .json("/v1/stats?since=2000-01-01T00:00:00Z&until=2100-01-01T00:00:00Z")
+        .await;
     assert_eq!(windowed["by_status"], stats["by_status"]);
     assert_eq!(windowed["by_error_code"], stats["by_error_code"]);
 }

@@ -1,6 +1,7 @@
 //! `GET /v1/messages/{sid}`: bearer auth, errors and the JSON shape.
 
-use crate::helpers::{callback, new_sid, spawn_app, with, API_TOKEN};
+use crate::support::fixtures::{callback, new_sid, with, ACCOUNT_SID, API_TOKEN};
+use crate::support::spawn::spawn_app;
 
 #[tokio::test]
 async fn the_api_requires_the_bearer_token() {
@@ -56,7 +57,7 @@ async fn a_message_is_shown_with_its_fields_and_events_in_the_contract_shape() {
     let message = app.message_json(&sid).await;
 
     assert_eq!(message["sid"], sid.as_str());
-    assert_eq!(message["account_sid"], crate::helpers::ACCOUNT_SID);
+    assert_eq!(message["account_sid"], ACCOUNT_SID);
     assert_eq!(message["from"], "+15005550006");
     assert_eq!(message["to"], "+15005550009");
     assert_eq!(message["messaging_service_sid"], serde_json::Value::Null);

@@ -5,9 +5,10 @@
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::helpers::{spawn_app, API_TOKEN};
+use crate::support::fixtures::API_TOKEN;
+use crate::support::spawn::{spawn_app, TestApp};
 
-async fn request(app: &crate::helpers::TestApp, method: Method, path: &str) -> reqwest::Response {
+async fn request(app: &TestApp, method: Method, path: &str) -> reqwest::Response {
     app.client
         .request(method, format!("{}{path}", app.address))
         .bearer_auth(API_TOKEN)

@@ -2,116 +2,38 @@
 //! callbacks and API requests, JSON answers for unknown routes, and hints for common
 //! mistakes.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
+use tokio::process::Command;
 
-use crate::helpers::{
-    callback, encode, new_sid, spawn_app, API_TOKEN, AUTH_TOKEN, FORM, PUBLIC_URL,
-};
+use crate::support::binary::{refused_start, serve_command, serve_env, start, Binary, BINARY};
+use crate::support::fixtures::{callback, encode, new_sid, API_TOKEN, FORM, PUBLIC_URL};
+use crate::support::metrics::metric;
+use crate::support::spawn::spawn_app;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_statushook");
-
-/// The settings every `serve` needs; a case overrides or adds to them.
-fn base_env(data_dir: &std::path::Path) -> Vec<(&'static str, String)> {
-    vec![
-        ("STATUSHOOK_LISTEN", "127.0.0.1:0".into()),
-        ("STATUSHOOK_DATA_DIR", data_dir.display().to_string()),
-        ("STATUSHOOK_PUBLIC_URL", PUBLIC_URL.into()),
-        ("STATUSHOOK_API_TOKEN", API_TOKEN.into()),
-        ("TWILIO_AUTH_TOKEN", AUTH_TOKEN.into()),
-        ("STATUSHOOK_LOG_FORMAT", "json".into()),
-        ("RUST_LOG", "info".into()),
-    ]
-}
-
-fn command(env: &[(&'static str, String)]) -> Command {
-    let mut command = Command::new(BINARY);
-    command.arg("serve").env_clear().kill_on_drop(true);
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    command
-}
-
-/// Runs `serve` with `env`, which must stop it at start-up: a binary that starts serving
-/// instead is stopped and the test fails, rather than waiting for it forever.
-async fn refused_start(env: &[(&'static str, String)]) -> std::process::Output {
-    let output = tokio::time::timeout(Duration::from_secs(30), command(env).output()).await;
-    let description: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    output
-        .unwrap_or_else(|_| panic!("serve started instead of refusing {description:?}"))
-        .expect("the binary runs")
-}
-
-/// The binary, serving, with every log line it writes.
-struct Logged {
-    _child: Child,
-    address: String,
-    startup: Value,
-    lines: mpsc::UnboundedReceiver<Value>,
-}
-
-impl Logged {
-    async fn start(env: &[(&'static str, String)]) -> Logged {
-        let mut child = command(env)
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the binary starts");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (sender, mut lines) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                if let Ok(entry) = serde_json::from_str::<Value>(&line) {
-                    if sender.send(entry).is_err() {
-                        break;
-                    }
-                }
-            }
-        });
-        while let Some(entry) = lines.recv().await {
-            if entry["message"] == "listening" {
-                let port = entry["port"].as_u64().expect("a port");
-                return Logged {
-                    _child: child,
-                    address: format!("http://127.0.0.1:{port}"),
-                    startup: entry,
-                    lines,
-                };
+/// Log lines up to and including the request log of the answer to `path`, which the
+/// caller has just been given: everything `binary` logged while handling earlier requests.
+async fn lines_until_request_to(binary: &mut Binary, path: &str) -> Vec<Value> {
+    let mut seen = Vec::new();
+    let read = async {
+        while let Some(entry) = binary.log.next_entry().await {
+            let done = entry["message"] == "request" && entry["path"] == path;
+            seen.push(entry);
+            if done {
+                return;
             }
         }
-        panic!("the binary exited before listening");
+        panic!("the binary stopped logging");
+    };
+    // A guard against a test that hangs, not a wait: the line comes within milliseconds.
+    if tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .is_err()
+    {
+        panic!("no request log line for {path}");
     }
-
-    /// Log lines up to and including the request log of the answer to `path`, which the
-    /// caller has just been given: everything logged while handling earlier requests.
-    async fn lines_until_request_to(&mut self, path: &str) -> Vec<Value> {
-        let mut seen = Vec::new();
-        let read = async {
-            while let Some(entry) = self.lines.recv().await {
-                let done = entry["message"] == "request" && entry["path"] == path;
-                seen.push(entry);
-                if done {
-                    return;
-                }
-            }
-            panic!("the binary stopped logging");
-        };
-        // A guard against a test that hangs, not a wait: the line comes within milliseconds.
-        if tokio::time::timeout(Duration::from_secs(60), read)
-            .await
-            .is_err()
-        {
-            panic!("no request log line for {path}");
-        }
-        seen
-    }
+    seen
 }
 
 #[tokio::test]
@@ -149,7 +71,7 @@ async fn each_malformed_setting_stops_start_up_with_one_line_naming_it_and_exit_
         ("STATUSHOOK_API_TOKEN", "", "STATUSHOOK_API_TOKEN"),
     ];
     for (name, value, named) in cases {
-        let mut env = base_env(&db);
+        let mut env = serve_env(&db);
         env.retain(|(key, _)| key != name);
         env.push((name, value.to_string()));
         let output = refused_start(&env).await;
@@ -168,7 +90,7 @@ async fn each_malformed_setting_stops_start_up_with_one_line_naming_it_and_exit_
 #[tokio::test]
 async fn a_public_url_that_is_the_callback_url_is_refused_with_the_base_url_to_use() {
     let data_dir = tempfile::tempdir().expect("a temporary folder");
-    let mut env = base_env(&data_dir.path().join("db"));
+    let mut env = serve_env(&data_dir.path().join("db"));
     env.push((
         "STATUSHOOK_PUBLIC_URL",
         "https://example.com/prefix/twilio/status".into(),
@@ -187,7 +109,7 @@ async fn a_store_that_cannot_open_stops_start_up_with_one_plain_line_and_a_non_z
     let data_dir = tempfile::tempdir().expect("a temporary folder");
     let file = data_dir.path().join("a-file");
     std::fs::write(&file, b"not a folder").expect("a file");
-    let output = refused_start(&base_env(&file)).await;
+    let output = refused_start(&serve_env(&file)).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert_ne!(output.status.code(), Some(2), "not a configuration error");
@@ -204,12 +126,12 @@ async fn a_store_that_cannot_open_stops_start_up_with_one_plain_line_and_a_non_z
 async fn start_up_logs_one_line_with_the_address_store_public_url_and_jobs() {
     let data_dir = tempfile::tempdir().expect("a temporary folder");
     let db = data_dir.path().join("db");
-    let mut env = base_env(&db);
+    let mut env = serve_env(&db);
     env.push((
         "STATUSHOOK_PUBLIC_URL",
         "https://user:hunter2@hooks.example.com/prefix".into(),
     ));
-    let app = Logged::start(&env).await;
+    let app = start(serve_command(&env)).await;
     let line = &app.startup;
     let port = line["port"].as_u64().expect("a port");
     assert_eq!(line["address"], format!("127.0.0.1:{port}"), "{line}");
@@ -224,16 +146,19 @@ async fn start_up_logs_one_line_with_the_address_store_public_url_and_jobs() {
     );
     assert!(!line.to_string().contains("hunter2"), "{line}");
 
-    let mut env = base_env(&data_dir.path().join("db2"));
-    env.push(("TWILIO_ACCOUNT_SID", crate::helpers::ACCOUNT_SID.into()));
-    let with_account = Logged::start(&env).await;
+    let mut env = serve_env(&data_dir.path().join("db2"));
+    env.push((
+        "TWILIO_ACCOUNT_SID",
+        crate::support::fixtures::ACCOUNT_SID.into(),
+    ));
+    let with_account = start(serve_command(&env)).await;
     assert_eq!(with_account.startup["jobs"], "reconciler");
 }
 
 #[tokio::test]
 async fn a_403_is_logged_at_most_once_a_second_with_the_urls_tried_and_the_public_url_in_force() {
     let data_dir = tempfile::tempdir().expect("a temporary folder");
-    let mut app = Logged::start(&base_env(&data_dir.path().join("db"))).await;
+    let mut app = start(serve_command(&serve_env(&data_dir.path().join("db")))).await;
     let client = reqwest::Client::new();
     let params = callback(&new_sid(), "sent");
     let started = Instant::now();
@@ -256,7 +181,7 @@ async fn a_403_is_logged_at_most_once_a_second_with_the_urls_tried_and_the_publi
         .await
         .expect("answered");
     assert_eq!(health.status(), 200);
-    let lines = app.lines_until_request_to("/healthz").await;
+    let lines = lines_until_request_to(&mut app, "/healthz").await;
     let logged: Vec<&Value> = lines
         .iter()
         .filter(|entry| entry["level"] == "WARN" && entry["public_url"].is_string())
@@ -284,7 +209,7 @@ async fn a_403_is_logged_at_most_once_a_second_with_the_urls_tried_and_the_publi
 #[tokio::test]
 async fn a_401_is_logged_without_the_token_presented() {
     let data_dir = tempfile::tempdir().expect("a temporary folder");
-    let mut app = Logged::start(&base_env(&data_dir.path().join("db"))).await;
+    let mut app = start(serve_command(&serve_env(&data_dir.path().join("db")))).await;
     let response = reqwest::Client::new()
         .get(format!("{}/v1/messages", app.address))
         .bearer_auth("a-guessed-token")
@@ -292,7 +217,7 @@ async fn a_401_is_logged_without_the_token_presented() {
         .await
         .expect("answered");
     assert_eq!(response.status(), 401);
-    let lines = app.lines_until_request_to("/v1/messages").await;
+    let lines = lines_until_request_to(&mut app, "/v1/messages").await;
     let refusal = lines
         .iter()
         .find(|entry| entry["level"] == "WARN" && entry["status"].is_null())
@@ -308,13 +233,6 @@ async fn a_401_is_logged_without_the_token_presented() {
     }
 }
 
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find(|line| line.split_whitespace().next() == Some(name))
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|value| value.parse().ok())
-}
-
 #[tokio::test]
 async fn refused_api_requests_are_counted_in_metrics() {
     let app = spawn_app().await;
@@ -328,8 +246,8 @@ async fn refused_api_requests_are_counted_in_metrics() {
         .expect("answered");
     assert_eq!(wrong.status(), 401);
     assert_eq!(app.get_authorized("/v1/messages").await.status(), 200);
-    let text = app.get("/metrics").await.text().await.expect("text");
-    assert_eq!(metric(&text, "statushook_unauthorized_total"), Some(2.0));
+    let text = app.metrics().await;
+    assert_eq!(metric(&text, "statushook_unauthorized_total"), 2.0);
 }
 
 #[tokio::test]

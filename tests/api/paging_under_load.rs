@@ -10,7 +10,8 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use serde_json::Value;
 
-use crate::helpers::{callback, new_sid, spawn_app, TestApp};
+use crate::support::fixtures::{callback, new_sid};
+use crate::support::spawn::{spawn_app, TestApp};
 
 const MESSAGES: usize = 1500;
 const WRITERS: usize = 16;

@@ -19,9 +19,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::Notify;
 
-use crate::helpers::{
-    callback, get_from_binary, new_sid, post_to_binary, start_sled_binary, with, API_TOKEN,
-};
+use crate::support::binary::{get_from_binary, post_to_binary, start_sled_binary, BINARY};
+use crate::support::fixtures::{callback, new_sid, with, API_TOKEN};
 use lossyfs::Disk;
 
 /// Power cuts in a row on the same store, each after this many acknowledged callbacks.
@@ -197,7 +196,7 @@ async fn reboot(backing: &Path, acknowledged: &[Ack]) -> (Vec<String>, String) {
     let lost = lost(&address, acknowledged).await;
     child.start_kill().expect("SIGKILL is sent");
     child.wait().await.expect("the child is reaped");
-    let check = Command::new(env!("CARGO_BIN_EXE_statushook"))
+    let check = Command::new(BINARY)
         .arg("check")
         .arg("--data-dir")
         .arg(&data)

@@ -19,7 +19,8 @@ use statushook::twilio::client::{RetryPolicy, TwilioClient};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::helpers::{spawn_app_with, Settings, ACCOUNT_SID};
+use crate::support::fixtures::ACCOUNT_SID;
+use crate::support::spawn::{spawn_app_with, Settings};
 
 const PRISM: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

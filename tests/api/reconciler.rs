@@ -6,10 +6,10 @@ use serde_json::json;
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{
-    callback, event_statuses, eventually, new_sid, spawn_app_with, with, Settings, TestApp,
-    ACCOUNT_SID,
-};
+use crate::support::fixtures::{callback, event_statuses, new_sid, with, ACCOUNT_SID};
+use crate::support::metrics::metric;
+use crate::support::poll::eventually;
+use crate::support::spawn::{spawn_app_with, Settings, TestApp};
 
 fn fetch_path(sid: &str) -> String {
     format!("/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{sid}.json")
@@ -76,15 +76,12 @@ async fn a_message_stuck_in_sent_becomes_delivered_and_final_messages_are_never_
     // the mock's expectations (exactly one fetch, none of the delivered one) are checked
     // when it is dropped.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let metrics = app.get("/metrics").await.text().await.expect("text");
-    assert!(
-        metrics.contains("statushook_reconciler_corrections_total 1"),
-        "{metrics}"
+    let metrics = app.metrics().await;
+    assert_eq!(
+        metric(&metrics, "statushook_reconciler_corrections_total"),
+        1.0
     );
-    assert!(
-        metrics.contains("statushook_reconciler_fetches_total 1"),
-        "{metrics}"
-    );
+    assert_eq!(metric(&metrics, "statushook_reconciler_fetches_total"), 1.0);
 
     // Twilio's own `delivered` callback, arriving late, is not swallowed by the
     // reconciler's event of the same status: it is kept with all its parameters.

@@ -9,18 +9,18 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde_json::{json, Value};
-use statushook::config::DatabaseUrl;
 use statushook::domain::{Source, StatusEvent};
-use statushook::store::{Recorded, Store};
+use statushook::store::Recorded;
 use tokio::process::Child;
 use tokio::sync::Notify;
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{
-    callback, eventually, fresh_database, get_from_binary, new_sid, post_to_binary, start_replica,
-    ACCOUNT_SID, API_TOKEN,
-};
+use crate::support::binary::{get_from_binary, get_json, post_to_binary, start_replica};
+use crate::support::database::{fresh_database, open_postgres};
+use crate::support::fixtures::{callback, new_sid, permutations, ACCOUNT_SID};
+use crate::support::metrics::{metric, scrape};
+use crate::support::poll::eventually;
 
 /// Starts `count` replicas on one fresh database; answers the database and the replicas.
 async fn replicas(count: usize) -> (String, Vec<(Child, String)>) {
@@ -42,22 +42,6 @@ async fn message(client: &reqwest::Client, address: &str, sid: &str) -> Value {
     let response = get_from_binary(client, address, sid).await;
     assert_eq!(response.status(), 200, "{sid} should be stored");
     response.json().await.expect("a JSON message")
-}
-
-fn permutations(items: &[&'static str]) -> Vec<Vec<&'static str>> {
-    if items.len() <= 1 {
-        return vec![items.to_vec()];
-    }
-    let mut all = Vec::new();
-    for (i, first) in items.iter().enumerate() {
-        let mut rest = items.to_vec();
-        rest.remove(i);
-        for mut tail in permutations(&rest) {
-            tail.insert(0, first);
-            all.push(tail);
-        }
-    }
-    all
 }
 
 #[tokio::test]
@@ -204,14 +188,7 @@ async fn a_replica_killed_under_load_loses_nothing_it_acknowledged() {
 }
 
 async fn get_page(client: &reqwest::Client, address: &str, query: &str) -> Value {
-    let response = client
-        .get(format!("{address}/v1/messages?{query}"))
-        .bearer_auth(API_TOKEN)
-        .send()
-        .await
-        .expect("answered");
-    assert_eq!(response.status(), 200, "{query}");
-    response.json().await.expect("a JSON page")
+    get_json(client, &format!("{address}/v1/messages?{query}")).await
 }
 
 fn page_sids(page: &Value) -> Vec<String> {
@@ -288,21 +265,13 @@ async fn paging_while_three_replicas_write_lists_every_message_of_its_snapshot_e
 
 #[tokio::test]
 async fn the_change_feed_of_three_writing_replicas_is_read_in_commit_order_each_once() {
-    let url = DatabaseUrl::parse(&fresh_database().await).expect("a database URL");
+    let database = fresh_database().await;
     let writers = [
-        Store::open_postgres(&url, Box::new(|_| {}))
-            .await
-            .expect("opens"),
-        Store::open_postgres(&url, Box::new(|_| {}))
-            .await
-            .expect("opens"),
-        Store::open_postgres(&url, Box::new(|_| {}))
-            .await
-            .expect("opens"),
+        open_postgres(&database).await,
+        open_postgres(&database).await,
+        open_postgres(&database).await,
     ];
-    let reader = Store::open_postgres(&url, Box::new(|_| {}))
-        .await
-        .expect("opens");
+    let reader = open_postgres(&database).await;
     let done = Arc::new(AtomicBool::new(false));
 
     // A consumer that resumes from the last position it saw, as `GET /v1/events` does.
@@ -403,10 +372,7 @@ fn status_event(sid: &str, status: &str) -> StatusEvent {
 #[tokio::test]
 async fn a_callback_for_a_message_erased_while_it_waits_for_its_lock_starts_it_anew() {
     let database = fresh_database().await;
-    let url = DatabaseUrl::parse(&database).expect("a database URL");
-    let store = Store::open_postgres(&url, Box::new(|_| {}))
-        .await
-        .expect("opens");
+    let store = open_postgres(&database).await;
     let sid = new_sid();
     let first = store.record(status_event(&sid, "sent"), None).await;
     assert_eq!(first.expect("recorded"), Recorded::Stored);
@@ -515,10 +481,10 @@ async fn retention_runs_on_the_replica_holding_the_job_lease_and_another_takes_o
         true
     })
     .await;
-    assert_eq!(retention_deletions(&client, &leader_address).await, 3);
+    assert_eq!(retention_deletions(&client, &leader_address).await, 3.0);
     assert_eq!(
         retention_deletions(&client, &follower_address).await,
-        0,
+        0.0,
         "retention ran on a replica without the lease"
     );
 
@@ -533,26 +499,16 @@ async fn retention_runs_on_the_replica_holding_the_job_lease_and_another_takes_o
             == 404
     })
     .await;
-    assert_eq!(retention_deletions(&client, &follower_address).await, 1);
+    assert_eq!(retention_deletions(&client, &follower_address).await, 1.0);
 }
 
 /// `statushook_deleted_messages_total{reason="retention"}` of the replica at `address`.
-async fn retention_deletions(client: &reqwest::Client, address: &str) -> u64 {
-    let metrics = client
-        .get(format!("{address}/metrics"))
-        .send()
-        .await
-        .expect("answered")
-        .text()
-        .await
-        .expect("text");
-    metrics
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix("statushook_deleted_messages_total{reason=\"retention\"}")
-        })
-        .and_then(|value| value.trim().parse().ok())
-        .expect("the retention metric")
+async fn retention_deletions(client: &reqwest::Client, address: &str) -> f64 {
+    let metrics = scrape(client, address).await;
+    metric(
+        &metrics,
+        "statushook_deleted_messages_total{reason=\"retention\"}",
+    )
 }
 
 fn fetched_by(requests: &[wiremock::Request], replica: &str) -> BTreeSet<String> {

@@ -11,38 +11,16 @@ use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-use crate::helpers::{
-    callback, event_statuses, new_sid, spawn_app_with, Settings, TestApp, ACCOUNT_SID, API_TOKEN,
-    AUTH_TOKEN,
+use crate::support::binary::BINARY;
+use crate::support::fixtures::{
+    callback, event_statuses, new_sid, ACCOUNT_SID, API_TOKEN, AUTH_TOKEN,
 };
+use crate::support::spawn::{spawn_app_with, Settings};
+use crate::support::twilio::{created, hello, twilio_app};
 
-pub const MESSAGES_PATH: &str =
-    "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json";
+const MESSAGES_PATH: &str = "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json";
 const API_KEY: &str = "SK0123456789abcdef0123456789abcdef";
 const DEFAULT_CALLBACK: &str = "https://hooks.example.com/twilio/status#rc=5&rp=ct,rt,5xx";
-
-pub fn created(sid: &str) -> ResponseTemplate {
-    ResponseTemplate::new(201).set_body_json(json!({
-        "sid": sid, "status": "queued", "account_sid": ACCOUNT_SID,
-        "from": "+15005550006", "to": "+15005550009", "messaging_service_sid": null,
-        "body": "hello", "num_segments": "1", "num_media": "0", "api_version": "2010-04-01",
-        "error_code": null, "error_message": null, "date_created": "Thu, 26 Nov 2026 09:00:00 +0000"
-    }))
-}
-
-pub async fn twilio_app(twilio: &MockServer, extra: Vec<(&'static str, String)>) -> TestApp {
-    let mut env = vec![
-        ("TWILIO_ACCOUNT_SID", ACCOUNT_SID.to_owned()),
-        ("TWILIO_API_BASE", twilio.uri()),
-        ("STATUSHOOK_TWILIO_TIMEOUT", "2s".to_owned()),
-    ];
-    env.extend(extra);
-    spawn_app_with(Settings {
-        env,
-        ..Settings::default()
-    })
-    .await
-}
 
 fn form_of(request: &Request) -> Vec<(String, String)> {
     form_urlencoded::parse(&request.body).into_owned().collect()
@@ -53,10 +31,6 @@ fn basic(user: &str, password: &str) -> String {
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
     )
-}
-
-pub fn hello() -> Value {
-    json!({"to": "+15005550009", "from": "+15005550006", "body": "hello"})
 }
 
 #[tokio::test]
@@ -588,7 +562,7 @@ async fn run_send(twilio: &MockServer, args: &[&str]) -> std::process::Output {
 }
 
 fn send_command(twilio: &MockServer) -> std::process::Command {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_statushook"));
+    let mut command = std::process::Command::new(BINARY);
     command
         .arg("send")
         .env_clear()

@@ -11,10 +11,11 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 
-use crate::helpers::{callback, new_sid, spawn_app, with, TestApp};
+use crate::support::fixtures::{callback, callbacks_to, messages_of, new_sid, with, Mix};
+use crate::support::spawn::{spawn_app, TestApp};
 
 /// (final status, error code, how many): 39999 is a code Twilio's table does not hold.
-const MIX: &[(&str, Option<u32>, usize)] = &[
+const MIX: &Mix = &[
     ("delivered", None, 9),
     ("read", None, 3),
     ("undelivered", Some(30003), 4),
@@ -24,17 +25,6 @@ const MIX: &[(&str, Option<u32>, usize)] = &[
     ("queued", None, 1),
 ];
 
-fn path_of(status: &str) -> &'static [&'static str] {
-    match status {
-        "queued" => &["queued"],
-        "sent" => &["queued", "sent"],
-        "read" => &["queued", "sent", "delivered", "read"],
-        "failed" => &["queued", "failed"],
-        "undelivered" => &["queued", "sent", "undelivered"],
-        _ => &["queued", "sent", "delivered"],
-    }
-}
-
 struct Posted {
     status: &'static str,
     error_code: Option<u32>,
@@ -43,11 +33,7 @@ struct Posted {
 
 async fn post_message(app: &TestApp, status: &'static str, error_code: Option<u32>) -> Posted {
     let sid = new_sid();
-    for step in path_of(status) {
-        let mut params = callback(&sid, step);
-        if let (true, Some(code)) = (*step == status, error_code) {
-            params = with(params, "ErrorCode", &code.to_string());
-        }
+    for params in callbacks_to(&sid, status, error_code) {
         assert_eq!(app.post_callback(&params).await.status(), 200);
     }
     let message = app.message_json(&sid).await;
@@ -59,10 +45,7 @@ async fn post_message(app: &TestApp, status: &'static str, error_code: Option<u3
 }
 
 async fn fill(app: &TestApp) -> Vec<Posted> {
-    let posts = MIX
-        .iter()
-        .flat_map(|(status, code, count)| (0..*count).map(move |_| (*status, *code)))
-        .map(|(status, code)| post_message(app, status, code));
+    let posts = messages_of(MIX).map(|(status, code)| post_message(app, status, code));
     join_all(posts).await
 }
 
@@ -74,12 +57,6 @@ fn time(value: &Value) -> DateTime<Utc> {
 
 fn rfc3339(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-async fn get_json(app: &TestApp, path: &str) -> Value {
-    let response = app.get_authorized(path).await;
-    assert_eq!(response.status(), 200, "{path}");
-    response.json().await.expect("JSON")
 }
 
 /// What one bucket must say about `messages`, computed the way `/v1/stats` defines it.
@@ -132,11 +109,11 @@ async fn series_counts_each_hour_and_day_like_a_model_of_the_messages_posted() {
 
     let since = rfc3339(now - Duration::hours(3));
     let until = rfc3339(now + Duration::hours(2));
-    let hourly = get_json(
-        &app,
-        &format!("/v1/stats/series?since={since}&until={until}&bucket=hour"),
-    )
-    .await;
+    let hourly = app
+        .json(&format!(
+            "/v1/stats/series?since={since}&until={until}&bucket=hour"
+        ))
+        .await;
     assert_eq!(hourly["bucket"], "hour");
     let hour = Duration::hours(1);
     assert_eq!(
@@ -155,11 +132,11 @@ async fn series_counts_each_hour_and_day_like_a_model_of_the_messages_posted() {
 
     let day = Duration::days(1);
     let since = rfc3339(now - Duration::days(3));
-    let daily = get_json(
-        &app,
-        &format!("/v1/stats/series?since={since}&until={until}&bucket=day"),
-    )
-    .await;
+    let daily = app
+        .json(&format!(
+            "/v1/stats/series?since={since}&until={until}&bucket=day"
+        ))
+        .await;
     assert_eq!(daily["bucket"], "day");
     assert_eq!(
         time(&daily["since"]),
@@ -170,15 +147,13 @@ async fn series_counts_each_hour_and_day_like_a_model_of_the_messages_posted() {
     check_series(&daily, &posted, day);
 
     // The buckets add up to /v1/stats over the window the series used.
-    let stats = get_json(
-        &app,
-        &format!(
+    let stats = app
+        .json(&format!(
             "/v1/stats?since={}&until={}",
             daily["since"].as_str().expect("since"),
             daily["until"].as_str().expect("until")
-        ),
-    )
-    .await;
+        ))
+        .await;
     assert_eq!(stats["total"], posted.len());
     let sum: u64 = daily["series"]
         .as_array()
@@ -202,7 +177,7 @@ async fn series_counts_each_hour_and_day_like_a_model_of_the_messages_posted() {
 async fn series_defaults_to_the_last_day_by_hour_and_widens_a_window_to_whole_buckets() {
     let app = spawn_app().await;
     let before = Utc::now();
-    let series = get_json(&app, "/v1/stats/series").await;
+    let series = app.json("/v1/stats/series").await;
     let after = Utc::now();
     assert_eq!(series["bucket"], "hour");
     assert_eq!(series["series"].as_array().expect("a series").len(), 24);
@@ -214,14 +189,12 @@ async fn series_defaults_to_the_last_day_by_hour_and_widens_a_window_to_whole_bu
     assert_eq!(until.duration_trunc(Duration::hours(1)).ok(), Some(until));
     assert_eq!(time(&series["since"]), until - Duration::hours(24));
 
-    let days = get_json(&app, "/v1/stats/series?bucket=day").await;
+    let days = app.json("/v1/stats/series?bucket=day").await;
     assert_eq!(days["series"].as_array().expect("a series").len(), 30);
 
-    let widened = get_json(
-        &app,
-        "/v1/stats/series?since=2026-01-01T10:30:00Z&until=2026-01-01T12:10:00Z",
-    )
-    .await;
+    let widened = app
+        .json("/v1/stats/series?since=2026-01-01T10:30:00Z&until=2026-01-01T12:10:00Z")
+        .await;
     assert_eq!(widened["since"], "2026-01-01T10:00:00.000Z");
     assert_eq!(widened["until"], "2026-01-01T13:00:00.000Z");
     let starts: Vec<&str> = widened["series"]
@@ -240,11 +213,9 @@ async fn series_defaults_to_the_last_day_by_hour_and_widens_a_window_to_whole_bu
     );
 
     // The most buckets a series may hold are allowed; one more is not.
-    let longest = get_json(
-        &app,
-        "/v1/stats/series?since=2026-01-01T00:00:00Z&until=2026-02-11T16:00:00Z",
-    )
-    .await;
+    let longest = app
+        .json("/v1/stats/series?since=2026-01-01T00:00:00Z&until=2026-02-11T16:00:00Z")
+        .await;
     assert_eq!(longest["series"].as_array().expect("a series").len(), 1000);
 }
 
@@ -303,7 +274,7 @@ async fn messages_carry_twilio_s_description_of_their_error_code() {
     assert_eq!(message["error_description"], Value::Null);
     assert_eq!(message["events"][0]["error_description"], Value::Null);
 
-    let listing = get_json(&app, "/v1/messages?status=failed").await;
+    let listing = app.json("/v1/messages?status=failed").await;
     assert_eq!(listing["messages"][0]["sid"], failed.as_str());
     assert_eq!(listing["messages"][0]["error_description"], "Unknown error");
     let delivered = new_sid();

@@ -5,9 +5,8 @@ use serde_json::Value;
 use statushook::secret::Secret;
 use statushook::twilio::signature;
 
-use crate::helpers::{
-    callback, encode, new_sid, spawn_app, spawn_app_with, Settings, AUTH_TOKEN, FORM,
-};
+use crate::support::fixtures::{callback, encode, new_sid, with, ACCOUNT_SID, AUTH_TOKEN, FORM};
+use crate::support::spawn::{spawn_app, spawn_app_with, Settings};
 
 /// `params` as Twilio would post them, then one more pair written percent-encoded by hand,
 /// signed over the bytes it decodes to (as Twilio's libraries sign).
@@ -84,7 +83,7 @@ async fn bytes_that_are_not_utf8_are_checked_against_the_signature_before_anythi
         .await;
     assert_eq!(response.status(), 403);
     // Signed over U+FFFD in place of the byte: that is not what was sent, so it is forged.
-    let lossy = crate::helpers::with(params.clone(), "Body", "caf\u{fffd}");
+    let lossy = with(params.clone(), "Body", "caf\u{fffd}");
     let lossy_signature = app.sign("/twilio/status", &lossy);
     let response = app
         .post_raw(
@@ -196,7 +195,7 @@ async fn a_subaccounts_callback_verifies_under_its_token_and_not_under_another_s
         (SUBACCOUNT_B, "token-of-b", 200),
         (SUBACCOUNT_A, AUTH_TOKEN, 200),
         (SUBACCOUNT_A, "token-of-b", 403),
-        (crate::helpers::ACCOUNT_SID, "token-of-a", 403),
+        (ACCOUNT_SID, "token-of-a", 403),
     ];
     for (account, token, expected) in cases {
         let sid = new_sid();

@@ -3,7 +3,8 @@
 use statushook::cli::simulate::{plan, run, Options};
 use statushook::secret::Secret;
 
-use crate::helpers::{event_statuses, spawn_app, AUTH_TOKEN};
+use crate::support::fixtures::{event_statuses, AUTH_TOKEN};
+use crate::support::spawn::spawn_app;
 
 #[tokio::test]
 async fn every_simulated_message_ends_in_its_intended_status() {

@@ -4,10 +4,10 @@ use futures_util::future::join_all;
 use statushook::secret::Secret;
 use statushook::twilio::signature;
 
-use crate::helpers::{
-    callback, encode, event_statuses, new_sid, spawn_app, spawn_app_with, with, Settings, TestApp,
-    FORM,
+use crate::support::fixtures::{
+    callback, encode, event_statuses, new_sid, permutations, with, AUTH_TOKEN, FORM,
 };
+use crate::support::spawn::{spawn_app, spawn_app_with, Settings, TestApp};
 
 #[tokio::test]
 async fn a_signed_callback_is_stored_with_every_parameter_and_answered_with_an_empty_200() {
@@ -52,7 +52,7 @@ fn refused_cases(app: &TestApp, sid: &str) -> Vec<Refused> {
         &good,
     );
     let other_url = signature::sign_sha1(
-        &Secret::new(crate::helpers::AUTH_TOKEN),
+        &Secret::new(AUTH_TOKEN),
         "https://hooks.example.com/somewhere/else",
         &good,
     );
@@ -261,9 +261,7 @@ async fn signatures_verify_with_the_port_as_given_removed_or_defaulted() {
         .await;
         let sid = new_sid();
         let params = callback(&sid, "sent");
-        let response = app
-            .post_signed_by(crate::helpers::AUTH_TOKEN, signed_url, &params)
-            .await;
+        let response = app.post_signed_by(AUTH_TOKEN, signed_url, &params).await;
         assert_eq!(
             response.status(),
             200,
@@ -281,9 +279,7 @@ async fn a_different_custom_port_is_refused() {
     .await;
     let params = callback(&new_sid(), "sent");
     let signed_url = "https://hooks.example.com:9443/twilio/status";
-    let response = app
-        .post_signed_by(crate::helpers::AUTH_TOKEN, signed_url, &params)
-        .await;
+    let response = app.post_signed_by(AUTH_TOKEN, signed_url, &params).await;
     assert_eq!(response.status(), 403);
 }
 
@@ -322,7 +318,7 @@ async fn a_public_url_with_a_path_prefix_and_trailing_slash_is_signed_with_the_p
     let params = callback(&new_sid(), "sent");
     let response = app
         .post_signed_by(
-            crate::helpers::AUTH_TOKEN,
+            AUTH_TOKEN,
             "https://example.com/statushook/twilio/status",
             &params,
         )
@@ -358,7 +354,7 @@ async fn the_secondary_token_is_accepted_during_a_rotation() {
     let url = "https://hooks.example.com/twilio/status";
     for (token, expected) in [
         ("the-old-token", 200),
-        (crate::helpers::AUTH_TOKEN, 200),
+        (AUTH_TOKEN, 200),
         ("a-third-token", 403),
     ] {
         let params = callback(&new_sid(), "sent");
@@ -402,22 +398,6 @@ async fn a_sha256_shared_key_signature_is_verified_under_the_named_key() {
             "key {key_id} signed with {secret}"
         );
     }
-}
-
-fn permutations(items: &[&'static str]) -> Vec<Vec<&'static str>> {
-    if items.len() <= 1 {
-        return vec![items.to_vec()];
-    }
-    let mut all = Vec::new();
-    for (i, first) in items.iter().enumerate() {
-        let mut rest = items.to_vec();
-        rest.remove(i);
-        for mut tail in permutations(&rest) {
-            tail.insert(0, first);
-            all.push(tail);
-        }
-    }
-    all
 }
 
 #[tokio::test]

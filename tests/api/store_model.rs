@@ -10,6 +10,8 @@ use proptest::prelude::*;
 use statushook::domain::{KnownStatus, Source, StatusEvent, Timestamp};
 use statushook::store::{ListQuery, Store};
 
+use crate::support::database::{open_store, test_database};
+
 const STATUSES: &[&str] = &[
     "accepted",
     "queued",
@@ -202,19 +204,6 @@ async fn compare(store: &Store, model: &BTreeMap<usize, ModelMessage>) {
     }
 }
 
-/// The store the tests run against: sled in `path`, or PostgreSQL at `database`.
-async fn open(path: &std::path::Path, database: Option<&str>) -> Store {
-    match database {
-        Some(url) => {
-            let url = statushook::config::DatabaseUrl::parse(url).expect("a database URL");
-            Store::open_postgres(&url, Box::new(|_| {}))
-                .await
-                .expect("store opens")
-        }
-        None => Store::open_sled(path, Box::new(|_| {})).expect("store opens"),
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
 
@@ -224,8 +213,8 @@ proptest! {
         runtime.block_on(async {
             let dir = tempfile::tempdir().expect("a temporary folder");
             let path = dir.path().join("db");
-            let database = crate::helpers::test_database().await;
-            let store = open(&path, database.as_deref()).await;
+            let database = test_database().await;
+            let store = open_store(&path, database.as_deref()).await;
             let mut model: BTreeMap<usize, ModelMessage> = BTreeMap::new();
             for c in &callbacks {
                 model.entry(c.sid).or_default().apply(c);
@@ -237,7 +226,7 @@ proptest! {
 
             store.close().await.expect("closes");
             drop(store);
-            let reopened = open(&path, database.as_deref()).await;
+            let reopened = open_store(&path, database.as_deref()).await;
             compare(&reopened, &model).await;
             reopened.close().await.expect("closes");
         });

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::helpers::{callback, get_from_binary, new_sid, post_to_binary, start_replica};
+use crate::support::binary::{get_from_binary, post_to_binary, start_replica};
+use crate::support::fixtures::{callback, new_sid};
+use crate::support::poll::eventually;
 
 /// A throwaway PostgreSQL cluster of this test alone, removed when dropped.
 struct Cluster {
@@ -113,7 +115,7 @@ async fn a_postgresql_outage_answers_503_and_the_same_process_stores_again_once_
             .count()
     };
     let started = Instant::now();
-    wait_until("callbacks stored before the outage", || {
+    eventually("callbacks stored before the outage", || async {
         stored(&answers, started) >= 20
     })
     .await;
@@ -153,7 +155,7 @@ async fn a_postgresql_outage_answers_503_and_the_same_process_stores_again_once_
 
     cluster.resume();
     let resumed = Instant::now();
-    wait_until("the same process to store callbacks again", || {
+    eventually("the same process to store callbacks again", || async {
         stored(&answers, resumed) >= 20
     })
     .await;
@@ -199,13 +201,4 @@ async fn readiness(client: &reqwest::Client, address: &str) -> u16 {
         .expect("answered")
         .status()
         .as_u16()
-}
-
-/// Waits, up to a deadline, for `done`.
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

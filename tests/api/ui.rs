@@ -1,7 +1,7 @@
 //! `/ui/`: the dashboard's files, served from the binary without a token, with a strict
 //! Content-Security-Policy and revalidation by ETag.
 
-use crate::helpers::spawn_app;
+use crate::support::spawn::spawn_app;
 
 #[tokio::test]
 async fn the_dashboard_is_served_without_a_token_with_a_strict_policy() {

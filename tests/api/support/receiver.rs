@@ -12,7 +12,10 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::helpers::{TestApp, API_TOKEN};
+use super::binary::get_json;
+use super::metrics::scrape;
+use super::poll;
+use super::spawn::TestApp;
 
 pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const RECEIVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/forwarding/receiver.py");
@@ -269,27 +272,14 @@ impl Service {
         }
     }
 
-    pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(format!("{}{path}", self.address))
-            .bearer_auth(API_TOKEN)
-            .send()
-            .await
-            .expect("answered")
-    }
-
+    /// The JSON answer to an authorized GET of `path`; panics unless it is a `200`.
     pub async fn json(&self, path: &str) -> Value {
-        let response = self.get(path).await;
-        assert_eq!(response.status(), 200, "{path}");
-        response.json().await.expect("JSON")
+        get_json(&self.client, &format!("{}{path}", self.address)).await
     }
 
+    /// The `/metrics` text.
     pub async fn metrics(&self) -> String {
-        self.get("/metrics")
-            .await
-            .text()
-            .await
-            .expect("metrics text")
+        scrape(&self.client, &self.address).await
     }
 
     /// Every event of the change feed, by seq.
@@ -313,21 +303,14 @@ impl Service {
 
     /// Polls `GET /v1/forwarding` until `done` holds for it.
     pub async fn forwarding_when(&self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
+        poll::until(what, || async {
             let status = self.json("/v1/forwarding").await;
             if done(&status) {
-                return status;
+                Ok(status)
+            } else {
+                Err(status.to_string())
             }
-            assert!(Instant::now() < deadline, "{what}: {status}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
-}
-
-/// A metric's value as `/metrics` shows it.
-pub fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("{name} is not in /metrics"))
 }
