@@ -1,8 +1,10 @@
 use super::{MessageSid, MessageStatus};
 
 /// Where a status event came from.
+///
+/// The sled store encodes a source by its position here: append only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Source {
     /// A signed status callback from Twilio.
     Callback,
@@ -10,6 +12,16 @@ pub enum Source {
     Sender,
     /// A status fetched from Twilio's API for a message whose callback never came.
     Reconciler,
+    /// A message status event from a Twilio Event Streams webhook sink (CloudEvents).
+    EventStream,
+}
+
+impl Source {
+    /// Whether events of this source are Twilio's own report of a transition (a status
+    /// callback or a stream event), rather than statushook's record of one.
+    pub fn is_twilio_report(self) -> bool {
+        matches!(self, Source::Callback | Source::EventStream)
+    }
 }
 
 /// One reported transition of one message, with every parameter it arrived with.
@@ -36,6 +48,26 @@ pub enum EventError {
 }
 
 impl StatusEvent {
+    /// A status event from values already read, with every parameter it arrived with: for
+    /// sources whose parameters are not a callback's (Event Streams names them its own way).
+    pub fn new(
+        sid: MessageSid,
+        status: MessageStatus,
+        error_code: Option<u32>,
+        raw_dlr_done_date: Option<String>,
+        source: Source,
+        params: Vec<(String, String)>,
+    ) -> StatusEvent {
+        StatusEvent {
+            sid,
+            status,
+            error_code,
+            raw_dlr_done_date,
+            source,
+            params,
+        }
+    }
+
     /// Reads a status event out of callback parameters.
     ///
     /// `MessageSid` and a non-empty `MessageStatus` are required. `ErrorCode` is optional;

@@ -10,9 +10,17 @@
 //! - account, sender, recipient and messaging service are set by the first transition that
 //!   carries them and never change after;
 //! - a callback repeating the (status, error code) of an earlier *callback*, or any event
-//!   repeating a delivery token, is a duplicate; a `sender` or `reconciler` event repeating
-//!   any earlier (status, error code) is one too. A callback is never a duplicate of a
-//!   `sender` or `reconciler` event: Twilio's own report is kept with all its parameters.
+//!   repeating a delivery token, is a duplicate; so is a stream event repeating an earlier
+//!   *stream event*'s; a `sender` or `reconciler` event repeating any earlier (status,
+//!   error code) is one too. Twilio's own reports (callbacks and stream events) are never
+//!   duplicates of a `sender` or `reconciler` event: they are kept with all their
+//!   parameters;
+//! - Twilio reports one transition twice when a message has both a StatusCallback and an
+//!   Event Streams subscription: a callback repeating the (status, error code) of an
+//!   earlier stream event, or the reverse, is an *echo* ([`is_echo`]). It is stored, so
+//!   both deliveries stay in the history, but it is one transition in effect: it changes
+//!   nothing of the state (not even `updated_at`), and it has no entry of its own in the
+//!   change feed, so it is neither listed there nor forwarded.
 
 use serde::{Deserialize, Serialize};
 
@@ -51,15 +59,22 @@ pub struct Parties {
 }
 
 impl Parties {
-    /// Fills each field still unset from `event`'s parameters.
+    /// Fills each field still unset from `event`'s parameters: a callback's `AccountSid`,
+    /// `From`, `To` and `MessagingServiceSid`, or the same fields of a stream event's data.
     pub fn fill_from(&mut self, event: &StatusEvent) {
-        for (field, name) in [
-            (&mut self.account_sid, "AccountSid"),
-            (&mut self.from, "From"),
-            (&mut self.to, "To"),
-            (&mut self.messaging_service_sid, "MessagingServiceSid"),
+        let stream = event.source() == Source::EventStream;
+        for (field, callback_name, stream_name) in [
+            (&mut self.account_sid, "AccountSid", "data.accountSid"),
+            (&mut self.from, "From", "data.from"),
+            (&mut self.to, "To", "data.to"),
+            (
+                &mut self.messaging_service_sid,
+                "MessagingServiceSid",
+                "data.messagingServiceSid",
+            ),
         ] {
             if field.is_none() {
+                let name = if stream { stream_name } else { callback_name };
                 *field = event.param(name).map(str::to_owned);
             }
         }
@@ -82,12 +97,14 @@ pub struct MessageState {
 
 impl MessageState {
     /// The state after `transitions`, in arrival order; `None` when there are none.
+    ///
+    /// Echoes ([`is_echo`]) are skipped: they change nothing.
     pub fn replay<'a>(
         parties: &Parties,
         transitions: impl IntoIterator<Item = &'a Transition>,
     ) -> Option<MessageState> {
         let mut state: Option<MessageState> = None;
-        for transition in transitions {
+        for (_, transition) in effective(transitions) {
             match state.as_mut() {
                 Some(state) => state.apply(transition),
                 None => state = Some(MessageState::first(parties.clone(), transition)),
@@ -159,12 +176,50 @@ pub fn is_duplicate(
     if token.is_some_and(|token| tokens.iter().any(|seen| seen == token)) {
         return true;
     }
-    let callback = event.source() == Source::Callback;
+    let source = event.source();
     history.iter().any(|seen| {
         seen.status == *event.status()
             && seen.error_code == event.error_code()
-            && (!callback || seen.source == Source::Callback)
+            && (!source.is_twilio_report() || seen.source == source)
     })
+}
+
+/// Whether `transition`, arriving after `history` (the message's earlier transitions, in
+/// arrival order), is an echo: Twilio's report of a transition it already reported through
+/// its other channel — a stream event repeating the (status, error code) of a callback, or
+/// a callback repeating a stream event's. An echo is kept in the history and changes nothing
+/// else (see the module documentation).
+pub fn is_echo(history: &[Transition], transition: &Transition) -> bool {
+    repeats_other_report(history, transition)
+}
+
+/// The transitions that are not echoes, each with its index among `transitions`: the ones
+/// a state, a listing position or a change-feed entry is made of.
+pub fn effective<'a>(
+    transitions: impl IntoIterator<Item = &'a Transition>,
+) -> impl Iterator<Item = (usize, &'a Transition)> {
+    let mut seen: Vec<&'a Transition> = Vec::new();
+    transitions
+        .into_iter()
+        .enumerate()
+        .filter_map(move |(index, transition)| {
+            let echo = repeats_other_report(seen.iter().copied(), transition);
+            seen.push(transition);
+            (!echo).then_some((index, transition))
+        })
+}
+
+fn repeats_other_report<'a>(
+    history: impl IntoIterator<Item = &'a Transition>,
+    transition: &Transition,
+) -> bool {
+    transition.source.is_twilio_report()
+        && history.into_iter().any(|seen| {
+            seen.source.is_twilio_report()
+                && seen.source != transition.source
+                && seen.status == transition.status
+                && seen.error_code == transition.error_code
+        })
 }
 
 #[cfg(test)]
@@ -244,6 +299,91 @@ mod tests {
         assert!(is_duplicate(&history, &[], &same, None));
         assert!(!is_duplicate(&history, &[], &other_code, None));
         assert!(is_duplicate(&[], &["t".into()], &other_code, Some("t")));
+    }
+
+    #[test]
+    fn a_stream_event_repeating_a_callback_is_an_echo_that_changes_nothing_and_the_reverse() {
+        for (first, second) in [
+            (Source::Callback, Source::EventStream),
+            (Source::EventStream, Source::Callback),
+        ] {
+            let reported = Transition::of(&event("delivered", None, None, first), Timestamp(1));
+            let again = Transition::of(&event("delivered", None, None, second), Timestamp(2));
+            assert!(
+                is_echo(std::slice::from_ref(&reported), &again),
+                "{first:?}"
+            );
+            let echo_event = event("delivered", None, None, second);
+            assert!(
+                !is_duplicate(std::slice::from_ref(&reported), &[], &echo_event, None),
+                "an echo is kept in the history, {first:?} then {second:?}"
+            );
+            let transitions = [reported.clone(), again];
+            let state = MessageState::replay(&Parties::default(), &transitions).expect("one");
+            assert_eq!(state.updated_at, Timestamp(1), "an echo moves nothing");
+            let effective: Vec<usize> = effective(&transitions).map(|(i, _)| i).collect();
+            assert_eq!(effective, vec![0]);
+        }
+        // Another code, or the same source, is no echo.
+        let callback = Transition::of(
+            &event("failed", Some(1), None, Source::Callback),
+            Timestamp(1),
+        );
+        let other = Transition::of(
+            &event("failed", Some(2), None, Source::EventStream),
+            Timestamp(2),
+        );
+        assert!(!is_echo(std::slice::from_ref(&callback), &other));
+        let sender = Transition::of(&event("queued", None, None, Source::Sender), Timestamp(1));
+        let stream = Transition::of(
+            &event("queued", None, None, Source::EventStream),
+            Timestamp(2),
+        );
+        assert!(!is_echo(std::slice::from_ref(&sender), &stream));
+    }
+
+    #[test]
+    fn an_echo_never_changes_the_current_status_even_of_equal_rank() {
+        // Without the echo rule, the late `delivered` would win as the later arrival.
+        let transitions = [
+            Transition::of(
+                &event("delivered", None, None, Source::Callback),
+                Timestamp(1),
+            ),
+            Transition::of(&event("failed", None, None, Source::Callback), Timestamp(2)),
+            Transition::of(
+                &event("delivered", None, None, Source::EventStream),
+                Timestamp(3),
+            ),
+        ];
+        let state = MessageState::replay(&Parties::default(), &transitions).expect("one");
+        assert_eq!(state.status, Some(KnownStatus::Failed));
+        assert_eq!(state.updated_at, Timestamp(2));
+    }
+
+    #[test]
+    fn stream_events_repeat_stream_events_never_sender_or_reconciler_events() {
+        for earlier in [Source::Sender, Source::Reconciler] {
+            let history = [Transition::of(
+                &event("sent", None, None, earlier),
+                Timestamp(1),
+            )];
+            let stream = event("sent", None, None, Source::EventStream);
+            assert!(!is_duplicate(&history, &[], &stream, None), "{earlier:?}");
+        }
+        let history = [Transition::of(
+            &event("sent", None, None, Source::EventStream),
+            Timestamp(1),
+        )];
+        let again = event("sent", None, None, Source::EventStream);
+        assert!(is_duplicate(&history, &[], &again, None));
+        let by_id = event("delivered", None, None, Source::EventStream);
+        assert!(is_duplicate(
+            &history,
+            &["ce:EZ1".into()],
+            &by_id,
+            Some("ce:EZ1")
+        ));
     }
 
     /// A plain model of the rules: the current status is the maximum by (rank, dlr date

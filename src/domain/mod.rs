@@ -10,7 +10,7 @@ mod status;
 mod timestamp;
 
 pub use event::{EventError, Source, StatusEvent};
-pub use message::{is_duplicate, MessageState, Parties, Transition};
+pub use message::{effective, is_duplicate, is_echo, MessageState, Parties, Transition};
 pub use sid::{is_sid, AccountSid, MessageSid};
 pub use status::{KnownStatus, MessageStatus};
 pub use timestamp::{RfcTime, Timestamp};

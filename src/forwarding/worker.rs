@@ -344,9 +344,11 @@ impl Worker {
         Ok(())
     }
 
-    /// The window entry of a feed entry, or `None` when its status is not forwarded.
+    /// The window entry of a feed entry, or `None` when it is not forwarded: its status is
+    /// not, or it is an echo.
     fn pending_for(&self, entry: FeedEntry) -> Option<Pending> {
-        if !self.forwarding.config.forwards(&entry.event.status) {
+        // An echo repeats a transition that was forwarded already.
+        if entry.echo || !self.forwarding.config.forwards(&entry.event.status) {
             return None;
         }
         let sid = entry.sid.as_str().to_owned();

@@ -44,7 +44,13 @@ pub async fn events(
         entries = state.store.feed(query.after, query.limit).await?;
     }
     let next = entries.last().map_or(query.after, |entry| entry.seq);
-    let events = entries.into_iter().map(FeedEventView::from).collect();
+    // An echo (Twilio's second report of a transition already here) is not shown, but
+    // `next` moves past it.
+    let events = entries
+        .into_iter()
+        .filter(|entry| !entry.echo)
+        .map(FeedEventView::from)
+        .collect();
     Ok(HttpResponse::Ok().json(FeedView { events, next }))
 }
 

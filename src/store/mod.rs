@@ -101,6 +101,10 @@ pub struct FeedEntry {
     pub sid: MessageSid,
     pub event: StoredEvent,
     pub state: MessageState,
+    /// The event is an echo (`domain::is_echo`): Twilio's second report of a transition
+    /// already in the feed. Readers of the feed skip it (it is neither shown nor forwarded)
+    /// but move their position past it.
+    pub echo: bool,
 }
 
 /// Messages by current status and by the error code of that status.
@@ -263,6 +267,23 @@ impl Store {
         match self {
             Store::Sled(store) => store.record(event, idempotency_token).await,
             Store::Postgres(store) => store.record(event, idempotency_token).await,
+        }
+    }
+
+    /// Records several events as one write: each gets its outcome once all of them are
+    /// durably stored, or the call fails and none of them is stored. With sled they are one
+    /// command of one group (one atomic batch, one sync); with PostgreSQL, of one
+    /// transaction.
+    pub async fn record_all(
+        &self,
+        events: Vec<(StatusEvent, Option<String>)>,
+    ) -> Result<Vec<Recorded>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self {
+            Store::Sled(store) => store.record_all(events).await,
+            Store::Postgres(store) => store.record_all(events).await,
         }
     }
 

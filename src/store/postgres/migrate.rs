@@ -9,11 +9,17 @@ use super::{corrupt, unavailable, DatabaseUrl};
 use crate::store::StoreError;
 
 /// Every migration, in order: (version, name, SQL). Append only; never edit one that has
-/// shipped.
+/// shipped. A version is applied when it is not recorded, so versions need only be unique
+/// and increasing, not contiguous.
 pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (1, "schema", include_str!("migrations/001_schema.sql")),
     (2, "meta", include_str!("migrations/002_meta.sql")),
     (3, "lifecycle", include_str!("migrations/003_lifecycle.sql")),
+    (
+        5,
+        "event_stream",
+        include_str!("migrations/005_event_stream.sql"),
+    ),
 ];
 
 /// The advisory lock key of migrations (distinct from the feed and leader keys).

@@ -202,6 +202,24 @@ impl PgStore {
         }
     }
 
+    /// Records `events` in one transaction of this replica's writer: durable together, or
+    /// not at all.
+    pub async fn record_all(
+        &self,
+        events: Vec<(StatusEvent, Option<String>)>,
+    ) -> Result<Vec<Recorded>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::RecordAll { events, reply })
+            .await
+            .map_err(|_| writer_gone())?;
+        match tokio::time::timeout(WRITE_TIMEOUT, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(writer_gone()),
+            Err(_) => Err(StoreError::unavailable("the store did not answer in time")),
+        }
+    }
+
     /// Commits a transaction that has a transaction id, which makes PostgreSQL write and
     /// flush a commit record: the database takes durable writes.
     pub async fn probe(&self) -> Result<(), StoreError> {
@@ -304,12 +322,14 @@ impl PgStore {
             let state = history
                 .state_through(transition.received_at)
                 .ok_or_else(|| StoreError::corrupt(format!("{sid}: no state at {seq}")))?;
+            let echo = history.is_echo(seq);
             let event = rows::stored_event(&transition, row.try_get(8).map_err(corrupt)?)?;
             entries.push(FeedEntry {
                 seq: u64::try_from(seq).map_err(corrupt)?,
                 sid,
                 event,
                 state,
+                echo,
             });
         }
         Ok(entries)

@@ -8,7 +8,7 @@ use tokio_postgres::Row;
 
 use super::{corrupt, unavailable};
 use crate::domain::{
-    MessageSid, MessageState, MessageStatus, Parties, Source, Timestamp, Transition,
+    is_echo, MessageSid, MessageState, MessageStatus, Parties, Source, Timestamp, Transition,
 };
 use crate::store::{StoreError, StoredEvent, StoredMessage};
 
@@ -25,6 +25,7 @@ pub fn source_name(source: Source) -> &'static str {
         Source::Callback => "callback",
         Source::Sender => "sender",
         Source::Reconciler => "reconciler",
+        Source::EventStream => "event_stream",
     }
 }
 
@@ -33,6 +34,7 @@ fn source(name: &str) -> Result<Source, StoreError> {
         "callback" => Ok(Source::Callback),
         "sender" => Ok(Source::Sender),
         "reconciler" => Ok(Source::Reconciler),
+        "event_stream" => Ok(Source::EventStream),
         other => Err(StoreError::corrupt(format!(
             "unknown event source {other:?}"
         ))),
@@ -143,6 +145,14 @@ impl History {
     /// The state right after the transition received at `at`.
     pub fn state_through(&self, at: Timestamp) -> Option<MessageState> {
         MessageState::as_of(&self.parties, &self.transitions, at)
+    }
+
+    /// Whether the event at change-feed position `seq` is an echo (`domain::is_echo`).
+    pub fn is_echo(&self, seq: i64) -> bool {
+        self.seqs
+            .iter()
+            .position(|known| *known == seq)
+            .is_some_and(|index| is_echo(&self.transitions[..index], &self.transitions[index]))
     }
 
     /// The state at snapshot `snapshot`: after the transitions committed at or below it.

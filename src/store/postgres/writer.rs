@@ -41,7 +41,7 @@ use tokio_postgres::types::ToSql;
 
 use super::group::{apply, load, Loaded, NewEvent, Plan};
 use super::statements::{Statements, WRITER_SETTINGS};
-use crate::domain::{is_duplicate, MessageState, StatusEvent, Timestamp, Transition};
+use crate::domain::{is_duplicate, is_echo, MessageState, StatusEvent, Timestamp, Transition};
 use crate::store::{GroupObserver, Recorded, StoreError};
 
 /// The most commands written in one transaction.
@@ -58,6 +58,12 @@ pub enum Command {
         event: StatusEvent,
         idempotency_token: Option<String>,
         reply: oneshot::Sender<Result<Recorded, StoreError>>,
+    },
+    /// Records several events in the group's one transaction: every one of them is
+    /// committed, or none.
+    RecordAll {
+        events: Vec<(StatusEvent, Option<String>)>,
+        reply: oneshot::Sender<Result<Vec<Recorded>, StoreError>>,
     },
     /// Commits the group it arrived in, replies and stops the writer.
     Shutdown { reply: oneshot::Sender<()> },
@@ -142,6 +148,13 @@ struct Pending {
     token: Option<String>,
 }
 
+/// Who waits for the outcomes of a group's events, in the order they were queued.
+enum Waiting {
+    One(oneshot::Sender<Result<Recorded, StoreError>>),
+    /// A `RecordAll` of this many events.
+    All(usize, oneshot::Sender<Result<Vec<Recorded>, StoreError>>),
+}
+
 impl Writer {
     async fn commit(&mut self, group: &mut Vec<Command>) -> Continue {
         let mut next = Continue::Go;
@@ -159,7 +172,15 @@ impl Writer {
                         event,
                         token: idempotency_token,
                     });
-                    replies.push(reply);
+                    replies.push(Waiting::One(reply));
+                }
+                Command::RecordAll { events, reply } => {
+                    replies.push(Waiting::All(events.len(), reply));
+                    pending.extend(
+                        events
+                            .into_iter()
+                            .map(|(event, token)| Pending { event, token }),
+                    );
                 }
                 Command::Shutdown { reply } => {
                     next = Continue::Stop;
@@ -170,14 +191,36 @@ impl Writer {
         if !pending.is_empty() {
             match self.write(&pending).await {
                 Ok(outcomes) => {
-                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                        let _ = reply.send(Ok(outcome));
+                    let mut outcomes = outcomes.into_iter();
+                    for reply in replies {
+                        match reply {
+                            Waiting::One(reply) => {
+                                let outcome = outcomes.next().ok_or_else(missing_outcome);
+                                let _ = reply.send(outcome);
+                            }
+                            Waiting::All(count, reply) => {
+                                let taken: Vec<Recorded> = outcomes.by_ref().take(count).collect();
+                                let outcome = if taken.len() == count {
+                                    Ok(taken)
+                                } else {
+                                    Err(missing_outcome())
+                                };
+                                let _ = reply.send(outcome);
+                            }
+                        }
                     }
                 }
                 Err(error) => {
                     tracing::error!(%error, size = pending.len(), "a group could not be stored");
                     for reply in replies {
-                        let _ = reply.send(Err(error.clone()));
+                        match reply {
+                            Waiting::One(reply) => {
+                                let _ = reply.send(Err(error.clone()));
+                            }
+                            Waiting::All(_, reply) => {
+                                let _ = reply.send(Err(error.clone()));
+                            }
+                        }
                     }
                 }
             }
@@ -336,9 +379,17 @@ impl Writer {
                 continue;
             }
             let at = self.tick(message.state.as_ref().map(|s| s.updated_at));
+            let old_parties = message.parties.clone();
             message.parties.fill_from(&p.event);
             let transition = Transition::of(&p.event, at);
+            let echo = is_echo(&message.transitions, &transition);
             message.state = Some(match message.state.take() {
+                // One transition in effect: an echo changes no state, only the parties it
+                // may be the first to carry.
+                Some(mut state) if echo => {
+                    state.parties = message.parties.clone();
+                    state
+                }
                 Some(mut state) => {
                     state.apply(&transition);
                     state.parties = message.parties.clone();
@@ -347,7 +398,11 @@ impl Writer {
                 None => MessageState::first(message.parties.clone(), &transition),
             });
             let n = i32::try_from(message.transitions.len()).unwrap_or(i32::MAX);
-            message.last_event = Some(plan.events.len());
+            // The message's row and listing position are written after its last event of
+            // the group that changed something; an echo that changes nothing leaves them.
+            if !echo || message.parties != old_parties {
+                message.last_event = Some(plan.events.len());
+            }
             plan.events.push(NewEvent {
                 sid: sid.to_owned(),
                 n,
@@ -372,6 +427,10 @@ impl Writer {
         self.clock = at;
         at
     }
+}
+
+fn missing_outcome() -> StoreError {
+    StoreError::unavailable("the writer lost track of a group's outcomes")
 }
 
 /// Whether a transaction that failed with `error` may succeed when tried again from a

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use super::params::Packed;
 use crate::domain::counters::{Counted, Counter, Span, Width};
-use crate::domain::{MessageSid, MessageState, Parties, Timestamp, Transition};
+use crate::domain::{effective, MessageSid, MessageState, Parties, Timestamp, Transition};
 use crate::store::StoreError;
 
 /// A message as stored: enough to replay its state at any time without its events.
@@ -239,7 +239,8 @@ pub mod index {
     pub fn implied(sid: &MessageSid, record: &Record) -> Vec<(Vec<u8>, Option<Timestamp>)> {
         let mut entries = Vec::new();
         let mut state: Option<MessageState> = None;
-        for transition in &record.transitions {
+        // An echo moves nothing (see `domain::is_echo`): it leaves no history.
+        for (_, transition) in effective(&record.transitions) {
             if let Some(old) = &state {
                 for key in timed(sid, old) {
                     entries.push((key, Some(transition.received_at)));

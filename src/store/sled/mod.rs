@@ -25,7 +25,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::domain::{MessageSid, Timestamp};
+use crate::domain::{is_echo, MessageSid, Timestamp};
 use crate::store::{
     CheckError, CheckReport, FeedEntry, GroupObserver, Recorded, StoreError, StoredEvent,
     StoredMessage, HISTORY_KEPT,
@@ -112,6 +112,16 @@ impl SledStore {
             reply,
         })
         .await?;
+        wait_for(answer).await
+    }
+
+    /// Records `events` as one command of one group: durable together, or not at all.
+    pub async fn record_all(
+        &self,
+        events: Vec<(StatusEvent, Option<String>)>,
+    ) -> Result<Vec<Recorded>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::RecordAll { events, reply }).await?;
         wait_for(answer).await
     }
 
@@ -219,12 +229,17 @@ impl SledStore {
             let state = record
                 .state_at(Timestamp(seq))
                 .ok_or_else(|| StoreError::corrupt(format!("{sid}: no state at event {seq}")))?;
+            let echo = record
+                .transitions
+                .get(index)
+                .is_some_and(|transition| is_echo(&record.transitions[..index], transition));
             let event = self.trees.unpack(&sid, &record, index, body)?;
             entries.push(FeedEntry {
                 seq,
                 sid: sid.clone(),
                 event,
                 state,
+                echo,
             });
             cached = Some((sid, record));
             Ok(entries.len() < limit)

@@ -37,6 +37,33 @@ const NAMES: &[&str] = &[
     "Body",
     "Price",
     "PriceUnit",
+    // Twilio Event Streams: the CloudEvent's attributes, then its data's fields under
+    // `data.` (see `twilio::cloudevents`).
+    "id",
+    "type",
+    "source",
+    "specversion",
+    "time",
+    "dataschema",
+    "datacontenttype",
+    "data.messageSid",
+    "data.messageStatus",
+    "data.accountSid",
+    "data.from",
+    "data.to",
+    "data.messagingServiceSid",
+    "data.errorCode",
+    "data.timestamp",
+    "data.eventName",
+    "data.apiVersion",
+    "data.body",
+    "data.statusCallBackUrl",
+    "data.tags",
+    "data.mnc",
+    "data.mcc",
+    "data.rawDlrDoneDate",
+    "data.numberOfSegments",
+    "data.dateUpdated",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -38,7 +38,9 @@ use super::listings::Listings;
 use super::params::{self, Context};
 use super::Trees;
 use crate::domain::counters::counters;
-use crate::domain::{is_duplicate, MessageSid, MessageState, StatusEvent, Timestamp, Transition};
+use crate::domain::{
+    is_duplicate, is_echo, MessageSid, MessageState, StatusEvent, Timestamp, Transition,
+};
 use crate::store::lifecycle::replay_export;
 use crate::store::{GroupObserver, ImportError, Imported, Recorded, StoreError, StoredMessage};
 
@@ -50,6 +52,12 @@ pub enum Command {
         event: StatusEvent,
         idempotency_token: Option<String>,
         reply: oneshot::Sender<Result<Recorded, StoreError>>,
+    },
+    /// Records several events as one command, so that they land in one group: one atomic
+    /// batch, one sync. Either every event is durable when it replies, or none is written.
+    RecordAll {
+        events: Vec<(StatusEvent, Option<String>)>,
+        reply: oneshot::Sender<Result<Vec<Recorded>, StoreError>>,
     },
     /// Writes and syncs a marker: proves the store is writable (`/readyz`).
     Probe {
@@ -148,6 +156,10 @@ enum Reply {
         Result<Recorded, StoreError>,
         oneshot::Sender<Result<Recorded, StoreError>>,
     ),
+    RecordAll(
+        Result<Vec<Recorded>, StoreError>,
+        oneshot::Sender<Result<Vec<Recorded>, StoreError>>,
+    ),
     Done(oneshot::Sender<Result<(), StoreError>>),
     Deleted(
         Result<u64, StoreError>,
@@ -201,6 +213,10 @@ impl Writer {
                 } => {
                     let outcome = self.plan(&mut writes, event, idempotency_token);
                     replies.push(Reply::Record(outcome, reply));
+                }
+                Command::RecordAll { events, reply } => {
+                    let outcome = self.plan_all(&mut writes, events);
+                    replies.push(Reply::RecordAll(outcome, reply));
                 }
                 Command::Probe { reply } => {
                     writes
@@ -261,6 +277,7 @@ impl Writer {
         let storage_error = result.as_ref().err().or_else(|| {
             replies.iter().find_map(|reply| match reply {
                 Reply::Record(Err(error @ StoreError::Unavailable(_)), _)
+                | Reply::RecordAll(Err(error @ StoreError::Unavailable(_)), _)
                 | Reply::Deleted(Err(error @ StoreError::Unavailable(_)), _) => Some(error),
                 _ => None,
             })
@@ -280,6 +297,9 @@ impl Writer {
             // A handler that gave up waiting has dropped its receiver: nothing to tell it.
             match reply {
                 Reply::Record(outcome, reply) => {
+                    let _ = reply.send(result.clone().and(outcome));
+                }
+                Reply::RecordAll(outcome, reply) => {
                     let _ = reply.send(result.clone().and(outcome));
                 }
                 Reply::Done(reply) => {
@@ -332,6 +352,18 @@ impl Writer {
         let old_parties = record.parties.clone();
         record.parties.fill_from(&event);
         let transition = Transition::of(&event, at);
+        if is_echo(&record.transitions, &transition) {
+            // One transition in effect: the echo joins the history and nothing else moves.
+            record.transitions.push(transition);
+            record.tokens.extend(token);
+            if record.parties != old_parties {
+                for key in index::numbers(&sid, &record.parties) {
+                    writes.batch.insert(key, &[][..]);
+                }
+            }
+            self.append_event(writes, &sid, event, record)?;
+            return Ok(Recorded::Stored);
+        }
         let state = match old_state.clone() {
             Some(mut state) => {
                 state.apply(&transition);
@@ -367,6 +399,46 @@ impl Writer {
             }
         }
 
+        self.append_event(writes, &sid, event, record)?;
+        Ok(Recorded::Stored)
+    }
+
+    /// Plans a batch of events that must be durable together or not at all (see
+    /// [`Command::RecordAll`]). Every record the batch touches is read first: a failed read
+    /// refuses the batch before any of it is planned, so no part of it reaches the group's
+    /// write.
+    fn plan_all(
+        &mut self,
+        writes: &mut GroupWrites,
+        events: Vec<(StatusEvent, Option<String>)>,
+    ) -> Result<Vec<Recorded>, StoreError> {
+        for (event, _) in &events {
+            let sid = event.sid();
+            if !writes.overlay.contains_key(sid) {
+                let record = self.trees.record(sid)?.unwrap_or_default();
+                writes.overlay.insert(sid.clone(), record);
+            }
+        }
+        events
+            .into_iter()
+            .map(|(event, token)| self.plan(writes, event, token))
+            .collect()
+    }
+
+    /// Appends `event`'s parameters to the group's event block, at the arrival time of the
+    /// record's last transition, and writes the record.
+    fn append_event(
+        &self,
+        writes: &mut GroupWrites,
+        sid: &MessageSid,
+        event: StatusEvent,
+        record: Record,
+    ) -> Result<(), StoreError> {
+        let at = record
+            .transitions
+            .last()
+            .map(|transition| transition.received_at)
+            .ok_or_else(|| StoreError::corrupt(format!("{sid}: a record without events")))?;
         let status = event.status().clone();
         let cx = Context {
             sid: sid.as_str(),
@@ -378,9 +450,9 @@ impl Writer {
             params: params::pack(event.into_params(), &cx),
         };
         writes.events.append(at.0, encode(&body)?);
-        writes.batch.insert(record_key(&sid), encode(&record)?);
-        writes.overlay.insert(sid, record);
-        Ok(Recorded::Stored)
+        writes.batch.insert(record_key(sid), encode(&record)?);
+        writes.overlay.insert(sid.clone(), record);
+        Ok(())
     }
 
     /// The record of `sid` as the commands before this one in the group left it.
@@ -538,6 +610,9 @@ fn refuse(group: &mut Vec<Command>, error: &StoreError) -> Continue {
     for command in group.drain(..) {
         match command {
             Command::Record { reply, .. } => {
+                let _ = reply.send(Err(error.clone()));
+            }
+            Command::RecordAll { reply, .. } => {
                 let _ = reply.send(Err(error.clone()));
             }
             Command::Probe { reply }
