@@ -5,6 +5,7 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::store::Counts;
@@ -72,6 +73,8 @@ pub struct Metrics {
     /// Messages deleted, by [`Deletion`].
     deletions: [AtomicU64; 2],
     unauthorized: AtomicU64,
+    /// `POST /twilio/events`.
+    pub streams: StreamMetrics,
 }
 
 struct Histogram<const N: usize> {
@@ -227,6 +230,7 @@ impl Metrics {
                 self.deletions[why as usize].load(Relaxed)
             );
         }
+        self.streams.render(&mut out);
         if let Some(counts) = counts {
             out.push_str("# HELP statushook_messages Messages by current status.\n");
             out.push_str("# TYPE statushook_messages gauge\n");
@@ -246,5 +250,119 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+/// What `POST /twilio/events` (Twilio Event Streams) did: requests by outcome, their
+/// latency, and the events they carried by what became of each; events of a type that is
+/// not stored by type, the label a known type name or `other` (`EventType`), so that the
+/// label values stay few whatever arrives.
+#[derive(Default)]
+pub struct StreamMetrics {
+    requests: [AtomicU64; Outcome::ALL.len()],
+    latency: Histogram<{ LATENCY_BOUNDS.len() }>,
+    events: [AtomicU64; EventOutcome::ALL.len()],
+    ignored: Mutex<Vec<(&'static str, u64)>>,
+}
+
+/// What became of one event of a stream request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOutcome {
+    Stored,
+    Duplicate,
+    /// A CloudEvent of a type statushook does not store.
+    Ignored,
+    /// Not a CloudEvent, or a message status event that cannot be read.
+    Invalid,
+}
+
+impl EventOutcome {
+    const ALL: [EventOutcome; 4] = [
+        EventOutcome::Stored,
+        EventOutcome::Duplicate,
+        EventOutcome::Ignored,
+        EventOutcome::Invalid,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            EventOutcome::Stored => "stored",
+            EventOutcome::Duplicate => "duplicate",
+            EventOutcome::Ignored => "ignored",
+            EventOutcome::Invalid => "invalid",
+        }
+    }
+}
+
+impl StreamMetrics {
+    /// A request answered, with its outcome (`Stored` for every `200`).
+    pub fn request(&self, outcome: Outcome, took: Duration) {
+        self.requests[outcome as usize].fetch_add(1, Relaxed);
+        self.latency.observe(&LATENCY_BOUNDS, took.as_secs_f64());
+    }
+
+    pub fn events(&self, outcome: EventOutcome, count: u64) {
+        self.events[outcome as usize].fetch_add(count, Relaxed);
+    }
+
+    /// An event of a type that is not stored, under its label (`EventType::as_str`).
+    pub fn ignored(&self, label: &'static str) {
+        self.events(EventOutcome::Ignored, 1);
+        let mut ignored = self
+            .ignored
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match ignored.iter_mut().find(|(known, _)| *known == label) {
+            Some((_, count)) => *count += 1,
+            None => ignored.push((label, 1)),
+        }
+    }
+
+    fn render(&self, out: &mut String) {
+        out.push_str(
+            "# HELP statushook_event_stream_requests_total Event Streams requests (POST /twilio/events) by outcome.\n\
+             # TYPE statushook_event_stream_requests_total counter\n",
+        );
+        for outcome in Outcome::ALL {
+            let _ = writeln!(
+                out,
+                "statushook_event_stream_requests_total{{outcome=\"{}\"}} {}",
+                outcome.label(),
+                self.requests[outcome as usize].load(Relaxed)
+            );
+        }
+        self.latency.render(
+            out,
+            "statushook_event_stream_duration_seconds",
+            "Time from an Event Streams request's arrival to its answer.",
+            &LATENCY_BOUNDS,
+        );
+        out.push_str(
+            "# HELP statushook_event_stream_events_total Events of Event Streams requests by what became of them.\n\
+             # TYPE statushook_event_stream_events_total counter\n",
+        );
+        for outcome in EventOutcome::ALL {
+            let _ = writeln!(
+                out,
+                "statushook_event_stream_events_total{{outcome=\"{}\"}} {}",
+                outcome.label(),
+                self.events[outcome as usize].load(Relaxed)
+            );
+        }
+        out.push_str(
+            "# HELP statushook_event_stream_ignored_total Events of a type statushook does not store, by type (a known type name, else other).\n\
+             # TYPE statushook_event_stream_ignored_total counter\n",
+        );
+        let ignored = self
+            .ignored
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        for (label, count) in ignored {
+            let _ = writeln!(
+                out,
+                "statushook_event_stream_ignored_total{{type=\"{label}\"}} {count}"
+            );
+        }
     }
 }

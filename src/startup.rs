@@ -197,6 +197,12 @@ fn routes_table(config: &mut web::ServiceConfig) {
                 .route(web::post().to(routes::status_callback))
                 .default_service(web::to(routes::no_route)),
         )
+        .service(
+            web::resource("/twilio/events")
+                .app_data(web::PayloadConfig::new(routes::MAX_EVENT_STREAM_BODY))
+                .route(web::post().to(routes::event_streams))
+                .default_service(web::to(routes::no_route)),
+        )
         .route("/healthz", web::get().to(routes::healthz))
         .route("/readyz", web::get().to(routes::readyz))
         .route("/metrics", web::get().to(routes::metrics))

@@ -3,6 +3,7 @@
 //! status code in one place; sending has its own, [`SendFailure`], because its answers are
 //! kept under idempotency keys.
 
+mod event_streams;
 mod events;
 mod export;
 mod fallback;
@@ -22,6 +23,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse, ResponseError};
 
+pub use event_streams::{event_streams, MAX_BODY as MAX_EVENT_STREAM_BODY};
 pub use events::events;
 pub use export::export_messages;
 pub use fallback::no_route;

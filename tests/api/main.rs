@@ -1,5 +1,6 @@
 mod crash;
 mod data_lifecycle;
+mod event_streams;
 mod feed;
 mod forwarding;
 mod forwarding_failover;

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use super::database::{database_for, testing_postgres};
 use super::fixtures::{encode, sign, API_TOKEN, AUTH_TOKEN, FORM, PUBLIC_URL};
+use super::streams::{sign_url, target_for};
 
 /// The `statushook` binary of this build.
 pub const BINARY: &str = env!("CARGO_BIN_EXE_statushook");
@@ -279,6 +280,24 @@ pub async fn post_to_binary(
     params: &[(String, String)],
 ) -> reqwest::Result<Response> {
     signed_callback(client, address, params).send().await
+}
+
+/// Posts `body` to `/twilio/events` of a binary at `address`, signed as a Twilio Event
+/// Streams sink signs it for [`PUBLIC_URL`].
+pub async fn post_events_to_binary(
+    client: &reqwest::Client,
+    address: &str,
+    body: &str,
+) -> reqwest::Result<Response> {
+    let target = target_for("/twilio/events", body.as_bytes());
+    let signature = sign_url(&format!("{PUBLIC_URL}{target}"));
+    client
+        .post(format!("{address}{target}"))
+        .header("Content-Type", "application/json")
+        .header("X-Twilio-Signature", signature)
+        .body(body.to_owned())
+        .send()
+        .await
 }
 
 /// `GET /v1/messages/{sid}` of a binary at `address`.

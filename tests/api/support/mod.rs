@@ -9,4 +9,5 @@ pub mod metrics;
 pub mod poll;
 pub mod receiver;
 pub mod spawn;
+pub mod streams;
 pub mod twilio;

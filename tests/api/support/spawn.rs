@@ -13,6 +13,7 @@ use super::binary::get_json;
 use super::database::test_database;
 use super::fixtures::{encode, sign, sign_with, API_TOKEN, AUTH_TOKEN, FORM, PUBLIC_URL};
 use super::metrics::scrape;
+use super::streams::{sign_url, target_for};
 
 pub struct TestApp {
     pub address: String,
@@ -74,6 +75,22 @@ impl TestApp {
     /// Posts a correctly signed callback to `/twilio/status`.
     pub async fn post_callback(&self, params: &[(String, String)]) -> Response {
         self.post_signed("/twilio/status", params).await
+    }
+
+    /// Posts `body` to `/twilio/events` as a Twilio Event Streams sink does: `bodySHA256`
+    /// appended to the URL, the URL signed with the test account's token, JSON.
+    pub async fn post_events(&self, body: &str) -> Response {
+        let target = target_for("/twilio/events", body.as_bytes());
+        let signature = sign_url(&format!("{}{target}", self.public_url));
+        self.post_raw(
+            &target,
+            body.to_owned(),
+            &[
+                ("Content-Type", "application/json"),
+                ("X-Twilio-Signature", &signature),
+            ],
+        )
+        .await
     }
 
     pub async fn post_signed(&self, target: &str, params: &[(String, String)]) -> Response {
