@@ -1,6 +1,7 @@
 mod crash;
 mod data_lifecycle;
 mod event_streams;
+mod event_streams_durability;
 mod feed;
 mod forwarding;
 mod forwarding_failover;
