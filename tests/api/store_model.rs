@@ -1,13 +1,14 @@
 //! A model test: random callback sequences (any order, duplicates, unknown statuses,
-//! repeated idempotency tokens) applied to the store and to a plain in-memory model give
-//! the same records, the same listings and the same counts; the indexes stay equal to
-//! the records, also after a restart.
+//! repeated idempotency tokens, and Event Streams events beside the callbacks, some of
+//! them echoes of a callback, recorded a run at a time with `Store::record_all`) applied to
+//! the store and to a plain in-memory model give the same records, the same listings and
+//! the same counts; the indexes stay equal to the records, also after a restart.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures_util::future::join_all;
 use proptest::prelude::*;
-use statushook::domain::{KnownStatus, Source, StatusEvent, Timestamp};
+use statushook::domain::{KnownStatus, MessageSid, MessageStatus, Source, StatusEvent, Timestamp};
 use statushook::store::{ListQuery, Store};
 
 use crate::support::database::{open_store, test_database};
@@ -32,6 +33,8 @@ struct Callback {
     error_code: Option<u32>,
     dlr: Option<&'static str>,
     token: Option<&'static str>,
+    /// An Event Streams event rather than a status callback.
+    stream: bool,
 }
 
 fn callback() -> impl Strategy<Value = Callback> {
@@ -41,13 +44,15 @@ fn callback() -> impl Strategy<Value = Callback> {
         prop::option::of(prop::sample::select(&[30003u32, 30005][..])),
         prop::option::of(prop::sample::select(&["2611260901", "2611260905"][..])),
         prop::option::of(prop::sample::select(&["t1", "t2", "t3"][..])),
+        prop::bool::weighted(0.4),
     )
-        .prop_map(|(sid, status, error_code, dlr, token)| Callback {
+        .prop_map(|(sid, status, error_code, dlr, token, stream)| Callback {
             sid,
             status,
             error_code,
             dlr,
             token,
+            stream,
         })
 }
 
@@ -59,7 +64,9 @@ fn sid(n: usize) -> String {
 #[derive(Debug, Default, Clone)]
 struct ModelMessage {
     events: Vec<&'static str>,
-    seen: BTreeSet<(&'static str, Option<u32>)>,
+    /// (stream, status, error code) of the events stored: a repeat by the same channel is
+    /// a duplicate, by the other an echo (kept, changing nothing).
+    seen: BTreeSet<(bool, &'static str, Option<u32>)>,
     tokens: BTreeSet<&'static str>,
     current: Option<(&'static str, u8, Option<&'static str>, Option<u32>)>,
 }
@@ -71,14 +78,15 @@ fn rank(status: &str) -> Option<u8> {
 impl ModelMessage {
     fn apply(&mut self, c: &Callback) {
         let duplicate = c.token.is_some_and(|t| self.tokens.contains(t))
-            || self.seen.contains(&(c.status, c.error_code));
+            || self.seen.contains(&(c.stream, c.status, c.error_code));
         if duplicate {
             return;
         }
+        let echo = self.seen.contains(&(!c.stream, c.status, c.error_code));
         self.events.push(c.status);
-        self.seen.insert((c.status, c.error_code));
+        self.seen.insert((c.stream, c.status, c.error_code));
         self.tokens.extend(c.token);
-        let Some(new_rank) = rank(c.status) else {
+        let Some(new_rank) = rank(c.status).filter(|_| !echo) else {
             return;
         };
         let takes_over = match self.current {
@@ -96,6 +104,26 @@ impl ModelMessage {
 }
 
 fn event(c: &Callback) -> StatusEvent {
+    if c.stream {
+        let params = vec![
+            ("id".to_owned(), format!("EZ{}", c.sid)),
+            ("data.messageSid".to_owned(), sid(c.sid)),
+            (
+                "data.messageStatus".to_owned(),
+                c.status.to_ascii_uppercase(),
+            ),
+            ("data.to".to_owned(), format!("+1555000{}", c.sid % 2)),
+            ("data.from".to_owned(), format!("+1500555{}", c.sid % 3)),
+        ];
+        return StatusEvent::new(
+            MessageSid::parse(&sid(c.sid)).expect("a SID"),
+            MessageStatus::parse(c.status).expect("a status"),
+            c.error_code,
+            c.dlr.map(str::to_owned),
+            Source::EventStream,
+            params,
+        );
+    }
     let mut params = vec![
         ("MessageSid".to_owned(), sid(c.sid)),
         ("MessageStatus".to_owned(), c.status.to_owned()),
@@ -219,8 +247,22 @@ proptest! {
             for c in &callbacks {
                 model.entry(c.sid).or_default().apply(c);
             }
-            // All at once, so the writer meets several callbacks of one message in a group.
-            let recorded = join_all(callbacks.iter().map(|c| store.record(event(c), c.token.map(str::to_owned)))).await;
+            // All at once, so the writer meets several callbacks of one message in a group;
+            // each run of stream events as one `record_all`, as a batch arrives.
+            let runs = callbacks.chunk_by(|a, b| a.stream && b.stream);
+            let recorded = join_all(runs.map(|run| async {
+                let events: Vec<(StatusEvent, Option<String>)> = run
+                    .iter()
+                    .map(|c| (event(c), c.token.map(str::to_owned)))
+                    .collect();
+                if run[0].stream {
+                    store.record_all(events).await.map(|_| ())
+                } else {
+                    let (event, token) = events.into_iter().next().expect("one callback");
+                    store.record(event, token).await.map(|_| ())
+                }
+            }))
+            .await;
             assert!(recorded.iter().all(Result::is_ok));
             compare(&store, &model).await;
 
