@@ -45,6 +45,7 @@ Secrets and Twilio settings are read from the environment only:
   TWILIO_ACCOUNT_SID            AC... account (required for sending and reconciling)
   TWILIO_API_KEY, TWILIO_API_SECRET   SK... key for the REST API's Basic auth
   TWILIO_API_BASE               base URL of the Twilio REST API [default: https://api.twilio.com]
+  TWILIO_EVENTS_API_BASE        base URL of Twilio's Event Streams API, for `streams` [default: https://events.twilio.com]
   STATUSHOOK_RECONCILE_AFTER    age at which a non-final message is fetched from Twilio (s, m, h or d) [default: 15m]
   STATUSHOOK_CALLBACK_OVERRIDES connection overrides appended to the StatusCallback [default: #rc=5&rp=ct,rt,5xx]
   STATUSHOOK_RECONCILE_RATE     most Fetch Message requests a second by the reconciler [default: 5]
@@ -311,6 +312,43 @@ impl SendConfig {
         Ok(SendConfig {
             twilio,
             status_callback: status_callback(&public_url, &callback_overrides(&env)?),
+            twilio_timeout: twilio_timeout(&env)?,
+        })
+    }
+}
+
+/// What `statushook streams setup` and `streams status` need, validated.
+#[derive(Debug, Clone)]
+pub struct StreamsConfig {
+    pub twilio: TwilioCredentials,
+    /// `{PUBLIC_URL}/twilio/events`: the sink's destination.
+    pub destination: String,
+    /// The base URL of Twilio's Event Streams API (`TWILIO_EVENTS_API_BASE`).
+    pub events_api_base: String,
+    pub twilio_timeout: Duration,
+}
+
+impl StreamsConfig {
+    pub fn from_env(public_url: Option<&str>) -> Result<StreamsConfig, ConfigError> {
+        let env = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|value| !value.trim().is_empty())
+        };
+        let public_url = public_url.ok_or(ConfigError::missing("STATUSHOOK_PUBLIC_URL"))?;
+        let public_url = PublicUrl::parse(public_url)
+            .map_err(|problem| ConfigError::malformed("STATUSHOOK_PUBLIC_URL", problem))?;
+        let twilio = twilio_credentials(&env)?.ok_or(ConfigError::missing("TWILIO_ACCOUNT_SID"))?;
+        let events_api_base = env("TWILIO_EVENTS_API_BASE")
+            .unwrap_or_else(|| "https://events.twilio.com".into())
+            .trim_end_matches('/')
+            .to_owned();
+        check_http_url(&events_api_base)
+            .map_err(|problem| ConfigError::malformed("TWILIO_EVENTS_API_BASE", problem))?;
+        Ok(StreamsConfig {
+            twilio,
+            destination: public_url.join("/twilio/events"),
+            events_api_base,
             twilio_timeout: twilio_timeout(&env)?,
         })
     }

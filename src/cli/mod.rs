@@ -1,12 +1,14 @@
 //! The command line: sub-commands and their dispatch, one file per family — `serve.rs`
 //! (the service and its health check), `send.rs` (one message through Twilio),
-//! `offline.rs` (export, import, check, compact, migrate: the tools that work on a store)
-//! and `simulate.rs` (playing Twilio against a running service).
+//! `offline.rs` (export, import, check, compact, migrate: the tools that work on a store),
+//! `simulate.rs` (playing Twilio against a running service) and `streams.rs` (the Twilio
+//! Event Streams sink and subscription).
 
 mod offline;
 mod send;
 mod serve;
 pub mod simulate;
+mod streams;
 
 use std::process::ExitCode;
 
@@ -18,6 +20,7 @@ use offline::{CheckArgs, ExportArgs, ImportArgs, MigrateArgs};
 use send::SendArgs;
 use serve::HealthcheckArgs;
 use simulate::SimulateArgs;
+use streams::StreamsCommand;
 
 /// Verify, store and query Twilio message status callbacks.
 #[derive(Debug, Parser)]
@@ -55,6 +58,10 @@ enum Command {
     /// Apply pending schema migrations to the PostgreSQL database (`serve` also does
     /// this at start-up).
     Migrate(MigrateArgs),
+    /// Twilio Event Streams: set up (or show) the webhook sink for
+    /// {PUBLIC_URL}/twilio/events and its subscription to the message status events.
+    #[command(subcommand, after_help = ENV_HELP)]
+    Streams(StreamsCommand),
 }
 
 /// Exit code of a missing or malformed setting.
@@ -79,6 +86,7 @@ impl Cli {
             Command::Healthcheck(args) => serve::healthcheck(&args),
             Command::Check(args) => offline::check(&args),
             Command::Migrate(args) => offline::migrate(&args),
+            Command::Streams(command) => streams::command(command),
         }
     }
 }

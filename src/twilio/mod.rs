@@ -7,6 +7,7 @@
 pub mod client;
 pub mod cloudevents;
 pub mod create_message;
+pub mod event_streams;
 pub mod form;
 pub mod refusal;
 pub mod signature;

@@ -25,5 +25,6 @@ mod simulate;
 mod status_callback;
 mod store_model;
 mod store_outage;
+mod streams_setup;
 mod support;
 mod ui;
