@@ -1,11 +1,17 @@
-//! `statushook simulate`: plays Twilio against a status-callback endpoint.
+//! `statushook simulate`: plays Twilio against statushook's endpoints.
 //!
-//! It makes realistic, correctly signed callback sequences for a number of messages —
-//! queued → sent → delivered (some read), undelivered or failed with real error codes —
-//! then duplicates some callbacks (with the same idempotency token, as Twilio's retries
+//! It makes realistic, correctly signed sequences for a number of messages — queued → sent
+//! → delivered (some read), undelivered or failed with real error codes — then duplicates
+//! some deliveries (with the same idempotency token or CloudEvent id, as Twilio's retries
 //! do), shuffles the order of some messages, interleaves all messages, and posts them at a
 //! chosen rate. Each message's plan is printed as a JSON line: what it sent and the status
 //! the message must end in. Useful to try statushook locally and for load tests.
+//!
+//! `--via` chooses how Twilio reports: status callbacks to `/twilio/status` (the default),
+//! Event Streams events to `/twilio/events` (CloudEvents, `--batch` of them a request, as a
+//! batching sink sends them), or a mix: some messages by callback, some by stream, and
+//! some by both — each transition then arrives twice, once by each channel, and must be
+//! one transition in effect with both deliveries in the history.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -13,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
+use serde_json::{json, Value};
 
 use super::{runtime, CONFIG_ERROR};
 use crate::secret::Secret;
@@ -20,16 +27,44 @@ use crate::twilio::signature;
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Where to post, e.g. `http://127.0.0.1:8080/twilio/status`.
+    /// Where to post callbacks, e.g. `http://127.0.0.1:8080/twilio/status`.
     pub url: String,
     /// The URL to sign: the one Twilio would call, `{PUBLIC_URL}/twilio/status`.
     pub signed_url: String,
+    /// Where to post stream events, e.g. `http://127.0.0.1:8080/twilio/events`.
+    pub events_url: String,
+    /// The sink's destination as Twilio calls it, `{PUBLIC_URL}/twilio/events`.
+    pub signed_events_url: String,
     pub token: Secret,
     pub messages: usize,
-    /// Callbacks a second.
+    /// Deliveries (callbacks and stream events) a second.
     pub rate: f64,
     pub seed: u64,
     pub concurrency: usize,
+    pub via: Via,
+    /// Stream events a request; 1 posts each event alone, as an object.
+    pub batch: usize,
+}
+
+/// How Twilio reports the simulated messages' statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    /// Status callbacks to /twilio/status.
+    #[default]
+    Callbacks,
+    /// Event Streams events to /twilio/events.
+    Streams,
+    /// Some messages by callback, some by stream, some by both.
+    Mixed,
+}
+
+/// The channel of one delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Callback,
+    EventStream,
 }
 
 /// One simulated message: what is sent for it, and where it must end.
@@ -40,20 +75,30 @@ pub struct Planned {
     pub error_code: Option<u32>,
     /// Statuses in the order they are posted, duplicates included.
     pub sent: Vec<&'static str>,
+    /// The channel of each of `sent`.
+    pub channels: Vec<Channel>,
     #[serde(skip)]
-    callbacks: Vec<Callback>,
+    deliveries: Vec<Delivery>,
 }
 
+/// One delivery: a status callback (its parameters and idempotency token) or a stream
+/// event (its CloudEvent, whose `id` is its token).
 #[derive(Debug, Clone)]
-struct Callback {
-    params: Vec<(String, String)>,
-    token: String,
+enum Delivery {
+    Callback {
+        params: Vec<(String, String)>,
+        token: String,
+    },
+    Stream(Value),
 }
 
-/// What the endpoint answered.
+/// What the endpoints answered.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Report {
-    pub callbacks: usize,
+    /// Requests posted: callbacks, and requests of stream events.
+    pub requests: usize,
+    /// Stream events posted, in those requests.
+    pub events: usize,
     pub answered_200: usize,
     pub refused: usize,
     pub failed: usize,
@@ -114,31 +159,57 @@ pub fn plan(options: &Options) -> Vec<Planned> {
                 ),
             };
             let to = format!("+1555{:07}", rng.u32(0..10_000_000));
-            let mut sent: Vec<&'static str> = path.to_vec();
+            let mut statuses: Vec<&'static str> = path.to_vec();
             // Out of order: Twilio gives no ordering guarantee between callbacks.
             if rng.u32(0..100) < 15 {
-                rng.shuffle(&mut sent);
+                rng.shuffle(&mut statuses);
             }
-            let mut callbacks: Vec<Callback> = sent
-                .iter()
-                .enumerate()
-                .map(|(i, status)| {
-                    let error = if Some(*status) == path.last().copied() {
-                        error_code
-                    } else {
-                        None
-                    };
-                    Callback {
-                        params: callback_params(&sid, status, error, &to, "+15005550006"),
-                        token: format!("{sid}-{i}"),
-                    }
-                })
-                .collect();
-            // Duplicates: a retried delivery repeats the callback and its token.
-            for i in 0..callbacks.len() {
+            // The channels that report this message (the callbacks-only plan draws nothing
+            // here, so a seed makes the same plan it always made).
+            let channels: &[Channel] = match options.via {
+                Via::Callbacks => &[Channel::Callback],
+                Via::Streams => &[Channel::EventStream],
+                Via::Mixed => match rng.u32(0..100) {
+                    0..=39 => &[Channel::Callback],
+                    40..=69 => &[Channel::EventStream],
+                    _ => &[Channel::Callback, Channel::EventStream],
+                },
+            };
+            let mut sent = Vec::new();
+            let mut via = Vec::new();
+            let mut deliveries: Vec<Delivery> = Vec::new();
+            for (i, status) in statuses.iter().enumerate() {
+                let error = if Some(*status) == path.last().copied() {
+                    error_code
+                } else {
+                    None
+                };
+                for channel in channels {
+                    deliveries.push(match channel {
+                        Channel::Callback => Delivery::Callback {
+                            params: callback_params(&sid, status, error, &to, "+15005550006"),
+                            token: format!("{sid}-{i}"),
+                        },
+                        Channel::EventStream => Delivery::Stream(stream_event(
+                            &format!("EZ{}{i:02}", &sid[2..32]),
+                            &sid,
+                            status,
+                            error,
+                            &to,
+                            "+15005550006",
+                        )),
+                    });
+                    sent.push(*status);
+                    via.push(*channel);
+                }
+            }
+            // Duplicates: a retried delivery repeats the callback and its token, or the
+            // stream event and its id.
+            for i in 0..deliveries.len() {
                 if rng.u32(0..100) < 10 {
-                    callbacks.push(callbacks[i].clone());
+                    deliveries.push(deliveries[i].clone());
                     sent.push(sent[i]);
+                    via.push(via[i]);
                 }
             }
             Planned {
@@ -146,7 +217,8 @@ pub fn plan(options: &Options) -> Vec<Planned> {
                 final_status: path[path.len() - 1],
                 error_code,
                 sent,
-                callbacks,
+                channels: via,
+                deliveries,
             }
         })
         .collect()
@@ -183,37 +255,147 @@ pub fn callback_params(
     params
 }
 
-/// Posts every planned callback, messages interleaved, at the chosen rate.
+/// The CloudEvent Twilio Event Streams sends when message `sid` reaches `status`
+/// (`Messaging.MessageStatus`, the status in upper case, the error code as an integer).
+pub fn stream_event(
+    id: &str,
+    sid: &str,
+    status: &str,
+    error: Option<u32>,
+    to: &str,
+    from: &str,
+) -> Value {
+    let account = "AC0123456789abcdef0123456789abcdef";
+    let mut data = json!({
+        "messageSid": sid,
+        "timestamp": "2026-11-26T09:00:00.000Z",
+        "accountSid": account,
+        "eventName": format!("com.twilio.messaging.message.{status}"),
+        "apiVersion": "2010-04-01",
+        "from": from,
+        "to": to,
+        "messageStatus": status.to_ascii_uppercase(),
+        "messagingServiceSid": "MG0123456789abcdef0123456789abcdef",
+        "numberOfSegments": 1,
+    });
+    if let Some(error) = error {
+        data["errorCode"] = json!(error);
+    }
+    json!({
+        "specversion": "1.0",
+        "type": format!("com.twilio.messaging.message.{status}"),
+        "source": format!("/2010-04-01/Accounts/{account}/Messages/{sid}.json"),
+        "id": id,
+        "dataschema": "https://events-schemas.twilio.com/Messaging.MessageStatus/7",
+        "datacontenttype": "application/json",
+        "time": "2026-11-26T09:00:00.000Z",
+        "data": data,
+    })
+}
+
+/// The request target, body and signature of stream events posted to `url` and signed for
+/// `signed_url`: a lone event as an object, several as an array (a batch).
+pub fn signed_events(
+    token: &Secret,
+    url: &str,
+    signed_url: &str,
+    events: &[&Value],
+) -> (String, String, String) {
+    let body = match events {
+        [one] => one.to_string(),
+        many => Value::Array(many.iter().map(|event| (*event).clone()).collect()).to_string(),
+    };
+    let query = format!("bodySHA256={}", signature::body_sha256(body.as_bytes()));
+    let join = |url: &str| {
+        let separator = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{separator}{query}")
+    };
+    let none: &[(&str, &str)] = &[];
+    let signature = signature::sign_sha1(token, &join(signed_url), none);
+    (join(url), body, signature)
+}
+
+/// One request to post: a callback, or stream events (one, or a batch).
+enum Request<'a> {
+    Callback {
+        params: &'a [(String, String)],
+        token: &'a str,
+    },
+    Events(Vec<&'a Value>),
+}
+
+/// Posts every planned delivery, messages interleaved, at the chosen rate: callbacks one a
+/// request, stream events `batch` a request.
 pub async fn run(options: &Options, plan: &[Planned]) -> Report {
-    // Round-robin across messages: the i-th callback of every message, then the next.
-    let longest = plan.iter().map(|p| p.callbacks.len()).max().unwrap_or(0);
-    let order: Vec<&Callback> = (0..longest)
-        .flat_map(|i| plan.iter().filter_map(move |p| p.callbacks.get(i)))
+    // Round-robin across messages: the i-th delivery of every message, then the next.
+    let longest = plan.iter().map(|p| p.deliveries.len()).max().unwrap_or(0);
+    let order: Vec<&Delivery> = (0..longest)
+        .flat_map(|i| plan.iter().filter_map(move |p| p.deliveries.get(i)))
         .collect();
+    // Each request with the position of the delivery that completes it, which paces it.
+    let mut requests: Vec<(usize, Request)> = Vec::new();
+    let mut batch: Vec<&Value> = Vec::new();
+    let batch_size = options.batch.max(1);
+    for (i, delivery) in order.iter().enumerate() {
+        match delivery {
+            Delivery::Callback { params, token } => {
+                requests.push((i, Request::Callback { params, token }));
+            }
+            Delivery::Stream(event) => {
+                batch.push(event);
+                if batch.len() == batch_size {
+                    requests.push((i, Request::Events(std::mem::take(&mut batch))));
+                }
+            }
+        }
+    }
+    if !batch.is_empty() {
+        requests.push((order.len(), Request::Events(batch)));
+    }
+    let events = order
+        .iter()
+        .filter(|d| matches!(d, Delivery::Stream(_)))
+        .count();
     let client = reqwest::Client::new();
     let started = Instant::now();
     let pace = Duration::from_secs_f64(1.0 / options.rate.max(0.001));
     let options = Arc::new(options.clone());
-    let answers: Vec<Answer> = stream::iter(order.into_iter().enumerate())
-        .map(|(i, callback)| {
+    let answers: Vec<Answer> = stream::iter(requests)
+        .map(|(i, request)| {
             let (client, options) = (client.clone(), Arc::clone(&options));
             async move {
                 // Start times are paced; answers may overlap up to the concurrency.
                 let due = started + pace.mul_f64(i as f64);
                 tokio::time::sleep_until(due.into()).await;
-                let signature =
-                    signature::sign_sha1(&options.token, &options.signed_url, &callback.params);
-                let body = form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs(&callback.params)
-                    .finish();
-                let sent = client
-                    .post(&options.url)
-                    .header("Content-Type", "application/x-www-form-urlencoded")
-                    .header("X-Twilio-Signature", signature)
-                    .header("I-Twilio-Idempotency-Token", &callback.token)
-                    .body(body)
-                    .send()
-                    .await;
+                let request = match request {
+                    Request::Callback { params, token } => {
+                        let signature =
+                            signature::sign_sha1(&options.token, &options.signed_url, params);
+                        let body = form_urlencoded::Serializer::new(String::new())
+                            .extend_pairs(params)
+                            .finish();
+                        client
+                            .post(&options.url)
+                            .header("Content-Type", "application/x-www-form-urlencoded")
+                            .header("X-Twilio-Signature", signature)
+                            .header("I-Twilio-Idempotency-Token", token)
+                            .body(body)
+                    }
+                    Request::Events(events) => {
+                        let (url, body, signature) = signed_events(
+                            &options.token,
+                            &options.events_url,
+                            &options.signed_events_url,
+                            &events,
+                        );
+                        client
+                            .post(url)
+                            .header("Content-Type", "application/json")
+                            .header("X-Twilio-Signature", signature)
+                            .body(body)
+                    }
+                };
+                let sent = request.send().await;
                 match sent {
                     Ok(response) => {
                         let status = response.status().as_u16();
@@ -234,7 +416,8 @@ pub async fn run(options: &Options, plan: &[Planned]) -> Report {
         .await;
     let status = |answer: &Answer| answer.as_ref().ok().map(|(status, _)| *status);
     Report {
-        callbacks: answers.len(),
+        requests: answers.len(),
+        events,
         answered_200: answers.iter().filter(|a| status(a) == Some(200)).count(),
         refused: answers
             .iter()
@@ -297,16 +480,31 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 
 #[derive(Debug, clap::Args)]
 pub(super) struct SimulateArgs {
-    /// The endpoint to post to, e.g. http://127.0.0.1:8080/twilio/status.
+    /// The endpoint to post callbacks to, e.g. http://127.0.0.1:8080/twilio/status.
     #[arg(long)]
     url: String,
     /// The URL to sign, as Twilio would call it ({PUBLIC_URL}/twilio/status); defaults to --url.
     #[arg(long)]
     signed_url: Option<String>,
+    /// How Twilio reports: status callbacks, Event Streams events, or a mix (some
+    /// messages by both).
+    #[arg(long, value_enum, default_value_t = Via::Callbacks)]
+    via: Via,
+    /// The endpoint to post stream events to; defaults to --url with /twilio/status
+    /// replaced by /twilio/events.
+    #[arg(long)]
+    events_url: Option<String>,
+    /// The sink's destination as Twilio calls it ({PUBLIC_URL}/twilio/events); defaults to
+    /// --signed-url with /twilio/status replaced by /twilio/events, else --events-url.
+    #[arg(long)]
+    signed_events_url: Option<String>,
+    /// Stream events a request (a batching sink); 1 posts each alone.
+    #[arg(long, default_value_t = 10)]
+    batch: usize,
     /// How many messages.
     #[arg(long, default_value_t = 100)]
     messages: usize,
-    /// Callbacks a second.
+    /// Deliveries (callbacks and stream events) a second.
     #[arg(long, default_value_t = 50.0)]
     rate: f64,
     /// Seed of the plan; the same seed makes the same plan.
@@ -328,14 +526,37 @@ pub(super) fn command(args: SimulateArgs) -> ExitCode {
         eprintln!("statushook: --rate: must be a positive number of callbacks a second");
         return ExitCode::from(CONFIG_ERROR);
     }
+    let to_events = |url: &str| {
+        url.strip_suffix("/twilio/status")
+            .map(|base| format!("{base}/twilio/events"))
+    };
+    let events_url = match args.events_url.clone().or_else(|| to_events(&args.url)) {
+        Some(url) => url,
+        None if args.via == Via::Callbacks => String::new(),
+        None => {
+            eprintln!(
+                "statushook: --events-url: is required when --url does not end in /twilio/status"
+            );
+            return ExitCode::from(CONFIG_ERROR);
+        }
+    };
+    let signed_url = args.signed_url.unwrap_or_else(|| args.url.clone());
+    let signed_events_url = args
+        .signed_events_url
+        .or_else(|| to_events(&signed_url))
+        .unwrap_or_else(|| events_url.clone());
     let options = Options {
-        signed_url: args.signed_url.unwrap_or_else(|| args.url.clone()),
+        signed_url,
         url: args.url,
+        events_url,
+        signed_events_url,
         token,
         messages: args.messages,
         rate: args.rate,
         seed: args.seed.unwrap_or_else(|| fastrand::u64(..)),
         concurrency: args.concurrency,
+        via: args.via,
+        batch: args.batch,
     };
     let planned = plan(&options);
     let runtime = match runtime() {
@@ -347,13 +568,13 @@ pub(super) fn command(args: SimulateArgs) -> ExitCode {
         println!("{}", serde_json::to_string(message).unwrap_or_default());
     }
     eprintln!(
-        "statushook: {} callbacks for {} messages in {:.1}s (seed {}): {} answered 200, {} refused, {} unanswered",
-        report.callbacks, planned.len(), report.seconds, options.seed, report.answered_200, report.refused, report.failed
+        "statushook: {} requests ({} of them stream events) for {} messages in {:.1}s (seed {}): {} answered 200, {} refused, {} unanswered",
+        report.requests, report.events, planned.len(), report.seconds, options.seed, report.answered_200, report.refused, report.failed
     );
     for failure in &report.failures {
         eprintln!("statushook: {failure}");
     }
-    if report.answered_200 == report.callbacks {
+    if report.answered_200 == report.requests {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
