@@ -1,5 +1,6 @@
 //! The ceiling of the HTTP stack: the smallest actix-web server that answers the callback
-//! route with 200, so the benchmark can show what statushook costs on top of it.
+//! routes (`/twilio/status`, `/twilio/events`) with 200, so the benchmarks can show what
+//! statushook costs on top of it.
 //!
 //! `cargo run --release --example ceiling -- 127.0.0.1:9090`
 
@@ -11,10 +12,19 @@ fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:9090".into());
     actix_web::rt::System::new().block_on(async move {
         HttpServer::new(|| {
-            App::new().route(
-                "/twilio/status",
-                web::post().to(|_body: web::Bytes| async { HttpResponse::Ok().finish() }),
-            )
+            App::new()
+                .route(
+                    "/twilio/status",
+                    web::post().to(|_body: web::Bytes| async { HttpResponse::Ok().finish() }),
+                )
+                // The Event Streams route, with a body limit as large as statushook's.
+                .service(
+                    web::resource("/twilio/events")
+                        .app_data(web::PayloadConfig::new(1024 * 1024))
+                        .route(web::post().to(|_body: web::Bytes| async {
+                            HttpResponse::Ok().finish()
+                        })),
+                )
         })
         .bind(listen)?
         .run()

@@ -10,10 +10,18 @@
 //! step, so the load mixes new messages with updates of existing ones, as real traffic does.
 //!
 //! `cargo run --release --example presign -- COUNT PUBLIC_URL AUTH_TOKEN OUT`
+//!
+//! With a sixth argument, `events BATCH`, it writes the same mix as Twilio Event Streams
+//! requests instead, BATCH CloudEvents each (a lone object when BATCH is 1), one per line as
+//! `request target<TAB>signature<TAB>body`: the target carries `bodySHA256`, the signature
+//! is of `{PUBLIC_URL}/twilio/events?bodySHA256=…`. COUNT counts events; each event has its
+//! own `id`, and a delivery made twice repeats its event with a new `id`, as a
+//! redelivery that Twilio counts as a new event would (so the mix stores as the callbacks'
+//! does).
 
 use std::io::{BufWriter, Write};
 
-use statushook::cli::simulate::callback_params;
+use statushook::cli::simulate::{callback_params, signed_events, stream_event};
 use statushook::secret::Secret;
 use statushook::twilio::signature::sign_sha1;
 
@@ -25,7 +33,13 @@ fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "https://hooks.example.com".into());
     let token = Secret::new(args.next().unwrap_or_else(|| "bench-auth-token".into()));
     let out = args.next().unwrap_or_else(|| "callbacks.tsv".into());
+    let batch: Option<usize> = match args.next().as_deref() {
+        Some("events") => Some(args.next().and_then(|n| n.parse().ok()).unwrap_or(10)),
+        _ => None,
+    };
     let url = format!("{public_url}/twilio/status");
+    let events_url = format!("{public_url}/twilio/events");
+    let mut pending: Vec<serde_json::Value> = Vec::new();
     let mut file = BufWriter::new(std::fs::File::create(out)?);
     let run = std::process::id();
     let mut rng = fastrand::Rng::with_seed(7);
@@ -44,12 +58,25 @@ fn main() -> std::io::Result<()> {
                     break;
                 }
                 let sid = format!("SM{run:08x}{:024x}", block * 1000 + i as u64);
+                let deliveries = if rng.u8(..100) < 3 { 2 } else { 1 };
+                if let Some(batch) = batch {
+                    for _ in 0..deliveries {
+                        let id = format!("EZ{run:08x}{written:024x}");
+                        let event =
+                            stream_event(&id, &sid, status, error, "+15005550009", "+15005550006");
+                        pending.push(event);
+                        written += 1;
+                        if pending.len() == batch {
+                            write_events(&mut file, &token, &events_url, &mut pending)?;
+                        }
+                    }
+                    continue;
+                }
                 let params = callback_params(&sid, status, error, "+15005550009", "+15005550006");
                 let body = form_urlencoded::Serializer::new(String::new())
                     .extend_pairs(&params)
                     .finish();
                 let signature = sign_sha1(&token, &url, &params);
-                let deliveries = if rng.u8(..100) < 3 { 2 } else { 1 };
                 for _ in 0..deliveries {
                     let idempotency = format!("{run:08x}-{written:012x}");
                     writeln!(file, "{signature}\t{idempotency}\t{body}")?;
@@ -59,7 +86,28 @@ fn main() -> std::io::Result<()> {
         }
         block += 1;
     }
+    if !pending.is_empty() {
+        write_events(&mut file, &token, &events_url, &mut pending)?;
+    }
     file.flush()
+}
+
+/// One line of stream events: target, signature and body of the request holding `pending`.
+fn write_events(
+    file: &mut impl Write,
+    token: &Secret,
+    events_url: &str,
+    pending: &mut Vec<serde_json::Value>,
+) -> std::io::Result<()> {
+    let events: Vec<&serde_json::Value> = pending.iter().collect();
+    let (url, body, signature) = signed_events(token, events_url, events_url, &events);
+    let target = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.find('/').map(|slash| rest[slash..].to_owned()))
+        .unwrap_or(url);
+    writeln!(file, "{target}\t{signature}\t{body}")?;
+    pending.clear();
+    Ok(())
 }
 
 /// One message's callbacks: 3 or 4 statuses, 15% ending in an error, 20% with two
