@@ -21,9 +21,10 @@ fn main() -> std::io::Result<()> {
                 .service(
                     web::resource("/twilio/events")
                         .app_data(web::PayloadConfig::new(1024 * 1024))
-                        .route(web::post().to(|_body: web::Bytes| async {
-                            HttpResponse::Ok().finish()
-                        })),
+                        .route(
+                            web::post()
+                                .to(|_body: web::Bytes| async { HttpResponse::Ok().finish() }),
+                        ),
                 )
         })
         .bind(listen)?

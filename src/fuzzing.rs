@@ -23,3 +23,9 @@ pub fn callback_params(body: &[u8]) -> Option<Vec<(String, String)>> {
 pub fn url_variants(url: &str) -> Vec<String> {
     signature::url_variants(url)
 }
+
+/// Twilio Event Streams bodies, as the handler reads them: parsed (the order of every
+/// object's fields kept), the accounts they name, and their members.
+pub mod cloudevents {
+    pub use crate::twilio::cloudevents::{accounts, decode, parse, Decoded, Member, Node};
+}

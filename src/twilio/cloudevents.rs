@@ -323,12 +323,16 @@ impl Node {
     pub fn into_text(self) -> String {
         match self {
             Node::Scalar(serde_json::Value::String(text)) => text,
-            other => {
-                let mut out = String::new();
-                other.write_json(&mut out);
-                out
-            }
+            other => other.to_json(),
         }
+    }
+
+    /// The node's JSON text, compact, objects in their own order: it parses back into the
+    /// same node.
+    pub fn to_json(&self) -> String {
+        let mut out = String::new();
+        self.write_json(&mut out);
+        out
     }
 
     fn write_json(&self, out: &mut String) {

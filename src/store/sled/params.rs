@@ -8,6 +8,8 @@
 //! A reference is only used when the value is exactly equal, and the record's fields never
 //! change once set, so unpacking gives back precisely what arrived.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Parties;
@@ -75,6 +77,8 @@ enum Name {
     Other(String),
 }
 
+/// A value: a reference to a field of the message or the event, or the value itself.
+/// Append only: the index of a variant is stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 enum Value {
     Sid,
@@ -84,6 +88,12 @@ enum Value {
     To,
     MessagingServiceSid,
     Literal(String),
+    /// The status in upper case, as Event Streams writes it (`data.messageStatus`).
+    UpperStatus,
+    /// `com.twilio.messaging.message.{status}`: a stream event's `type` and `eventName`.
+    StreamType,
+    /// `/2010-04-01/Accounts/{account}/Messages/{sid}.json`: a stream event's `source`.
+    MessageSource,
 }
 
 /// What references resolve against: the event's SID and status, and its message.
@@ -94,23 +104,54 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
-    fn fields(&self) -> [(Value, Option<&str>); 6] {
+    /// Every value a reference may stand for; a reference is only ever used for a value
+    /// exactly equal to one of them. The stream event's values are made from the others,
+    /// and only for a stream event (`stream`), so that a callback costs no more than it did.
+    fn fields(&self, stream: bool) -> [(Value, Option<Cow<'_, str>>); 9] {
+        let made =
+            |make: &dyn Fn() -> Option<String>| if stream { make().map(Cow::Owned) } else { None };
         [
-            (Value::Sid, Some(self.sid)),
-            (Value::Status, Some(self.status)),
-            (Value::AccountSid, self.parties.account_sid.as_deref()),
-            (Value::From, self.parties.from.as_deref()),
-            (Value::To, self.parties.to.as_deref()),
+            (Value::Sid, Some(Cow::Borrowed(self.sid))),
+            (Value::Status, Some(Cow::Borrowed(self.status))),
+            (
+                Value::AccountSid,
+                self.parties.account_sid.as_deref().map(Cow::Borrowed),
+            ),
+            (Value::From, self.parties.from.as_deref().map(Cow::Borrowed)),
+            (Value::To, self.parties.to.as_deref().map(Cow::Borrowed)),
             (
                 Value::MessagingServiceSid,
-                self.parties.messaging_service_sid.as_deref(),
+                self.parties
+                    .messaging_service_sid
+                    .as_deref()
+                    .map(Cow::Borrowed),
+            ),
+            (
+                Value::UpperStatus,
+                made(&|| Some(self.status.to_ascii_uppercase())),
+            ),
+            (
+                Value::StreamType,
+                made(&|| Some(format!("com.twilio.messaging.message.{}", self.status))),
+            ),
+            (
+                Value::MessageSource,
+                made(&|| {
+                    let account = self.parties.account_sid.as_deref()?;
+                    Some(format!(
+                        "/2010-04-01/Accounts/{account}/Messages/{}.json",
+                        self.sid
+                    ))
+                }),
             ),
         ]
     }
 }
 
 pub fn pack(params: Vec<(String, String)>, cx: &Context<'_>) -> Packed {
-    let fields = cx.fields();
+    // A CloudEvent always has `specversion`; a callback never does.
+    let stream = params.iter().any(|(name, _)| name == "specversion");
+    let fields = cx.fields(stream);
     Packed(
         params
             .into_iter()
@@ -121,7 +162,7 @@ pub fn pack(params: Vec<(String, String)>, cx: &Context<'_>) -> Packed {
                 };
                 let value = fields
                     .iter()
-                    .find(|(_, field)| *field == Some(value.as_str()))
+                    .find(|(_, field)| field.as_deref() == Some(value.as_str()))
                     .map_or(Value::Literal(value), |(reference, _)| reference.clone());
                 (name, value)
             })
@@ -130,7 +171,13 @@ pub fn pack(params: Vec<(String, String)>, cx: &Context<'_>) -> Packed {
 }
 
 pub fn unpack(packed: Packed, cx: &Context<'_>) -> Vec<(String, String)> {
-    let fields = cx.fields();
+    let stream = packed.0.iter().any(|(_, value)| {
+        matches!(
+            value,
+            Value::UpperStatus | Value::StreamType | Value::MessageSource
+        )
+    });
+    let fields = cx.fields(stream);
     packed
         .0
         .into_iter()
@@ -144,11 +191,65 @@ pub fn unpack(packed: Packed, cx: &Context<'_>) -> Vec<(String, String)> {
                 reference => fields
                     .iter()
                     .find(|(field, _)| *field == reference)
-                    .and_then(|(_, value)| *value)
+                    .and_then(|(_, value)| value.as_deref())
                     .unwrap_or_default()
                     .to_owned(),
             };
             (name, value)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn callbacks_and_stream_events_unpack_to_exactly_what_arrived_stream_fields_by_reference() {
+        let sid = "SM0123456789abcdef0123456789abcdef";
+        let account = "AC0123456789abcdef0123456789abcdef";
+        let parties = Parties {
+            account_sid: Some(account.into()),
+            ..Parties::default()
+        };
+        let cx = Context {
+            sid,
+            status: "delivered",
+            parties: &parties,
+        };
+        let source = format!("/2010-04-01/Accounts/{account}/Messages/{sid}.json");
+        let stream = pairs(&[
+            ("specversion", "1.0"),
+            ("type", "com.twilio.messaging.message.delivered"),
+            ("source", &source),
+            ("data.messageStatus", "DELIVERED"),
+            ("data.eventName", "com.twilio.messaging.message.delivered"),
+            ("data.accountSid", account),
+            // Near misses stay literal.
+            ("data.other", "Delivered"),
+            ("data.type", "com.twilio.messaging.message.sent"),
+        ]);
+        let callback = pairs(&[
+            ("MessageStatus", "delivered"),
+            ("SmsStatus", "DELIVERED"),
+            ("type", "com.twilio.messaging.message.delivered"),
+        ]);
+        for (params, references) in [(stream, 5), (callback, 1)] {
+            let packed = pack(params.clone(), &cx);
+            let referenced = packed
+                .0
+                .iter()
+                .filter(|(_, value)| !matches!(value, Value::Literal(_)))
+                .count();
+            assert_eq!(referenced, references, "{params:?}");
+            assert_eq!(unpack(packed, &cx), params);
+        }
+    }
 }
