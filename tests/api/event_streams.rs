@@ -301,6 +301,15 @@ async fn the_same_event_id_again_adds_nothing_alone_or_in_a_batch() {
             delivered["id"].as_str().expect("id")
         ]
     );
+    // The id alone decides: the same id with other content is the same event.
+    let mut rewritten = sent.clone();
+    rewritten["data"]["messageStatus"] = json!("FAILED");
+    rewritten["data"]["errorCode"] = json!(30008);
+    assert_eq!(app.post_events(&rewritten.to_string()).await.status(), 200);
+    let message = app.message_json(&sid).await;
+    assert_eq!(message["status"], "delivered");
+    assert_eq!(message["events"].as_array().map(Vec::len), Some(2));
+
     let metrics = app.metrics().await;
     let count = |outcome: &str| {
         metric(
@@ -308,7 +317,7 @@ async fn the_same_event_id_again_adds_nothing_alone_or_in_a_batch() {
             &format!("statushook_event_stream_events_total{{outcome=\"{outcome}\"}}"),
         )
     };
-    assert_eq!((count("stored"), count("duplicate")), (2.0, 3.0));
+    assert_eq!((count("stored"), count("duplicate")), (2.0, 4.0));
 }
 
 #[tokio::test]
