@@ -21,7 +21,8 @@ use simulate::SimulateArgs;
 
 /// Verify, store and query Twilio message status callbacks.
 #[derive(Debug, Parser)]
-#[command(name = "statushook", version, after_help = ENV_HELP)]
+// The version names the commit too (build.rs): `statushook 0.1.0 (commit 0123456789ab)`.
+#[command(name = "statushook", version = env!("BUILD_VERSION"), after_help = ENV_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
