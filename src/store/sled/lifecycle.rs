@@ -68,11 +68,17 @@ impl SledStore {
         Ok(deleted)
     }
 
-    /// Deletes the messages whose recipient or sender is `phone`.
-    pub async fn delete_by_phone(&self, phone: &str) -> Result<u64, StoreError> {
+    /// Deletes the messages whose recipient or sender is one of `addresses`.
+    pub async fn delete_by_addresses(&self, addresses: Vec<String>) -> Result<u64, StoreError> {
         let store = self.clone();
-        let phone = phone.to_owned();
-        let sids = crate::store::blocking(move || store.sids_of_number(&phone)).await?;
+        let sids = crate::store::blocking(move || {
+            let mut sids = BTreeSet::new();
+            for address in &addresses {
+                sids.extend(store.sids_of_number(address)?);
+            }
+            Ok(sids.into_iter().collect())
+        })
+        .await?;
         self.delete(sids, None).await
     }
 
@@ -284,6 +290,27 @@ impl SledStore {
                 .collect(),
             by_error: by_error.into_iter().collect(),
         })
+    }
+
+    /// Marks a new, empty store as account-indexed: every message it will hold gets its
+    /// entry as it is recorded, so there is nothing to back-fill and no thread to start.
+    /// The marker is the writer's first command, so it is written (and fsynced) in the
+    /// first group, ahead of everything recorded; a store opened and closed again without
+    /// a write is still empty next time, and marked then.
+    pub(super) fn mark_accounts_indexed(&self) {
+        if !matches!(self.meta(ACCOUNTS_INDEXED), Ok(None)) {
+            return;
+        }
+        let (reply, _) = oneshot::channel();
+        let marker = Command::Put {
+            key: ACCOUNTS_INDEXED.to_vec(),
+            value: Some(vec![1]),
+            reply,
+        };
+        // The queue of a writer started a moment ago is empty: this cannot be full.
+        if self.commands.try_send(marker).is_err() {
+            self.index_accounts();
+        }
     }
 
     /// Gives every stored message its account index entry, once, on a store written before

@@ -95,7 +95,11 @@ impl SledStore {
             writer: Arc::new(Mutex::new(Some(writer))),
             expiry: Arc::default(),
         };
-        store.index_accounts();
+        if served_before {
+            store.index_accounts();
+        } else {
+            store.mark_accounts_indexed();
+        }
         Ok(store)
     }
 
