@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::domain::is_sid;
-use crate::forwarding::{ForwardConfig, Retry, SigningSecret};
+use crate::forwarding::{
+    ForwardConfig, Retry, SigningSecret, Start, DEFAULT_CONCURRENCY, MAX_CONCURRENCY,
+};
 use crate::secret::Secret;
 pub use crate::store::DatabaseUrl;
 use crate::twilio::signature::Keys;
@@ -56,7 +58,10 @@ Secrets and Twilio settings are read from the environment only:
   STATUSHOOK_FORWARD_SECRET     whsec_... signing secret of forwarded webhooks (required with the URL)
   STATUSHOOK_FORWARD_STATUSES   forward only these statuses, comma-separated [default: all]
   STATUSHOOK_FORWARD_RETRY_MIN  delay before the first retry of a forward; doubles each time [default: 5s]
-  STATUSHOOK_FORWARD_RETRY_MAX  longest delay between retries of a forward [default: 1h]";
+  STATUSHOOK_FORWARD_RETRY_MAX  longest delay between retries of a forward [default: 1h]
+  STATUSHOOK_FORWARD_START      where forwarding begins on a store that never forwarded: now or all [default: now]
+  STATUSHOOK_FORWARD_CONCURRENCY most forwards in flight at once, 1 to 256 [default: 16]
+  STATUSHOOK_READ_TOKEN         a second bearer token that may only read (GET under /v1)";
 
 /// A setting that is missing or malformed; its message names the setting.
 #[derive(Debug, thiserror::Error)]
@@ -546,6 +551,11 @@ fn forward_config(
             "must not be shorter than STATUSHOOK_FORWARD_RETRY_MIN",
         ));
     }
+    let start = match get("STATUSHOOK_FORWARD_START") {
+        None => Start::Now,
+        Some(raw) => Start::parse(&raw)
+            .map_err(|problem| ConfigError::malformed("STATUSHOOK_FORWARD_START", problem))?,
+    };
     Ok(Some(ForwardConfig {
         url,
         secret,
@@ -555,7 +565,27 @@ fn forward_config(
             max,
             give_up_after: defaults.give_up_after,
         },
+        start,
+        concurrency: forward_concurrency(get)?,
     }))
+}
+
+/// `STATUSHOOK_FORWARD_CONCURRENCY`: deliveries in flight at once, 1 to
+/// [`MAX_CONCURRENCY`].
+fn forward_concurrency(get: &impl Fn(&str) -> Option<String>) -> Result<usize, ConfigError> {
+    let Some(raw) = get("STATUSHOOK_FORWARD_CONCURRENCY") else {
+        return Ok(DEFAULT_CONCURRENCY);
+    };
+    raw.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_CONCURRENCY).contains(n))
+        .ok_or_else(|| {
+            ConfigError::malformed(
+                "STATUSHOOK_FORWARD_CONCURRENCY",
+                format!("{raw:?} is not a number from 1 to {MAX_CONCURRENCY}"),
+            )
+        })
 }
 
 /// `id=secret` pairs, comma-separated.
@@ -1006,6 +1036,18 @@ mod tests {
                 &[url, secret, ("STATUSHOOK_FORWARD_RETRY_MAX", "1s")],
                 "STATUSHOOK_FORWARD_RETRY_MAX",
             ),
+            (
+                &[url, secret, ("STATUSHOOK_FORWARD_START", "yesterday")],
+                "STATUSHOOK_FORWARD_START",
+            ),
+            (
+                &[url, secret, ("STATUSHOOK_FORWARD_CONCURRENCY", "0")],
+                "STATUSHOOK_FORWARD_CONCURRENCY",
+            ),
+            (
+                &[url, secret, ("STATUSHOOK_FORWARD_CONCURRENCY", "257")],
+                "STATUSHOOK_FORWARD_CONCURRENCY",
+            ),
         ];
         for (env, name) in cases {
             let error = with(env).expect_err(name);
@@ -1026,6 +1068,20 @@ mod tests {
                     crate::domain::KnownStatus::Failed
                 ][..]
             )
+        );
+        assert_eq!(forward.start, crate::forwarding::Start::Now);
+        assert_eq!(forward.concurrency, 16);
+        let chosen = with(&[
+            url,
+            secret,
+            ("STATUSHOOK_FORWARD_START", "ALL"),
+            ("STATUSHOOK_FORWARD_CONCURRENCY", "4"),
+        ])
+        .expect("valid forwarding settings");
+        let chosen = chosen.forward.as_ref().expect("forwarding on");
+        assert_eq!(
+            (chosen.start, chosen.concurrency),
+            (crate::forwarding::Start::All, 4)
         );
         let printed = format!("{config:?}");
         assert!(!printed.contains("MfKQ9r8"), "{printed}");

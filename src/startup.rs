@@ -91,7 +91,7 @@ impl Application {
         let jobs = Jobs::start(store.clone(), reconciler, retention);
         let forwarding = config.forward.clone().map(Forwarding::new);
         let forwarder = match &forwarding {
-            Some(forwarding) => Some(forwarding.start(store.clone())?),
+            Some(forwarding) => Some(forwarding.start(store.clone()).await?),
             None => None,
         };
         let job_names = [

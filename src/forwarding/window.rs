@@ -175,6 +175,25 @@ impl Window {
         Some(pending)
     }
 
+    /// Removes a transition whose message was erased: it is never sent.
+    pub fn erased(&mut self, seq: u64) -> Option<Pending> {
+        self.delivered(seq)
+    }
+
+    /// Takes back a start that did not happen: the transition waits as before.
+    pub fn put_back(&mut self, seq: u64) {
+        if let Some(pending) = self.entries.get_mut(&seq) {
+            if pending.in_flight {
+                pending.in_flight = false;
+                pending.attempts = pending.attempts.saturating_sub(1);
+                if pending.attempts == 0 {
+                    pending.first_attempt = None;
+                }
+                self.in_flight -= 1;
+            }
+        }
+    }
+
     /// Schedules the next attempt of a transition whose attempt failed, or gives it up.
     pub fn failed(
         &mut self,

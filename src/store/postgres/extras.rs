@@ -1,7 +1,7 @@
 //! The smaller pieces of the boundary on PostgreSQL: the service's own state (`meta`), the
 //! backlog of the change feed, and series of counts per hour or day.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use super::stats::counts;
 use super::writer::{HOUR, KIND_ERROR, KIND_STATUS, SPAN_HOUR};
@@ -38,6 +38,22 @@ impl PgStore {
                 .map_err(unavailable)?,
         };
         Ok(())
+    }
+
+    /// Which of `seqs` are stored events.
+    pub async fn stored_seqs(&self, seqs: &[u64]) -> Result<HashSet<u64>, StoreError> {
+        let seqs: Vec<i64> = seqs.iter().map(|seq| to_i64(*seq)).collect();
+        let client = self.client().await?;
+        let rows = client
+            .query("SELECT seq FROM events WHERE seq = ANY($1)", &[&seqs])
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                let seq: i64 = row.try_get(0).map_err(corrupt)?;
+                u64::try_from(seq).map_err(corrupt)
+            })
+            .collect()
     }
 
     /// How many transitions were committed after `after`.

@@ -18,6 +18,7 @@ mod series;
 mod stats;
 mod writer;
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -233,6 +234,22 @@ impl SledStore {
             Ok(entries.len() < limit)
         })?;
         Ok(entries)
+    }
+
+    /// Which of `seqs` are stored events, up to the watermark.
+    pub fn stored_seqs(&self, seqs: &[u64]) -> Result<HashSet<u64>, StoreError> {
+        let watermark = self.watermark();
+        let mut stored = HashSet::new();
+        for &seq in seqs.iter().filter(|seq| **seq <= watermark) {
+            let held = self
+                .trees
+                .block_at(seq)?
+                .is_some_and(|(_, block)| events::find(&block, seq).is_some());
+            if held {
+                stored.insert(seq);
+            }
+        }
+        Ok(stored)
     }
 
     /// The number of change-feed entries after `after`, up to the watermark.
