@@ -310,14 +310,14 @@ impl PgStore {
         Ok(entries)
     }
 
-    /// Waits until a transition after `after` is committed (by any replica), or `timeout`.
+    /// Waits until a transition after `after` is committed (by any replica) and still
+    /// stored, or `timeout`. This replica's own commits only wake the wait: the events
+    /// they added may have been erased since, so the database answers.
     pub async fn wait_for_feed(&self, after: u64, timeout: Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut local = self.shared.watermark.subscribe();
         loop {
-            if *local.borrow_and_update() > after {
-                return;
-            }
+            local.borrow_and_update();
             if self.watermark().await.is_ok_and(|w| w > after) {
                 return;
             }

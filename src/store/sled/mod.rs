@@ -266,10 +266,38 @@ impl SledStore {
         Ok(count)
     }
 
-    /// Waits until the watermark passes `after`, or `timeout`.
+    /// Waits until an event after `after` is stored, or `timeout`. The watermark passing
+    /// `after` is not enough: it moves with every write (a deletion, a probe), and the
+    /// events after `after` may have been erased, so each move is checked against the
+    /// events themselves.
     pub async fn wait_for_feed(&self, after: u64, timeout: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
         let mut watermark = self.shared.watermark.subscribe();
-        let _ = tokio::time::timeout(timeout, watermark.wait_for(|w| *w > after)).await;
+        loop {
+            let seen = *watermark.borrow_and_update();
+            if seen > after {
+                let store = self.clone();
+                let found = crate::store::blocking(move || store.has_event_after(after)).await;
+                // A read that fails is answered by the caller's own read of the feed.
+                if found.unwrap_or(true) {
+                    return;
+                }
+            }
+            match tokio::time::timeout_at(deadline, watermark.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return,
+            }
+        }
+    }
+
+    /// Whether an event after `after` is stored, up to the watermark.
+    fn has_event_after(&self, after: u64) -> Result<bool, StoreError> {
+        let mut found = false;
+        self.trees.each_event(after, self.watermark(), |_, _| {
+            found = true;
+            Ok(false)
+        })?;
+        Ok(found)
     }
 
     /// Removes the history entries (positions messages have left) older than any cursor
