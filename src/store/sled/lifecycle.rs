@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use tokio::sync::oneshot;
 
 use super::keys::index::{self, BY_ACCOUNT, BY_FROM, BY_STATUS, BY_TO, NO_STATUS};
-use super::keys::{decode, record_key, Record};
+use super::keys::{decode, meta_key, record_key, Record};
 use super::writer::Command;
 use super::{open_db, unavailable, wait_for, SledStore};
 use crate::domain::{KnownStatus, MessageSid, Timestamp};
@@ -292,25 +292,17 @@ impl SledStore {
         })
     }
 
-    /// Marks a new, empty store as account-indexed: every message it will hold gets its
-    /// entry as it is recorded, so there is nothing to back-fill and no thread to start.
-    /// The marker is the writer's first command, so it is written (and fsynced) in the
-    /// first group, ahead of everything recorded; a store opened and closed again without
-    /// a write is still empty next time, and marked then.
-    pub(super) fn mark_accounts_indexed(&self) {
-        if !matches!(self.meta(ACCOUNTS_INDEXED), Ok(None)) {
-            return;
-        }
-        let (reply, _) = oneshot::channel();
-        let marker = Command::Put {
-            key: ACCOUNTS_INDEXED.to_vec(),
-            value: Some(vec![1]),
-            reply,
-        };
-        // The queue of a writer started a moment ago is empty: this cannot be full.
-        if self.commands.try_send(marker).is_err() {
-            self.index_accounts();
-        }
+    /// Marks a new, empty store as account-indexed, before `open` returns: every message
+    /// it will hold gets its entry as it is recorded, so there is nothing to back-fill and
+    /// no thread to start. Written straight into the tree, as nothing else writes yet; it
+    /// becomes durable with the writer's first fsync, and a store that loses it before then
+    /// has no message and is marked again at its next open.
+    pub(super) fn mark_accounts_indexed(&self) -> Result<(), StoreError> {
+        self.trees
+            .data
+            .insert(meta_key(ACCOUNTS_INDEXED), &[1][..])
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     /// Gives every stored message its account index entry, once, on a store written before
@@ -473,6 +465,19 @@ mod tests {
 
     fn sid(raw: &str) -> MessageSid {
         MessageSid::parse(raw).expect("a sid")
+    }
+
+    #[tokio::test]
+    async fn a_new_store_is_marked_account_indexed_by_open_itself() {
+        let dir = tempfile::tempdir().expect("a folder");
+        let store = SledStore::open(dir.path(), Box::new(|_| {})).expect("opens");
+        // Marked by `open` itself, not whenever a back-fill thread gets the CPU.
+        assert_eq!(store.meta(ACCOUNTS_INDEXED).expect("read"), Some(vec![1]));
+        let keys = store.trees.data.len();
+        stored(&store, A, "queued").await;
+        assert_eq!(store.meta(ACCOUNTS_INDEXED).expect("read"), Some(vec![1]));
+        assert!(store.trees.data.len() > keys);
+        store.close().await.expect("closes");
     }
 
     #[tokio::test]

@@ -99,7 +99,7 @@ impl SledStore {
         if served_before {
             store.index_accounts();
         } else {
-            store.mark_accounts_indexed();
+            store.mark_accounts_indexed()?;
         }
         Ok(store)
     }
