@@ -277,6 +277,8 @@ pub struct Config {
     pub database_url: Option<DatabaseUrl>,
     pub public_url: PublicUrl,
     pub api_token: Secret,
+    /// `STATUSHOOK_READ_TOKEN`: a bearer token that may only read.
+    pub read_token: Option<Secret>,
     pub signing_keys: Keys,
     /// Present when TWILIO_ACCOUNT_SID is set: enables sending and reconciling.
     pub twilio: Option<TwilioCredentials>,
@@ -379,6 +381,7 @@ impl Config {
             data_dir: args.data_dir.clone(),
             database_url,
             public_url,
+            read_token: read_token(&get, &api_token)?,
             api_token: Secret::new(api_token),
             signing_keys: Keys {
                 auth_tokens,
@@ -396,6 +399,24 @@ impl Config {
             forward: forward_config(&get)?,
         })
     }
+}
+
+/// `STATUSHOOK_READ_TOKEN`, when set: a token that is not the API token (which would make
+/// every reader a writer). Every rule on the read token's value lives here.
+fn read_token(
+    get: &impl Fn(&str) -> Option<String>,
+    api_token: &str,
+) -> Result<Option<Secret>, ConfigError> {
+    let Some(token) = get("STATUSHOOK_READ_TOKEN") else {
+        return Ok(None);
+    };
+    if token == api_token {
+        return Err(ConfigError::malformed(
+            "STATUSHOOK_READ_TOKEN",
+            "is the same as STATUSHOOK_API_TOKEN; a read-only token must differ from it",
+        ));
+    }
+    Ok(Some(Secret::new(token)))
 }
 
 /// A duration setting, `None` when unset; zero is malformed.
@@ -738,6 +759,15 @@ mod tests {
                 ],
                 "STATUSHOOK_RECONCILE_AFTER",
             ),
+            (
+                Some("https://h.example"),
+                &[
+                    ("STATUSHOOK_API_TOKEN", "a"),
+                    ("TWILIO_AUTH_TOKEN", "t"),
+                    ("STATUSHOOK_READ_TOKEN", "a"),
+                ],
+                "STATUSHOOK_READ_TOKEN",
+            ),
         ];
         for (url, env, name) in cases {
             let error = build(*url, env).expect_err(name);
@@ -915,7 +945,10 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let config = build(Some("https://h.example/prefix/"), MINIMAL).expect("valid config");
+        let mut env = MINIMAL.to_vec();
+        env.push(("STATUSHOOK_READ_TOKEN", "s3cr3t-read"));
+        let config = build(Some("https://h.example/prefix/"), &env).expect("valid config");
+        assert!(config.read_token.is_some());
         let printed = format!("{config:?}");
         assert!(!printed.contains("s3cr3t"), "{printed}");
         assert!(printed.contains("[redacted]"));

@@ -361,6 +361,25 @@ mod tests {
     }
 
     #[test]
+    fn an_erased_transition_leaves_and_a_start_put_back_waits_as_before() {
+        let mut window = Window::default();
+        window.insert(1, pending("A"));
+        window.insert(2, pending("A"));
+        window.insert(3, pending("B"));
+        assert_eq!(window.start_due(at(0), 10).0, [1, 3]);
+        window.erased(1);
+        window.put_back(3);
+        assert_eq!(window.in_flight(), 0);
+        let b = window.get(3).expect("still waiting");
+        assert_eq!((b.attempts, b.first_attempt), (0, None));
+        assert_eq!(
+            window.start_due(at(0), 10).0,
+            [2, 3],
+            "A's next transition is no longer held back"
+        );
+    }
+
+    #[test]
     fn a_recovered_receiver_makes_every_waiting_transition_due() {
         let retry = Retry::default();
         let mut window = Window::default();
