@@ -4,7 +4,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
-use super::ApiError;
+use super::{query_time, ApiError};
 use crate::domain::{AccountSid, KnownStatus, MessageSid, PhoneNumber, Timestamp};
 use crate::metrics::Deletion;
 use crate::routes::views::MessageView;
@@ -80,12 +80,8 @@ fn parse_list_query(raw: &str) -> Result<ListQuery, ApiError> {
             }
             "to" => query.to = Some(phone_filter("to", &value)?),
             "from" => query.from = Some(phone_filter("from", &value)?),
-            "since" => {
-                query.since = Some(Timestamp::parse_rfc3339(&value).map_err(|e| bad("since", e))?)
-            }
-            "until" => {
-                query.until = Some(Timestamp::parse_rfc3339(&value).map_err(|e| bad("until", e))?)
-            }
+            "since" => query.since = Some(query_time("since", &value)?),
+            "until" => query.until = Some(query_time("until", &value)?),
             "limit" => {
                 query.limit = value
                     .parse()
