@@ -144,8 +144,10 @@ pub async fn delete_message(
 /// are erased with it. Anything else would silently erase nothing, which for an erasure
 /// request is the wrong answer, so it is refused saying what to give.
 fn phone_number(value: &str) -> Result<PhoneNumber, ApiError> {
-    let checked = phone_filter("phone", value)?;
-    PhoneNumber::parse(&checked).map_err(|problem| ApiError::InvalidParameter {
+    if value.starts_with(' ') {
+        phone_filter("phone", value)?;
+    }
+    PhoneNumber::parse(value).map_err(|problem| ApiError::InvalidParameter {
         parameter: "phone",
         problem: format!(
             "{problem}: give the number in E.164 form, such as phone=%2B14155550100 \
