@@ -145,10 +145,17 @@ pub async fn require_bearer(
         state.metrics.unauthorized();
         ApiError::Unauthorized
     };
+    let reason = match refusal {
+        Refusal::NoToken => "no Authorization header",
+        Refusal::NotBearer => "the Authorization header is not a bearer token",
+        Refusal::ReadOnlyToken => "the read-only token may only GET",
+        _ => "the bearer token is wrong",
+    };
     tracing::warn!(
         method = %request.method(),
         path = %request.path(),
-        reason = refusal.label(),
+        reason,
+        refusal = refusal.label(),
         "API request refused with {}",
         refusal.status()
     );
@@ -204,7 +211,9 @@ fn bearer_token(value: &str) -> Option<&str> {
 fn query_time(name: &str, value: &str) -> Result<Timestamp, ApiError> {
     Timestamp::parse_rfc3339(value).map_err(|problem| {
         let hint = match value.rsplit_once(' ') {
-            Some((time, offset)) if Timestamp::parse_rfc3339(&format!("{time}+{offset}")).is_ok() => {
+            Some((time, offset))
+                if Timestamp::parse_rfc3339(&format!("{time}+{offset}")).is_ok() =>
+            {
                 format!(
                     ": the space is what an unencoded + becomes in a query string; encode + \
                      as %2B ({name}={time}%2B{offset})"
