@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::domain::is_sid;
-use crate::forwarding::{ForwardConfig, Retry, SigningSecret};
+use crate::forwarding::{
+    ForwardConfig, Retry, SigningSecret, Start, DEFAULT_CONCURRENCY, MAX_CONCURRENCY,
+};
 use crate::secret::Secret;
 pub use crate::store::DatabaseUrl;
 use crate::twilio::signature::Keys;
@@ -56,7 +58,10 @@ Secrets and Twilio settings are read from the environment only:
   STATUSHOOK_FORWARD_SECRET     whsec_... signing secret of forwarded webhooks (required with the URL)
   STATUSHOOK_FORWARD_STATUSES   forward only these statuses, comma-separated [default: all]
   STATUSHOOK_FORWARD_RETRY_MIN  delay before the first retry of a forward; doubles each time [default: 5s]
-  STATUSHOOK_FORWARD_RETRY_MAX  longest delay between retries of a forward [default: 1h]";
+  STATUSHOOK_FORWARD_RETRY_MAX  longest delay between retries of a forward [default: 1h]
+  STATUSHOOK_FORWARD_START      where forwarding begins on a store that never forwarded: now or all [default: now]
+  STATUSHOOK_FORWARD_CONCURRENCY most forwards in flight at once, 1 to 256 [default: 16]
+  STATUSHOOK_READ_TOKEN         a second bearer token that may only read (GET under /v1)";
 
 /// A setting that is missing or malformed; its message names the setting.
 #[derive(Debug, thiserror::Error)]
@@ -272,6 +277,8 @@ pub struct Config {
     pub database_url: Option<DatabaseUrl>,
     pub public_url: PublicUrl,
     pub api_token: Secret,
+    /// `STATUSHOOK_READ_TOKEN`: a bearer token that may only read.
+    pub read_token: Option<Secret>,
     pub signing_keys: Keys,
     /// Present when TWILIO_ACCOUNT_SID is set: enables sending and reconciling.
     pub twilio: Option<TwilioCredentials>,
@@ -374,6 +381,7 @@ impl Config {
             data_dir: args.data_dir.clone(),
             database_url,
             public_url,
+            read_token: read_token(&get, &api_token)?,
             api_token: Secret::new(api_token),
             signing_keys: Keys {
                 auth_tokens,
@@ -391,6 +399,24 @@ impl Config {
             forward: forward_config(&get)?,
         })
     }
+}
+
+/// `STATUSHOOK_READ_TOKEN`, when set: a token that is not the API token (which would make
+/// every reader a writer). Every rule on the read token's value lives here.
+fn read_token(
+    get: &impl Fn(&str) -> Option<String>,
+    api_token: &str,
+) -> Result<Option<Secret>, ConfigError> {
+    let Some(token) = get("STATUSHOOK_READ_TOKEN") else {
+        return Ok(None);
+    };
+    if token == api_token {
+        return Err(ConfigError::malformed(
+            "STATUSHOOK_READ_TOKEN",
+            "is the same as STATUSHOOK_API_TOKEN; a read-only token must differ from it",
+        ));
+    }
+    Ok(Some(Secret::new(token)))
 }
 
 /// A duration setting, `None` when unset; zero is malformed.
@@ -546,6 +572,11 @@ fn forward_config(
             "must not be shorter than STATUSHOOK_FORWARD_RETRY_MIN",
         ));
     }
+    let start = match get("STATUSHOOK_FORWARD_START") {
+        None => Start::Now,
+        Some(raw) => Start::parse(&raw)
+            .map_err(|problem| ConfigError::malformed("STATUSHOOK_FORWARD_START", problem))?,
+    };
     Ok(Some(ForwardConfig {
         url,
         secret,
@@ -555,7 +586,27 @@ fn forward_config(
             max,
             give_up_after: defaults.give_up_after,
         },
+        start,
+        concurrency: forward_concurrency(get)?,
     }))
+}
+
+/// `STATUSHOOK_FORWARD_CONCURRENCY`: deliveries in flight at once, 1 to
+/// [`MAX_CONCURRENCY`].
+fn forward_concurrency(get: &impl Fn(&str) -> Option<String>) -> Result<usize, ConfigError> {
+    let Some(raw) = get("STATUSHOOK_FORWARD_CONCURRENCY") else {
+        return Ok(DEFAULT_CONCURRENCY);
+    };
+    raw.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_CONCURRENCY).contains(n))
+        .ok_or_else(|| {
+            ConfigError::malformed(
+                "STATUSHOOK_FORWARD_CONCURRENCY",
+                format!("{raw:?} is not a number from 1 to {MAX_CONCURRENCY}"),
+            )
+        })
 }
 
 /// `id=secret` pairs, comma-separated.
@@ -715,6 +766,15 @@ mod tests {
                     ("STATUSHOOK_RECONCILE_AFTER", "soon"),
                 ],
                 "STATUSHOOK_RECONCILE_AFTER",
+            ),
+            (
+                Some("https://h.example"),
+                &[
+                    ("STATUSHOOK_API_TOKEN", "a"),
+                    ("TWILIO_AUTH_TOKEN", "t"),
+                    ("STATUSHOOK_READ_TOKEN", "a"),
+                ],
+                "STATUSHOOK_READ_TOKEN",
             ),
         ];
         for (url, env, name) in cases {
@@ -893,7 +953,10 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let config = build(Some("https://h.example/prefix/"), MINIMAL).expect("valid config");
+        let mut env = MINIMAL.to_vec();
+        env.push(("STATUSHOOK_READ_TOKEN", "s3cr3t-read"));
+        let config = build(Some("https://h.example/prefix/"), &env).expect("valid config");
+        assert!(config.read_token.is_some());
         let printed = format!("{config:?}");
         assert!(!printed.contains("s3cr3t"), "{printed}");
         assert!(printed.contains("[redacted]"));
@@ -1014,6 +1077,18 @@ mod tests {
                 &[url, secret, ("STATUSHOOK_FORWARD_RETRY_MAX", "1s")],
                 "STATUSHOOK_FORWARD_RETRY_MAX",
             ),
+            (
+                &[url, secret, ("STATUSHOOK_FORWARD_START", "yesterday")],
+                "STATUSHOOK_FORWARD_START",
+            ),
+            (
+                &[url, secret, ("STATUSHOOK_FORWARD_CONCURRENCY", "0")],
+                "STATUSHOOK_FORWARD_CONCURRENCY",
+            ),
+            (
+                &[url, secret, ("STATUSHOOK_FORWARD_CONCURRENCY", "257")],
+                "STATUSHOOK_FORWARD_CONCURRENCY",
+            ),
         ];
         for (env, name) in cases {
             let error = with(env).expect_err(name);
@@ -1034,6 +1109,20 @@ mod tests {
                     crate::domain::KnownStatus::Failed
                 ][..]
             )
+        );
+        assert_eq!(forward.start, crate::forwarding::Start::Now);
+        assert_eq!(forward.concurrency, 16);
+        let chosen = with(&[
+            url,
+            secret,
+            ("STATUSHOOK_FORWARD_START", "ALL"),
+            ("STATUSHOOK_FORWARD_CONCURRENCY", "4"),
+        ])
+        .expect("valid forwarding settings");
+        let chosen = chosen.forward.as_ref().expect("forwarding on");
+        assert_eq!(
+            (chosen.start, chosen.concurrency),
+            (crate::forwarding::Start::All, 4)
         );
         let printed = format!("{config:?}");
         assert!(!printed.contains("MfKQ9r8"), "{printed}");

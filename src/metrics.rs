@@ -45,6 +45,96 @@ impl Outcome {
     }
 }
 
+/// Why a request was refused, as `statushook_refusals_total` counts it: every `403` and
+/// `400` of `/twilio/status` and every `401` and `403` of the API, by reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No `X-Twilio-Signature` header.
+    NoSignature,
+    /// The signature settings name a shared key that is not configured.
+    UnknownSharedKey,
+    /// The signature settings name an algorithm not supported, or SHA-256 without a key.
+    BadSignatureSettings,
+    /// No configured key signed the public URL, but one signed the URL the request's
+    /// `Host` header names: `STATUSHOOK_PUBLIC_URL` is probably wrong.
+    WrongUrl,
+    /// No configured key signed the URL: a wrong auth token, or a URL that is not the one
+    /// Twilio calls.
+    SignatureMismatch,
+    MissingMessageSid,
+    BadMessageSid,
+    MissingMessageStatus,
+    /// A percent-decoded name or value that is not UTF-8.
+    NotUtf8,
+    /// A body that could not be read.
+    UnreadableBody,
+    /// API: no `Authorization` header.
+    NoToken,
+    /// API: an `Authorization` header that is not a bearer token.
+    NotBearer,
+    /// API: a bearer token that is neither the API token nor the read token.
+    WrongToken,
+    /// API: the read token on a request that changes something.
+    ReadOnlyToken,
+}
+
+impl Refusal {
+    const ALL: [Refusal; 14] = [
+        Refusal::NoSignature,
+        Refusal::UnknownSharedKey,
+        Refusal::BadSignatureSettings,
+        Refusal::WrongUrl,
+        Refusal::SignatureMismatch,
+        Refusal::MissingMessageSid,
+        Refusal::BadMessageSid,
+        Refusal::MissingMessageStatus,
+        Refusal::NotUtf8,
+        Refusal::UnreadableBody,
+        Refusal::NoToken,
+        Refusal::NotBearer,
+        Refusal::WrongToken,
+        Refusal::ReadOnlyToken,
+    ];
+
+    /// The `reason` label, also the reason of the refusal's log line.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::NoSignature => "no_signature",
+            Refusal::UnknownSharedKey => "unknown_shared_key",
+            Refusal::BadSignatureSettings => "bad_signature_settings",
+            Refusal::WrongUrl => "wrong_url",
+            Refusal::SignatureMismatch => "signature_mismatch",
+            Refusal::MissingMessageSid => "missing_message_sid",
+            Refusal::BadMessageSid => "bad_message_sid",
+            Refusal::MissingMessageStatus => "missing_message_status",
+            Refusal::NotUtf8 => "not_utf8",
+            Refusal::UnreadableBody => "unreadable_body",
+            Refusal::NoToken => "no_token",
+            Refusal::NotBearer => "not_bearer",
+            Refusal::WrongToken => "wrong_token",
+            Refusal::ReadOnlyToken => "read_only_token",
+        }
+    }
+
+    /// The status code answered.
+    pub fn status(self) -> u16 {
+        match self {
+            Refusal::NoSignature
+            | Refusal::UnknownSharedKey
+            | Refusal::BadSignatureSettings
+            | Refusal::WrongUrl
+            | Refusal::SignatureMismatch
+            | Refusal::ReadOnlyToken => 403,
+            Refusal::MissingMessageSid
+            | Refusal::BadMessageSid
+            | Refusal::MissingMessageStatus
+            | Refusal::NotUtf8
+            | Refusal::UnreadableBody => 400,
+            Refusal::NoToken | Refusal::NotBearer | Refusal::WrongToken => 401,
+        }
+    }
+}
+
 /// Why messages were deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Deletion {
@@ -72,6 +162,7 @@ pub struct Metrics {
     /// Messages deleted, by [`Deletion`].
     deletions: [AtomicU64; 2],
     unauthorized: AtomicU64,
+    refusals: [AtomicU64; Refusal::ALL.len()],
 }
 
 struct Histogram<const N: usize> {
@@ -149,6 +240,11 @@ impl Metrics {
         self.unauthorized.fetch_add(1, Relaxed);
     }
 
+    /// A request refused, by reason.
+    pub fn refused(&self, why: Refusal) {
+        self.refusals[why as usize].fetch_add(1, Relaxed);
+    }
+
     /// The Prometheus text exposition of every metric.
     /// The metrics as Prometheus text; `counts` and `store_bytes` are read from the store
     /// by the caller (absent when the store could not answer).
@@ -213,6 +309,19 @@ impl Metrics {
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
                 counter.load(Relaxed)
+            );
+        }
+        out.push_str(
+            "# HELP statushook_refusals_total Requests refused, by status code and reason.\n",
+        );
+        out.push_str("# TYPE statushook_refusals_total counter\n");
+        for why in Refusal::ALL {
+            let _ = writeln!(
+                out,
+                "statushook_refusals_total{{status=\"{}\",reason=\"{}\"}} {}",
+                why.status(),
+                why.label(),
+                self.refusals[why as usize].load(Relaxed)
             );
         }
         out.push_str("# HELP statushook_deleted_messages_total Messages deleted, by reason.\n");

@@ -27,6 +27,8 @@ pub struct AppState {
     pub public_url: PublicUrl,
     pub signing_keys: Keys,
     pub api_token: Secret,
+    /// A token that may only read, when configured.
+    pub read_token: Option<Secret>,
     pub metrics: Arc<Metrics>,
     /// Present when Twilio credentials are configured.
     pub twilio: Option<TwilioClient>,
@@ -91,7 +93,7 @@ impl Application {
         let jobs = Jobs::start(store.clone(), reconciler, retention);
         let forwarding = config.forward.clone().map(Forwarding::new);
         let forwarder = match &forwarding {
-            Some(forwarding) => Some(forwarding.start(store.clone())?),
+            Some(forwarding) => Some(forwarding.start(store.clone()).await?),
             None => None,
         };
         let job_names = [
@@ -127,6 +129,7 @@ impl Application {
             public_url: config.public_url.clone(),
             signing_keys: config.signing_keys.clone(),
             api_token: config.api_token.clone(),
+            read_token: config.read_token.clone(),
             metrics,
             twilio,
             status_callback: config.status_callback(),
@@ -204,6 +207,9 @@ fn routes_table(config: &mut web::ServiceConfig) {
         .service(
             web::scope("/v1")
                 .wrap(from_fn(routes::require_bearer))
+                // The one body of the API, `POST /v1/messages`: its limit, answered 413
+                // with a JSON error by the handler.
+                .app_data(web::PayloadConfig::new(routes::MAX_SEND_BODY))
                 .route("/messages", web::get().to(routes::list_messages))
                 .route("/messages", web::post().to(routes::send_message))
                 .route("/messages", web::delete().to(routes::delete_messages))

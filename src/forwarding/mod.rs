@@ -35,8 +35,10 @@ use crate::store::{Store, StoreError};
 
 /// How long a receiver has to answer a delivery.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
-/// Deliveries in flight at once.
-pub const MAX_IN_FLIGHT: usize = 256;
+/// Deliveries in flight at once unless `STATUSHOOK_FORWARD_CONCURRENCY` says otherwise.
+pub const DEFAULT_CONCURRENCY: usize = 16;
+/// The most `STATUSHOOK_FORWARD_CONCURRENCY` may allow.
+pub const MAX_CONCURRENCY: usize = 256;
 
 /// The validated forwarding settings.
 #[derive(Clone)]
@@ -46,6 +48,31 @@ pub struct ForwardConfig {
     /// Forward only transitions to these statuses; all when `None`.
     pub statuses: Option<Vec<KnownStatus>>,
     pub retry: Retry,
+    /// Where forwarding begins the first time it runs on a store.
+    pub start: Start,
+    /// Deliveries in flight at once, at most.
+    pub concurrency: usize,
+}
+
+/// Where forwarding begins the first time it is enabled on a store
+/// (`STATUSHOOK_FORWARD_START`); afterwards it goes on from its saved progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Only the transitions stored from then on; earlier ones are sent by a replay on
+    /// request. The default: a new receiver is not flooded with a store's history.
+    Now,
+    /// Every transition in the store, the oldest first.
+    All,
+}
+
+impl Start {
+    pub fn parse(raw: &str) -> Result<Start, String> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "now" => Ok(Start::Now),
+            "all" => Ok(Start::All),
+            other => Err(format!("{other:?} is not a start (use now or all)")),
+        }
+    }
 }
 
 impl ForwardConfig {
@@ -101,6 +128,8 @@ impl fmt::Debug for ForwardConfig {
             .field("secret", &self.secret)
             .field("statuses", &self.statuses)
             .field("retry", &self.retry)
+            .field("start", &self.start)
+            .field("concurrency", &self.concurrency)
             .finish()
     }
 }
@@ -199,15 +228,23 @@ impl Forwarding {
     }
 
     /// Starts the worker. It forwards while this process leads, until stopped.
-    pub fn start(&self, store: Store) -> anyhow::Result<Running> {
+    ///
+    /// The end of the feed is read here, before the service takes its first request: with
+    /// [`Start::Now`], a store that has never forwarded starts there, so what arrives from
+    /// this moment on is forwarded and nothing stored before it.
+    pub async fn start(&self, store: Store) -> anyhow::Result<Running> {
         let client = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("statushook/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(MAX_IN_FLIGHT)
+            .pool_max_idle_per_host(self.config.concurrency)
             .build()?;
+        let begin = match self.config.start {
+            Start::Now => store.snapshot().await?,
+            Start::All => 0,
+        };
         let (stop, stopped) = watch::channel(false);
-        let worker = worker::Worker::new(store, self.clone(), client);
+        let worker = worker::Worker::new(store, self.clone(), client, begin);
         let task = tokio::spawn(worker.run(stopped));
         tracing::info!(url = %self.config.shown_url(), "forwarding every stored transition");
         Ok(Running { stop, task })

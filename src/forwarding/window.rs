@@ -175,6 +175,25 @@ impl Window {
         Some(pending)
     }
 
+    /// Removes a transition whose message was erased: it is never sent.
+    pub fn erased(&mut self, seq: u64) -> Option<Pending> {
+        self.delivered(seq)
+    }
+
+    /// Takes back a start that did not happen: the transition waits as before.
+    pub fn put_back(&mut self, seq: u64) {
+        if let Some(pending) = self.entries.get_mut(&seq) {
+            if pending.in_flight {
+                pending.in_flight = false;
+                pending.attempts = pending.attempts.saturating_sub(1);
+                if pending.attempts == 0 {
+                    pending.first_attempt = None;
+                }
+                self.in_flight -= 1;
+            }
+        }
+    }
+
     /// Schedules the next attempt of a transition whose attempt failed, or gives it up.
     pub fn failed(
         &mut self,
@@ -339,6 +358,25 @@ mod tests {
             let oldest = window.get(0).expect("still waiting").next_try;
             assert!(oldest > at(70), "{unit}: {oldest:?}");
         }
+    }
+
+    #[test]
+    fn an_erased_transition_leaves_and_a_start_put_back_waits_as_before() {
+        let mut window = Window::default();
+        window.insert(1, pending("A"));
+        window.insert(2, pending("A"));
+        window.insert(3, pending("B"));
+        assert_eq!(window.start_due(at(0), 10).0, [1, 3]);
+        window.erased(1);
+        window.put_back(3);
+        assert_eq!(window.in_flight(), 0);
+        let b = window.get(3).expect("still waiting");
+        assert_eq!((b.attempts, b.first_attempt), (0, None));
+        assert_eq!(
+            window.start_due(at(0), 10).0,
+            [2, 3],
+            "A's next transition is no longer held back"
+        );
     }
 
     #[test]

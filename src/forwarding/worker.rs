@@ -5,7 +5,12 @@
 //! progress when it changed (at most every [`SAVE_EVERY`], or [`SAVE_ATTEMPTS_EVERY`] when
 //! only attempt counts changed). Then it sleeps until a delivery ends, the feed grows, a
 //! retry falls due or it is told to stop. Deliveries run as their own tasks, at most
-//! [`MAX_IN_FLIGHT`], so signing and waiting for the receiver never hold up the loop.
+//! `STATUSHOOK_FORWARD_CONCURRENCY` of them, so signing and waiting for the receiver never
+//! hold up the loop.
+//!
+//! Right before a delivery starts, the store is asked whether its transition is still
+//! stored: a message erased (by `DELETE` or retention) while its transitions waited for a
+//! retry is dropped from the window instead of sent, whichever replica erased it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +23,7 @@ use tokio::time::Instant;
 
 use super::progress::{Progress, Replay, ReplayRequest, Saved, PROGRESS_KEY, REPLAY_KEY};
 use super::window::{AfterFailure, Pending, Window};
-use super::{sign, Forwarding, LastError, Outcome, Status, MAX_IN_FLIGHT, TIMEOUT};
+use super::{sign, Forwarding, LastError, Outcome, Status, TIMEOUT};
 use crate::domain::Timestamp;
 use crate::routes::views::FeedEventView;
 use crate::store::{self, FeedEntry, Store, StoreError};
@@ -47,6 +52,8 @@ pub struct Worker {
     store: Store,
     forwarding: Forwarding,
     client: reqwest::Client,
+    /// Where the feed is read from when the store has no saved progress.
+    begin: u64,
     window: Window,
     cursor: u64,
     replay: Option<Replay>,
@@ -99,11 +106,12 @@ enum Woken {
 }
 
 impl Worker {
-    pub fn new(store: Store, forwarding: Forwarding, client: reqwest::Client) -> Self {
+    pub fn new(store: Store, forwarding: Forwarding, client: reqwest::Client, begin: u64) -> Self {
         Worker {
             store,
             forwarding,
             client,
+            begin,
             window: Window::default(),
             cursor: 0,
             replay: None,
@@ -216,7 +224,7 @@ impl Worker {
     /// Reads the saved progress and the transitions it left waiting.
     async fn load(&mut self) -> Result<(), StoreError> {
         let progress = match self.store.meta(PROGRESS_KEY).await? {
-            None => Progress::default(),
+            None => return self.begin_afresh().await,
             Some(bytes) => Progress::decode(&bytes).unwrap_or_else(|error| {
                 // Starting over re-sends everything, which loses nothing.
                 tracing::error!(%error, "the saved forwarding progress is unreadable; forwarding from the start of the feed");
@@ -247,6 +255,59 @@ impl Worker {
         Ok(())
     }
 
+    /// The first start on a store that has never forwarded: from `begin` (the end of the
+    /// feed as the service started, or its start with `STATUSHOOK_FORWARD_START=all`),
+    /// saved at once, so that a restart goes on from there instead of deciding again.
+    async fn begin_afresh(&mut self) -> Result<(), StoreError> {
+        self.window = Window::default();
+        self.cursor = self.begin;
+        self.replay = None;
+        self.last_replay_request = None;
+        self.caught_up = false;
+        self.save().await?;
+        if self.begin > 0 {
+            tracing::info!(
+                cursor = self.cursor,
+                "forwarding starts with what arrives from now on; the transitions stored \
+                 earlier are not sent (a replay, POST /v1/forwarding/replay, sends them)"
+            );
+        } else {
+            tracing::info!("forwarding starts at the beginning of the feed");
+        }
+        Ok(())
+    }
+
+    /// Of the deliveries just started, those whose transition is still stored; the others
+    /// (their message was erased) leave the window unsent. If the store cannot answer, the
+    /// deliveries are put back, to be started again next round.
+    async fn still_stored(&mut self, started: Vec<u64>) -> Result<Vec<u64>, StoreError> {
+        if started.is_empty() {
+            return Ok(started);
+        }
+        let stored = match self.store.stored_seqs(started.clone()).await {
+            Ok(stored) => stored,
+            Err(error) => {
+                for seq in &started {
+                    self.window.put_back(*seq);
+                }
+                return Err(error);
+            }
+        };
+        let (kept, erased): (Vec<u64>, Vec<u64>) =
+            started.into_iter().partition(|seq| stored.contains(seq));
+        for seq in &erased {
+            self.window.erased(*seq);
+        }
+        if !erased.is_empty() {
+            self.unsaved = Unsaved::Progress;
+            tracing::debug!(
+                transitions = erased.len(),
+                "not forwarded: their messages were erased"
+            );
+        }
+        Ok(kept)
+    }
+
     /// One round; answers when to wake up at the latest, and whether new feed entries
     /// should wake it sooner.
     async fn round(&mut self) -> Result<(Instant, bool), StoreError> {
@@ -259,8 +320,9 @@ impl Worker {
             self.replay_polled_at = Some(now);
         }
         self.fill().await?;
-        let room = MAX_IN_FLIGHT.saturating_sub(self.window.in_flight());
+        let room = (self.forwarding.config.concurrency).saturating_sub(self.window.in_flight());
         let (started, next_due) = self.window.start_due(Timestamp::now(), room);
+        let started = self.still_stored(started).await?;
         if !started.is_empty() {
             self.unsaved = self.unsaved.max(Unsaved::Attempts);
         }

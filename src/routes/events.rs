@@ -5,12 +5,14 @@
 //! store hands out sequence numbers in commit order and shows none before every smaller
 //! one is visible, so resuming from any `next`, also after a crash of either side, misses
 //! nothing and repeats nothing. With `wait`, an empty answer is held open until a
-//! transition arrives (long polling).
+//! transition newer than `after` arrives, or for `wait` seconds (long polling), whatever
+//! was erased meanwhile: a consumer following the loop never spins.
 
 use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
+use tokio::time::Instant;
 
 use super::ApiError;
 use crate::routes::views::FeedEventView;
@@ -38,11 +40,20 @@ pub async fn events(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let query = parse(request.query_string())?;
+    let deadline = Instant::now() + query.wait;
     let mut entries = state.store.feed(query.after, query.limit).await?;
-    if entries.is_empty() && !query.wait.is_zero() {
-        state.store.wait_for_feed(query.after, query.wait).await;
+    // A wake-up is a hint, not a promise: what woke the wait may have been erased before
+    // the read, or been a write that is no transition. Until something newer than `after`
+    // is read, the request waits out the rest of its time.
+    while entries.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        state.store.wait_for_feed(query.after, left).await;
         entries = state.store.feed(query.after, query.limit).await?;
     }
+    // Never behind `after`, whatever was erased: a consumer's position only moves on.
     let next = entries.last().map_or(query.after, |entry| entry.seq);
     let events = entries.into_iter().map(FeedEventView::from).collect();
     Ok(HttpResponse::Ok().json(FeedView { events, next }))

@@ -10,11 +10,12 @@
 //! response without its final chunk, so the client sees a broken transfer rather than a
 //! short export that looks whole.
 
+use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::stream;
 use tokio::sync::mpsc;
 
-use super::ApiError;
+use super::{query_time, ApiError};
 use crate::archive::export::{header, write_message, Format};
 use crate::domain::{MessageSid, Timestamp};
 use crate::startup::AppState;
@@ -40,10 +41,12 @@ pub async fn export_messages(
     let query = parse(request.query_string())?;
     let store = state.store.clone();
     let snapshot = store.snapshot().await?;
-    let content_type = match query.format {
-        Format::Jsonl => "application/x-ndjson",
-        Format::Csv => "text/csv; charset=utf-8",
+    let (content_type, extension) = match query.format {
+        Format::Jsonl => ("application/x-ndjson", "jsonl"),
+        Format::Csv => ("text/csv; charset=utf-8", "csv"),
     };
+    // A browser (the dashboard, a link) saves the export as a file instead of showing it.
+    let disposition = format!("attachment; filename=\"statushook-export.{extension}\"");
     let (chunks, received) = mpsc::channel::<Chunk>(AHEAD);
     actix_web::rt::spawn(produce(store, snapshot, query, chunks));
     let body = stream::unfold(received, |mut received| async move {
@@ -51,6 +54,7 @@ pub async fn export_messages(
     });
     Ok(HttpResponse::Ok()
         .content_type(content_type)
+        .insert_header((header::CONTENT_DISPOSITION, disposition))
         .streaming(body))
 }
 
@@ -137,12 +141,8 @@ fn parse(raw: &str) -> Result<ExportQuery, ApiError> {
     let bad = |name: &str, problem: String| ApiError::BadRequest(format!("{name}: {problem}"));
     for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
         match name.as_ref() {
-            "since" => {
-                query.since = Some(Timestamp::parse_rfc3339(&value).map_err(|e| bad("since", e))?)
-            }
-            "until" => {
-                query.until = Some(Timestamp::parse_rfc3339(&value).map_err(|e| bad("until", e))?)
-            }
+            "since" => query.since = Some(query_time("since", &value)?),
+            "until" => query.until = Some(query_time("until", &value)?),
             "format" => {
                 query.format = match value.as_ref() {
                     "jsonl" => Format::Jsonl,

@@ -4,7 +4,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
-use super::ApiError;
+use super::{query_time, ApiError};
 use crate::domain::Timestamp;
 use crate::forwarding::ReplayRequest;
 use crate::startup::AppState;
@@ -69,7 +69,7 @@ pub async fn forwarding_replay(
     let bad = |name: &str, problem: String| ApiError::BadRequest(format!("{name}: {problem}"));
     let (mut since, mut until) = (None, None);
     for (name, value) in form_urlencoded::parse(request.query_string().as_bytes()) {
-        let time = Timestamp::parse_rfc3339(&value).map_err(|problem| bad(&name, problem));
+        let time = query_time(&name, &value);
         match name.as_ref() {
             "since" => since = Some(time?),
             "until" => until = Some(time?),

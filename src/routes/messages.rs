@@ -4,8 +4,8 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
-use super::ApiError;
-use crate::domain::{AccountSid, KnownStatus, MessageSid, Timestamp};
+use super::{query_time, ApiError};
+use crate::domain::{AccountSid, KnownStatus, MessageSid, PhoneNumber, Timestamp};
 use crate::metrics::Deletion;
 use crate::routes::views::MessageView;
 use crate::startup::AppState;
@@ -80,12 +80,8 @@ fn parse_list_query(raw: &str) -> Result<ListQuery, ApiError> {
             }
             "to" => query.to = Some(phone_filter("to", &value)?),
             "from" => query.from = Some(phone_filter("from", &value)?),
-            "since" => {
-                query.since = Some(Timestamp::parse_rfc3339(&value).map_err(|e| bad("since", e))?)
-            }
-            "until" => {
-                query.until = Some(Timestamp::parse_rfc3339(&value).map_err(|e| bad("until", e))?)
-            }
+            "since" => query.since = Some(query_time("since", &value)?),
+            "until" => query.until = Some(query_time("until", &value)?),
             "limit" => {
                 query.limit = value
                     .parse()
@@ -144,8 +140,24 @@ pub async fn delete_message(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// The `phone` of an erasure: an E.164 number, whose channel forms (`whatsapp:+1…`)
+/// are erased with it. Anything else would silently erase nothing, which for an erasure
+/// request is the wrong answer, so it is refused saying what to give.
+fn phone_number(value: &str) -> Result<PhoneNumber, ApiError> {
+    if value.starts_with(' ') {
+        phone_filter("phone", value)?;
+    }
+    PhoneNumber::parse(value).map_err(|problem| ApiError::InvalidParameter {
+        parameter: "phone",
+        problem: format!(
+            "{problem}: give the number in E.164 form, such as phone=%2B14155550100 \
+             (its whatsapp: and rcs: forms are erased with it)"
+        ),
+    })
+}
+
 /// `DELETE /v1/messages?phone=…`: a privacy erasure of every message whose recipient or
-/// sender is that number. The number is never logged.
+/// sender is that number, in any channel form. The number is never logged.
 pub async fn delete_messages(
     request: HttpRequest,
     state: web::Data<AppState>,
@@ -153,7 +165,7 @@ pub async fn delete_messages(
     let mut phone = None;
     for (name, value) in form_urlencoded::parse(request.query_string().as_bytes()) {
         match name.as_ref() {
-            "phone" => phone = Some(phone_filter("phone", &value)?),
+            "phone" => phone = Some(phone_number(&value)?),
             other => {
                 return Err(ApiError::BadRequest(format!(
                     "{other}: is not a parameter of this deletion (give phone)"

@@ -43,13 +43,25 @@ const MAX_KEY_LEN: usize = 255;
 /// before an in-flight claim counts as abandoned.
 const RECORD_MARGIN: Duration = Duration::from_secs(60);
 
+/// The largest body `POST /v1/messages` takes: a message's JSON is a few KiB at most
+/// (`body` up to 1600 characters, ten media URLs, content variables).
+pub const MAX_BODY: usize = 64 * 1024;
+
 /// Creates the message and answers `201` with Twilio's message resource, or one of
 /// [`SendFailure`]'s answers.
 pub async fn send_message(
     request: HttpRequest,
-    body: web::Bytes,
+    body: Result<web::Bytes, actix_web::Error>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, SendFailure> {
+    // The limit (`MAX_BODY`, the scope's `PayloadConfig`) is checked while reading.
+    let body = body.map_err(|error| {
+        if error.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE {
+            SendFailure::TooLarge
+        } else {
+            SendFailure::Unreadable
+        }
+    })?;
     let message = CreateMessage::from_json(&body).map_err(SendFailure::Body)?;
     message.validate().map_err(SendFailure::Invalid)?;
     let twilio = state
@@ -83,6 +95,10 @@ pub async fn send_message(
 /// (`code`, `message`, `more_info`, `status`) when Twilio answered.
 #[derive(Debug, thiserror::Error)]
 pub enum SendFailure {
+    #[error("the body is larger than 64 KiB")]
+    TooLarge,
+    #[error("the body could not be read")]
+    Unreadable,
     #[error("{0}")]
     Body(BodyError),
     #[error("{0}")]
@@ -174,7 +190,10 @@ impl SendFailure {
 impl ResponseError for SendFailure {
     fn status_code(&self) -> StatusCode {
         match self {
-            SendFailure::Body(_) | SendFailure::BadKey(_) => StatusCode::BAD_REQUEST,
+            SendFailure::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            SendFailure::Body(_) | SendFailure::BadKey(_) | SendFailure::Unreadable => {
+                StatusCode::BAD_REQUEST
+            }
             SendFailure::Invalid(_) | SendFailure::KeyConflict | SendFailure::Refused { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
-use super::ApiError;
+use super::{query_time, ApiError};
 use crate::domain::{error_codes, AccountSid, KnownStatus, RfcTime, Timestamp};
 use crate::startup::AppState;
 use crate::store::{BucketSize, Counts};
@@ -204,10 +204,7 @@ fn parse_window(raw: &str, route: &str, extra: &[&str]) -> Result<WindowQuery, A
     let (mut since, mut until) = (None, None);
     let mut values = BTreeMap::new();
     for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
-        let time = || {
-            Timestamp::parse_rfc3339(&value)
-                .map_err(|e| ApiError::BadRequest(format!("{name}: {e}")))
-        };
+        let time = || query_time(&name, &value);
         match name.as_ref() {
             "since" => since = Some(time()?),
             "until" => until = Some(time()?),

@@ -36,7 +36,7 @@
 //!   whole before anything is written: a message already in the store, or whose events do
 //!   not replay to the status the export shows, fails the batch and writes nothing.
 
-use crate::domain::{MessageSid, MessageState, Timestamp, Transition};
+use crate::domain::{MessageSid, MessageState, PhoneNumber, Timestamp, Transition};
 use crate::store::{blocking, Counts, Store, StoreError, StoredMessage};
 
 /// Messages deleted by one atomic write, at most: a bound on how long the callbacks that
@@ -74,13 +74,15 @@ impl Store {
         }
     }
 
-    /// Deletes every message whose recipient (`to`) or sender (`from`) is `phone`, exactly
-    /// as written in its callbacks; answers how many. Messages stored while it runs may
+    /// Deletes every message whose recipient (`to`) or sender (`from`) is `phone` in any
+    /// form that carries it (the number itself, `whatsapp:+1…`, `rcs:+1…`: see
+    /// [`PhoneNumber::addresses`]); answers how many. Messages stored while it runs may
     /// remain.
-    pub async fn delete_by_phone(&self, phone: &str) -> Result<u64, StoreError> {
+    pub async fn delete_by_phone(&self, phone: &PhoneNumber) -> Result<u64, StoreError> {
+        let addresses = phone.addresses();
         match self {
-            Store::Sled(store) => store.delete_by_phone(phone).await,
-            Store::Postgres(store) => store.delete_by_phone(phone).await,
+            Store::Sled(store) => store.delete_by_addresses(addresses).await,
+            Store::Postgres(store) => store.delete_by_addresses(addresses).await,
         }
     }
 

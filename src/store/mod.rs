@@ -19,6 +19,7 @@ mod postgres;
 mod series;
 mod sled;
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -349,6 +350,18 @@ impl Store {
                 blocking(move || store.feed_len(after)).await
             }
             Store::Postgres(store) => store.feed_len(after).await,
+        }
+    }
+
+    /// Which of the change-feed positions `seqs` still hold a transition: one whose message
+    /// was deleted (erasure, retention) is gone. The forwarder asks before every delivery.
+    pub async fn stored_seqs(&self, seqs: Vec<u64>) -> Result<HashSet<u64>, StoreError> {
+        match self {
+            Store::Sled(store) => {
+                let store = store.clone();
+                blocking(move || store.stored_seqs(&seqs)).await
+            }
+            Store::Postgres(store) => store.stored_seqs(&seqs).await,
         }
     }
 

@@ -202,8 +202,8 @@ async fn a_receiver_answering_after_9_s_never_slows_callbacks_on_both_stores() {
     let forwarders = on_both_stores(&receiver).await;
 
     // 100 callbacks a second to each service for 12 s, each sent on time whatever became of
-    // the ones before it: from the 8th second all 256 delivery slots wait on the receiver,
-    // with the later transitions piling up behind them.
+    // the ones before it: soon all delivery slots (STATUSHOOK_FORWARD_CONCURRENCY, 16 by
+    // default) wait on the receiver, with the later transitions piling up behind them.
     let client = new_connections();
     let started = Instant::now();
     let mut posts = tokio::task::JoinSet::new();
@@ -250,7 +250,7 @@ async fn a_receiver_answering_after_9_s_never_slows_callbacks_on_both_stores() {
         let status = forwarder
             .service
             .forwarding_when("every delivery waiting on the receiver", |s| {
-                s["in_flight"] == 256
+                s["in_flight"] == statushook::forwarding::DEFAULT_CONCURRENCY
             })
             .await;
         assert!(status["depth"].as_u64() > Some(600), "{status}");

@@ -1,7 +1,12 @@
+mod api_edges;
 mod crash;
 mod data_lifecycle;
+mod diagnosis;
+mod erasure;
 mod feed;
+mod feed_wait;
 mod forwarding;
+mod forwarding_controls;
 mod forwarding_failover;
 mod forwarding_outage;
 mod health;
@@ -24,4 +29,5 @@ mod status_callback;
 mod store_model;
 mod store_outage;
 mod support;
+mod tokens;
 mod ui;

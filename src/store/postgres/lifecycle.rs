@@ -79,14 +79,14 @@ impl PgStore {
         Ok(deleted)
     }
 
-    /// Deletes the messages whose recipient or sender is `phone`.
-    pub async fn delete_by_phone(&self, phone: &str) -> Result<u64, StoreError> {
+    /// Deletes the messages whose recipient or sender is one of `addresses`.
+    pub async fn delete_by_addresses(&self, addresses: Vec<String>) -> Result<u64, StoreError> {
         let client = self.client().await?;
         let found = client
             .query(
-                "SELECT sid FROM messages WHERE to_number = $1 \
-                 UNION SELECT sid FROM messages WHERE from_number = $1 ORDER BY 1",
-                &[&phone],
+                "SELECT sid FROM messages WHERE to_number = ANY($1) \
+                 UNION SELECT sid FROM messages WHERE from_number = ANY($1) ORDER BY 1",
+                &[&addresses],
             )
             .await
             .map_err(unavailable)?;

@@ -38,6 +38,7 @@ mod statements;
 mod stats;
 mod writer;
 
+use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -315,6 +316,22 @@ impl PgStore {
         Ok(entries)
     }
 
+    /// Which of `seqs` are stored events.
+    pub async fn stored_seqs(&self, seqs: &[u64]) -> Result<HashSet<u64>, StoreError> {
+        let seqs: Vec<i64> = seqs.iter().map(|seq| to_i64(*seq)).collect();
+        let client = self.client().await?;
+        let rows = client
+            .query("SELECT seq FROM events WHERE seq = ANY($1)", &[&seqs])
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                let seq: i64 = row.try_get(0).map_err(corrupt)?;
+                u64::try_from(seq).map_err(corrupt)
+            })
+            .collect()
+    }
+
     /// How many transitions were committed after `after`.
     pub async fn feed_len(&self, after: u64) -> Result<u64, StoreError> {
         let watermark = self.watermark().await?;
@@ -333,14 +350,14 @@ impl PgStore {
         Ok(count.max(0) as u64)
     }
 
-    /// Waits until a transition after `after` is committed (by any replica), or `timeout`.
+    /// Waits until a transition after `after` is committed (by any replica) and still
+    /// stored, or `timeout`. This replica's own commits only wake the wait: the events
+    /// they added may have been erased since, so the database answers.
     pub async fn wait_for_feed(&self, after: u64, timeout: Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut local = self.shared.watermark.subscribe();
         loop {
-            if *local.borrow_and_update() > after {
-                return;
-            }
+            local.borrow_and_update();
             if self.watermark().await.is_ok_and(|w| w > after) {
                 return;
             }

@@ -19,6 +19,7 @@ mod series;
 mod stats;
 mod writer;
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -96,7 +97,11 @@ impl SledStore {
             writer: Arc::new(Mutex::new(Some(writer))),
             expiry: Arc::default(),
         };
-        store.index_accounts();
+        if served_before {
+            store.index_accounts();
+        } else {
+            store.mark_accounts_indexed()?;
+        }
         Ok(store)
     }
 
@@ -232,6 +237,22 @@ impl SledStore {
         Ok(entries)
     }
 
+    /// Which of `seqs` are stored events, up to the watermark.
+    pub fn stored_seqs(&self, seqs: &[u64]) -> Result<HashSet<u64>, StoreError> {
+        let watermark = self.watermark();
+        let mut stored = HashSet::new();
+        for &seq in seqs.iter().filter(|seq| **seq <= watermark) {
+            let held = self
+                .trees
+                .block_at(seq)?
+                .is_some_and(|(_, block)| events::find(&block, seq).is_some());
+            if held {
+                stored.insert(seq);
+            }
+        }
+        Ok(stored)
+    }
+
     /// The number of change-feed entries after `after`, up to the watermark.
     pub fn feed_len(&self, after: u64) -> Result<u64, StoreError> {
         let watermark = self.watermark();
@@ -246,10 +267,38 @@ impl SledStore {
         Ok(count)
     }
 
-    /// Waits until the watermark passes `after`, or `timeout`.
+    /// Waits until an event after `after` is stored, or `timeout`. The watermark passing
+    /// `after` is not enough: it moves with every write (a deletion, a probe), and the
+    /// events after `after` may have been erased, so each move is checked against the
+    /// events themselves.
     pub async fn wait_for_feed(&self, after: u64, timeout: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
         let mut watermark = self.shared.watermark.subscribe();
-        let _ = tokio::time::timeout(timeout, watermark.wait_for(|w| *w > after)).await;
+        loop {
+            let seen = *watermark.borrow_and_update();
+            if seen > after {
+                let store = self.clone();
+                let found = crate::store::blocking(move || store.has_event_after(after)).await;
+                // A read that fails is answered by the caller's own read of the feed.
+                if found.unwrap_or(true) {
+                    return;
+                }
+            }
+            match tokio::time::timeout_at(deadline, watermark.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return,
+            }
+        }
+    }
+
+    /// Whether an event after `after` is stored, up to the watermark.
+    fn has_event_after(&self, after: u64) -> Result<bool, StoreError> {
+        let mut found = false;
+        self.trees.each_event(after, self.watermark(), |_, _| {
+            found = true;
+            Ok(false)
+        })?;
+        Ok(found)
     }
 
     /// Removes the history entries (positions messages have left) older than any cursor

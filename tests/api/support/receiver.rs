@@ -39,6 +39,8 @@ pub struct Delivery {
     pub path: String,
     /// When the request arrived, in seconds since the Unix epoch.
     pub arrived: f64,
+    /// Requests the receiver was handling when this one arrived, itself included.
+    pub in_flight: u64,
 }
 
 impl Delivery {
@@ -185,6 +187,7 @@ impl Receiver {
                 body: line["body"].clone(),
                 path: line["path"].as_str().expect("a path").to_owned(),
                 arrived: line["arrived"].as_f64().expect("an arrival time"),
+                in_flight: line["in_flight"].as_u64().expect("a count in flight"),
             });
         }
     }
