@@ -17,17 +17,19 @@ pub enum Outcome {
     Forged,
     Malformed,
     TooLarge,
+    TimedOut,
     UnsupportedMediaType,
     StoreError,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 7] = [
+    const ALL: [Outcome; 8] = [
         Outcome::Stored,
         Outcome::Duplicate,
         Outcome::Forged,
         Outcome::Malformed,
         Outcome::TooLarge,
+        Outcome::TimedOut,
         Outcome::UnsupportedMediaType,
         Outcome::StoreError,
     ];
@@ -39,6 +41,7 @@ impl Outcome {
             Outcome::Forged => "forged",
             Outcome::Malformed => "malformed",
             Outcome::TooLarge => "too_large",
+            Outcome::TimedOut => "timed_out",
             Outcome::UnsupportedMediaType => "unsupported_media_type",
             Outcome::StoreError => "store_error",
         }
@@ -72,6 +75,8 @@ pub struct Metrics {
     /// Messages deleted, by [`Deletion`].
     deletions: [AtomicU64; 2],
     unauthorized: AtomicU64,
+    throttled: AtomicU64,
+    exports_refused: AtomicU64,
 }
 
 struct Histogram<const N: usize> {
@@ -149,7 +154,16 @@ impl Metrics {
         self.unauthorized.fetch_add(1, Relaxed);
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// An API request refused with 429: its address had used up its budget of refusals.
+    pub fn throttled(&self) {
+        self.throttled.fetch_add(1, Relaxed);
+    }
+
+    /// An export refused with 503: the most exports were already running.
+    pub fn export_refused(&self) {
+        self.exports_refused.fetch_add(1, Relaxed);
+    }
+
     /// The metrics as Prometheus text; `counts` and `store_bytes` are read from the store
     /// by the caller (absent when the store could not answer).
     pub fn render(&self, counts: Option<Counts>, store_bytes: Option<u64>) -> String {
@@ -207,6 +221,16 @@ impl Metrics {
                 "statushook_unauthorized_total",
                 "API requests refused with 401 (no or a wrong bearer token).",
                 &self.unauthorized,
+            ),
+            (
+                "statushook_throttled_total",
+                "API requests refused with 429: their address sent too many with no or a wrong token.",
+                &self.throttled,
+            ),
+            (
+                "statushook_exports_refused_total",
+                "Exports refused with 503 because the most were already running.",
+                &self.exports_refused,
             ),
         ] {
             let _ = writeln!(

@@ -12,6 +12,7 @@ use std::time::Duration;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
+use super::query::pairs;
 use super::ApiError;
 use crate::routes::views::FeedEventView;
 use crate::startup::AppState;
@@ -55,7 +56,7 @@ fn parse(raw: &str) -> Result<FeedQuery, ApiError> {
         wait: Duration::ZERO,
     };
     let bad = |name: &str, problem: String| ApiError::BadRequest(format!("{name}: {problem}"));
-    for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
+    for (name, value) in pairs(raw, &[])? {
         match name.as_ref() {
             "after" => {
                 query.after = value.parse().map_err(|_| {

@@ -4,6 +4,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
+use super::query::pairs;
 use super::ApiError;
 use crate::domain::Timestamp;
 use crate::forwarding::ReplayRequest;
@@ -68,7 +69,7 @@ pub async fn forwarding_replay(
     };
     let bad = |name: &str, problem: String| ApiError::BadRequest(format!("{name}: {problem}"));
     let (mut since, mut until) = (None, None);
-    for (name, value) in form_urlencoded::parse(request.query_string().as_bytes()) {
+    for (name, value) in pairs(request.query_string(), &[])? {
         let time = Timestamp::parse_rfc3339(&value).map_err(|problem| bad(&name, problem));
         match name.as_ref() {
             "since" => since = Some(time?),

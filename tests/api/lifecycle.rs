@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use futures_util::future::join_all;
 use serde_json::Value;
 
-use crate::helpers::{callback, get_from_binary, new_sid, post_to_binary, start_binary, with};
+use crate::helpers::{
+    callback, get_from_binary, new_sid, post_to_binary, start_binary, with, API_TOKEN,
+};
 
 /// The answer's status, or `None` when the connection was refused or closed unanswered.
 async fn post(client: &reqwest::Client, address: &str, params: &[(String, String)]) -> Option<u16> {
@@ -148,7 +150,10 @@ async fn sigterm_drains_and_exits_0_and_export_round_trips_every_record() {
 fn a_missing_or_malformed_setting_stops_start_up_with_one_line_naming_it_and_exit_code_2() {
     let cases: &[(&[(&str, &str)], &str)] = &[
         (
-            &[("STATUSHOOK_API_TOKEN", "a"), ("TWILIO_AUTH_TOKEN", "t")],
+            &[
+                ("STATUSHOOK_API_TOKEN", API_TOKEN),
+                ("TWILIO_AUTH_TOKEN", "t"),
+            ],
             "STATUSHOOK_PUBLIC_URL",
         ),
         (
@@ -161,14 +166,14 @@ fn a_missing_or_malformed_setting_stops_start_up_with_one_line_naming_it_and_exi
         (
             &[
                 ("STATUSHOOK_PUBLIC_URL", "https://h.example"),
-                ("STATUSHOOK_API_TOKEN", "a"),
+                ("STATUSHOOK_API_TOKEN", API_TOKEN),
             ],
             "TWILIO_AUTH_TOKEN",
         ),
         (
             &[
                 ("STATUSHOOK_PUBLIC_URL", "h.example"),
-                ("STATUSHOOK_API_TOKEN", "a"),
+                ("STATUSHOOK_API_TOKEN", API_TOKEN),
                 ("TWILIO_AUTH_TOKEN", "t"),
             ],
             "STATUSHOOK_PUBLIC_URL",
