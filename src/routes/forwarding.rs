@@ -64,9 +64,6 @@ pub async fn forwarding_replay(
     request: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(forwarding) = &state.forwarding else {
-        return Err(ApiError::ForwardingNotConfigured);
-    };
     let bad = |name: &str, problem: String| ApiError::BadRequest(format!("{name}: {problem}"));
     let (mut since, mut until) = (None, None);
     for (name, value) in pairs(request.query_string(), &[])? {
@@ -82,6 +79,9 @@ pub async fn forwarding_replay(
     if until <= since {
         return Err(bad("until", "must be later than since".into()));
     }
+    let Some(forwarding) = &state.forwarding else {
+        return Err(ApiError::ForwardingNotConfigured);
+    };
     let replay = ReplayRequest {
         id: fastrand::u64(..),
         since: since.0,

@@ -39,8 +39,27 @@ pub fn host_port(address: &str) -> &str {
 /// the answer; `None` if the server closed the connection without one, or gave none within
 /// `within`.
 pub async fn exchange(address: &str, request: &[u8], within: Duration) -> Option<RawResponse> {
+    exchange_from(None, address, request, within).await
+}
+
+/// As [`exchange`], from the local address `source` when given (any of 127.0.0.0/8 is this
+/// host too, and the server sees it as another client).
+pub async fn exchange_from(
+    source: Option<std::net::IpAddr>,
+    address: &str,
+    request: &[u8],
+    within: Duration,
+) -> Option<RawResponse> {
     tokio::time::timeout(within, async {
-        let mut stream = TcpStream::connect(host_port(address)).await.ok()?;
+        let server: std::net::SocketAddr = host_port(address).parse().ok()?;
+        let mut stream = match source {
+            Some(source) => {
+                let socket = tokio::net::TcpSocket::new_v4().ok()?;
+                socket.bind(std::net::SocketAddr::new(source, 0)).ok()?;
+                socket.connect(server).await.ok()?
+            }
+            None => TcpStream::connect(server).await.ok()?,
+        };
         // A server may answer and close before it has read everything (a refused body); the
         // answer is still there to read, so a failed write is not the end.
         let _ = stream.write_all(request).await;
