@@ -17,7 +17,7 @@
 //!   early answer. So every connection is watched: one with no request in progress for
 //!   longer than [`IDLE_LIMIT`] is shut down, and once the service holds 7/8 of its cap,
 //!   one idle for longer than [`IDLE_LIMIT_UNDER_PRESSURE`]. A flood of connections that
-//!   send nothing therefore gives way within about a second to the connections waiting
+//!   send nothing therefore gives way within a second or two to the connections waiting
 //!   behind it, among them Twilio's and the health probes, which send their request at once
 //!   and so are never idle.
 
@@ -48,8 +48,9 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
 /// keep-alive wait plus the time its next head may take.
 pub const IDLE_LIMIT: Duration = Duration::from_secs(10);
 /// The same, once the service holds 7/8 of its cap: a client that has not sent a request
-/// within a second of connecting, or of its last answer, makes room for the queue.
-pub const IDLE_LIMIT_UNDER_PRESSURE: Duration = Duration::from_secs(1);
+/// within half a second of connecting, or of its last answer, makes room for the queue.
+/// Twilio, a proxy or a probe sends its request with the connection's first packets.
+pub const IDLE_LIMIT_UNDER_PRESSURE: Duration = Duration::from_millis(500);
 /// The listen queue: connections the kernel completes while the service is at its cap.
 pub const BACKLOG: i32 = 1024;
 /// Descriptors kept back from the cap for everything else: the store's files and its
