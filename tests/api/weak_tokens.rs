@@ -9,9 +9,11 @@ use futures_util::stream::{self, StreamExt};
 
 use crate::helpers::{spawn_app, TestApp, API_TOKEN, AUTH_TOKEN};
 
+/// Starts the binary with `token` and waits, up to 10 s, for it to stop; a binary that
+/// starts serving instead is stopped and the test fails.
 fn start_with_token(token: &str) -> std::process::Output {
     let data = tempfile::tempdir().expect("a temporary folder");
-    std::process::Command::new(env!("CARGO_BIN_EXE_statushook"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_statushook"))
         .arg("serve")
         .env_clear()
         .env("STATUSHOOK_LISTEN", "127.0.0.1:0")
@@ -19,8 +21,20 @@ fn start_with_token(token: &str) -> std::process::Output {
         .env("STATUSHOOK_PUBLIC_URL", "https://hooks.example.com")
         .env("STATUSHOOK_API_TOKEN", token)
         .env("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
-        .output()
-        .expect("runs")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while child.try_wait().expect("waitable").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{token:?}: the service started instead of refusing the token");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("its output")
 }
 
 #[test]
