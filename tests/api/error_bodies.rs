@@ -87,10 +87,22 @@ impl Case {
     }
 }
 
-/// The paths of the document, `{name}` segments filled with valid and invalid values,
-/// and paths no route serves.
-fn target_path(templates: Vec<String>) -> impl Strategy<Value = String> {
-    let segment = prop::sample::select(vec![
+const METHODS: [&str; 6] = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+/// A method and a path template: mostly an operation of the document, so that each
+/// route's own refusals are reached; else any method on any path, or on none.
+fn route(operations: Vec<(&'static str, String)>) -> impl Strategy<Value = (&'static str, String)> {
+    let mut templates: Vec<String> = operations.iter().map(|(_, path)| path.clone()).collect();
+    templates.extend(["/", "/nowhere", "/v1", "/v1/messages/a/b", "/twilio"].map(str::to_owned));
+    prop_oneof![
+        7 => prop::sample::select(operations),
+        3 => (prop::sample::select(METHODS.to_vec()), prop::sample::select(templates)),
+    ]
+}
+
+/// Values for `{name}` segments, valid and not.
+fn segment() -> impl Strategy<Value = String> {
+    prop::sample::select(vec![
         "SM0123456789abcdef0123456789abcdef".to_owned(),
         "SMzz".to_owned(),
         "%ZZ".to_owned(),
@@ -98,24 +110,27 @@ fn target_path(templates: Vec<String>) -> impl Strategy<Value = String> {
         "app.js".to_owned(),
         "..%2F..%2Fetc".to_owned(),
         "x".repeat(300),
-    ]);
-    let mut paths = templates;
-    paths.extend(["/", "/nowhere", "/v1", "/v1/messages/a/b", "/twilio"].map(str::to_owned));
-    (prop::sample::select(paths), segment).prop_map(|(template, segment)| {
-        let mut path = String::new();
-        for part in template.split('/').skip(1) {
-            path.push('/');
+    ])
+}
+
+/// `template` with each `{name}` segment replaced by `segment`.
+fn fill(template: &str, segment: &str) -> String {
+    let path: String = template
+        .split('/')
+        .skip(1)
+        .map(|part| {
             if part.starts_with('{') {
-                path.push_str(&segment);
+                format!("/{segment}")
             } else {
-                path.push_str(part);
+                format!("/{part}")
             }
-        }
-        if path.is_empty() {
-            path.push('/');
-        }
+        })
+        .collect();
+    if path.is_empty() {
+        "/".to_owned()
+    } else {
         path
-    })
+    }
 }
 
 /// Query strings: none, documented names with odd values (some given twice), thousands of
@@ -177,26 +192,30 @@ fn headers() -> impl Strategy<Value = Vec<(String, String)>> {
     ]
 }
 
-/// Bodies: none, broken and wrong JSON, noise, a form, and one over every limit.
+/// Bodies: none, broken and wrong JSON, noise, a form, and one over every route's limit.
 fn body() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
-        Just(Vec::new()),
-        Just(b"{".to_vec()),
-        Just(b"null".to_vec()),
-        Just(b"[]".to_vec()),
-        Just(b"{\"to\": 1, \"validity_period\": \"soon\"}".to_vec()),
-        Just(b"MessageSid=SM0123456789abcdef0123456789abcdef&MessageStatus=sent".to_vec()),
-        prop::collection::vec(any::<u8>(), 0..200),
-        Just(vec![b'a'; 300 * 1024]),
+        3 => Just(Vec::new()),
+        1 => Just(b"{".to_vec()),
+        1 => Just(b"null".to_vec()),
+        1 => Just(b"[]".to_vec()),
+        1 => Just(b"{\"to\": 1, \"validity_period\": \"soon\"}".to_vec()),
+        1 => Just(b"MessageSid=SM0123456789abcdef0123456789abcdef&MessageStatus=sent".to_vec()),
+        1 => prop::collection::vec(any::<u8>(), 0..200),
+        3 => Just(vec![b'a'; 300 * 1024]),
     ]
 }
 
-fn case(templates: Vec<String>, names: Vec<String>) -> impl Strategy<Value = Case> {
+fn case(
+    operations: Vec<(&'static str, String)>,
+    names: Vec<String>,
+) -> impl Strategy<Value = Case> {
     (
-        prop::sample::select(vec!["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
-        target_path(templates),
+        route(operations),
+        segment(),
         query(names),
         prop::sample::select(vec![
+            Auth::Right,
             Auth::Right,
             Auth::Right,
             Auth::Right,
@@ -206,17 +225,22 @@ fn case(templates: Vec<String>, names: Vec<String>) -> impl Strategy<Value = Cas
         headers(),
         body(),
     )
-        .prop_map(|(method, path, query, auth, headers, body)| Case {
-            method,
-            target: if query.is_empty() {
-                path
-            } else {
-                format!("{path}?{query}")
+        .prop_map(
+            |((method, template), segment, query, auth, headers, body)| {
+                let path = fill(&template, &segment);
+                Case {
+                    method,
+                    target: if query.is_empty() {
+                        path
+                    } else {
+                        format!("{path}?{query}")
+                    },
+                    auth,
+                    headers,
+                    body,
+                }
             },
-            auth,
-            headers,
-            body,
-        })
+        )
 }
 
 /// Whether an answer is one the parser wrote: no body, no content type, connection closed.
@@ -257,7 +281,7 @@ fn check(case: &Case, answer: Option<RawResponse>) -> Result<(), TestCaseError> 
 }
 
 fn runner_cases() -> u32 {
-    400
+    600
 }
 
 #[test]
@@ -278,7 +302,15 @@ fn every_error_answer_of_every_route_is_json_with_an_error_string() {
         (app, document)
     });
     let paths = document["paths"].as_object().expect("paths");
-    let templates: Vec<String> = paths.keys().cloned().collect();
+    let operations: Vec<(&'static str, String)> = paths
+        .iter()
+        .flat_map(|(path, item)| {
+            METHODS
+                .iter()
+                .filter(|method| item.get(method.to_lowercase()).is_some())
+                .map(move |method| (*method, path.clone()))
+        })
+        .collect();
     let mut names: Vec<String> = paths
         .values()
         .flat_map(|item| item.as_object().into_iter().flat_map(|item| item.values()))
@@ -312,7 +344,7 @@ fn every_error_answer_of_every_route_is_json_with_an_error_string() {
         ..Config::default()
     });
     let past_the_parser = std::cell::Cell::new(0usize);
-    let result = runner.run(&case(templates, names), |case| {
+    let result = runner.run(&case(operations, names), |case| {
         let source = match case.auth {
             Auth::Right => None,
             Auth::Wrong | Auth::Missing => Some(OTHER_CLIENT),
@@ -413,5 +445,58 @@ async fn the_parser_answers_only_past_its_limits_and_the_service_answers_json_up
         let answer = ask(request).await;
         assert_eq!(answer.status, status, "{what}: {answer:?}");
         assert!(written_by_the_parser(&answer), "{what}: {answer:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_refusals_actix_makes_by_itself_are_json_too() {
+    use tokio::io::AsyncWriteExt;
+
+    let app = spawn_app().await;
+    // Over the body limit of POST /v1/messages: refused by actix's extractor.
+    let mut large = format!(
+        "POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        300 * 1024
+    )
+    .into_bytes();
+    large.extend(vec![b'a'; 300 * 1024]);
+    // A body that ends before its Content-Length: the client closes its side.
+    let short = format!(
+        "POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"to\""
+    );
+    let answers = [
+        (
+            "a body over the route's limit",
+            exchange(&app.address, &large, Duration::from_secs(10)).await,
+            413,
+        ),
+        (
+            "a body that ends early",
+            {
+                let mut stream =
+                    tokio::net::TcpStream::connect(crate::raw_http::host_port(&app.address))
+                        .await
+                        .expect("a connection");
+                stream.write_all(short.as_bytes()).await.expect("sent");
+                stream.shutdown().await.expect("half-closed");
+                crate::raw_http::read_response(&mut stream).await
+            },
+            400,
+        ),
+    ];
+    for (what, answer, status) in answers {
+        let answer = answer.unwrap_or_else(|| panic!("{what}: no answer"));
+        assert_eq!(answer.status, status, "{what}: {answer:?}");
+        assert_eq!(
+            answer.header("content-type"),
+            Some("application/json"),
+            "{what}"
+        );
+        assert!(
+            answer.json().is_some_and(|body| body["error"].is_string()),
+            "{what}: {answer:?}"
+        );
     }
 }
