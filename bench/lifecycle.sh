@@ -109,7 +109,7 @@ wait_for_port() {
 serve() { # store [env...]
   local store=$1; shift
   env "$@" STATUSHOOK_LISTEN=127.0.0.1:$PORT "$(where "$store")" \
-    STATUSHOOK_PUBLIC_URL=https://hooks.example.com STATUSHOOK_API_TOKEN=bench \
+    STATUSHOOK_PUBLIC_URL=https://hooks.example.com STATUSHOOK_API_TOKEN=bench-api-token-0123456789abcdef0123 \
     TWILIO_AUTH_TOKEN=bench-auth-token RUST_LOG=warn "$BIN" serve & PID=$!
   wait_for_port "$PORT"
 }
@@ -134,7 +134,7 @@ echo "size after fill: $(mib "$BEFORE")"
 serve "$DB"
 if [ -z "${SKIP_MOVE:-}" ]; then
 start=$(date +%s.%N)
-STATUSHOOK_API_TOKEN=bench "$BIN" export --url http://127.0.0.1:$PORT --output "$WORK/export.jsonl"
+STATUSHOOK_API_TOKEN=bench-api-token-0123456789abcdef0123 "$BIN" export --url http://127.0.0.1:$PORT --output "$WORK/export.jsonl"
 took=$(echo "$(date +%s.%N) - $start" | bc)
 echo "online export: $COUNT messages in ${took}s: $(echo "$COUNT / $took" | bc) messages/s, $(mib "$(du -sb "$WORK/export.jsonl" | cut -f1)")"
 echo "baseline callbacks (no retention): $(paced 20)"

@@ -43,7 +43,7 @@ wait_for_port() {
 
 start_replica() { # database port
   STATUSHOOK_LISTEN=127.0.0.1:$2 STATUSHOOK_DATABASE_URL="$SERVER/$1" \
-  STATUSHOOK_PUBLIC_URL=https://hooks.example.com STATUSHOOK_API_TOKEN=bench \
+  STATUSHOOK_PUBLIC_URL=https://hooks.example.com STATUSHOOK_API_TOKEN=bench-api-token-0123456789abcdef0123 \
   TWILIO_AUTH_TOKEN=bench-auth-token RUST_LOG=warn \
     target/release/statushook serve & PIDS+=($!)
   wait_for_port "$2"

@@ -349,6 +349,7 @@ impl Config {
             .map_err(|problem| ConfigError::malformed("STATUSHOOK_PUBLIC_URL", problem))?;
         let api_token =
             get("STATUSHOOK_API_TOKEN").ok_or(ConfigError::missing("STATUSHOOK_API_TOKEN"))?;
+        check_token("STATUSHOOK_API_TOKEN", &api_token)?;
         let primary = get("TWILIO_AUTH_TOKEN").ok_or(ConfigError::missing("TWILIO_AUTH_TOKEN"))?;
         let mut auth_tokens = vec![Secret::new(primary)];
         if let Some(secondary) = get("TWILIO_AUTH_TOKEN_SECONDARY") {
@@ -401,6 +402,47 @@ impl Config {
     }
 }
 
+/// The fewest characters a bearer token may have. The length is all a start-up check can
+/// see of a token's randomness; at 32 characters even a hex token (4 bits a character, the
+/// least of the usual alphabets) carries 128 bits, out of reach of guessing at any rate,
+/// let alone the one refused requests are limited to. `openssl rand -hex 32` gives 64.
+pub const MIN_TOKEN_LENGTH: usize = 32;
+
+/// Checks a bearer token setting (`STATUSHOOK_API_TOKEN`, or any other token the API
+/// accepts): at least [`MIN_TOKEN_LENGTH`] characters, no space or control character
+/// (a header would not carry it as set: a token read from a file with its final newline
+/// would never match), not the placeholder of the example settings, and not a few
+/// characters repeated. A refusal names the setting, never shows the token, and says how
+/// to make a good one.
+pub fn check_token(name: &'static str, token: &str) -> Result<(), ConfigError> {
+    const HINT: &str = "generate one with: openssl rand -hex 32";
+    let refuse = |problem: String| Err(ConfigError::malformed(name, format!("{problem}; {HINT}")));
+    let length = token.chars().count();
+    if length < MIN_TOKEN_LENGTH {
+        let plural = if length == 1 { "" } else { "s" };
+        return refuse(format!(
+            "has {length} character{plural}; a token needs at least {MIN_TOKEN_LENGTH}"
+        ));
+    }
+    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return refuse("contains a space, a newline or a control character".into());
+    }
+    let lower = token.to_ascii_lowercase();
+    if lower.contains("change-me") || lower.contains("changeme") {
+        return refuse("is the placeholder of the example settings".into());
+    }
+    let distinct = token
+        .chars()
+        .collect::<std::collections::BTreeSet<char>>()
+        .len();
+    if distinct < 8 {
+        return refuse(format!(
+            "uses only {distinct} different characters, so it is not random"
+        ));
+    }
+    Ok(())
+}
+
 /// `STATUSHOOK_READ_TOKEN`, when set: a token that is not the API token (which would make
 /// every reader a writer). Every rule on the read token's value lives here.
 fn read_token(
@@ -410,6 +452,7 @@ fn read_token(
     let Some(token) = get("STATUSHOOK_READ_TOKEN") else {
         return Ok(None);
     };
+    check_token("STATUSHOOK_READ_TOKEN", &token)?;
     if token == api_token {
         return Err(ConfigError::malformed(
             "STATUSHOOK_READ_TOKEN",
@@ -719,8 +762,11 @@ mod tests {
         Config::for_serve_with(&args(public_url), |name| env.get(name).cloned())
     }
 
+    /// An API token long enough to be accepted.
+    const TOKEN: &str = "s3cr3t-api-0123456789abcdef0123456789";
+
     const MINIMAL: &[(&str, &str)] = &[
-        ("STATUSHOOK_API_TOKEN", "s3cr3t-api"),
+        ("STATUSHOOK_API_TOKEN", TOKEN),
         ("TWILIO_AUTH_TOKEN", "s3cr3t-auth"),
     ];
 
@@ -737,13 +783,13 @@ mod tests {
             ),
             (
                 Some("https://h.example"),
-                &[("STATUSHOOK_API_TOKEN", "a")],
+                &[("STATUSHOOK_API_TOKEN", TOKEN)],
                 "TWILIO_AUTH_TOKEN",
             ),
             (
                 Some("https://h.example"),
                 &[
-                    ("STATUSHOOK_API_TOKEN", "a"),
+                    ("STATUSHOOK_API_TOKEN", TOKEN),
                     ("TWILIO_AUTH_TOKEN", "t"),
                     ("STATUSHOOK_SHARED_KEYS", "nokey"),
                 ],
@@ -752,7 +798,7 @@ mod tests {
             (
                 Some("https://h.example"),
                 &[
-                    ("STATUSHOOK_API_TOKEN", "a"),
+                    ("STATUSHOOK_API_TOKEN", TOKEN),
                     ("TWILIO_AUTH_TOKEN", "t"),
                     ("TWILIO_ACCOUNT_SID", "AC1"),
                 ],
@@ -761,7 +807,7 @@ mod tests {
             (
                 Some("https://h.example"),
                 &[
-                    ("STATUSHOOK_API_TOKEN", "a"),
+                    ("STATUSHOOK_API_TOKEN", TOKEN),
                     ("TWILIO_AUTH_TOKEN", "t"),
                     ("STATUSHOOK_RECONCILE_AFTER", "soon"),
                 ],
@@ -870,7 +916,7 @@ mod tests {
             (
                 "https://h.example",
                 vec![
-                    ("STATUSHOOK_API_TOKEN", "a"),
+                    ("STATUSHOOK_API_TOKEN", TOKEN),
                     ("TWILIO_AUTH_TOKEN", "t"),
                     ("TWILIO_ACCOUNT_SID", sid),
                     ("TWILIO_API_BASE", "http://127.0.0.1:99999"),
@@ -891,6 +937,37 @@ mod tests {
                 "{error} shows a token"
             );
         }
+    }
+
+    #[test]
+    fn a_weak_api_token_is_refused_with_how_to_make_one_and_never_shown() {
+        for (token, reason) in [
+            ("a", "has 1 character;"),
+            ("s3cr3t-0123456789abcdef01234567", "has 31 characters"),
+            ("s3cr3t-api-0123456789abcdef0123456789\n", "newline"),
+            ("change-me-to-a-long-random-string", "placeholder"),
+            ("abababababababababababababababababab", "only 2 different"),
+        ] {
+            let env = [
+                ("STATUSHOOK_API_TOKEN", token),
+                ("TWILIO_AUTH_TOKEN", "s3cr3t-auth"),
+            ];
+            let error = build(Some("https://h.example"), &env).expect_err(token);
+            assert_eq!(error.name, "STATUSHOOK_API_TOKEN", "{token:?}");
+            let message = error.to_string();
+            assert!(message.contains(reason), "{message} should say {reason:?}");
+            assert!(message.contains("openssl rand -hex 32"), "{message}");
+            if token.len() > 8 {
+                assert!(!message.contains(token.trim()), "{message} shows the token");
+            }
+        }
+        let exactly = "s3cr3t-0123456789abcdef012345678";
+        assert_eq!(exactly.len(), MIN_TOKEN_LENGTH);
+        let env = [
+            ("STATUSHOOK_API_TOKEN", exactly),
+            ("TWILIO_AUTH_TOKEN", "s3cr3t-auth"),
+        ];
+        assert!(build(Some("https://h.example"), &env).is_ok());
     }
 
     #[test]

@@ -17,17 +17,19 @@ pub enum Outcome {
     Forged,
     Malformed,
     TooLarge,
+    TimedOut,
     UnsupportedMediaType,
     StoreError,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 7] = [
+    const ALL: [Outcome; 8] = [
         Outcome::Stored,
         Outcome::Duplicate,
         Outcome::Forged,
         Outcome::Malformed,
         Outcome::TooLarge,
+        Outcome::TimedOut,
         Outcome::UnsupportedMediaType,
         Outcome::StoreError,
     ];
@@ -39,6 +41,7 @@ impl Outcome {
             Outcome::Forged => "forged",
             Outcome::Malformed => "malformed",
             Outcome::TooLarge => "too_large",
+            Outcome::TimedOut => "timed_out",
             Outcome::UnsupportedMediaType => "unsupported_media_type",
             Outcome::StoreError => "store_error",
         }
@@ -163,6 +166,8 @@ pub struct Metrics {
     deletions: [AtomicU64; 2],
     unauthorized: AtomicU64,
     refusals: [AtomicU64; Refusal::ALL.len()],
+    throttled: AtomicU64,
+    exports_refused: AtomicU64,
 }
 
 struct Histogram<const N: usize> {
@@ -240,6 +245,16 @@ impl Metrics {
         self.unauthorized.fetch_add(1, Relaxed);
     }
 
+    /// An API request refused with 429: its address had used up its budget of refusals.
+    pub fn throttled(&self) {
+        self.throttled.fetch_add(1, Relaxed);
+    }
+
+    /// An export refused with 503: the most exports were already running.
+    pub fn export_refused(&self) {
+        self.exports_refused.fetch_add(1, Relaxed);
+    }
+
     /// A request refused, by reason.
     pub fn refused(&self, why: Refusal) {
         self.refusals[why as usize].fetch_add(1, Relaxed);
@@ -303,6 +318,16 @@ impl Metrics {
                 "statushook_unauthorized_total",
                 "API requests refused with 401 (no or a wrong bearer token).",
                 &self.unauthorized,
+            ),
+            (
+                "statushook_throttled_total",
+                "API requests refused with 429: their address sent too many with no or a wrong token.",
+                &self.throttled,
+            ),
+            (
+                "statushook_exports_refused_total",
+                "Exports refused with 503 because the most were already running.",
+                &self.exports_refused,
             ),
         ] {
             let _ = writeln!(

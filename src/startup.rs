@@ -10,6 +10,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
 use crate::config::{Config, PublicUrl};
+use crate::connections::{self, Connections, Limits};
 use crate::forwarding::{self, Forwarding};
 use crate::jobs::reconciler::Reconciler;
 use crate::jobs::retention::Retention;
@@ -36,6 +37,12 @@ pub struct AppState {
     pub status_callback: String,
     /// Present when STATUSHOOK_FORWARD_URL is configured.
     pub forwarding: Option<Forwarding>,
+    /// The connections held, for `/metrics`.
+    pub connections: Arc<Connections>,
+    /// Places for exports running at once (`GET /v1/export`).
+    pub exports: Arc<tokio::sync::Semaphore>,
+    /// The per-address budget of refused API requests.
+    pub refusals: routes::Refusals,
 }
 
 /// How long a service whose store failed keeps answering `503` before it exits.
@@ -66,7 +73,13 @@ impl Application {
         };
         let listener = TcpListener::bind(&config.listen)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        connections::set_backlog(&listener).context("cannot set the listen queue")?;
         let port = listener.local_addr()?.port();
+        let descriptors = connections::raise_descriptor_limit()
+            .context("cannot read the limit of open files (RLIMIT_NOFILE)")?;
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let limits = Limits::new(descriptors, workers);
+        let connections = Connections::new(limits);
         let retry = RetryPolicy {
             timeout: config.twilio_timeout,
             ..RetryPolicy::default()
@@ -122,6 +135,8 @@ impl Application {
             },
             public_url = %config.public_url.for_log(),
             jobs = job_names,
+            max_connections = limits.max_connections,
+            open_files = limits.descriptors,
             "listening"
         );
         let state = web::Data::new(AppState {
@@ -134,14 +149,29 @@ impl Application {
             twilio,
             status_callback: config.status_callback(),
             forwarding,
+            connections: Arc::clone(&connections),
+            exports: Arc::new(tokio::sync::Semaphore::new(routes::MOST_EXPORTS)),
+            refusals: routes::Refusals::default(),
         });
         let server = HttpServer::new(move || {
+            // The last wrapped runs first: connections are tracked around everything, the
+            // request log sees every answer, the guard runs before any route, and any error
+            // that is not JSON yet becomes JSON.
             App::new()
+                .wrap(from_fn(routes::json_errors))
+                .wrap(from_fn(routes::guard_request))
                 .wrap(from_fn(crate::telemetry::log_request))
+                .wrap(from_fn(connections::track_requests))
                 .app_data(state.clone())
                 .configure(routes_table)
                 .default_service(web::to(routes::no_route))
         })
+        .workers(workers)
+        .max_connections(limits.per_worker)
+        .client_request_timeout(connections::HEADER_DEADLINE)
+        .keep_alive(connections::KEEP_ALIVE)
+        .client_disconnect_timeout(std::time::Duration::from_secs(1))
+        .on_connect(connections.on_connect())
         .listen(listener)?
         // SIGTERM stops accepting, then waits this long for in-flight requests.
         .shutdown_timeout(30)
@@ -184,6 +214,7 @@ impl Application {
             forwarder.stop().await;
         }
         self.jobs.stop().await;
+        crate::telemetry::Repeats::global().flush_all();
         served?;
         self.store.close().await.context("the final flush failed")?;
         tracing::info!("stopped; every acknowledged callback is on disk");
@@ -196,7 +227,6 @@ fn routes_table(config: &mut web::ServiceConfig) {
     config
         .service(
             web::resource("/twilio/status")
-                .app_data(web::PayloadConfig::new(routes::MAX_CALLBACK_BODY))
                 .route(web::post().to(routes::status_callback))
                 .default_service(web::to(routes::no_route)),
         )

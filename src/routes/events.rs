@@ -14,6 +14,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::query::pairs;
 use super::ApiError;
 use crate::routes::views::FeedEventView;
 use crate::startup::AppState;
@@ -66,7 +67,7 @@ fn parse(raw: &str) -> Result<FeedQuery, ApiError> {
         wait: Duration::ZERO,
     };
     let bad = |name: &str, problem: String| ApiError::BadRequest(format!("{name}: {problem}"));
-    for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
+    for (name, value) in pairs(raw, &[])? {
         match name.as_ref() {
             "after" => {
                 query.after = value.parse().map_err(|_| {

@@ -5,6 +5,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
 use crate::startup::AppState;
+use crate::telemetry::Repeats;
 
 /// Plain text, as `openapi.json` says, so that a client is never left to guess.
 const TEXT: &str = "text/plain; charset=utf-8";
@@ -17,11 +18,13 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     match state.store.probe().await {
         Ok(()) => HttpResponse::Ok().content_type(TEXT).body("ready"),
         Err(error) => {
-            tracing::error!(%error, "readiness probe failed");
+            if Repeats::global().first("readiness probe failed") {
+                tracing::error!(%error, "readiness probe failed");
+            }
+            // An error like every other: JSON.
             HttpResponse::ServiceUnavailable()
                 .insert_header((header::RETRY_AFTER, "1"))
-                .content_type(TEXT)
-                .body("store not writable")
+                .json(serde_json::json!({ "error": "the store is not writable" }))
         }
     }
 }
@@ -33,6 +36,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     if let Some(forwarding) = &state.forwarding {
         forwarding.render_metrics(&mut text);
     }
+    state.connections.render_metrics(&mut text);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(text)

@@ -4,6 +4,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
+use super::query::pairs;
 use super::{query_time, ApiError};
 use crate::domain::{AccountSid, KnownStatus, MessageSid, PhoneNumber, Timestamp};
 use crate::metrics::Deletion;
@@ -55,7 +56,7 @@ fn parse_list_query(raw: &str) -> Result<ListQuery, ApiError> {
         ..ListQuery::default()
     };
     let bad = |name: &str, problem: String| ApiError::BadRequest(format!("{name}: {problem}"));
-    for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
+    for (name, value) in pairs(raw, &["status"])? {
         match name.as_ref() {
             "status" => {
                 let status = KnownStatus::parse(&value)
@@ -64,12 +65,7 @@ fn parse_list_query(raw: &str) -> Result<ListQuery, ApiError> {
                     query.statuses.push(status);
                 }
             }
-            "error_code" => {
-                let code = value
-                    .parse()
-                    .map_err(|_| bad("error_code", format!("{value:?} is not a whole number")))?;
-                query.error_code = Some(code);
-            }
+            "error_code" => query.error_code = Some(error_code(&value)?),
             "account_sid" => {
                 let account =
                     AccountSid::parse(&value).map_err(|_| ApiError::InvalidParameter {
@@ -107,6 +103,24 @@ fn parse_list_query(raw: &str) -> Result<ListQuery, ApiError> {
         }
     }
     Ok(query)
+}
+
+/// An `error_code` filter: a whole number that fits an error code (Twilio's are five
+/// digits).
+fn error_code(value: &str) -> Result<u32, ApiError> {
+    let invalid = |problem: String| ApiError::InvalidParameter {
+        parameter: "error_code",
+        problem,
+    };
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid(format!("{value:?} is not a whole number")));
+    }
+    value.parse().map_err(|_| {
+        invalid(format!(
+            "{value} is out of range: error codes go from 0 to {}",
+            u32::MAX
+        ))
+    })
 }
 
 /// A `to` or `from` filter. A leading space is what an unencoded `+` becomes in a query
@@ -163,7 +177,7 @@ pub async fn delete_messages(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let mut phone = None;
-    for (name, value) in form_urlencoded::parse(request.query_string().as_bytes()) {
+    for (name, value) in pairs(request.query_string(), &[])? {
         match name.as_ref() {
             "phone" => phone = Some(phone_number(&value)?),
             other => {

@@ -3,13 +3,17 @@
 //! status code in one place; sending has its own, [`SendFailure`], because its answers are
 //! kept under idempotency keys.
 
+mod errors;
 mod events;
 mod export;
 mod fallback;
 mod forwarding;
 mod health;
+mod limits;
 mod messages;
 mod openapi;
+mod query;
+mod refusals;
 mod send;
 mod stats;
 mod status_callback;
@@ -21,23 +25,29 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse, ResponseError};
+use refusals::Verdict;
 
+pub use errors::json_errors;
 pub use events::events;
 pub use export::export_messages;
+pub use export::MOST_EXPORTS;
 pub use fallback::no_route;
 pub use forwarding::{forwarding_replay, forwarding_status};
 pub use health::{healthz, metrics, readyz};
+pub use limits::guard_request;
 pub use messages::{delete_message, delete_messages, get_message, list_messages};
 pub use openapi::openapi;
+pub use refusals::Refusals;
 pub use send::{send_message, SendFailure, MAX_BODY as MAX_SEND_BODY};
 pub use stats::{stats, stats_series};
-pub use status_callback::{status_callback, MAX_BODY as MAX_CALLBACK_BODY};
+pub use status_callback::status_callback;
 pub use ui::ui_routes;
 
 use crate::domain::Timestamp;
 use crate::metrics::Refusal;
 use crate::startup::AppState;
 use crate::store::StoreError;
+use crate::telemetry::Repeats;
 
 /// Errors of the `/v1` API. Bodies are `{"error": "..."}` and never carry internals.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +61,8 @@ pub enum ApiError {
         parameter: &'static str,
         problem: String,
     },
+    #[error("{0}: given more than once; this parameter takes one value")]
+    RepeatedParameter(String),
     #[error("no such message")]
     NotFound,
     #[error("the store is unavailable, try again")]
@@ -61,6 +73,15 @@ pub enum ApiError {
     ForwardingNotConfigured,
     #[error("this token is read-only (STATUSHOOK_READ_TOKEN): it may only GET; use STATUSHOOK_API_TOKEN to change anything")]
     ReadOnly,
+    /// Too many requests with a missing or wrong token came from this address.
+    #[error("too many requests with a missing or wrong bearer token from this address; try again in {0} s")]
+    Throttled(u64),
+    /// A bounded resource is in full use; retry after this many seconds.
+    #[error("{what}; try again in {retry_after} s")]
+    Busy {
+        what: &'static str,
+        retry_after: u64,
+    },
 }
 
 impl ResponseError for ApiError {
@@ -68,11 +89,14 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::ReadOnly => StatusCode::FORBIDDEN,
-            ApiError::BadRequest(_) | ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_)
+            | ApiError::InvalidParameter { .. }
+            | ApiError::RepeatedParameter(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::Unavailable(_) | ApiError::ForwardingNotConfigured => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Unavailable(_)
+            | ApiError::ForwardingNotConfigured
+            | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -84,7 +108,9 @@ impl ResponseError for ApiError {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
             }
             ApiError::Unavailable(error) => {
-                tracing::error!(%error, "store unavailable");
+                if Repeats::global().first("API request failed: store unavailable") {
+                    tracing::error!(%error, "store unavailable");
+                }
                 response.insert_header((header::RETRY_AFTER, "1"));
             }
             ApiError::InvalidParameter { parameter, .. } => {
@@ -93,7 +119,24 @@ impl ResponseError for ApiError {
                     "parameter": parameter,
                 }));
             }
-            ApiError::Internal(error) => tracing::error!(%error, "a stored record is corrupt"),
+            ApiError::RepeatedParameter(parameter) => {
+                return response.json(serde_json::json!({
+                    "error": self.to_string(),
+                    "parameter": parameter,
+                }));
+            }
+            ApiError::Throttled(seconds)
+            | ApiError::Busy {
+                retry_after: seconds,
+                ..
+            } => {
+                response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+            }
+            ApiError::Internal(error)
+                if Repeats::global().first("API request failed: a stored record is corrupt") =>
+            {
+                tracing::error!(%error, "a stored record is corrupt");
+            }
             _ => {}
         }
         response.json(serde_json::json!({ "error": self.to_string() }))
@@ -110,9 +153,10 @@ impl From<StoreError> for ApiError {
 }
 
 /// Middleware for `/v1`: answers 401 unless `Authorization: Bearer <token>` (the scheme's
-/// name in any case, RFC 9110) carries the API token or the read token, and 403 when the
-/// read token comes with anything but `GET`. A refusal is logged with why (never with the
-/// token presented) and counted in `/metrics`.
+/// name in any case, RFC 9110) carries the API token or the read token, 403 when the read
+/// token comes with anything but `GET`, and 429 while the client's address has used up its
+/// budget of refusals ([`refusals`]). A refusal is logged with why (never with the token
+/// presented), a burst of them summarised, and counted in `/metrics`.
 pub async fn require_bearer(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -135,30 +179,51 @@ pub async fn require_bearer(
         Ok(Access::Read) => Some(Refusal::ReadOnlyToken),
         Err(refusal) => Some(refusal),
     };
-    let Some(refusal) = refusal else {
-        return Ok(next.call(request).await?.map_into_left_body());
+    let address = request.peer_addr().map(|address| address.ip());
+    let verdict = state
+        .refusals
+        .judge(address, access.is_ok(), std::time::Instant::now());
+    let error = match (verdict, refusal) {
+        (Verdict::Throttle(wait), _) => {
+            state.metrics.throttled();
+            if Repeats::global().first("API requests refused with 429") {
+                tracing::warn!(
+                    method = %request.method(),
+                    path = %request.path(),
+                    "API requests refused with 429: too many with a missing or wrong token from one address"
+                );
+            }
+            ApiError::Throttled(wait.as_secs_f64().ceil().max(1.0) as u64)
+        }
+        (_, None) => return Ok(next.call(request).await?.map_into_left_body()),
+        (_, Some(refusal)) => {
+            state.metrics.refused(refusal);
+            let error = if refusal == Refusal::ReadOnlyToken {
+                ApiError::ReadOnly
+            } else {
+                state.metrics.unauthorized();
+                ApiError::Unauthorized
+            };
+            let reason = match refusal {
+                Refusal::NoToken => "no Authorization header",
+                Refusal::NotBearer => "the Authorization header is not a bearer token",
+                Refusal::ReadOnlyToken => "the read-only token may only GET",
+                _ => "the bearer token is wrong",
+            };
+            let kind = format!("API request refused with {}: {reason}", refusal.status());
+            if Repeats::global().first(&kind) {
+                tracing::warn!(
+                    method = %request.method(),
+                    path = %request.path(),
+                    reason,
+                    refusal = refusal.label(),
+                    "API request refused with {}",
+                    refusal.status()
+                );
+            }
+            error
+        }
     };
-    state.metrics.refused(refusal);
-    let error = if refusal == Refusal::ReadOnlyToken {
-        ApiError::ReadOnly
-    } else {
-        state.metrics.unauthorized();
-        ApiError::Unauthorized
-    };
-    let reason = match refusal {
-        Refusal::NoToken => "no Authorization header",
-        Refusal::NotBearer => "the Authorization header is not a bearer token",
-        Refusal::ReadOnlyToken => "the read-only token may only GET",
-        _ => "the bearer token is wrong",
-    };
-    tracing::warn!(
-        method = %request.method(),
-        path = %request.path(),
-        reason,
-        refusal = refusal.label(),
-        "API request refused with {}",
-        refusal.status()
-    );
     // An answer rather than an error, so that it passes the request log like any other.
     Ok(request.error_response(error).map_into_right_body())
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
+use super::query::pairs;
 use super::{query_time, ApiError};
 use crate::domain::{error_codes, AccountSid, KnownStatus, RfcTime, Timestamp};
 use crate::startup::AppState;
@@ -203,7 +204,7 @@ struct WindowQuery {
 fn parse_window(raw: &str, route: &str, extra: &[&str]) -> Result<WindowQuery, ApiError> {
     let (mut since, mut until) = (None, None);
     let mut values = BTreeMap::new();
-    for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
+    for (name, value) in pairs(raw, &[])? {
         let time = || query_time(&name, &value);
         match name.as_ref() {
             "since" => since = Some(time()?),

@@ -1,8 +1,11 @@
 //! `POST /twilio/status`: Twilio's message status callbacks.
 //!
-//! Checks run in the contract's order — size (413, enforced by the payload limit before
-//! this handler runs), content type (415), signature (403), content (400) — and a request
-//! that fails one gets that answer and nothing after it runs. The signed URL is the
+//! Checks run in the contract's order — size (413, counted on the bytes as they arrive),
+//! content type (415), signature (403), content (400) — and a request that fails one gets
+//! that answer and nothing after it runs. A compressed body never gets here: it is refused
+//! with 415 before it is read (`limits.rs`), and the body is taken raw, so nothing in this
+//! handler could inflate one either. A body that has not arrived within the body deadline
+//! is 408. The signed URL is the
 //! configured public URL plus the request target exactly as received; `Host` and
 //! `X-Forwarded-*` are never consulted, since the caller controls them.
 //!
@@ -15,6 +18,7 @@ use std::time::Instant;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
+use super::limits::{read_body, BodyError, BODY_DEADLINE};
 use crate::config::loggable_url;
 use crate::domain::{EventError, Source, StatusEvent};
 use crate::metrics::{Outcome, Refusal};
@@ -33,6 +37,8 @@ pub enum CallbackError {
     TooLarge,
     #[error("the body could not be read")]
     Unreadable,
+    #[error("the body did not arrive within {} s of the head", BODY_DEADLINE.as_secs())]
+    TimedOut,
     #[error("the content type must be application/x-www-form-urlencoded")]
     UnsupportedMediaType,
     #[error("the request is not signed by Twilio")]
@@ -50,6 +56,7 @@ impl ResponseError for CallbackError {
         match self {
             CallbackError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             CallbackError::Unreadable => StatusCode::BAD_REQUEST,
+            CallbackError::TimedOut => StatusCode::REQUEST_TIMEOUT,
             CallbackError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             CallbackError::Forbidden(_) => StatusCode::FORBIDDEN,
             CallbackError::Malformed(_) | CallbackError::NotUtf8(_) => StatusCode::BAD_REQUEST,
@@ -60,7 +67,10 @@ impl ResponseError for CallbackError {
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
         if let CallbackError::Unavailable(error) = self {
-            tracing::warn!(%error, "callback not stored; answered 503");
+            // A failing store refuses every callback; one line, then a summary of the rest.
+            if Repeats::global().first("callback not stored; answered 503") {
+                tracing::warn!(%error, "callback not stored; answered 503");
+            }
             response.insert_header((header::RETRY_AFTER, "5"));
         }
         let body = match self.parameter() {
@@ -91,6 +101,7 @@ impl CallbackError {
         match self {
             CallbackError::TooLarge => Outcome::TooLarge,
             CallbackError::Unreadable => Outcome::Malformed,
+            CallbackError::TimedOut => Outcome::TimedOut,
             CallbackError::UnsupportedMediaType => Outcome::UnsupportedMediaType,
             CallbackError::Forbidden(_) => Outcome::Forged,
             CallbackError::Malformed(_) | CallbackError::NotUtf8(_) => Outcome::Malformed,
@@ -101,17 +112,15 @@ impl CallbackError {
 
 pub async fn status_callback(
     request: HttpRequest,
-    body: Result<web::Bytes, actix_web::Error>,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, CallbackError> {
     let started = Instant::now();
-    let result = match body {
+    let result = match read_body(&request, payload, MAX_BODY).await {
         Ok(body) => receive(&request, &body, &state).await,
-        // The payload limit (`MAX_BODY`) is checked while reading, before anything else.
-        Err(error) if error.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE => {
-            Err(CallbackError::TooLarge)
-        }
-        Err(_) => Err(CallbackError::Unreadable),
+        Err(BodyError::TooLarge(_)) => Err(CallbackError::TooLarge),
+        Err(BodyError::TimedOut) => Err(CallbackError::TimedOut),
+        Err(BodyError::Unreadable(_)) => Err(CallbackError::Unreadable),
     };
     let outcome = match &result {
         Ok(Recorded::Stored) => Outcome::Stored,
