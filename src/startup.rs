@@ -55,9 +55,11 @@ impl Application {
         let observer = Arc::clone(&metrics);
         let observe = Box::new(move |size| observer.group_committed(size));
         let store = match &config.database_url {
+            // The store's error says in one line what failed (a refused certificate, a
+            // refused connection); its chain would repeat it.
             Some(url) => Store::open_postgres(url, observe)
                 .await
-                .with_context(|| format!("cannot open the store at {url:?}"))?,
+                .map_err(|error| anyhow::anyhow!("cannot open the store at {url:?}: {error}"))?,
             None => Store::open_sled(&config.data_dir, observe).with_context(|| {
                 format!("cannot open the store in {}", config.data_dir.display())
             })?,

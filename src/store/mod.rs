@@ -27,7 +27,7 @@ pub use lifecycle::{ImportError, Imported, DELETE_BATCH};
 pub use listing::{Cursor, CursorError, ListQuery, Page, CURSOR_LIFETIME, HISTORY_KEPT};
 
 use crate::domain::{KnownStatus, MessageSid, MessageState, Source, StatusEvent, Timestamp};
-pub use postgres::DatabaseUrl;
+pub use postgres::{Connection, DatabaseUrl};
 pub use series::{BucketSize, Series};
 pub use sled::Compacted;
 

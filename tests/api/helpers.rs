@@ -327,9 +327,20 @@ pub async fn database_for(data_dir: &std::path::Path) -> String {
     create_database(&format!("statushook_dir_{:016x}", hasher.finish())).await
 }
 
+/// Connects to the database at `url` over the TLS its parameters ask for, as statushook
+/// does (tokio-postgres alone refuses libpq's `sslrootcert`).
+pub async fn connect_sql(
+    url: &str,
+) -> Result<(tokio_postgres::Client, statushook::store::Connection), tokio_postgres::Error> {
+    statushook::config::DatabaseUrl::parse(url)
+        .expect("a database URL")
+        .connect()
+        .await
+}
+
 async fn create_database(name: &str) -> String {
     let server = test_server();
-    let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
+    let (client, connection) = connect_sql(&server)
         .await
         .expect("the test database server answers");
     let driver = tokio::spawn(connection);
@@ -342,8 +353,13 @@ async fn create_database(name: &str) -> String {
     }
     drop(client);
     let _ = driver.await;
-    let (base, _) = server.rsplit_once('/').expect("a URL with a database");
-    format!("{base}/{name}")
+    // The TLS parameters after the database name stay.
+    let (url, parameters) = server.split_once('?').unwrap_or((&server, ""));
+    let (base, _) = url.rsplit_once('/').expect("a URL with a database");
+    match parameters {
+        "" => format!("{base}/{name}"),
+        _ => format!("{base}/{name}?{parameters}"),
+    }
 }
 
 /// Posts a callback, signed as Twilio signs it for `PUBLIC_URL`, to a binary started by

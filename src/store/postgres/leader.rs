@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinHandle};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use super::DatabaseUrl;
 
@@ -110,7 +110,7 @@ pub async fn acquire(url: &DatabaseUrl, key: i64) -> Lease {
 }
 
 async fn connect(url: &DatabaseUrl) -> Option<(Client, JoinHandle<()>)> {
-    match url.connection_config().connect(NoTls).await {
+    match url.session().await {
         Ok((client, connection)) => {
             let driver = tokio::spawn(async move {
                 let _ = connection.await;
@@ -118,6 +118,7 @@ async fn connect(url: &DatabaseUrl) -> Option<(Client, JoinHandle<()>)> {
             Some((client, driver))
         }
         Err(error) => {
+            let error = super::url::connect_failed(&error);
             tracing::warn!(%error, "cannot connect for a lease");
             None
         }

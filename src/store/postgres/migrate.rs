@@ -3,8 +3,7 @@
 //! `statushook.schema_migrations`; replicas starting together serialise on an advisory
 //! lock, so each migration runs once, in one transaction with its record.
 
-use tokio_postgres::NoTls;
-
+use super::url::connect_failed;
 use super::{corrupt, unavailable, DatabaseUrl};
 use crate::store::StoreError;
 
@@ -22,10 +21,9 @@ const MIGRATION_LOCK: i64 = 7_342_000;
 /// Applies the migrations not yet recorded; answers the versions it applied.
 pub async fn run(url: &DatabaseUrl) -> Result<Vec<u32>, StoreError> {
     let (mut client, connection) = url
-        .connection_config()
-        .connect(NoTls)
+        .session()
         .await
-        .map_err(unavailable)?;
+        .map_err(|error| connect_failed(&error))?;
     let driver = tokio::spawn(connection);
     let applied = apply(&mut client).await;
     drop(client);

@@ -19,8 +19,7 @@
 //! Tokio), so reads are plain awaits on a pooled connection instead of blocking threads,
 //! and tokio-postgres pipelines the statements of a group on one connection, which is
 //! what makes one transaction cost a few round trips however many callbacks it holds.
-//! TLS to the database is not built in (`sslmode=require` fails): run it on a private
-//! network or through a local TLS proxy.
+//! Every session speaks TLS as the URL's libpq parameters ask (`url.rs`, `tls.rs`).
 
 mod check;
 mod extras;
@@ -31,86 +30,23 @@ mod migrate;
 mod query;
 mod rows;
 mod stats;
+mod tls;
+mod url;
 mod writer;
 
-use std::fmt;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use tokio_postgres::NoTls;
 
 pub use leader::Lease;
+pub use url::{Connection, DatabaseUrl};
 
 use crate::domain::{MessageSid, StatusEvent};
 use crate::store::{FeedEntry, GroupObserver, Recorded, StoreError, StoredMessage};
 use writer::{Command, Shared};
-
-/// A `postgres://` URL, parsed. Its `Debug` shows where it points, never the password.
-#[derive(Clone)]
-pub struct DatabaseUrl(tokio_postgres::Config);
-
-impl DatabaseUrl {
-    /// Parses a `postgres://` (or `postgresql://`) URL. The problem never quotes the URL,
-    /// which may hold a password.
-    pub fn parse(raw: &str) -> Result<DatabaseUrl, String> {
-        let raw = raw.trim();
-        if !(raw.starts_with("postgres://") || raw.starts_with("postgresql://")) {
-            return Err("must be a postgres:// URL".into());
-        }
-        let config = tokio_postgres::Config::from_str(raw).map_err(|_| {
-            "is not a valid postgres:// URL (check the host, the port and the percent-encoding)"
-                .to_owned()
-        })?;
-        if config.get_hosts().is_empty() {
-            return Err("has no host".into());
-        }
-        Ok(DatabaseUrl(config))
-    }
-
-    /// The connection settings every statushook connection uses: its own schema;
-    /// `synchronous_commit` on whatever the server's default, since a `200` promises the
-    /// callback survives a power cut; and a plan for each execution of a prepared
-    /// statement, since a plan cached while a table was new and small (a sequential scan)
-    /// would stay in use as it grows, until the next `ANALYZE`. Every statement is a
-    /// handful of index lookups, so planning costs little.
-    fn connection_config(&self) -> tokio_postgres::Config {
-        let mut config = self.0.clone();
-        let options = format!(
-            "{} -c search_path=statushook -c synchronous_commit=on \
-             -c plan_cache_mode=force_custom_plan",
-            config.get_options().unwrap_or("")
-        );
-        config.options(options.trim());
-        if config.get_application_name().is_none() {
-            config.application_name("statushook");
-        }
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(5));
-        }
-        config
-    }
-}
-
-impl fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let host = match self.0.get_hosts().first() {
-            Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
-            Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
-            None => String::new(),
-        };
-        let port = self.0.get_ports().first().copied().unwrap_or(5432);
-        write!(
-            f,
-            "postgres://{}@{host}:{port}/{}",
-            self.0.get_user().unwrap_or(""),
-            self.0.get_dbname().unwrap_or("")
-        )
-    }
-}
 
 /// A handle on the PostgreSQL store. Cheap to clone; every clone shares one pool and one
 /// writer task.
@@ -142,13 +78,9 @@ impl PgStore {
     /// Connects, applies pending migrations and starts the writer.
     pub async fn open(url: &DatabaseUrl, observe: GroupObserver) -> Result<PgStore, StoreError> {
         migrate::run(url).await?;
-        let manager = Manager::from_config(
-            url.connection_config(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager = url.pool_manager(ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        });
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(Runtime::Tokio1)
