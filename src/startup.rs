@@ -34,6 +34,8 @@ pub struct AppState {
     pub status_callback: String,
     /// Present when STATUSHOOK_FORWARD_URL is configured.
     pub forwarding: Option<Forwarding>,
+    /// Permits for change-feed long polls (see `routes/events.rs`).
+    pub long_polls: Arc<tokio::sync::Semaphore>,
 }
 
 /// How long a service whose store failed keeps answering `503` before it exits.
@@ -90,10 +92,10 @@ impl Application {
             age,
             interval: config.retention_interval,
         });
-        let jobs = Jobs::start(store.clone(), reconciler, retention);
+        let jobs = Jobs::start(store.clone(), reconciler, retention, Arc::clone(&metrics));
         let forwarding = config.forward.clone().map(Forwarding::new);
         let forwarder = match &forwarding {
-            Some(forwarding) => Some(forwarding.start(store.clone())?),
+            Some(forwarding) => Some(forwarding.start(store.clone(), Arc::clone(&metrics))?),
             None => None,
         };
         let job_names = [
@@ -133,6 +135,7 @@ impl Application {
             twilio,
             status_callback: config.status_callback(),
             forwarding,
+            long_polls: Arc::new(tokio::sync::Semaphore::new(routes::MAX_LONG_POLLS)),
         });
         let server = HttpServer::new(move || {
             App::new()

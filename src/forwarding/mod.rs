@@ -31,6 +31,7 @@ pub use sign::SigningSecret;
 pub use window::Retry;
 
 use crate::domain::{KnownStatus, Timestamp};
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
 /// How long a receiver has to answer a delivery.
@@ -199,7 +200,7 @@ impl Forwarding {
     }
 
     /// Starts the worker. It forwards while this process leads, until stopped.
-    pub fn start(&self, store: Store) -> anyhow::Result<Running> {
+    pub fn start(&self, store: Store, metrics: Arc<Metrics>) -> anyhow::Result<Running> {
         let client = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
@@ -207,7 +208,7 @@ impl Forwarding {
             .pool_max_idle_per_host(MAX_IN_FLIGHT)
             .build()?;
         let (stop, stopped) = watch::channel(false);
-        let worker = worker::Worker::new(store, self.clone(), client);
+        let worker = worker::Worker::new(store, self.clone(), client, metrics);
         let task = tokio::spawn(worker.run(stopped));
         tracing::info!(url = %self.config.shown_url(), "forwarding every stored transition");
         Ok(Running { stop, task })

@@ -22,7 +22,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse, ResponseError};
 
-pub use events::events;
+pub use events::{events, MAX_LONG_POLLS};
 pub use export::export_messages;
 pub use fallback::no_route;
 pub use forwarding::{forwarding_replay, forwarding_status};
@@ -53,6 +53,8 @@ pub enum ApiError {
     NotFound,
     #[error("the store is unavailable, try again")]
     Unavailable(#[source] StoreError),
+    #[error("too many long polls are waiting, try again")]
+    TooManyLongPolls,
     #[error("a stored record could not be read")]
     Internal(#[source] StoreError),
     #[error("forwarding is not configured: set STATUSHOOK_FORWARD_URL")]
@@ -65,9 +67,9 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::BadRequest(_) | ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::Unavailable(_) | ApiError::ForwardingNotConfigured => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Unavailable(_)
+            | ApiError::TooManyLongPolls
+            | ApiError::ForwardingNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -80,6 +82,9 @@ impl ResponseError for ApiError {
             }
             ApiError::Unavailable(error) => {
                 tracing::error!(%error, "store unavailable");
+                response.insert_header((header::RETRY_AFTER, "1"));
+            }
+            ApiError::TooManyLongPolls => {
                 response.insert_header((header::RETRY_AFTER, "1"));
             }
             ApiError::InvalidParameter { parameter, .. } => {

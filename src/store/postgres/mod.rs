@@ -26,6 +26,7 @@ mod extras;
 mod idempotency;
 mod leader;
 mod lifecycle;
+mod listen;
 mod migrate;
 mod query;
 mod rows;
@@ -62,6 +63,9 @@ pub struct PgStore {
     owner_lock: Arc<Mutex<Option<JoinHandle<()>>>>,
     /// Where the running retention pass has got to (see `lifecycle.rs`).
     expiry: Arc<Mutex<Option<lifecycle::ExpiryCursor>>>,
+    /// The highest change-feed position known committed by any replica (see `listen.rs`).
+    feed: Arc<watch::Sender<u64>>,
+    listener: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 /// Connections of one replica's pool: the writer holds one, reads share the rest.
@@ -71,8 +75,6 @@ const QUEUE_DEPTH: usize = 16 * 1024;
 /// How long a handler waits for its write before answering 503. A write that commits
 /// later is stored all the same; Twilio's retry is then a duplicate, which is harmless.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often a change-feed wait looks for transitions committed by other replicas.
-const FEED_POLL: Duration = Duration::from_millis(100);
 
 impl PgStore {
     /// Connects, applies pending migrations and starts the writer.
@@ -96,6 +98,8 @@ impl PgStore {
         let writer = writer::spawn(pool.clone(), receiver, Arc::clone(&shared), observe);
         let owner = idempotency::new_owner();
         let owner_lock = idempotency::hold_owner(url.clone(), owner);
+        let feed = Arc::new(watch::channel(0).0);
+        let listener = listen::spawn(url.clone(), pool.clone(), Arc::clone(&feed));
         Ok(PgStore {
             url: url.clone(),
             pool,
@@ -105,6 +109,8 @@ impl PgStore {
             owner,
             owner_lock: Arc::new(Mutex::new(Some(owner_lock))),
             expiry: Arc::new(Mutex::new(None)),
+            feed,
+            listener: Arc::new(Mutex::new(Some(listener))),
         })
     }
 
@@ -166,6 +172,10 @@ impl PgStore {
         let owner_lock = self.owner_lock.lock().ok().and_then(|mut lock| lock.take());
         if let Some(owner_lock) = owner_lock {
             owner_lock.abort();
+        }
+        let listener = self.listener.lock().ok().and_then(|mut task| task.take());
+        if let Some(listener) = listener {
+            listener.abort();
         }
         self.pool.close();
         Ok(())
@@ -242,23 +252,18 @@ impl PgStore {
         Ok(entries)
     }
 
-    /// Waits until a transition after `after` is committed (by any replica), or `timeout`.
+    /// Waits until a transition after `after` is committed (by any replica), or `timeout`:
+    /// on watch channels, without a query (see `listen.rs`).
     pub async fn wait_for_feed(&self, after: u64, timeout: Duration) {
-        let deadline = tokio::time::Instant::now() + timeout;
         let mut local = self.shared.watermark.subscribe();
-        loop {
-            if *local.borrow_and_update() > after {
-                return;
+        let mut any = self.feed.subscribe();
+        let arrived = async {
+            tokio::select! {
+                _ = local.wait_for(|seq| *seq > after) => {}
+                _ = any.wait_for(|seq| *seq > after) => {}
             }
-            if self.watermark().await.is_ok_and(|w| w > after) {
-                return;
-            }
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            let _ = tokio::time::timeout(left.min(FEED_POLL), local.changed()).await;
-        }
+        };
+        let _ = tokio::time::timeout(timeout, arrived).await;
     }
 
     /// Bytes of statushook's tables and indexes.
