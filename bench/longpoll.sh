@@ -5,11 +5,12 @@
 # without and then with the pollers:
 #   - what the replica asks the database per second while no callback arrives: statements
 #     (pg_stat_statements) and committed transactions (pg_stat_database), of the bench's
-#     database only, over 10 s;
+#     database only, over IDLE seconds (35: each poller is answered and asks again once in
+#     that time, as a waiting consumer does every 30 s);
 #   - callbacks' latency at a steady RATE per second for DURATION seconds (wrk, pre-signed
 #     callbacks, 10 connections): p50 and p99.
 #
-#   bench/longpoll.sh                                  # POLLERS=1000 RATE=200 DURATION=20
+#   bench/longpoll.sh                          # POLLERS=1000 RATE=200 DURATION=30 IDLE=35
 #   BIN=path/to/other/statushook bench/longpoll.sh     # the same runs with another build
 #
 # On the server of STATUSHOOK_TEST_DATABASE_URL if set (it must load pg_stat_statements),
@@ -19,7 +20,8 @@ cd "$(dirname "$0")/.."
 
 POLLERS=${POLLERS:-1000}
 RATE=${RATE:-200}
-DURATION=${DURATION:-20}
+DURATION=${DURATION:-30}
+IDLE=${IDLE:-35}
 BIN=${BIN:-target/release/statushook}
 PORT=${PORT:-9094}
 OUT=bench/out
@@ -61,16 +63,18 @@ wait_for_port() {
   echo "nothing listens on $1" >&2; exit 1
 }
 
-# What the replica asks of the database in 10 s without callbacks, per second.
+# What the replica asks of the database in IDLE seconds without callbacks, per second.
 idle() {
+  # A backend reports its transactions to pg_stat_database up to 10 s late.
+  sleep 11
   sql postgres "SELECT pg_stat_statements_reset()" >/dev/null
   local commits calls
   commits=$(sql postgres "SELECT xact_commit FROM pg_stat_database WHERE datname = '$DB'")
-  sleep 10
+  sleep "$IDLE"
   calls=$(sql postgres "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s
     JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = '$DB'")
   commits=$(( $(sql postgres "SELECT xact_commit FROM pg_stat_database WHERE datname = '$DB'") - commits ))
-  echo "idle: $(( calls / 10 )) statements/s, $(( commits / 10 )) transactions/s"
+  echo "idle: $(( calls / IDLE )) statements/s, $(( commits / IDLE )) transactions/s"
 }
 
 SENT=0
