@@ -59,14 +59,19 @@ case $STORE in
       eval "$(scripts/pg start)"
       OWN_PG=$STATUSHOOK_PG_DIR
     fi
-    SERVER=${STATUSHOOK_TEST_DATABASE_URL%/*}
-    sql() { psql -qAtX "$SERVER/$1" -c "$2"; }
+    # The server without its database, and the TLS parameters (scripts/pg: verify-full),
+    # which psql reads as statushook does.
+    SERVER=${STATUSHOOK_TEST_DATABASE_URL%%\?*}
+    TLS=${STATUSHOOK_TEST_DATABASE_URL#"$SERVER"}
+    SERVER=${SERVER%/*}
+    sql() { psql -qAtX "$SERVER/$1$TLS" -c "$2"; }
+    database() { local url=${1%%\?*}; echo "${url##*/}"; }
     sql postgres "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
     # The databases of this run end with the work folder's suffix.
     SUFFIX=$(basename "$WORK" | tr -dc 'a-zA-Z0-9' | tr 'A-Z' 'a-z')
     new_store() { # name: a new empty database, dropped at the end
       sql postgres "CREATE DATABASE lifecycle_$1_$SUFFIX"
-      echo "$SERVER/lifecycle_$1_$SUFFIX"
+      echo "$SERVER/lifecycle_$1_$SUFFIX$TLS"
     }
     drop_stores() {
       for db in $(sql postgres "SELECT datname FROM pg_database WHERE datname LIKE 'lifecycle\_%\_$SUFFIX'"); do
@@ -75,11 +80,11 @@ case $STORE in
       if [ -n "$OWN_PG" ]; then scripts/pg stop "$OWN_PG"; fi
     }
     where() { echo "STATUSHOOK_DATABASE_URL=$1"; }
-    size() { sql "${1##*/}" "SELECT pg_database_size(current_database())"; }
+    size() { sql "$(database "$1")" "SELECT pg_database_size(current_database())"; }
     # Dead rows of the big tables, how many times autovacuum has processed each, and
     # which one it is vacuuming now.
     vacuum_state() {
-      sql "${1##*/}" "SELECT string_agg(format('%s %s dead (%s autovacuums%s)', s.relname,
+      sql "$(database "$1")" "SELECT string_agg(format('%s %s dead (%s autovacuums%s)', s.relname,
         s.n_dead_tup, s.autovacuum_count, ', vacuuming: ' || p.phase), ', ' ORDER BY s.relname)
         FROM pg_stat_user_tables s LEFT JOIN pg_stat_progress_vacuum p ON p.relid = s.relid
         WHERE s.relname IN ('messages', 'events', 'positions')"
@@ -88,7 +93,7 @@ case $STORE in
     vacuumed() {
       local waited=0
       while [ "$waited" -lt "${VACUUM_WAIT:-1800}" ]; do
-        [ "$(sql "${1##*/}" "SELECT count(*) FROM pg_stat_user_tables WHERE relname IN
+        [ "$(sql "$(database "$1")" "SELECT count(*) FROM pg_stat_user_tables WHERE relname IN
           ('messages', 'events', 'positions') AND n_dead_tup > 0.01 * greatest(n_live_tup, 100000)")" = 0 ] \
           && { echo "autovacuum caught up ${waited}s after the deletion"; return 0; }
         sleep 10; waited=$((waited + 10))
@@ -149,7 +154,7 @@ else
 fi
 took=$(echo "$(date +%s.%N) - $start" | bc)
 echo "import: $COUNT messages in ${took}s: $(echo "$COUNT / $took" | bc) messages/s; imported store $(mib "$(size "$IMPORTED")")"
-if [ "$STORE" = postgres ]; then sql postgres "DROP DATABASE ${IMPORTED##*/}"; else rm -rf "$IMPORTED"; fi
+if [ "$STORE" = postgres ]; then sql postgres "DROP DATABASE $(database "$IMPORTED")"; else rm -rf "$IMPORTED"; fi
 rm -f "$WORK/export.jsonl"
 else
 echo "baseline callbacks (no retention): $(paced 20)"

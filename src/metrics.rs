@@ -4,7 +4,7 @@
 //! histograms do not justify a registry, and the text format is simple and stable.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use crate::store::Counts;
@@ -147,6 +147,25 @@ pub enum Deletion {
     Erasure,
 }
 
+/// The leases one replica at a time holds (see `Store::lead` and `Store::lead_forwarding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// The background jobs: reconciler, retention, listing history.
+    Jobs,
+    Forwarding,
+}
+
+impl Lease {
+    const ALL: [Lease; 2] = [Lease::Jobs, Lease::Forwarding];
+
+    fn label(self) -> &'static str {
+        match self {
+            Lease::Jobs => "jobs",
+            Lease::Forwarding => "forwarding",
+        }
+    }
+}
+
 /// Upper bounds of the callback latency histogram, in seconds.
 const LATENCY_BOUNDS: [f64; 10] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
@@ -168,6 +187,8 @@ pub struct Metrics {
     refusals: [AtomicU64; Refusal::ALL.len()],
     throttled: AtomicU64,
     exports_refused: AtomicU64,
+    /// Whether this replica holds each [`Lease`].
+    leases: [AtomicBool; 2],
 }
 
 struct Histogram<const N: usize> {
@@ -258,6 +279,14 @@ impl Metrics {
     /// A request refused, by reason.
     pub fn refused(&self, why: Refusal) {
         self.refusals[why as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn lease_taken(&self, lease: Lease) {
+        self.leases[lease as usize].store(true, Relaxed);
+    }
+
+    pub fn lease_lost(&self, lease: Lease) {
+        self.leases[lease as usize].store(false, Relaxed);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -359,6 +388,18 @@ impl Metrics {
                 out,
                 "statushook_deleted_messages_total{{reason=\"{label}\"}} {}",
                 self.deletions[why as usize].load(Relaxed)
+            );
+        }
+        out.push_str(
+            "# HELP statushook_leader Whether this replica runs the jobs of a lease (1) or stands by (0).\n",
+        );
+        out.push_str("# TYPE statushook_leader gauge\n");
+        for lease in Lease::ALL {
+            let _ = writeln!(
+                out,
+                "statushook_leader{{job=\"{}\"}} {}",
+                lease.label(),
+                u8::from(self.leases[lease as usize].load(Relaxed))
             );
         }
         if let Some(counts) = counts {

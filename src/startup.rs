@@ -43,6 +43,8 @@ pub struct AppState {
     pub exports: Arc<tokio::sync::Semaphore>,
     /// The per-address budget of refused API requests.
     pub refusals: routes::Refusals,
+    /// Permits for change-feed long polls (see `routes/events.rs`).
+    pub long_polls: Arc<tokio::sync::Semaphore>,
 }
 
 /// How long a service whose store failed keeps answering `503` before it exits.
@@ -64,9 +66,11 @@ impl Application {
         let observer = Arc::clone(&metrics);
         let observe = Box::new(move |size| observer.group_committed(size));
         let store = match &config.database_url {
+            // The store's error says in one line what failed (a refused certificate, a
+            // refused connection); its chain would repeat it.
             Some(url) => Store::open_postgres(url, observe)
                 .await
-                .with_context(|| format!("cannot open the store at {url:?}"))?,
+                .map_err(|error| anyhow::anyhow!("cannot open the store at {url:?}: {error}"))?,
             None => Store::open_sled(&config.data_dir, observe).with_context(|| {
                 format!("cannot open the store in {}", config.data_dir.display())
             })?,
@@ -103,10 +107,14 @@ impl Application {
             age,
             interval: config.retention_interval,
         });
-        let jobs = Jobs::start(store.clone(), reconciler, retention);
+        let jobs = Jobs::start(store.clone(), reconciler, retention, Arc::clone(&metrics));
         let forwarding = config.forward.clone().map(Forwarding::new);
         let forwarder = match &forwarding {
-            Some(forwarding) => Some(forwarding.start(store.clone()).await?),
+            Some(forwarding) => Some(
+                forwarding
+                    .start(store.clone(), Arc::clone(&metrics))
+                    .await?,
+            ),
             None => None,
         };
         let job_names = [
@@ -152,6 +160,7 @@ impl Application {
             connections: Arc::clone(&connections),
             exports: Arc::new(tokio::sync::Semaphore::new(routes::MOST_EXPORTS)),
             refusals: routes::Refusals::default(),
+            long_polls: Arc::new(tokio::sync::Semaphore::new(routes::MAX_LONG_POLLS)),
         });
         let server = HttpServer::new(move || {
             // The last wrapped runs first: connections are tracked around everything, the

@@ -31,6 +31,7 @@ pub use sign::SigningSecret;
 pub use window::Retry;
 
 use crate::domain::{KnownStatus, MessageStatus, Timestamp};
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
 /// How long a receiver has to answer a delivery.
@@ -232,7 +233,7 @@ impl Forwarding {
     /// The end of the feed is read here, before the service takes its first request: with
     /// [`Start::Now`], a store that has never forwarded starts there, so what arrives from
     /// this moment on is forwarded and nothing stored before it.
-    pub async fn start(&self, store: Store) -> anyhow::Result<Running> {
+    pub async fn start(&self, store: Store, metrics: Arc<Metrics>) -> anyhow::Result<Running> {
         let client = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
@@ -244,7 +245,7 @@ impl Forwarding {
             Start::All => 0,
         };
         let (stop, stopped) = watch::channel(false);
-        let worker = worker::Worker::new(store, self.clone(), client, begin);
+        let worker = worker::Worker::new(store, self.clone(), client, begin, metrics);
         let task = tokio::spawn(worker.run(stopped));
         tracing::info!(url = %self.config.shown_url(), "forwarding every stored transition");
         Ok(Running { stop, task })

@@ -25,6 +25,7 @@ use super::progress::{Progress, Replay, ReplayRequest, Saved, PROGRESS_KEY, REPL
 use super::window::{AfterFailure, Pending, Window};
 use super::{sign, Forwarding, LastError, Outcome, Status, TIMEOUT};
 use crate::domain::Timestamp;
+use crate::metrics::{Lease, Metrics};
 use crate::routes::views::FeedEventView;
 use crate::store::{self, FeedEntry, Store, StoreError};
 
@@ -49,6 +50,8 @@ const DOWN_AFTER: u32 = 3;
 const SKEW: u64 = 5 * 60 * 1_000_000;
 
 pub struct Worker {
+    /// `statushook_leader{job="forwarding"}`.
+    metrics: Arc<Metrics>,
     store: Store,
     forwarding: Forwarding,
     client: reqwest::Client,
@@ -106,9 +109,16 @@ enum Woken {
 }
 
 impl Worker {
-    pub fn new(store: Store, forwarding: Forwarding, client: reqwest::Client, begin: u64) -> Self {
+    pub fn new(
+        store: Store,
+        forwarding: Forwarding,
+        client: reqwest::Client,
+        begin: u64,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Worker {
             store,
+            metrics,
             forwarding,
             client,
             begin,
@@ -140,7 +150,10 @@ impl Worker {
                 lease = self.store.lead_forwarding() => lease,
                 _ = stopped(&mut stop) => return,
             };
+            tracing::info!("this replica forwards");
+            self.metrics.lease_taken(Lease::Forwarding);
             let ended = self.lead(&mut lease, &mut stop).await;
+            self.metrics.lease_lost(Lease::Forwarding);
             if matches!(ended, Ended::Stopped) {
                 // Let the deliveries in flight finish, for a while, so that a clean stop
                 // sends nothing twice.

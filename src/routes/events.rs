@@ -6,7 +6,10 @@
 //! one is visible, so resuming from any `next`, also after a crash of either side, misses
 //! nothing and repeats nothing. With `wait`, an empty answer is held open until a
 //! transition newer than `after` arrives, or for `wait` seconds (long polling), whatever
-//! was erased meanwhile: a consumer following the loop never spins.
+//! was erased meanwhile: a consumer following the loop never spins. A waiting poll costs
+//! the store nothing (the sled writer and PostgreSQL's notifications wake it), but each
+//! holds a connection and a task, so a replica holds at most [`MAX_LONG_POLLS`] at once and
+//! answers more with `503` and `Retry-After`.
 
 use std::time::Duration;
 
@@ -22,6 +25,8 @@ use crate::startup::AppState;
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
 const MAX_WAIT: u64 = 30;
+/// Requests with `wait` served at once by one replica, at most.
+pub const MAX_LONG_POLLS: usize = 1000;
 
 #[derive(Serialize)]
 struct FeedView {
@@ -41,6 +46,14 @@ pub async fn events(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let query = parse(request.query_string())?;
+    // Taken before the first read, so that a poll beyond the cap costs the store nothing.
+    let _permit = match query.wait.is_zero() {
+        true => None,
+        false => match state.long_polls.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => return Err(ApiError::TooManyLongPolls),
+        },
+    };
     let deadline = Instant::now() + query.wait;
     let mut entries = state.store.feed(query.after, query.limit).await?;
     // A wake-up is a hint, not a promise: what woke the wait may have been erased before

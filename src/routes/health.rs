@@ -1,9 +1,12 @@
 //! `/healthz` (the process answers), `/readyz` (the store takes a durable write) and
 //! `/metrics` (Prometheus text).
 
+use std::fmt::Write;
+
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
+use crate::routes;
 use crate::startup::AppState;
 use crate::telemetry::Repeats;
 
@@ -33,6 +36,13 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let counts = state.store.stats(None, None).await.ok();
     let bytes = state.store.size_on_disk().await.ok();
     let mut text = state.metrics.render(counts, bytes);
+    let waiting = routes::MAX_LONG_POLLS - state.long_polls.available_permits();
+    let _ = writeln!(
+        text,
+        "# HELP statushook_long_polls Change-feed long polls waiting now (at most {}).\n\
+         # TYPE statushook_long_polls gauge\nstatushook_long_polls {waiting}",
+        routes::MAX_LONG_POLLS
+    );
     if let Some(forwarding) = &state.forwarding {
         forwarding.render_metrics(&mut text);
     }

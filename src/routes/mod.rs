@@ -28,7 +28,7 @@ use actix_web::{web, HttpResponse, ResponseError};
 use refusals::Verdict;
 
 pub use errors::json_errors;
-pub use events::events;
+pub use events::{events, MAX_LONG_POLLS};
 pub use export::export_messages;
 pub use export::MOST_EXPORTS;
 pub use fallback::no_route;
@@ -67,6 +67,8 @@ pub enum ApiError {
     NotFound,
     #[error("the store is unavailable, try again")]
     Unavailable(#[source] StoreError),
+    #[error("too many long polls are waiting, try again")]
+    TooManyLongPolls,
     #[error("a stored record could not be read")]
     Internal(#[source] StoreError),
     #[error("forwarding is not configured: set STATUSHOOK_FORWARD_URL")]
@@ -95,6 +97,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_)
             | ApiError::ForwardingNotConfigured
+            | ApiError::TooManyLongPolls
             | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -111,6 +114,9 @@ impl ResponseError for ApiError {
                 if Repeats::global().first("API request failed: store unavailable") {
                     tracing::error!(%error, "store unavailable");
                 }
+                response.insert_header((header::RETRY_AFTER, "1"));
+            }
+            ApiError::TooManyLongPolls => {
                 response.insert_header((header::RETRY_AFTER, "1"));
             }
             ApiError::InvalidParameter { parameter, .. } => {

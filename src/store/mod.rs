@@ -30,7 +30,7 @@ pub use listing::{Cursor, CursorError, ListQuery, Page, CURSOR_LIFETIME, HISTORY
 use crate::domain::{
     KnownStatus, MessageSid, MessageState, MessageStatus, Source, StatusEvent, Timestamp,
 };
-pub use postgres::DatabaseUrl;
+pub use postgres::{Connection, DatabaseUrl};
 pub use series::{BucketSize, Series};
 pub use sled::Compacted;
 

@@ -342,7 +342,7 @@ async fn query(
     sql: &str,
     parameters: &[&(dyn tokio_postgres::types::ToSql + Sync)],
 ) -> Vec<tokio_postgres::Row> {
-    let (client, connection) = tokio_postgres::connect(database, tokio_postgres::NoTls)
+    let (client, connection) = crate::support::database::connect_sql(database)
         .await
         .expect("the test database answers");
     let driver = tokio::spawn(connection);
