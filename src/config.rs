@@ -816,9 +816,15 @@ mod tests {
             (
                 Some("https://h.example"),
                 &[
-                    ("STATUSHOOK_API_TOKEN", "api-token-0123456789abcdefghijklmnop"),
+                    (
+                        "STATUSHOOK_API_TOKEN",
+                        "api-token-0123456789abcdefghijklmnop",
+                    ),
                     ("TWILIO_AUTH_TOKEN", "t"),
-                    ("STATUSHOOK_READ_TOKEN", "api-token-0123456789abcdefghijklmnop"),
+                    (
+                        "STATUSHOOK_READ_TOKEN",
+                        "api-token-0123456789abcdefghijklmnop",
+                    ),
                 ],
                 "STATUSHOOK_READ_TOKEN",
             ),
@@ -1031,7 +1037,10 @@ mod tests {
     #[test]
     fn secrets_never_print() {
         let mut env = MINIMAL.to_vec();
-        env.push(("STATUSHOOK_READ_TOKEN", "s3cr3t-read-0123456789abcdefghijkl"));
+        env.push((
+            "STATUSHOOK_READ_TOKEN",
+            "s3cr3t-read-0123456789abcdefghijkl",
+        ));
         let config = build(Some("https://h.example/prefix/"), &env).expect("valid config");
         assert!(config.read_token.is_some());
         let printed = format!("{config:?}");
