@@ -78,11 +78,7 @@ mod tests {
         let number = PhoneNumber::parse("+14155550100").expect("valid");
         assert_eq!(
             number.addresses(),
-            [
-                "+14155550100",
-                "whatsapp:+14155550100",
-                "rcs:+14155550100"
-            ]
+            ["+14155550100", "whatsapp:+14155550100", "rcs:+14155550100"]
         );
         assert!(!format!("{number:?}").contains("415"));
     }
