@@ -29,6 +29,7 @@ use sha2::{Digest, Sha256};
 use crate::domain::{MessageSid, Source, Timestamp};
 use crate::startup::AppState;
 use crate::store::{Claim, Finish, KeptReply, KeyRequest, StoreError};
+use crate::telemetry::Repeats;
 use crate::twilio::client::{self, CreateError, TwilioClient, TwilioError};
 use crate::twilio::create_message::{BodyError, CreateMessage, InvalidParameter};
 use crate::twilio::refusal::refused_event;
@@ -195,7 +196,9 @@ impl ResponseError for SendFailure {
         let mut response = HttpResponse::build(self.status_code());
         match self {
             SendFailure::Store(error) => {
-                tracing::error!(%error, "store unavailable");
+                if Repeats::global().first("send refused: store unavailable") {
+                    tracing::error!(%error, "store unavailable");
+                }
                 response.insert_header((header::RETRY_AFTER, "1"));
             }
             SendFailure::RateLimited {
