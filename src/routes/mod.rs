@@ -25,7 +25,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse, ResponseError};
-use refusals::Verdict;
+use refusals::{Token, Verdict};
 
 pub use errors::json_errors;
 pub use events::events;
@@ -69,8 +69,8 @@ pub enum ApiError {
     Internal(#[source] StoreError),
     #[error("forwarding is not configured: set STATUSHOOK_FORWARD_URL")]
     ForwardingNotConfigured,
-    /// Too many requests with a missing or wrong token came from this address.
-    #[error("too many requests with a missing or wrong bearer token from this address; try again in {0} s")]
+    /// Too many wrong tokens came from this address.
+    #[error("too many wrong bearer tokens from this address; try again in {0} s")]
     Throttled(u64),
     /// A bounded resource is in full use; retry after this many seconds.
     #[error("{what}; try again in {retry_after} s")]
@@ -148,8 +148,8 @@ impl From<StoreError> for ApiError {
 }
 
 /// Middleware for `/v1`: answers 401 unless `Authorization: Bearer <STATUSHOOK_API_TOKEN>`,
-/// and 429 while the client's address has used up its budget of refusals
-/// ([`refusals`]). A refusal is logged with why (never with the token presented), a burst
+/// and 429 to a token presented from an address that has used up its budget of wrong
+/// ones ([`refusals`]). A refusal is logged with why (never with the token presented), a burst
 /// of them summarised, and both are counted in `/metrics`.
 pub async fn require_bearer(
     request: ServiceRequest,
@@ -160,40 +160,42 @@ pub async fn require_bearer(
             .error_response(ApiError::Unauthorized)
             .map_into_right_body());
     };
-    let refusal = match request.headers().get(header::AUTHORIZATION) {
-        None => Some("no Authorization header"),
+    let (token, reason) = match request.headers().get(header::AUTHORIZATION) {
+        None => (Token::Missing, "no Authorization header"),
         Some(value) => match value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")) {
-            None => Some("the Authorization header is not a bearer token"),
+            None => (
+                Token::Missing,
+                "the Authorization header is not a bearer token",
+            ),
             Some(token)
                 if !constant_time_eq(
                     token.trim().as_bytes(),
                     state.api_token.expose().as_bytes(),
                 ) =>
             {
-                Some("the bearer token is wrong")
+                (Token::Wrong, "the bearer token is wrong")
             }
-            Some(_) => None,
+            Some(_) => (Token::Right, ""),
         },
     };
     let address = request.peer_addr().map(|address| address.ip());
     let verdict = state
         .refusals
-        .judge(address, refusal.is_none(), std::time::Instant::now());
-    let error = match (verdict, refusal) {
-        (Verdict::Serve, _) => return Ok(next.call(request).await?.map_into_left_body()),
-        (Verdict::Throttle(wait), _) => {
+        .judge(address, token, std::time::Instant::now());
+    let error = match verdict {
+        Verdict::Serve => return Ok(next.call(request).await?.map_into_left_body()),
+        Verdict::Throttle(wait) => {
             state.metrics.throttled();
             if Repeats::global().first("API requests refused with 429") {
                 tracing::warn!(
                     method = %request.method(),
                     path = %request.path(),
-                    "API requests refused with 429: too many with a missing or wrong token from one address"
+                    "API requests refused with 429: too many wrong tokens from one address"
                 );
             }
             ApiError::Throttled(wait.as_secs_f64().ceil().max(1.0) as u64)
         }
-        (Verdict::Refuse, reason) => {
-            let reason = reason.unwrap_or("the bearer token is wrong");
+        Verdict::Refuse => {
             state.metrics.unauthorized();
             if Repeats::global().first(&format!("API request refused with 401: {reason}")) {
                 tracing::warn!(
