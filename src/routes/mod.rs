@@ -25,7 +25,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse, ResponseError};
-use refusals::Verdict;
+use refusals::{Token, Verdict};
 
 pub use errors::json_errors;
 pub use events::{events, MAX_LONG_POLLS};
@@ -75,8 +75,8 @@ pub enum ApiError {
     ForwardingNotConfigured,
     #[error("this token is read-only (STATUSHOOK_READ_TOKEN): it may only GET; use STATUSHOOK_API_TOKEN to change anything")]
     ReadOnly,
-    /// Too many requests with a missing or wrong token came from this address.
-    #[error("too many requests with a missing or wrong bearer token from this address; try again in {0} s")]
+    /// Too many wrong tokens came from this address.
+    #[error("too many wrong bearer tokens from this address; try again in {0} s")]
     Throttled(u64),
     /// A bounded resource is in full use; retry after this many seconds.
     #[error("{what}; try again in {retry_after} s")]
@@ -160,9 +160,9 @@ impl From<StoreError> for ApiError {
 
 /// Middleware for `/v1`: answers 401 unless `Authorization: Bearer <token>` (the scheme's
 /// name in any case, RFC 9110) carries the API token or the read token, 403 when the read
-/// token comes with anything but `GET`, and 429 while the client's address has used up its
-/// budget of refusals ([`refusals`]). A refusal is logged with why (never with the token
-/// presented), a burst of them summarised, and counted in `/metrics`.
+/// token comes with anything but `GET`, and 429 to a token presented from an address that
+/// has used up its budget of wrong ones ([`refusals`]). A refusal is logged with why (never
+/// with the token presented), a burst of them summarised, and counted in `/metrics`.
 pub async fn require_bearer(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -185,10 +185,15 @@ pub async fn require_bearer(
         Ok(Access::Read) => Some(Refusal::ReadOnlyToken),
         Err(refusal) => Some(refusal),
     };
+    let presented = match access {
+        Ok(_) => Token::Right,
+        Err(Refusal::WrongToken) => Token::Wrong,
+        Err(_) => Token::Missing,
+    };
     let address = request.peer_addr().map(|address| address.ip());
     let verdict = state
         .refusals
-        .judge(address, access.is_ok(), std::time::Instant::now());
+        .judge(address, presented, std::time::Instant::now());
     let error = match (verdict, refusal) {
         (Verdict::Throttle(wait), _) => {
             state.metrics.throttled();
@@ -196,7 +201,7 @@ pub async fn require_bearer(
                 tracing::warn!(
                     method = %request.method(),
                     path = %request.path(),
-                    "API requests refused with 429: too many with a missing or wrong token from one address"
+                    "API requests refused with 429: too many wrong tokens from one address"
                 );
             }
             ApiError::Throttled(wait.as_secs_f64().ceil().max(1.0) as u64)

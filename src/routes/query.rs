@@ -16,7 +16,11 @@ pub fn pairs<'a>(raw: &'a str, repeatable: &[&str]) -> Result<Pairs<'a>, ApiErro
     let pairs: Vec<_> = form_urlencoded::parse(raw.as_bytes()).collect();
     let mut seen = HashSet::new();
     for (name, _) in &pairs {
-        if !repeatable.contains(&name.as_ref()) && !seen.insert(name.as_ref()) {
+        // A pair without a name is refused by the route as an unknown parameter.
+        if name.is_empty() || repeatable.contains(&name.as_ref()) {
+            continue;
+        }
+        if !seen.insert(name.as_ref()) {
             return Err(ApiError::RepeatedParameter(name.clone().into_owned()));
         }
     }
@@ -36,5 +40,7 @@ mod tests {
         assert_eq!(listed.len(), 3);
         // The name is compared once decoded: `%6Cimit` is `limit`.
         assert!(pairs("limit=1&%6Cimit=2", &[]).is_err());
+        // Pairs without a name are left to the route, which names none of them.
+        assert_eq!(pairs("=a&=b", &[]).expect("no name repeats").len(), 2);
     }
 }

@@ -1,14 +1,14 @@
-//! A budget of refused API requests per client address, so that guessing the bearer token
-//! is slow.
+//! A budget of wrong tokens per client address, so that guessing the bearer token is slow.
 //!
-//! Each address has a token bucket of [`BURST`] refusals, refilled at [`REFILL_PER_SECOND`].
-//! A request with a missing or wrong token takes one. While an address's bucket is empty,
-//! *every* `/v1` request from it is answered `429` with `Retry-After`, whatever token it
-//! carries: were the right token let through, the answer would still tell a guesser when
-//! a guess was right, and the bucket would slow nothing. So a guesser gets one try a
-//! second per address, and a client that holds the token is never refused unless it
-//! shares an address with one that does not (behind a proxy, every client shares the
-//! proxy's; see `docs/notes-hostile.md`).
+//! Each address has a token bucket of [`BURST`] wrong tokens, refilled at
+//! [`REFILL_PER_SECOND`]. A request that presents a wrong bearer token takes one. While an
+//! address's bucket is empty, every request from it that presents a token is answered
+//! `429` with `Retry-After`, the right token too: were the right token let through, the
+//! answer would still tell a guesser when a guess was right, and the bucket would slow
+//! nothing. A request that presents no bearer token guesses nothing; it is answered `401`
+//! and spends nothing. So a guesser gets one try a second per address, and a client that
+//! holds the token is never refused unless it shares an address with one that guesses
+//! (behind a proxy, every client shares the proxy's; see `docs/notes-hostile.md`).
 //!
 //! `429` rather than a delay: a delayed answer keeps a connection and a task per guess, so
 //! an attacker with many connections would be slowed no more than their number allows,
@@ -32,12 +32,23 @@ const MOST_ADDRESSES: usize = 10_000;
 /// The key of the bucket shared by addresses that found the table full.
 const OVERFLOW: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 
+/// What a request to the API presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Token {
+    /// The API token.
+    Right,
+    /// A bearer token that is not the API token: a guess, perhaps.
+    Wrong,
+    /// No bearer token at all.
+    Missing,
+}
+
 /// What to do with a request to the API.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Its token is right and its address has budget left: serve it.
     Serve,
-    /// Its token is missing or wrong: `401` (one refusal taken from the budget).
+    /// Its token is missing or wrong: `401` (a wrong one is taken from the budget).
     Refuse,
     /// Its address has no budget left: `429`, retry after this long.
     Throttle(Duration),
@@ -62,8 +73,13 @@ impl Bucket {
 }
 
 impl Refusals {
-    /// The verdict on a request from `address` whose token is right (`authorized`) or not.
-    pub fn judge(&self, address: Option<IpAddr>, authorized: bool, now: Instant) -> Verdict {
+    /// The verdict on a request from `address` that presented `token`.
+    pub fn judge(&self, address: Option<IpAddr>, token: Token, now: Instant) -> Verdict {
+        let authorized = match token {
+            Token::Missing => return Verdict::Refuse,
+            Token::Right => true,
+            Token::Wrong => false,
+        };
         let key = address.map_or(OVERFLOW, by_host);
         let mut buckets = self
             .buckets
@@ -133,34 +149,45 @@ mod tests {
         let start = Instant::now();
         for n in 0..BURST as usize {
             assert_eq!(
-                refusals.judge(ip("192.0.2.1"), false, start),
+                refusals.judge(ip("192.0.2.1"), Token::Wrong, start),
                 Verdict::Refuse,
                 "refusal {n}"
             );
         }
         assert!(matches!(
-            refusals.judge(ip("192.0.2.1"), false, start),
+            refusals.judge(ip("192.0.2.1"), Token::Wrong, start),
             Verdict::Throttle(_)
         ));
         // The right token is throttled too: its answer would tell a guesser it was right.
         assert!(matches!(
-            refusals.judge(ip("192.0.2.1"), true, start),
+            refusals.judge(ip("192.0.2.1"), Token::Right, start),
             Verdict::Throttle(_)
         ));
-        // Other addresses are not.
-        assert_eq!(refusals.judge(ip("192.0.2.2"), true, start), Verdict::Serve);
+        // A request without a token guesses nothing: it is refused, not throttled.
         assert_eq!(
-            refusals.judge(ip("192.0.2.2"), false, start),
+            refusals.judge(ip("192.0.2.1"), Token::Missing, start),
+            Verdict::Refuse
+        );
+        // Other addresses are not throttled.
+        assert_eq!(
+            refusals.judge(ip("192.0.2.2"), Token::Right, start),
+            Verdict::Serve
+        );
+        assert_eq!(
+            refusals.judge(ip("192.0.2.2"), Token::Wrong, start),
             Verdict::Refuse
         );
         let later = start + Duration::from_secs(1);
-        assert_eq!(refusals.judge(ip("192.0.2.1"), true, later), Verdict::Serve);
         assert_eq!(
-            refusals.judge(ip("192.0.2.1"), false, later),
+            refusals.judge(ip("192.0.2.1"), Token::Right, later),
+            Verdict::Serve
+        );
+        assert_eq!(
+            refusals.judge(ip("192.0.2.1"), Token::Wrong, later),
             Verdict::Refuse
         );
         assert!(matches!(
-            refusals.judge(ip("192.0.2.1"), false, later),
+            refusals.judge(ip("192.0.2.1"), Token::Wrong, later),
             Verdict::Throttle(_)
         ));
     }
@@ -171,14 +198,17 @@ mod tests {
         let now = Instant::now();
         for n in 0..BURST as u32 {
             let address = format!("2001:db8:1:2::{n:x}");
-            assert_eq!(refusals.judge(ip(&address), false, now), Verdict::Refuse);
+            assert_eq!(
+                refusals.judge(ip(&address), Token::Wrong, now),
+                Verdict::Refuse
+            );
         }
         assert!(matches!(
-            refusals.judge(ip("2001:db8:1:2:ffff::1"), false, now),
+            refusals.judge(ip("2001:db8:1:2:ffff::1"), Token::Wrong, now),
             Verdict::Throttle(_)
         ));
         assert_eq!(
-            refusals.judge(ip("2001:db8:1:3::1"), false, now),
+            refusals.judge(ip("2001:db8:1:3::1"), Token::Wrong, now),
             Verdict::Refuse
         );
     }
@@ -189,7 +219,7 @@ mod tests {
         let now = Instant::now();
         for n in 0..MOST_ADDRESSES as u32 + 500 {
             let address = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n));
-            refusals.judge(Some(address), false, now);
+            refusals.judge(Some(address), Token::Wrong, now);
         }
         let held = refusals.buckets.lock().expect("not poisoned").len();
         assert!(held <= MOST_ADDRESSES + 1, "{held}");

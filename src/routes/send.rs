@@ -29,6 +29,7 @@ use sha2::{Digest, Sha256};
 use crate::domain::{MessageSid, Source, Timestamp};
 use crate::startup::AppState;
 use crate::store::{Claim, Finish, KeptReply, KeyRequest, StoreError};
+use crate::telemetry::Repeats;
 use crate::twilio::client::{self, CreateError, TwilioClient, TwilioError};
 use crate::twilio::create_message::{BodyError, CreateMessage, InvalidParameter};
 use crate::twilio::refusal::refused_event;
@@ -56,7 +57,10 @@ pub async fn send_message(
 ) -> Result<HttpResponse, SendFailure> {
     // The limit (`MAX_BODY`, the scope's `PayloadConfig`) is checked while reading.
     let body = body.map_err(|error| {
-        if error.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE {
+        let payload = error.as_error::<actix_web::error::PayloadError>();
+        if payload.is_some_and(super::limits::is_deadline) {
+            SendFailure::TimedOut
+        } else if error.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE {
             SendFailure::TooLarge
         } else {
             SendFailure::Unreadable
@@ -99,6 +103,8 @@ pub enum SendFailure {
     TooLarge,
     #[error("the body could not be read")]
     Unreadable,
+    #[error("the body did not arrive within {} s of the head", super::limits::BODY_DEADLINE.as_secs())]
+    TimedOut,
     #[error("{0}")]
     Body(BodyError),
     #[error("{0}")]
@@ -191,6 +197,7 @@ impl ResponseError for SendFailure {
     fn status_code(&self) -> StatusCode {
         match self {
             SendFailure::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            SendFailure::TimedOut => StatusCode::REQUEST_TIMEOUT,
             SendFailure::Body(_) | SendFailure::BadKey(_) | SendFailure::Unreadable => {
                 StatusCode::BAD_REQUEST
             }
@@ -214,7 +221,9 @@ impl ResponseError for SendFailure {
         let mut response = HttpResponse::build(self.status_code());
         match self {
             SendFailure::Store(error) => {
-                tracing::error!(%error, "store unavailable");
+                if Repeats::global().first("send refused: store unavailable") {
+                    tracing::error!(%error, "store unavailable");
+                }
                 response.insert_header((header::RETRY_AFTER, "1"));
             }
             SendFailure::RateLimited {

@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::support::fixtures::{callback, new_sid, API_TOKEN};
 use crate::support::spawn::{spawn_app_with, Settings, TestApp};
 
-const READ_TOKEN: &str = "test-read-token-0123456789";
+const READ_TOKEN: &str = "test-read-token-0123456789abcdefghij";
 
 async fn app_with_read_token() -> TestApp {
     spawn_app_with(Settings {

@@ -1,7 +1,7 @@
 //! Weak settings are refused, and guessing the token is slow: a token shorter than 32
 //! characters stops start-up with a hint to generate one, and an address that keeps
-//! presenting a wrong token is answered `429` until it has waited, every refusal counted
-//! in `/metrics`.
+//! presenting wrong tokens is answered `429` until it has waited, every refusal counted in
+//! `/metrics`.
 
 use std::time::Duration;
 
@@ -135,6 +135,10 @@ async fn a_burst_of_a_thousand_wrong_tokens_from_one_address_is_throttled_and_co
         refused as f64
     );
     assert!(metric(&text, "statushook_throttled_total") >= throttled.len() as f64);
+
+    // A request without a token guesses nothing: it is refused, not throttled.
+    let bare = app.get("/v1/stats").await;
+    assert_eq!(bare.status(), 401);
 
     // Once it has waited, the right token is served again.
     tokio::time::sleep(Duration::from_millis(1_100)).await;

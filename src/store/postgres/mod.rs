@@ -295,19 +295,22 @@ impl PgStore {
     /// Waits until a transition after `after` is committed (by any replica) and still
     /// stored, or `timeout`. Commits wake the wait through watch channels, without a query
     /// (this replica's writer, and the other replicas' notifications: see `listen.rs`); the
-    /// database then answers whether anything after `after` is still stored, since the
-    /// events a commit added may have been erased since. So a waiter costs one query when
-    /// it starts and one per commit, and never spins on an erased end of the feed.
+    /// database then answers, once, whether what was committed after `after` before the
+    /// wait began is still stored, since it may have been erased. So a waiter costs at most
+    /// one query, and never spins on an erased end of the feed.
     pub async fn wait_for_feed(&self, after: u64, timeout: Duration) {
         let mut local = self.shared.watermark.subscribe();
         let mut any = self.feed.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut first = true;
         loop {
-            local.borrow_and_update();
-            any.borrow_and_update();
-            if self.watermark().await.is_ok_and(|w| w > after) {
+            let seen = (*local.borrow_and_update()).max(*any.borrow_and_update());
+            // A commit after `after` seen before the wait began may have been erased since:
+            // the database says. One seen during the wait is new, and ends it.
+            if seen > after && (!first || self.watermark().await.is_ok_and(|w| w > after)) {
                 return;
             }
+            first = false;
             let changed = async {
                 tokio::select! {
                     changed = local.changed() => changed,
