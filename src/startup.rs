@@ -39,7 +39,7 @@ pub struct AppState {
     pub connections: Arc<Connections>,
     /// Places for exports running at once (`GET /v1/export`).
     pub exports: Arc<tokio::sync::Semaphore>,
-    /// The per-address budget of refused API requests.
+    /// The per-address budget of wrong API tokens.
     pub refusals: routes::Refusals,
 }
 
