@@ -41,7 +41,7 @@ pub struct AppState {
     pub connections: Arc<Connections>,
     /// Places for exports running at once (`GET /v1/export`).
     pub exports: Arc<tokio::sync::Semaphore>,
-    /// The per-address budget of refused API requests.
+    /// The per-address budget of wrong API tokens.
     pub refusals: routes::Refusals,
     /// Permits for change-feed long polls (see `routes/events.rs`).
     pub long_polls: Arc<tokio::sync::Semaphore>,

@@ -357,7 +357,7 @@ async fn fifteen_hundred_slow_bodies_are_cut_off_at_the_deadline_while_healthz_a
     let data = tempfile::tempdir().expect("a temporary folder");
     let server = start_server(data.path(), None).await;
     let pid = server.pid();
-    let give_up = BODY_DEADLINE + Duration::from_secs(5);
+    let give_up = BODY_DEADLINE + Duration::from_secs(6);
 
     let stop = Arc::new(AtomicBool::new(false));
     let slowest_health = Arc::new(AtomicU64::new(0));
@@ -455,8 +455,10 @@ async fn fifteen_hundred_slow_bodies_are_cut_off_at_the_deadline_while_healthz_a
         &still_open[..still_open.len().min(8)]
     );
     // The 408 comes at the deadline; actix then reads (and drops) what the client still
-    // sends for up to a second, so that the answer is not lost to a reset, and closes.
-    let answer_limit = BODY_DEADLINE + Duration::from_millis(1_000);
+    // sends for up to a second, so that the answer is not lost to a reset, and closes. The
+    // margins are for 1,500 timers firing at once on a busy machine (the whole suite runs
+    // beside this test), measured from the client's side.
+    let answer_limit = BODY_DEADLINE + Duration::from_millis(2_500);
     assert!(
         answered
             .last()
@@ -464,7 +466,7 @@ async fn fifteen_hundred_slow_bodies_are_cut_off_at_the_deadline_while_healthz_a
         "the slowest 408 came after {:?}, more than {answer_limit:?}",
         answered.last()
     );
-    let close_limit = BODY_DEADLINE + Duration::from_millis(2_500);
+    let close_limit = BODY_DEADLINE + Duration::from_millis(4_000);
     assert!(
         cut.last().is_some_and(|slowest| *slowest <= close_limit),
         "the slowest was cut off after {:?}, more than {close_limit:?}",
