@@ -52,7 +52,8 @@ impl Retention {
     /// how many. Returns early when `stop` turns true.
     pub async fn pass(&self, stop: &watch::Receiver<bool>) -> Result<u64, StoreError> {
         let age = self.age.as_micros() as u64;
-        let before = Timestamp(Timestamp::now().0.saturating_sub(age));
+        // By the store's clock, which stamped `updated_at`.
+        let before = Timestamp(self.store.now().await?.0.saturating_sub(age));
         let mut total = 0;
         while !*stop.borrow() {
             let started = std::time::Instant::now();

@@ -254,6 +254,17 @@ impl Store {
         }
     }
 
+    /// The store's clock: what its arrival times, listing cursors, stats windows and
+    /// retention go by. With sled, its own clock (`sled/clock.rs`, which judges the steps
+    /// of the system clock); with PostgreSQL, the database server's, the one clock of every
+    /// replica, so that replicas whose own clocks disagree agree on order and ages.
+    pub async fn now(&self) -> Result<Timestamp, StoreError> {
+        match self {
+            Store::Sled(store) => Ok(store.now()),
+            Store::Postgres(store) => store.now().await,
+        }
+    }
+
     /// Records a status event; returns once it is durably stored (or known already).
     pub async fn record(
         &self,

@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (1, "schema", include_str!("migrations/001_schema.sql")),
     (2, "meta", include_str!("migrations/002_meta.sql")),
     (3, "lifecycle", include_str!("migrations/003_lifecycle.sql")),
+    (4, "clock", include_str!("migrations/004_clock.sql")),
 ];
 
 /// The advisory lock key of migrations (distinct from the feed and leader keys).

@@ -50,7 +50,7 @@ use tokio_postgres::NoTls;
 
 pub use leader::Lease;
 
-use crate::domain::{MessageSid, StatusEvent};
+use crate::domain::{MessageSid, StatusEvent, Timestamp};
 use crate::store::{FeedEntry, GroupObserver, Recorded, StoreError, StoredMessage};
 use writer::{Command, Shared};
 
@@ -261,6 +261,12 @@ impl PgStore {
         Ok(rows::messages(&found)?.pop())
     }
 
+    /// The database's clock, every replica's one clock (`statushook_now()`).
+    pub async fn now(&self) -> Result<Timestamp, StoreError> {
+        let client = self.client().await?;
+        now(&client).await
+    }
+
     /// The highest change-feed position committed: every smaller one is committed too.
     pub async fn watermark(&self) -> Result<u64, StoreError> {
         let client = self.client().await?;
@@ -386,6 +392,20 @@ impl PgStore {
     async fn client(&self) -> Result<Object, StoreError> {
         self.pool.get().await.map_err(StoreError::unavailable)
     }
+}
+
+/// The database's clock, in microseconds since the Unix epoch.
+async fn now(client: &Object) -> Result<Timestamp, StoreError> {
+    let statement = client
+        .prepare_cached("SELECT statushook_now()")
+        .await
+        .map_err(unavailable)?;
+    let row = client
+        .query_one(&statement, &[])
+        .await
+        .map_err(unavailable)?;
+    let now: i64 = row.try_get(0).map_err(corrupt)?;
+    Ok(Timestamp(u64::try_from(now).unwrap_or(0)))
 }
 
 async fn watermark(client: &Object) -> Result<u64, StoreError> {

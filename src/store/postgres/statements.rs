@@ -22,6 +22,8 @@ pub(super) struct Statements {
     pub insert_messages: Statement,
     pub lock_messages: Statement,
     pub read_events: Statement,
+    /// The database's clock (`statushook_now()`), every replica's one clock.
+    pub now: Statement,
     pub update_messages: Statement,
     pub add_counters: Statement,
     pub take_seqs: Statement,
@@ -55,6 +57,7 @@ impl Statements {
                     rows::EVENT_WITH_SID
                 ))
                 .await?,
+            now: client.prepare_cached("SELECT statushook_now()").await?,
             update_messages: client
                 .prepare_cached(
                     "UPDATE messages AS m SET account_sid = u.account_sid, \

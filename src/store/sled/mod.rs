@@ -7,6 +7,7 @@
 //! fsynced: the durable-before-200 rule lives there and nowhere else. Reads go straight
 //! to the tree from any (blocking) thread.
 
+mod clock;
 pub(crate) mod events;
 mod files;
 mod idempotency;
@@ -63,32 +64,28 @@ impl SledStore {
             data: db.open_tree("statushook").map_err(unavailable)?,
             db,
         };
-        let clock = trees
+        let last = trees
             .data
             .get(keys::CLOCK_KEY)
             .map_err(unavailable)?
             .map_or(Timestamp(0), |value| Timestamp(decode_count(&value)));
+        let reading = clock::Reading::take();
+        let clock = clock::Clock::start(last, reading);
         // Cursors served before the store was reopened may still be in use.
         let served_before = trees.data.scan_prefix(b"m").next().is_some();
         let keep_until = match served_before {
-            true => Timestamp::now().0 + HISTORY_KEPT.as_micros() as u64,
+            true => clock.now(reading).0 + HISTORY_KEPT.as_micros() as u64,
             false => 0,
         };
         let shared = Arc::new(Shared {
-            watermark: watch::channel(clock.0).0,
+            watermark: watch::channel(last.0).0,
             failed: watch::channel(None).0,
             listings: listings::Listings::new(keep_until),
+            clock: Mutex::new(clock),
         });
         let (commands, receiver) = mpsc::channel(QUEUE_DEPTH);
-        let writer = writer::spawn(
-            trees.clone(),
-            receiver,
-            Arc::clone(&shared),
-            files,
-            observe,
-            clock,
-        )
-        .map_err(StoreError::unavailable)?;
+        let writer = writer::spawn(trees.clone(), receiver, Arc::clone(&shared), files, observe)
+            .map_err(StoreError::unavailable)?;
         let store = SledStore {
             trees,
             commands,
@@ -139,6 +136,12 @@ impl SledStore {
 
     async fn send(&self, command: Command) -> Result<(), StoreError> {
         self.commands.send(command).await.map_err(|_| writer_gone())
+    }
+
+    /// The store's clock now: what its arrival times, listings, stats windows and
+    /// retention go by (see `clock.rs`).
+    pub fn now(&self) -> Timestamp {
+        self.shared.now()
     }
 
     /// The watermark of applied, durable writes (see `writer::Shared`).
@@ -256,9 +259,7 @@ impl SledStore {
     /// can need, found by a scan of the two time-ordered indexes off the async threads and
     /// handed to the writer in bounded batches; returns how many.
     pub async fn forget_history(&self) -> Result<u64, StoreError> {
-        let horizon = Timestamp::now()
-            .0
-            .saturating_sub(HISTORY_KEPT.as_micros() as u64);
+        let horizon = self.now().0.saturating_sub(HISTORY_KEPT.as_micros() as u64);
         self.forget_history_before(Timestamp(horizon)).await
     }
 
