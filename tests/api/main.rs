@@ -1,3 +1,4 @@
+mod clock;
 mod crash;
 mod data_lifecycle;
 mod feed;
