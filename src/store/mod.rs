@@ -91,6 +91,11 @@ pub struct StoredEvent {
     pub source: Source,
     pub raw_dlr_done_date: Option<String>,
     pub params: Vec<(String, String)>,
+    /// Its change-feed position (the `seq` of `GET /v1/events`). An export shows it and an
+    /// import keeps it where the store can (see `lifecycle.rs`), so that a consumer of the
+    /// feed resumes after a move; `None` only for an event read from an export made before
+    /// exports showed it.
+    pub seq: Option<u64>,
 }
 
 /// One entry of the change feed: a stored transition and the message's state right after.
@@ -99,6 +104,9 @@ pub struct FeedEntry {
     /// Increasing in commit order; a reader that has seen `seq` has seen every smaller one.
     pub seq: u64,
     pub sid: MessageSid,
+    /// The transition's number in its message's history, from 0: with the SID, what
+    /// identifies it in every store it moves to (forwarding's `webhook-id`).
+    pub number: u32,
     pub event: StoredEvent,
     pub state: MessageState,
 }

@@ -10,6 +10,7 @@ mod idempotency;
 mod lifecycle;
 mod listing;
 mod lookup;
+mod moving;
 mod openapi;
 mod operator;
 mod paging_under_load;

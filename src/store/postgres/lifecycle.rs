@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::types::ToSql;
 
 use super::columns::{counter_keys, CounterColumns, CounterKey, SPAN_ALL};
-use super::group::{self, load, Loaded, NewEvent, Plan};
+use super::group::{self, load, Loaded, NewEvent, Plan, Seqs};
 use super::statements::Statements;
 use super::writer::{worth_retrying, Failure, ATTEMPTS, STRIPES};
 use super::{corrupt, rows, to_i64, unavailable, PgStore};
@@ -197,13 +197,22 @@ impl PgStore {
     }
 
     /// Writes a batch of exported messages in one transaction, as recording their events
-    /// would have, committed before it returns. The events take change-feed positions in
-    /// arrival order; arrival times need not be unique store-wide here (a message's own
-    /// only increase), so they stay what the export shows.
+    /// would have, committed before it returns. The events keep the change-feed positions
+    /// the export shows (the sequence then goes on past the largest), or, from an export
+    /// that shows none, take new ones in arrival order; arrival times need not be unique
+    /// store-wide here (a message's own only increase), so they stay what the export shows.
     pub async fn import(&self, messages: Vec<StoredMessage>) -> Result<Imported, ImportError> {
         let mut report = Imported::default();
         let mut loaded: HashMap<String, Loaded> = HashMap::with_capacity(messages.len());
         let mut events = Vec::new();
+        let seqs = match messages
+            .iter()
+            .flat_map(|m| &m.events)
+            .all(|e| e.seq.is_some())
+        {
+            true => Seqs::Keep,
+            false => Seqs::Take,
+        };
         for message in messages {
             let replayed = replay_export(&message, Ok)?;
             report.moved += replayed.moved;
@@ -211,12 +220,25 @@ impl PgStore {
             for (n, (transition, event)) in
                 replayed.transitions.iter().zip(message.events).enumerate()
             {
+                let kept_seq = match (seqs, event.seq) {
+                    (Seqs::Keep, Some(seq)) => Some(to_i64(seq)),
+                    (Seqs::Take, Some(_)) => {
+                        return Err(ImportError::Invalid {
+                            sid: message.sid,
+                            problem: "its batch mixes events with and without a feed \
+                                      position (seq)"
+                                .into(),
+                        })
+                    }
+                    _ => None,
+                };
                 events.push(NewEvent {
                     sid: sid.clone(),
                     n: i32::try_from(n).unwrap_or(i32::MAX),
                     transition: transition.clone(),
                     token: None,
                     params: serde_json::to_string(&event.params).map_err(StoreError::corrupt)?,
+                    kept_seq,
                 });
             }
             let message_loaded = Loaded {
@@ -267,13 +289,24 @@ impl PgStore {
             }
         }
         let stripe = fastrand::i16(0..STRIPES);
-        group::apply(transaction.client(), &st, stripe, &plan, &loaded)
+        group::apply(transaction.client(), &st, stripe, &plan, &loaded, seqs)
             .await
             .map_err(unavailable)?;
         transaction.commit().await.map_err(unavailable)?;
         report.messages = loaded.len() as u64;
         report.events = plan.events.len() as u64;
         Ok(report)
+    }
+
+    /// Moves the feed's sequence past `seq`, under the feed lock.
+    pub async fn continue_feed_after(&self, seq: u64) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(unavailable)?;
+        transaction
+            .execute("SELECT statushook_keep_seqs($1)", &[&to_i64(seq)])
+            .await
+            .map_err(unavailable)?;
+        transaction.commit().await.map_err(unavailable)
     }
 
     /// Deletes one batch, trying again from a fresh read after a conflict or a lost

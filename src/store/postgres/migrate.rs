@@ -15,6 +15,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (2, "meta", include_str!("migrations/002_meta.sql")),
     (3, "lifecycle", include_str!("migrations/003_lifecycle.sql")),
     (4, "clock", include_str!("migrations/004_clock.sql")),
+    (
+        5,
+        "kept positions",
+        include_str!("migrations/005_kept_positions.sql"),
+    ),
 ];
 
 /// The advisory lock key of migrations (distinct from the feed and leader keys).

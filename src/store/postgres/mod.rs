@@ -303,17 +303,20 @@ impl PgStore {
         let mut entries = Vec::with_capacity(found.len());
         for row in &found {
             let seq: i64 = row.try_get(0).map_err(corrupt)?;
-            let (sid, transition) = rows::transition_with_sid(row, 1)?;
+            let sid: &str = row.try_get(1).map_err(corrupt)?;
+            let sid = MessageSid::parse(sid).map_err(StoreError::corrupt)?;
+            let (number, transition) = rows::transition(row, 2)?;
             let Some(history) = histories.get(sid.as_str()) else {
                 continue;
             };
             let state = history
                 .state_through(transition.received_at)
                 .ok_or_else(|| StoreError::corrupt(format!("{sid}: no state at {seq}")))?;
-            let event = rows::stored_event(&transition, row.try_get(8).map_err(corrupt)?)?;
+            let event = rows::stored_event(&transition, row.try_get(8).map_err(corrupt)?, seq)?;
             entries.push(FeedEntry {
                 seq: u64::try_from(seq).map_err(corrupt)?,
                 sid,
+                number: u32::try_from(number).map_err(corrupt)?,
                 event,
                 state,
             });

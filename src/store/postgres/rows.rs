@@ -76,9 +76,13 @@ pub fn transition_with_sid(row: &Row, at: usize) -> Result<(MessageSid, Transiti
     Ok((sid, transition))
 }
 
-/// The event as the API shows it: its transition and its parameters (a JSON array of
-/// `[name, value]` pairs, in arrival order).
-pub fn stored_event(transition: &Transition, params: &str) -> Result<StoredEvent, StoreError> {
+/// The event as the API shows it: its transition, its parameters (a JSON array of
+/// `[name, value]` pairs, in arrival order) and its change-feed position.
+pub fn stored_event(
+    transition: &Transition,
+    params: &str,
+    seq: i64,
+) -> Result<StoredEvent, StoreError> {
     let params: Vec<(String, String)> = serde_json::from_str(params).map_err(corrupt)?;
     Ok(StoredEvent {
         status: transition.status.clone(),
@@ -87,14 +91,16 @@ pub fn stored_event(transition: &Transition, params: &str) -> Result<StoredEvent
         source: transition.source,
         raw_dlr_done_date: transition.raw_dlr_done_date.clone(),
         params,
+        seq: Some(u64::try_from(seq).map_err(corrupt)?),
     })
 }
 
 /// The columns of [`messages`]: a message's SID and parties, then one of its events with
-/// its parameters, from `messages m` joined with `events e` (12 columns).
+/// its parameters and change-feed position, from `messages m` joined with `events e` (13
+/// columns).
 pub const MESSAGE_EVENT: &str = "m.sid, m.account_sid, m.from_number, m.to_number, \
     m.messaging_service_sid, e.n, e.status, e.error_code, e.raw_dlr_done_date, e.received_at, \
-    e.source, e.params::text";
+    e.source, e.params::text, e.seq";
 
 /// Whole messages from rows of [`MESSAGE_EVENT`] ordered by SID and then by event: each
 /// message with its events and the state they replay to.
@@ -123,6 +129,7 @@ fn message(rows: &[Row]) -> Result<Option<StoredMessage>, StoreError> {
         events.push(stored_event(
             &transition,
             row.try_get(11).map_err(corrupt)?,
+            row.try_get(12).map_err(corrupt)?,
         )?);
         transitions.push(transition);
     }

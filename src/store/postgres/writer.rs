@@ -41,7 +41,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use super::corrupt;
-use super::group::{apply, load, Loaded, NewEvent, Plan};
+use super::group::{apply, load, Loaded, NewEvent, Plan, Seqs};
 use super::statements::{Statements, WRITER_SETTINGS};
 use crate::domain::{is_duplicate, MessageState, StatusEvent, Timestamp, Transition};
 use crate::store::{GroupObserver, Recorded, StoreError};
@@ -301,7 +301,7 @@ impl Writer {
         let stripe = self.stripe;
         let (client, st) = self.connection().await?;
         let (first, _) = tokio::try_join!(
-            apply(client, st, stripe, &plan, &messages),
+            apply(client, st, stripe, &plan, &messages, Seqs::Take),
             client.batch_execute("COMMIT"),
         )
         .map_err(Failure::Database)?;
@@ -364,6 +364,7 @@ impl Writer {
                 transition: transition.clone(),
                 token: p.token.clone(),
                 params: serde_json::to_string(p.event.params()).unwrap_or_else(|_| "[]".into()),
+                kept_seq: None,
             });
             message.transitions.push(transition);
             message.tokens.extend(p.token.clone());

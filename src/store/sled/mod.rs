@@ -125,6 +125,13 @@ impl SledStore {
         wait_for(answer).await
     }
 
+    /// Makes later arrival times, which are feed positions, come after `after`.
+    pub async fn continue_feed_after(&self, after: Timestamp) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Continue { after, reply }).await?;
+        wait_for(answer).await
+    }
+
     pub fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let value = self
             .trees
@@ -226,6 +233,7 @@ impl SledStore {
             entries.push(FeedEntry {
                 seq,
                 sid: sid.clone(),
+                number: u32::try_from(index).map_err(StoreError::corrupt)?,
                 event,
                 state,
             });
@@ -434,6 +442,8 @@ impl Trees {
             source: transition.source,
             raw_dlr_done_date: transition.raw_dlr_done_date.clone(),
             params: params::unpack(body.params, &cx),
+            // An event's arrival time is its key and its change-feed position.
+            seq: Some(transition.received_at.0),
         })
     }
 

@@ -86,6 +86,11 @@ pub enum Command {
         sids: Vec<MessageSid>,
         done: Option<Vec<u8>>,
     },
+    /// Makes later arrival times (and feed positions) come after `after`.
+    Continue {
+        after: Timestamp,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     /// Commits the group it arrived in, syncs, replies and stops the writer.
     Shutdown {
         reply: oneshot::Sender<Result<(), StoreError>>,
@@ -265,6 +270,10 @@ impl Writer {
                     if let Some(done) = done {
                         writes.batch.insert(meta_key(&done), &[1][..]);
                     }
+                }
+                Command::Continue { after, reply } => {
+                    self.shared.clock().pass(after);
+                    replies.push(Reply::Done(reply));
                 }
                 Command::Shutdown { reply } => {
                     next = Continue::Stop;
@@ -555,7 +564,8 @@ fn refuse(group: &mut Vec<Command>, error: &StoreError) -> Continue {
             }
             Command::Probe { reply }
             | Command::Put { reply, .. }
-            | Command::Forget { reply, .. } => {
+            | Command::Forget { reply, .. }
+            | Command::Continue { reply, .. } => {
                 let _ = reply.send(Err(error.clone()));
             }
             Command::Delete { reply, .. } => {
