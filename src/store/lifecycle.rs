@@ -93,6 +93,17 @@ impl Store {
         }
     }
 
+    /// How many messages retention asks [`Store::expire`] for at a time, each call one
+    /// atomic write: with sled [`DELETE_BATCH`], since callbacks queue behind every write of
+    /// its one writer; with PostgreSQL more, since a deletion is a transaction of its own
+    /// that callbacks do not wait for.
+    pub fn expiry_batch(&self) -> usize {
+        match self {
+            Store::Sled(_) => DELETE_BATCH,
+            Store::Postgres(_) => super::postgres::EXPIRY_BATCH,
+        }
+    }
+
     /// Deletes at most `limit` of the messages last updated before `before`, oldest first;
     /// answers how many. Zero means nothing is left to delete, or every candidate found was
     /// updated meanwhile.

@@ -49,6 +49,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
 
 pub use leader::Lease;
+pub use lifecycle::EXPIRY_BATCH;
 
 use crate::domain::{MessageSid, StatusEvent, Timestamp};
 use crate::store::{FeedEntry, GroupObserver, Recorded, StoreError, StoredMessage};

@@ -8,7 +8,7 @@ use tokio_postgres::Row;
 
 use super::{corrupt, unavailable};
 use crate::domain::{
-    MessageSid, MessageState, MessageStatus, Parties, Source, Timestamp, Transition,
+    KnownStatus, MessageSid, MessageState, MessageStatus, Parties, Source, Timestamp, Transition,
 };
 use crate::store::{StoreError, StoredEvent, StoredMessage};
 
@@ -47,6 +47,39 @@ pub fn parties(row: &Row, at: usize) -> Result<Parties, StoreError> {
         to: row.try_get(at + 2).map_err(corrupt)?,
         messaging_service_sid: row.try_get(at + 3).map_err(corrupt)?,
     })
+}
+
+/// A message's current state as its row keeps it, from `messages m` (6 columns, after
+/// [`PARTIES`]): what the writer stored from `MessageState::replay` of its events.
+pub const STATE: &str = "m.status, m.error_code, m.status_dlr_done, m.created_at, m.updated_at";
+
+/// The state of a message row: its parties in the 4 columns from `at`, then the 5 of
+/// [`STATE`]; `None` for a row without events (not committed yet, or being deleted).
+pub fn state(row: &Row, at: usize) -> Result<Option<MessageState>, StoreError> {
+    let parties = parties(row, at)?;
+    let status: Option<&str> = row.try_get(at + 4).map_err(corrupt)?;
+    let error_code: Option<i64> = row.try_get(at + 5).map_err(corrupt)?;
+    let created_at: Option<i64> = row.try_get(at + 7).map_err(corrupt)?;
+    let updated_at: Option<i64> = row.try_get(at + 8).map_err(corrupt)?;
+    let (Some(created_at), Some(updated_at)) = (created_at, updated_at) else {
+        return Ok(None);
+    };
+    let status = match status {
+        None => None,
+        Some(name) => Some(
+            KnownStatus::parse(name)
+                .ok_or_else(|| StoreError::corrupt(format!("unknown status {name:?}")))?,
+        ),
+    };
+    let time = |micros: i64| u64::try_from(micros).map(Timestamp).map_err(corrupt);
+    Ok(Some(MessageState {
+        parties,
+        status,
+        error_code: error_code.map(u32::try_from).transpose().map_err(corrupt)?,
+        status_dlr_done: row.try_get(at + 6).map_err(corrupt)?,
+        created_at: time(created_at)?,
+        updated_at: time(updated_at)?,
+    }))
 }
 
 /// An event's number and transition, in the 6 columns from `at`.
