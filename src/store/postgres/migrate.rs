@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "kept positions",
         include_str!("migrations/005_kept_positions.sql"),
     ),
+    (6, "vacuum", include_str!("migrations/006_vacuum.sql")),
 ];
 
 /// The advisory lock key of migrations (distinct from the feed and leader keys).
