@@ -7,7 +7,8 @@
 //! One worker task ([`worker`]) reads the feed from its saved position into a bounded
 //! window ([`window`]), sends what is due with bounded concurrency, and saves its progress
 //! ([`progress`]) in batches. Delivery is at-least-once: `webhook-id` is the transition's
-//! feed `seq`, the same at every attempt, for receivers to de-duplicate.
+//! message SID and number in that message's history (`{sid}_{n}`), the same at every
+//! attempt and in every store it moves to, for receivers to de-duplicate.
 //!
 //! The worker runs only while this replica holds the store's forwarding lease
 //! (`Store::lead_forwarding`): always with sled; with PostgreSQL, one replica at a time.
@@ -26,7 +27,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
-pub use progress::ReplayRequest;
+pub use progress::{ReplayRequest, PROGRESS_KEY, REPLAY_KEY};
 pub use sign::SigningSecret;
 pub use window::Retry;
 

@@ -53,6 +53,8 @@ impl Retry {
 #[derive(Debug, Clone)]
 pub struct Pending {
     pub sid: String,
+    /// The transition's `webhook-id`, the same at every attempt, in every store.
+    pub webhook_id: String,
     pub received_at: Timestamp,
     /// The JSON body, the same bytes at every attempt.
     pub body: Arc<[u8]>,
@@ -64,9 +66,10 @@ pub struct Pending {
 }
 
 impl Pending {
-    pub fn new(sid: String, received_at: Timestamp, body: Arc<[u8]>) -> Self {
+    pub fn new(sid: String, webhook_id: String, received_at: Timestamp, body: Arc<[u8]>) -> Self {
         Pending {
             sid,
+            webhook_id,
             received_at,
             body,
             attempts: 0,
@@ -247,7 +250,12 @@ mod tests {
     use super::*;
 
     fn pending(sid: &str) -> Pending {
-        Pending::new(sid.into(), Timestamp(1), Arc::from(&b"{}"[..]))
+        Pending::new(
+            sid.into(),
+            format!("{sid}_0"),
+            Timestamp(1),
+            Arc::from(&b"{}"[..]),
+        )
     }
 
     fn at(seconds: u64) -> Timestamp {

@@ -425,10 +425,11 @@ impl Worker {
             return None;
         }
         let sid = entry.sid.as_str().to_owned();
+        let webhook_id = webhook_id(&entry);
         let received_at = entry.event.received_at;
         // Plain data: serializing it cannot fail.
         let body = serde_json::to_vec(&FeedEventView::from(entry)).unwrap_or_default();
-        Some(Pending::new(sid, received_at, Arc::from(body)))
+        Some(Pending::new(sid, webhook_id, received_at, Arc::from(body)))
     }
 
     /// The feed entry with exactly this seq, if it is still stored.
@@ -496,13 +497,14 @@ impl Worker {
         let Some(pending) = self.window.get(seq) else {
             return;
         };
-        let (client, forwarding, body) = (
+        let (client, forwarding, id, body) = (
             self.client.clone(),
             self.forwarding.clone(),
+            pending.webhook_id.clone(),
             pending.body.clone(),
         );
         let task = self.deliveries.spawn(async move {
-            let attempt = deliver(&client, &forwarding, seq, &body).await;
+            let attempt = deliver(&client, &forwarding, &id, &body).await;
             (seq, attempt)
         });
         self.tasks.insert(task.id(), seq);
@@ -636,19 +638,26 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
+/// A transition's `webhook-id`: its message's SID and its number in the message's history,
+/// which identify it in every store, so the id stays the same across restarts, replicas,
+/// replay and a move by export and import (a feed position would not: an import into sled
+/// cannot keep PostgreSQL's).
+pub fn webhook_id(entry: &FeedEntry) -> String {
+    format!("{}_{}", entry.sid.as_str(), entry.number)
+}
+
 /// One attempt: a signed POST of `body`, acknowledged by any `2xx` within [`TIMEOUT`].
 async fn deliver(
     client: &reqwest::Client,
     forwarding: &Forwarding,
-    seq: u64,
+    id: &str,
     body: &[u8],
 ) -> Attempt {
     let config = &forwarding.config;
-    let id = seq.to_string();
     let timestamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs());
-    let signature = sign::sign(&config.secret, &id, timestamp, body);
+    let signature = sign::sign(&config.secret, id, timestamp, body);
     let sent = client
         .post(config.url.clone())
         .header(CONTENT_TYPE, "application/json")

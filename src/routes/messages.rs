@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::query::pairs;
 use super::{query_time, ApiError};
-use crate::domain::{AccountSid, KnownStatus, MessageSid, PhoneNumber, Timestamp};
+use crate::domain::{AccountSid, KnownStatus, MessageSid, PhoneNumber};
 use crate::metrics::Deletion;
 use crate::routes::views::MessageView;
 use crate::startup::AppState;
@@ -36,7 +36,14 @@ pub async fn list_messages(
     request: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let query = parse_list_query(request.query_string())?;
+    let (mut query, cursor) = parse_list_query(request.query_string())?;
+    if let Some(cursor) = cursor {
+        // Judged by the store's clock, which issued it (with PostgreSQL, the database's,
+        // the same for every replica).
+        let now = state.store.now().await?;
+        let cursor = Cursor::decode(&cursor, now);
+        query.cursor = Some(cursor.map_err(|e| bad("cursor", e.to_string()))?);
+    }
     let page = state.store.list(query).await?;
     let next_cursor = page.next.map(|cursor| cursor.encode());
     let messages = page
@@ -50,12 +57,17 @@ pub async fn list_messages(
     }))
 }
 
-fn parse_list_query(raw: &str) -> Result<ListQuery, ApiError> {
+fn bad(name: &str, problem: String) -> ApiError {
+    ApiError::BadRequest(format!("{name}: {problem}"))
+}
+
+/// The listing's filters, and its cursor as given (read against the store's clock).
+fn parse_list_query(raw: &str) -> Result<(ListQuery, Option<String>), ApiError> {
     let mut query = ListQuery {
         limit: DEFAULT_LIMIT,
         ..ListQuery::default()
     };
-    let bad = |name: &str, problem: String| ApiError::BadRequest(format!("{name}: {problem}"));
+    let mut cursor = None;
     for (name, value) in pairs(raw, &["status"])? {
         match name.as_ref() {
             "status" => {
@@ -90,10 +102,7 @@ fn parse_list_query(raw: &str) -> Result<ListQuery, ApiError> {
                         )
                     })?;
             }
-            "cursor" => {
-                let cursor = Cursor::decode(&value, Timestamp::now());
-                query.cursor = Some(cursor.map_err(|e| bad("cursor", e.to_string()))?);
-            }
+            "cursor" => cursor = Some(value.into_owned()),
             other => return Err(bad(other, "is not a parameter of this listing".into())),
         }
     }
@@ -102,7 +111,7 @@ fn parse_list_query(raw: &str) -> Result<ListQuery, ApiError> {
             return Err(bad("until", "must be later than since".into()));
         }
     }
-    Ok(query)
+    Ok((query, cursor))
 }
 
 /// An `error_code` filter: a whole number that fits an error code (Twilio's are five

@@ -146,7 +146,11 @@ pub async fn stats_series(
             ApiError::BadRequest(format!("bucket: {raw:?} is not one of hour, day"))
         })?,
     };
-    let until = size.ceil(query.window.1.unwrap_or_else(Timestamp::now));
+    let until = match query.window.1 {
+        Some(until) => until,
+        None => state.store.now().await?,
+    };
+    let until = size.ceil(until);
     let default_buckets = match size {
         BucketSize::Hour => DEFAULT_HOURS,
         BucketSize::Day => DEFAULT_DAYS,

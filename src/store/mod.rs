@@ -92,6 +92,11 @@ pub struct StoredEvent {
     pub source: Source,
     pub raw_dlr_done_date: Option<String>,
     pub params: Vec<(String, String)>,
+    /// Its change-feed position (the `seq` of `GET /v1/events`). An export shows it and an
+    /// import keeps it where the store can (see `lifecycle.rs`), so that a consumer of the
+    /// feed resumes after a move; `None` only for an event read from an export made before
+    /// exports showed it.
+    pub seq: Option<u64>,
 }
 
 /// One entry of the change feed: a stored transition and the message's state right after.
@@ -100,6 +105,9 @@ pub struct FeedEntry {
     /// Increasing in commit order; a reader that has seen `seq` has seen every smaller one.
     pub seq: u64,
     pub sid: MessageSid,
+    /// The transition's number in its message's history, from 0: with the SID, what
+    /// identifies it in every store it moves to (forwarding's `webhook-id`).
+    pub number: u32,
     pub event: StoredEvent,
     pub state: MessageState,
 }
@@ -252,6 +260,17 @@ impl Store {
         match self {
             Store::Sled(store) => store.forget_history().await,
             Store::Postgres(store) => store.forget_history().await,
+        }
+    }
+
+    /// The store's clock: what its arrival times, listing cursors, stats windows and
+    /// retention go by. With sled, its own clock (`sled/clock.rs`, which judges the steps
+    /// of the system clock); with PostgreSQL, the database server's, the one clock of every
+    /// replica, so that replicas whose own clocks disagree agree on order and ages.
+    pub async fn now(&self) -> Result<Timestamp, StoreError> {
+        match self {
+            Store::Sled(store) => Ok(store.now()),
+            Store::Postgres(store) => store.now().await,
         }
     }
 

@@ -166,7 +166,7 @@ async fn a_receiver_down_for_a_minute_gets_every_transition_verified_once_and_in
         let deliveries = forwarder.deliveries(&receiver.deliveries);
         for delivery in &deliveries {
             assert_eq!(
-                delivery.body, feed[&delivery.id],
+                delivery.body, feed[&delivery.seq],
                 "the body is the feed's event"
             );
         }

@@ -1,4 +1,5 @@
 mod api_edges;
+mod clock;
 mod crash;
 mod data_lifecycle;
 mod diagnosis;
@@ -18,6 +19,7 @@ mod lifecycle;
 mod listing;
 mod long_polls;
 mod lookup;
+mod moving;
 mod openapi;
 mod operator;
 mod paging_under_load;

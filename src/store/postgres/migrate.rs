@@ -14,6 +14,13 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (2, "meta", include_str!("migrations/002_meta.sql")),
     (3, "lifecycle", include_str!("migrations/003_lifecycle.sql")),
     (4, "notify", include_str!("migrations/004_feed_notify.sql")),
+    (5, "clock", include_str!("migrations/005_clock.sql")),
+    (
+        6,
+        "kept positions",
+        include_str!("migrations/006_kept_positions.sql"),
+    ),
+    (7, "vacuum", include_str!("migrations/007_vacuum.sql")),
 ];
 
 /// The advisory lock key of migrations (distinct from the feed and leader keys).

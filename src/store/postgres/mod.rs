@@ -49,9 +49,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use leader::Lease;
+pub use lifecycle::EXPIRY_BATCH;
 pub use url::{Connection, DatabaseUrl};
 
-use crate::domain::{MessageSid, StatusEvent};
+use crate::domain::{MessageSid, StatusEvent, Timestamp};
 use crate::store::{FeedEntry, GroupObserver, Recorded, StoreError, StoredMessage};
 use writer::{Command, Shared};
 
@@ -204,6 +205,12 @@ impl PgStore {
         Ok(rows::messages(&found)?.pop())
     }
 
+    /// The database's clock, every replica's one clock (`statushook_now()`).
+    pub async fn now(&self) -> Result<Timestamp, StoreError> {
+        let client = self.client().await?;
+        now(&client).await
+    }
+
     /// The highest change-feed position committed: every smaller one is committed too.
     pub async fn watermark(&self) -> Result<u64, StoreError> {
         let client = self.client().await?;
@@ -240,17 +247,20 @@ impl PgStore {
         let mut entries = Vec::with_capacity(found.len());
         for row in &found {
             let seq: i64 = row.try_get(0).map_err(corrupt)?;
-            let (sid, transition) = rows::transition_with_sid(row, 1)?;
+            let sid: &str = row.try_get(1).map_err(corrupt)?;
+            let sid = MessageSid::parse(sid).map_err(StoreError::corrupt)?;
+            let (number, transition) = rows::transition(row, 2)?;
             let Some(history) = histories.get(sid.as_str()) else {
                 continue;
             };
             let state = history
                 .state_through(transition.received_at)
                 .ok_or_else(|| StoreError::corrupt(format!("{sid}: no state at {seq}")))?;
-            let event = rows::stored_event(&transition, row.try_get(8).map_err(corrupt)?)?;
+            let event = rows::stored_event(&transition, row.try_get(8).map_err(corrupt)?, seq)?;
             entries.push(FeedEntry {
                 seq: u64::try_from(seq).map_err(corrupt)?,
                 sid,
+                number: u32::try_from(number).map_err(corrupt)?,
                 event,
                 state,
             });
@@ -361,6 +371,20 @@ impl PgStore {
     async fn client(&self) -> Result<Object, StoreError> {
         self.pool.get().await.map_err(StoreError::unavailable)
     }
+}
+
+/// The database's clock, in microseconds since the Unix epoch.
+async fn now(client: &Object) -> Result<Timestamp, StoreError> {
+    let statement = client
+        .prepare_cached("SELECT statushook_now()")
+        .await
+        .map_err(unavailable)?;
+    let row = client
+        .query_one(&statement, &[])
+        .await
+        .map_err(unavailable)?;
+    let now: i64 = row.try_get(0).map_err(corrupt)?;
+    Ok(Timestamp(u64::try_from(now).unwrap_or(0)))
 }
 
 async fn watermark(client: &Object) -> Result<u64, StoreError> {

@@ -7,6 +7,7 @@
 //! fsynced: the durable-before-200 rule lives there and nowhere else. Reads go straight
 //! to the tree from any (blocking) thread.
 
+mod clock;
 pub(crate) mod events;
 mod files;
 mod idempotency;
@@ -64,32 +65,28 @@ impl SledStore {
             data: db.open_tree("statushook").map_err(unavailable)?,
             db,
         };
-        let clock = trees
+        let last = trees
             .data
             .get(keys::CLOCK_KEY)
             .map_err(unavailable)?
             .map_or(Timestamp(0), |value| Timestamp(decode_count(&value)));
+        let reading = clock::Reading::take();
+        let clock = clock::Clock::start(last, reading);
         // Cursors served before the store was reopened may still be in use.
         let served_before = trees.data.scan_prefix(b"m").next().is_some();
         let keep_until = match served_before {
-            true => Timestamp::now().0 + HISTORY_KEPT.as_micros() as u64,
+            true => clock.now(reading).0 + HISTORY_KEPT.as_micros() as u64,
             false => 0,
         };
         let shared = Arc::new(Shared {
-            watermark: watch::channel(clock.0).0,
+            watermark: watch::channel(last.0).0,
             failed: watch::channel(None).0,
             listings: listings::Listings::new(keep_until),
+            clock: Mutex::new(clock),
         });
         let (commands, receiver) = mpsc::channel(QUEUE_DEPTH);
-        let writer = writer::spawn(
-            trees.clone(),
-            receiver,
-            Arc::clone(&shared),
-            files,
-            observe,
-            clock,
-        )
-        .map_err(StoreError::unavailable)?;
+        let writer = writer::spawn(trees.clone(), receiver, Arc::clone(&shared), files, observe)
+            .map_err(StoreError::unavailable)?;
         let store = SledStore {
             trees,
             commands,
@@ -133,6 +130,13 @@ impl SledStore {
         wait_for(answer).await
     }
 
+    /// Makes later arrival times, which are feed positions, come after `after`.
+    pub async fn continue_feed_after(&self, after: Timestamp) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Continue { after, reply }).await?;
+        wait_for(answer).await
+    }
+
     pub fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let value = self
             .trees
@@ -144,6 +148,12 @@ impl SledStore {
 
     async fn send(&self, command: Command) -> Result<(), StoreError> {
         self.commands.send(command).await.map_err(|_| writer_gone())
+    }
+
+    /// The store's clock now: what its arrival times, listings, stats windows and
+    /// retention go by (see `clock.rs`).
+    pub fn now(&self) -> Timestamp {
+        self.shared.now()
     }
 
     /// The watermark of applied, durable writes (see `writer::Shared`).
@@ -228,6 +238,7 @@ impl SledStore {
             entries.push(FeedEntry {
                 seq,
                 sid: sid.clone(),
+                number: u32::try_from(index).map_err(StoreError::corrupt)?,
                 event,
                 state,
             });
@@ -305,9 +316,7 @@ impl SledStore {
     /// can need, found by a scan of the two time-ordered indexes off the async threads and
     /// handed to the writer in bounded batches; returns how many.
     pub async fn forget_history(&self) -> Result<u64, StoreError> {
-        let horizon = Timestamp::now()
-            .0
-            .saturating_sub(HISTORY_KEPT.as_micros() as u64);
+        let horizon = self.now().0.saturating_sub(HISTORY_KEPT.as_micros() as u64);
         self.forget_history_before(Timestamp(horizon)).await
     }
 
@@ -482,6 +491,8 @@ impl Trees {
             source: transition.source,
             raw_dlr_done_date: transition.raw_dlr_done_date.clone(),
             params: params::unpack(body.params, &cx),
+            // An event's arrival time is its key and its change-feed position.
+            seq: Some(transition.received_at.0),
         })
     }
 
