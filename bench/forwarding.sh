@@ -50,7 +50,7 @@ start_statushook() { # data_dir [forward]
              STATUSHOOK_FORWARD_SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw)
   fi
   env STATUSHOOK_LISTEN=127.0.0.1:$PORT STATUSHOOK_DATA_DIR="$1" \
-    STATUSHOOK_PUBLIC_URL=https://hooks.example.com STATUSHOOK_API_TOKEN=bench \
+    STATUSHOOK_PUBLIC_URL=https://hooks.example.com STATUSHOOK_API_TOKEN=bench-api-token-0123456789abcdef0123 \
     TWILIO_AUTH_TOKEN=bench-auth-token RUST_LOG=warn "${forward[@]}" \
     target/release/statushook serve & PID=$!
   wait_for_port $PORT

@@ -14,8 +14,11 @@
 #   5. serve with STATUSHOOK_RETENTION=30s: every filled message is older, so retention
 #      deletes them all while wrk keeps sending ~RATE callbacks/s; deletions/s, p50/p99
 #   6. size after the deletion; callbacks without retention again (a second baseline);
-#      size after filling COUNT new messages into the same store (with PostgreSQL once
-#      autovacuum has caught up, at most VACUUM_WAIT=1800 seconds later)
+#      size after filling COUNT new messages into the same store right away, with no
+#      VACUUM but the store's own (with PostgreSQL and WAIT_FOR_VACUUM=1, once autovacuum
+#      has caught up, at most VACUUM_WAIT=1800 seconds later), against the first fill
+#   7. the p99 of the callbacks while retention deleted (each window's, median and
+#      worst), against the baseline's of step 4 in the same run
 #
 # With PostgreSQL it also shows, in each window, the dead rows left for (auto)vacuum and
 # how often autovacuum ran, and after the deletion the statements retention spent its
@@ -59,14 +62,19 @@ case $STORE in
       eval "$(scripts/pg start)"
       OWN_PG=$STATUSHOOK_PG_DIR
     fi
-    SERVER=${STATUSHOOK_TEST_DATABASE_URL%/*}
-    sql() { psql -qAtX "$SERVER/$1" -c "$2"; }
+    # The server without its database, and the TLS parameters (scripts/pg: verify-full),
+    # which psql reads as statushook does.
+    SERVER=${STATUSHOOK_TEST_DATABASE_URL%%\?*}
+    TLS=${STATUSHOOK_TEST_DATABASE_URL#"$SERVER"}
+    SERVER=${SERVER%/*}
+    sql() { psql -qAtX "$SERVER/$1$TLS" -c "$2"; }
+    database() { local url=${1%%\?*}; echo "${url##*/}"; }
     sql postgres "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
     # The databases of this run end with the work folder's suffix.
     SUFFIX=$(basename "$WORK" | tr -dc 'a-zA-Z0-9' | tr 'A-Z' 'a-z')
     new_store() { # name: a new empty database, dropped at the end
       sql postgres "CREATE DATABASE lifecycle_$1_$SUFFIX"
-      echo "$SERVER/lifecycle_$1_$SUFFIX"
+      echo "$SERVER/lifecycle_$1_$SUFFIX$TLS"
     }
     drop_stores() {
       for db in $(sql postgres "SELECT datname FROM pg_database WHERE datname LIKE 'lifecycle\_%\_$SUFFIX'"); do
@@ -75,11 +83,11 @@ case $STORE in
       if [ -n "$OWN_PG" ]; then scripts/pg stop "$OWN_PG"; fi
     }
     where() { echo "STATUSHOOK_DATABASE_URL=$1"; }
-    size() { sql "${1##*/}" "SELECT pg_database_size(current_database())"; }
+    size() { sql "$(database "$1")" "SELECT pg_database_size(current_database())"; }
     # Dead rows of the big tables, how many times autovacuum has processed each, and
     # which one it is vacuuming now.
     vacuum_state() {
-      sql "${1##*/}" "SELECT string_agg(format('%s %s dead (%s autovacuums%s)', s.relname,
+      sql "$(database "$1")" "SELECT string_agg(format('%s %s dead (%s autovacuums%s)', s.relname,
         s.n_dead_tup, s.autovacuum_count, ', vacuuming: ' || p.phase), ', ' ORDER BY s.relname)
         FROM pg_stat_user_tables s LEFT JOIN pg_stat_progress_vacuum p ON p.relid = s.relid
         WHERE s.relname IN ('messages', 'events', 'positions')"
@@ -88,7 +96,7 @@ case $STORE in
     vacuumed() {
       local waited=0
       while [ "$waited" -lt "${VACUUM_WAIT:-1800}" ]; do
-        [ "$(sql "${1##*/}" "SELECT count(*) FROM pg_stat_user_tables WHERE relname IN
+        [ "$(sql "$(database "$1")" "SELECT count(*) FROM pg_stat_user_tables WHERE relname IN
           ('messages', 'events', 'positions') AND n_dead_tup > 0.01 * greatest(n_live_tup, 100000)")" = 0 ] \
           && { echo "autovacuum caught up ${waited}s after the deletion"; return 0; }
         sleep 10; waited=$((waited + 10))
@@ -109,7 +117,7 @@ wait_for_port() {
 serve() { # store [env...]
   local store=$1; shift
   env "$@" STATUSHOOK_LISTEN=127.0.0.1:$PORT "$(where "$store")" \
-    STATUSHOOK_PUBLIC_URL=https://hooks.example.com STATUSHOOK_API_TOKEN=bench \
+    STATUSHOOK_PUBLIC_URL=https://hooks.example.com STATUSHOOK_API_TOKEN=bench-api-token-0123456789abcdef0123 \
     TWILIO_AUTH_TOKEN=bench-auth-token RUST_LOG=warn "$BIN" serve & PID=$!
   wait_for_port "$PORT"
 }
@@ -134,10 +142,11 @@ echo "size after fill: $(mib "$BEFORE")"
 serve "$DB"
 if [ -z "${SKIP_MOVE:-}" ]; then
 start=$(date +%s.%N)
-STATUSHOOK_API_TOKEN=bench "$BIN" export --url http://127.0.0.1:$PORT --output "$WORK/export.jsonl"
+STATUSHOOK_API_TOKEN=bench-api-token-0123456789abcdef0123 "$BIN" export --url http://127.0.0.1:$PORT --output "$WORK/export.jsonl"
 took=$(echo "$(date +%s.%N) - $start" | bc)
 echo "online export: $COUNT messages in ${took}s: $(echo "$COUNT / $took" | bc) messages/s, $(mib "$(du -sb "$WORK/export.jsonl" | cut -f1)")"
-echo "baseline callbacks (no retention): $(paced 20)"
+BASELINE=$(paced 20)
+echo "baseline callbacks (no retention): $BASELINE"
 stop
 
 IMPORTED=$(new_store imported)
@@ -149,10 +158,11 @@ else
 fi
 took=$(echo "$(date +%s.%N) - $start" | bc)
 echo "import: $COUNT messages in ${took}s: $(echo "$COUNT / $took" | bc) messages/s; imported store $(mib "$(size "$IMPORTED")")"
-if [ "$STORE" = postgres ]; then sql postgres "DROP DATABASE ${IMPORTED##*/}"; else rm -rf "$IMPORTED"; fi
+if [ "$STORE" = postgres ]; then sql postgres "DROP DATABASE $(database "$IMPORTED")"; else rm -rf "$IMPORTED"; fi
 rm -f "$WORK/export.jsonl"
 else
-echo "baseline callbacks (no retention): $(paced 20)"
+BASELINE=$(paced 20)
+echo "baseline callbacks (no retention): $BASELINE"
 stop
 fi
 
@@ -166,6 +176,7 @@ serve "$DB" STATUSHOOK_RETENTION=30s STATUSHOOK_RETENTION_INTERVAL=1s
 # wrk in windows of 10 s while retention deletes, so the latency is that of the deletion.
 while :; do
   window=$(paced 10)
+  echo "$window" >> "$WORK/windows.log"
   n=$(deleted); n=${n:-0}
   echo "  callbacks while deleting ($n deleted so far, load $(cut -d' ' -f1 /proc/loadavg)): $window"
   if [ "$STORE" = postgres ]; then echo "    $(vacuum_state "$DB")"; fi
@@ -187,9 +198,11 @@ if [ "$STORE" = postgres ]; then
     FROM s ORDER BY total_exec_time DESC LIMIT 8" | awk -F'%' '$1 + 0 >= 1'
   echo "after the deletion: $(vacuum_state "$DB")"
   echo "size once the service has stopped: $(mib "$(size "$DB")")"
-  # Freed rows are reused once vacuum has found them: refill after it has.
-  vacuumed "$DB"
-  echo "size once vacuumed: $(mib "$(size "$DB")") ($(vacuum_state "$DB"))"
+  if [ -n "${WAIT_FOR_VACUUM:-}" ]; then
+    # Freed rows are reused once vacuum has found them: refill after it has.
+    vacuumed "$DB"
+    echo "size once vacuumed: $(mib "$(size "$DB")") ($(vacuum_state "$DB"))"
+  fi
 else
   AFTER=$(size "$DB")
   echo "size after the deletion and a restart: $(mib "$AFTER")"
@@ -202,6 +215,14 @@ fi
 serve "$DB"
 echo "callbacks without retention, after it: $(paced 20)"
 stop
+if [ "$STORE" = postgres ]; then echo "before the refill: $(vacuum_state "$DB")"; fi
 nice -n 10 "$TARGET"/release/examples/fill "$DB" "$COUNT"
-echo "size after filling $COUNT new messages into it: $(mib "$(size "$DB")") (first fill: $(mib "$BEFORE"))"
+REFILLED=$(size "$DB")
+echo "size after filling $COUNT new messages into it: $(mib "$REFILLED") (first fill: $(mib "$BEFORE")): $(awk -v a="$REFILLED" -v b="$BEFORE" 'BEGIN { printf "%.2f", a / b }')x"
 if [ "$STORE" = postgres ]; then echo "after the refill: $(vacuum_state "$DB")"; fi
+# The callbacks' p99 while retention deleted, against the baseline's, in this run.
+p99() { sed -n 's/.*p99_ms=\([0-9.]*\).*/\1/p'; }
+base=$(echo "$BASELINE" | p99)
+p99 < "$WORK/windows.log" | sort -n | awk -v b="$base" '{ p[NR] = $1 }
+  END { m = p[int((NR + 1) / 2)]; printf "p99 while deleting: median %.2f ms, worst %.2f ms over %d windows; baseline %.2f ms: median %.2fx, worst %.2fx\n",
+    m, p[NR], NR, b, m / b, p[NR] / b }'

@@ -29,8 +29,12 @@ cleanup() {
   scripts/pg stop "$STATUSHOOK_PG_DIR"
 }
 trap cleanup EXIT
-SERVER=${STATUSHOOK_TEST_DATABASE_URL%/*}
-sql() { psql -qAtX "$SERVER/$1" -c "$2"; }
+# The server without its database, and the TLS parameters (scripts/pg: verify-full), which
+# psql reads as statushook does.
+SERVER=${STATUSHOOK_TEST_DATABASE_URL%%\?*}
+TLS=${STATUSHOOK_TEST_DATABASE_URL#"$SERVER"}
+SERVER=${SERVER%/*}
+sql() { psql -qAtX "$SERVER/$1$TLS" -c "$2"; }
 sql postgres "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
 
 wait_for_port() {
@@ -42,8 +46,8 @@ wait_for_port() {
 }
 
 start_replica() { # database port
-  STATUSHOOK_LISTEN=127.0.0.1:$2 STATUSHOOK_DATABASE_URL="$SERVER/$1" \
-  STATUSHOOK_PUBLIC_URL=https://hooks.example.com STATUSHOOK_API_TOKEN=bench \
+  STATUSHOOK_LISTEN=127.0.0.1:$2 STATUSHOOK_DATABASE_URL="$SERVER/$1$TLS" \
+  STATUSHOOK_PUBLIC_URL=https://hooks.example.com STATUSHOOK_API_TOKEN=bench-api-token-0123456789abcdef0123 \
   TWILIO_AUTH_TOKEN=bench-auth-token RUST_LOG=warn \
     target/release/statushook serve & PIDS+=($!)
   wait_for_port "$2"
@@ -102,7 +106,7 @@ done
 
 echo "== queries on PostgreSQL at $QUERY_COUNT messages"
 sql postgres "CREATE DATABASE bench_query"
-target/release/examples/fill "$SERVER/bench_query" "$QUERY_COUNT"
+target/release/examples/fill "$SERVER/bench_query$TLS" "$QUERY_COUNT"
 sql bench_query "VACUUM ANALYZE"
 size=$(sql bench_query "SELECT pg_database_size('bench_query')")
 echo "database: $((size / 1024 / 1024)) MiB, $((size / QUERY_COUNT)) bytes a message"

@@ -20,7 +20,7 @@ echo "disk: $((bytes / 1024 / 1024)) MiB, $((bytes / COUNT)) bytes a message"
 
 start=$(date +%s.%N)
 STATUSHOOK_LISTEN=127.0.0.1:9093 STATUSHOOK_DATA_DIR="$DB" \
-STATUSHOOK_PUBLIC_URL=https://hooks.example.com STATUSHOOK_API_TOKEN=bench \
+STATUSHOOK_PUBLIC_URL=https://hooks.example.com STATUSHOOK_API_TOKEN=bench-api-token-0123456789abcdef0123 \
 TWILIO_AUTH_TOKEN=bench-auth-token RUST_LOG=warn \
   target/release/statushook serve & PID=$!
 trap 'kill $PID 2>/dev/null || true' EXIT
@@ -28,5 +28,5 @@ until curl -sf http://127.0.0.1:9093/healthz >/dev/null; do sleep 0.01; done
 echo "start-up (open the store, answer /healthz): $(echo "$(date +%s.%N) - $start" | bc) s"
 echo "server RSS right after opening: $(( $(awk '/VmRSS/ {print $2}' /proc/$PID/status) / 1024 )) MiB"
 
-target/release/examples/query_bench http://127.0.0.1:9093 bench "$COUNT"
+target/release/examples/query_bench http://127.0.0.1:9093 bench-api-token-0123456789abcdef0123 "$COUNT"
 echo "server RSS after the queries: $(( $(awk '/VmRSS/ {print $2}' /proc/$PID/status) / 1024 )) MiB"

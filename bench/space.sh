@@ -22,12 +22,12 @@ target/release/examples/presign "$COUNT" https://hooks.example.com bench-auth-to
 
 serve() {
   STATUSHOOK_LISTEN=127.0.0.1:9094 STATUSHOOK_DATA_DIR="$DB" \
-  STATUSHOOK_PUBLIC_URL=https://hooks.example.com STATUSHOOK_API_TOKEN=bench \
+  STATUSHOOK_PUBLIC_URL=https://hooks.example.com STATUSHOOK_API_TOKEN=bench-api-token-0123456789abcdef0123 \
   TWILIO_AUTH_TOKEN=bench-auth-token RUST_LOG=warn "$BIN" serve & PID=$!
   until curl -sf http://127.0.0.1:9094/healthz >/dev/null; do sleep 0.05; done
 }
 messages() { # the sum of the all-time counters by status
-  curl -sf -H 'Authorization: Bearer bench' http://127.0.0.1:9094/v1/stats |
+  curl -sf -H 'Authorization: Bearer bench-api-token-0123456789abcdef0123' http://127.0.0.1:9094/v1/stats |
     python3 -c 'import json,sys; print(sum(json.load(sys.stdin)["by_status"].values()))'
 }
 report() { # label

@@ -22,11 +22,11 @@ fi
 echo "== dashboard overview: $COUNT messages, $(nproc) cores"
 
 STATUSHOOK_LISTEN=127.0.0.1:9094 STATUSHOOK_DATA_DIR="$DB" \
-STATUSHOOK_PUBLIC_URL=https://hooks.example.com STATUSHOOK_API_TOKEN=bench \
+STATUSHOOK_PUBLIC_URL=https://hooks.example.com STATUSHOOK_API_TOKEN=bench-api-token-0123456789abcdef0123 \
 TWILIO_AUTH_TOKEN=bench-auth-token RUST_LOG=warn \
   target/release/statushook serve & PID=$!
 trap 'kill $PID 2>/dev/null || true' EXIT
 until curl -sf http://127.0.0.1:9094/healthz >/dev/null; do sleep 0.01; done
-curl -sf -H "Authorization: Bearer bench" http://127.0.0.1:9094/v1/stats | head -c 300; echo
+curl -sf -H "Authorization: Bearer bench-api-token-0123456789abcdef0123" http://127.0.0.1:9094/v1/stats | head -c 300; echo
 
-STATUSHOOK_URL=http://127.0.0.1:9094 STATUSHOOK_API_TOKEN=bench node tests/ui/measure.mjs
+STATUSHOOK_URL=http://127.0.0.1:9094 STATUSHOOK_API_TOKEN=bench-api-token-0123456789abcdef0123 node tests/ui/measure.mjs

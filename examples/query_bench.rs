@@ -38,7 +38,9 @@ fn main() -> anyhow::Result<()> {
     let base = args
         .next()
         .unwrap_or_else(|| "http://127.0.0.1:9093".into());
-    let token = args.next().unwrap_or_else(|| "bench".into());
+    let token = args
+        .next()
+        .unwrap_or_else(|| "bench-api-token-0123456789abcdef0123".into());
     let count: u64 = args
         .next()
         .and_then(|n| n.parse().ok())

@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::domain::is_sid;
-use crate::forwarding::{ForwardConfig, Retry, SigningSecret};
+use crate::forwarding::{
+    ForwardConfig, Retry, SigningSecret, Start, DEFAULT_CONCURRENCY, MAX_CONCURRENCY,
+};
 use crate::secret::Secret;
 pub use crate::store::DatabaseUrl;
 use crate::twilio::signature::Keys;
@@ -57,7 +59,10 @@ Secrets and Twilio settings are read from the environment only:
   STATUSHOOK_FORWARD_SECRET     whsec_... signing secret of forwarded webhooks (required with the URL)
   STATUSHOOK_FORWARD_STATUSES   forward only these statuses, comma-separated [default: all]
   STATUSHOOK_FORWARD_RETRY_MIN  delay before the first retry of a forward; doubles each time [default: 5s]
-  STATUSHOOK_FORWARD_RETRY_MAX  longest delay between retries of a forward [default: 1h]";
+  STATUSHOOK_FORWARD_RETRY_MAX  longest delay between retries of a forward [default: 1h]
+  STATUSHOOK_FORWARD_START      where forwarding begins on a store that never forwarded: now or all [default: now]
+  STATUSHOOK_FORWARD_CONCURRENCY most forwards in flight at once, 1 to 256 [default: 16]
+  STATUSHOOK_READ_TOKEN         a second bearer token that may only read (GET under /v1)";
 
 /// A setting that is missing or malformed; its message names the setting.
 #[derive(Debug, thiserror::Error)]
@@ -273,6 +278,8 @@ pub struct Config {
     pub database_url: Option<DatabaseUrl>,
     pub public_url: PublicUrl,
     pub api_token: Secret,
+    /// `STATUSHOOK_READ_TOKEN`: a bearer token that may only read.
+    pub read_token: Option<Secret>,
     pub signing_keys: Keys,
     /// Present when TWILIO_ACCOUNT_SID is set: enables sending and reconciling.
     pub twilio: Option<TwilioCredentials>,
@@ -380,6 +387,7 @@ impl Config {
             .map_err(|problem| ConfigError::malformed("STATUSHOOK_PUBLIC_URL", problem))?;
         let api_token =
             get("STATUSHOOK_API_TOKEN").ok_or(ConfigError::missing("STATUSHOOK_API_TOKEN"))?;
+        check_token("STATUSHOOK_API_TOKEN", &api_token)?;
         let primary = get("TWILIO_AUTH_TOKEN").ok_or(ConfigError::missing("TWILIO_AUTH_TOKEN"))?;
         let mut auth_tokens = vec![Secret::new(primary)];
         if let Some(secondary) = get("TWILIO_AUTH_TOKEN_SECONDARY") {
@@ -412,6 +420,7 @@ impl Config {
             data_dir: args.data_dir.clone(),
             database_url,
             public_url,
+            read_token: read_token(&get, &api_token)?,
             api_token: Secret::new(api_token),
             signing_keys: Keys {
                 auth_tokens,
@@ -429,6 +438,66 @@ impl Config {
             forward: forward_config(&get)?,
         })
     }
+}
+
+/// The fewest characters a bearer token may have. The length is all a start-up check can
+/// see of a token's randomness; at 32 characters even a hex token (4 bits a character, the
+/// least of the usual alphabets) carries 128 bits, out of reach of guessing at any rate,
+/// let alone the one refused requests are limited to. `openssl rand -hex 32` gives 64.
+pub const MIN_TOKEN_LENGTH: usize = 32;
+
+/// Checks a bearer token setting (`STATUSHOOK_API_TOKEN`, or any other token the API
+/// accepts): at least [`MIN_TOKEN_LENGTH`] characters, no space or control character
+/// (a header would not carry it as set: a token read from a file with its final newline
+/// would never match), not the placeholder of the example settings, and not a few
+/// characters repeated. A refusal names the setting, never shows the token, and says how
+/// to make a good one.
+pub fn check_token(name: &'static str, token: &str) -> Result<(), ConfigError> {
+    const HINT: &str = "generate one with: openssl rand -hex 32";
+    let refuse = |problem: String| Err(ConfigError::malformed(name, format!("{problem}; {HINT}")));
+    let length = token.chars().count();
+    if length < MIN_TOKEN_LENGTH {
+        let plural = if length == 1 { "" } else { "s" };
+        return refuse(format!(
+            "has {length} character{plural}; a token needs at least {MIN_TOKEN_LENGTH}"
+        ));
+    }
+    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return refuse("contains a space, a newline or a control character".into());
+    }
+    let lower = token.to_ascii_lowercase();
+    if lower.contains("change-me") || lower.contains("changeme") {
+        return refuse("is the placeholder of the example settings".into());
+    }
+    let distinct = token
+        .chars()
+        .collect::<std::collections::BTreeSet<char>>()
+        .len();
+    if distinct < 8 {
+        return refuse(format!(
+            "uses only {distinct} different characters, so it is not random"
+        ));
+    }
+    Ok(())
+}
+
+/// `STATUSHOOK_READ_TOKEN`, when set: a token that is not the API token (which would make
+/// every reader a writer). Every rule on the read token's value lives here.
+fn read_token(
+    get: &impl Fn(&str) -> Option<String>,
+    api_token: &str,
+) -> Result<Option<Secret>, ConfigError> {
+    let Some(token) = get("STATUSHOOK_READ_TOKEN") else {
+        return Ok(None);
+    };
+    check_token("STATUSHOOK_READ_TOKEN", &token)?;
+    if token == api_token {
+        return Err(ConfigError::malformed(
+            "STATUSHOOK_READ_TOKEN",
+            "is the same as STATUSHOOK_API_TOKEN; a read-only token must differ from it",
+        ));
+    }
+    Ok(Some(Secret::new(token)))
 }
 
 /// A duration setting, `None` when unset; zero is malformed.
@@ -584,6 +653,11 @@ fn forward_config(
             "must not be shorter than STATUSHOOK_FORWARD_RETRY_MIN",
         ));
     }
+    let start = match get("STATUSHOOK_FORWARD_START") {
+        None => Start::Now,
+        Some(raw) => Start::parse(&raw)
+            .map_err(|problem| ConfigError::malformed("STATUSHOOK_FORWARD_START", problem))?,
+    };
     Ok(Some(ForwardConfig {
         url,
         secret,
@@ -593,7 +667,27 @@ fn forward_config(
             max,
             give_up_after: defaults.give_up_after,
         },
+        start,
+        concurrency: forward_concurrency(get)?,
     }))
+}
+
+/// `STATUSHOOK_FORWARD_CONCURRENCY`: deliveries in flight at once, 1 to
+/// [`MAX_CONCURRENCY`].
+fn forward_concurrency(get: &impl Fn(&str) -> Option<String>) -> Result<usize, ConfigError> {
+    let Some(raw) = get("STATUSHOOK_FORWARD_CONCURRENCY") else {
+        return Ok(DEFAULT_CONCURRENCY);
+    };
+    raw.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_CONCURRENCY).contains(n))
+        .ok_or_else(|| {
+            ConfigError::malformed(
+                "STATUSHOOK_FORWARD_CONCURRENCY",
+                format!("{raw:?} is not a number from 1 to {MAX_CONCURRENCY}"),
+            )
+        })
 }
 
 /// `id=secret` pairs, comma-separated.
@@ -706,8 +800,11 @@ mod tests {
         Config::for_serve_with(&args(public_url), |name| env.get(name).cloned())
     }
 
+    /// An API token long enough to be accepted.
+    const TOKEN: &str = "s3cr3t-api-0123456789abcdef0123456789";
+
     const MINIMAL: &[(&str, &str)] = &[
-        ("STATUSHOOK_API_TOKEN", "s3cr3t-api"),
+        ("STATUSHOOK_API_TOKEN", TOKEN),
         ("TWILIO_AUTH_TOKEN", "s3cr3t-auth"),
     ];
 
@@ -724,13 +821,13 @@ mod tests {
             ),
             (
                 Some("https://h.example"),
-                &[("STATUSHOOK_API_TOKEN", "a")],
+                &[("STATUSHOOK_API_TOKEN", TOKEN)],
                 "TWILIO_AUTH_TOKEN",
             ),
             (
                 Some("https://h.example"),
                 &[
-                    ("STATUSHOOK_API_TOKEN", "a"),
+                    ("STATUSHOOK_API_TOKEN", TOKEN),
                     ("TWILIO_AUTH_TOKEN", "t"),
                     ("STATUSHOOK_SHARED_KEYS", "nokey"),
                 ],
@@ -739,7 +836,7 @@ mod tests {
             (
                 Some("https://h.example"),
                 &[
-                    ("STATUSHOOK_API_TOKEN", "a"),
+                    ("STATUSHOOK_API_TOKEN", TOKEN),
                     ("TWILIO_AUTH_TOKEN", "t"),
                     ("TWILIO_ACCOUNT_SID", "AC1"),
                 ],
@@ -748,11 +845,26 @@ mod tests {
             (
                 Some("https://h.example"),
                 &[
-                    ("STATUSHOOK_API_TOKEN", "a"),
+                    ("STATUSHOOK_API_TOKEN", TOKEN),
                     ("TWILIO_AUTH_TOKEN", "t"),
                     ("STATUSHOOK_RECONCILE_AFTER", "soon"),
                 ],
                 "STATUSHOOK_RECONCILE_AFTER",
+            ),
+            (
+                Some("https://h.example"),
+                &[
+                    (
+                        "STATUSHOOK_API_TOKEN",
+                        "api-token-0123456789abcdefghijklmnop",
+                    ),
+                    ("TWILIO_AUTH_TOKEN", "t"),
+                    (
+                        "STATUSHOOK_READ_TOKEN",
+                        "api-token-0123456789abcdefghijklmnop",
+                    ),
+                ],
+                "STATUSHOOK_READ_TOKEN",
             ),
         ];
         for (url, env, name) in cases {
@@ -848,7 +960,7 @@ mod tests {
             (
                 "https://h.example",
                 vec![
-                    ("STATUSHOOK_API_TOKEN", "a"),
+                    ("STATUSHOOK_API_TOKEN", TOKEN),
                     ("TWILIO_AUTH_TOKEN", "t"),
                     ("TWILIO_ACCOUNT_SID", sid),
                     ("TWILIO_API_BASE", "http://127.0.0.1:99999"),
@@ -869,6 +981,37 @@ mod tests {
                 "{error} shows a token"
             );
         }
+    }
+
+    #[test]
+    fn a_weak_api_token_is_refused_with_how_to_make_one_and_never_shown() {
+        for (token, reason) in [
+            ("a", "has 1 character;"),
+            ("s3cr3t-0123456789abcdef01234567", "has 31 characters"),
+            ("s3cr3t-api-0123456789abcdef0123456789\n", "newline"),
+            ("change-me-to-a-long-random-string", "placeholder"),
+            ("abababababababababababababababababab", "only 2 different"),
+        ] {
+            let env = [
+                ("STATUSHOOK_API_TOKEN", token),
+                ("TWILIO_AUTH_TOKEN", "s3cr3t-auth"),
+            ];
+            let error = build(Some("https://h.example"), &env).expect_err(token);
+            assert_eq!(error.name, "STATUSHOOK_API_TOKEN", "{token:?}");
+            let message = error.to_string();
+            assert!(message.contains(reason), "{message} should say {reason:?}");
+            assert!(message.contains("openssl rand -hex 32"), "{message}");
+            if token.len() > 8 {
+                assert!(!message.contains(token.trim()), "{message} shows the token");
+            }
+        }
+        let exactly = "s3cr3t-0123456789abcdef012345678";
+        assert_eq!(exactly.len(), MIN_TOKEN_LENGTH);
+        let env = [
+            ("STATUSHOOK_API_TOKEN", exactly),
+            ("TWILIO_AUTH_TOKEN", "s3cr3t-auth"),
+        ];
+        assert!(build(Some("https://h.example"), &env).is_ok());
     }
 
     #[test]
@@ -931,7 +1074,13 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let config = build(Some("https://h.example/prefix/"), MINIMAL).expect("valid config");
+        let mut env = MINIMAL.to_vec();
+        env.push((
+            "STATUSHOOK_READ_TOKEN",
+            "s3cr3t-read-0123456789abcdefghijkl",
+        ));
+        let config = build(Some("https://h.example/prefix/"), &env).expect("valid config");
+        assert!(config.read_token.is_some());
         let printed = format!("{config:?}");
         assert!(!printed.contains("s3cr3t"), "{printed}");
         assert!(printed.contains("[redacted]"));
@@ -1052,6 +1201,18 @@ mod tests {
                 &[url, secret, ("STATUSHOOK_FORWARD_RETRY_MAX", "1s")],
                 "STATUSHOOK_FORWARD_RETRY_MAX",
             ),
+            (
+                &[url, secret, ("STATUSHOOK_FORWARD_START", "yesterday")],
+                "STATUSHOOK_FORWARD_START",
+            ),
+            (
+                &[url, secret, ("STATUSHOOK_FORWARD_CONCURRENCY", "0")],
+                "STATUSHOOK_FORWARD_CONCURRENCY",
+            ),
+            (
+                &[url, secret, ("STATUSHOOK_FORWARD_CONCURRENCY", "257")],
+                "STATUSHOOK_FORWARD_CONCURRENCY",
+            ),
         ];
         for (env, name) in cases {
             let error = with(env).expect_err(name);
@@ -1072,6 +1233,20 @@ mod tests {
                     crate::domain::KnownStatus::Failed
                 ][..]
             )
+        );
+        assert_eq!(forward.start, crate::forwarding::Start::Now);
+        assert_eq!(forward.concurrency, 16);
+        let chosen = with(&[
+            url,
+            secret,
+            ("STATUSHOOK_FORWARD_START", "ALL"),
+            ("STATUSHOOK_FORWARD_CONCURRENCY", "4"),
+        ])
+        .expect("valid forwarding settings");
+        let chosen = chosen.forward.as_ref().expect("forwarding on");
+        assert_eq!(
+            (chosen.start, chosen.concurrency),
+            (crate::forwarding::Start::All, 4)
         );
         let printed = format!("{config:?}");
         assert!(!printed.contains("MfKQ9r8"), "{printed}");

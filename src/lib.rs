@@ -8,6 +8,7 @@
 pub mod archive;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod domain;
 pub mod forwarding;
 #[doc(hidden)]

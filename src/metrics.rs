@@ -4,7 +4,7 @@
 //! histograms do not justify a registry, and the text format is simple and stable.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -18,17 +18,19 @@ pub enum Outcome {
     Forged,
     Malformed,
     TooLarge,
+    TimedOut,
     UnsupportedMediaType,
     StoreError,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 7] = [
+    const ALL: [Outcome; 8] = [
         Outcome::Stored,
         Outcome::Duplicate,
         Outcome::Forged,
         Outcome::Malformed,
         Outcome::TooLarge,
+        Outcome::TimedOut,
         Outcome::UnsupportedMediaType,
         Outcome::StoreError,
     ];
@@ -40,8 +42,99 @@ impl Outcome {
             Outcome::Forged => "forged",
             Outcome::Malformed => "malformed",
             Outcome::TooLarge => "too_large",
+            Outcome::TimedOut => "timed_out",
             Outcome::UnsupportedMediaType => "unsupported_media_type",
             Outcome::StoreError => "store_error",
+        }
+    }
+}
+
+/// Why a request was refused, as `statushook_refusals_total` counts it: every `403` and
+/// `400` of `/twilio/status` and every `401` and `403` of the API, by reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No `X-Twilio-Signature` header.
+    NoSignature,
+    /// The signature settings name a shared key that is not configured.
+    UnknownSharedKey,
+    /// The signature settings name an algorithm not supported, or SHA-256 without a key.
+    BadSignatureSettings,
+    /// No configured key signed the public URL, but one signed the URL the request's
+    /// `Host` header names: `STATUSHOOK_PUBLIC_URL` is probably wrong.
+    WrongUrl,
+    /// No configured key signed the URL: a wrong auth token, or a URL that is not the one
+    /// Twilio calls.
+    SignatureMismatch,
+    MissingMessageSid,
+    BadMessageSid,
+    MissingMessageStatus,
+    /// A percent-decoded name or value that is not UTF-8.
+    NotUtf8,
+    /// A body that could not be read.
+    UnreadableBody,
+    /// API: no `Authorization` header.
+    NoToken,
+    /// API: an `Authorization` header that is not a bearer token.
+    NotBearer,
+    /// API: a bearer token that is neither the API token nor the read token.
+    WrongToken,
+    /// API: the read token on a request that changes something.
+    ReadOnlyToken,
+}
+
+impl Refusal {
+    const ALL: [Refusal; 14] = [
+        Refusal::NoSignature,
+        Refusal::UnknownSharedKey,
+        Refusal::BadSignatureSettings,
+        Refusal::WrongUrl,
+        Refusal::SignatureMismatch,
+        Refusal::MissingMessageSid,
+        Refusal::BadMessageSid,
+        Refusal::MissingMessageStatus,
+        Refusal::NotUtf8,
+        Refusal::UnreadableBody,
+        Refusal::NoToken,
+        Refusal::NotBearer,
+        Refusal::WrongToken,
+        Refusal::ReadOnlyToken,
+    ];
+
+    /// The `reason` label, also the reason of the refusal's log line.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::NoSignature => "no_signature",
+            Refusal::UnknownSharedKey => "unknown_shared_key",
+            Refusal::BadSignatureSettings => "bad_signature_settings",
+            Refusal::WrongUrl => "wrong_url",
+            Refusal::SignatureMismatch => "signature_mismatch",
+            Refusal::MissingMessageSid => "missing_message_sid",
+            Refusal::BadMessageSid => "bad_message_sid",
+            Refusal::MissingMessageStatus => "missing_message_status",
+            Refusal::NotUtf8 => "not_utf8",
+            Refusal::UnreadableBody => "unreadable_body",
+            Refusal::NoToken => "no_token",
+            Refusal::NotBearer => "not_bearer",
+            Refusal::WrongToken => "wrong_token",
+            Refusal::ReadOnlyToken => "read_only_token",
+        }
+    }
+
+    /// The status code answered.
+    pub fn status(self) -> u16 {
+        match self {
+            Refusal::NoSignature
+            | Refusal::UnknownSharedKey
+            | Refusal::BadSignatureSettings
+            | Refusal::WrongUrl
+            | Refusal::SignatureMismatch
+            | Refusal::ReadOnlyToken => 403,
+            Refusal::MissingMessageSid
+            | Refusal::BadMessageSid
+            | Refusal::MissingMessageStatus
+            | Refusal::NotUtf8
+            | Refusal::UnreadableBody => 400,
+            Refusal::NoToken | Refusal::NotBearer | Refusal::WrongToken => 401,
         }
     }
 }
@@ -53,6 +146,25 @@ pub enum Deletion {
     Retention,
     /// `DELETE /v1/messages/{sid}` or `DELETE /v1/messages?phone=…`.
     Erasure,
+}
+
+/// The leases one replica at a time holds (see `Store::lead` and `Store::lead_forwarding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// The background jobs: reconciler, retention, listing history.
+    Jobs,
+    Forwarding,
+}
+
+impl Lease {
+    const ALL: [Lease; 2] = [Lease::Jobs, Lease::Forwarding];
+
+    fn label(self) -> &'static str {
+        match self {
+            Lease::Jobs => "jobs",
+            Lease::Forwarding => "forwarding",
+        }
+    }
 }
 
 /// Upper bounds of the callback latency histogram, in seconds.
@@ -73,6 +185,11 @@ pub struct Metrics {
     /// Messages deleted, by [`Deletion`].
     deletions: [AtomicU64; 2],
     unauthorized: AtomicU64,
+    refusals: [AtomicU64; Refusal::ALL.len()],
+    throttled: AtomicU64,
+    exports_refused: AtomicU64,
+    /// Whether this replica holds each [`Lease`].
+    leases: [AtomicBool; 2],
     /// `POST /twilio/events`.
     pub streams: StreamMetrics,
 }
@@ -152,6 +269,29 @@ impl Metrics {
         self.unauthorized.fetch_add(1, Relaxed);
     }
 
+    /// An API request refused with 429: its address had used up its budget of refusals.
+    pub fn throttled(&self) {
+        self.throttled.fetch_add(1, Relaxed);
+    }
+
+    /// An export refused with 503: the most exports were already running.
+    pub fn export_refused(&self) {
+        self.exports_refused.fetch_add(1, Relaxed);
+    }
+
+    /// A request refused, by reason.
+    pub fn refused(&self, why: Refusal) {
+        self.refusals[why as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn lease_taken(&self, lease: Lease) {
+        self.leases[lease as usize].store(true, Relaxed);
+    }
+
+    pub fn lease_lost(&self, lease: Lease) {
+        self.leases[lease as usize].store(false, Relaxed);
+    }
+
     /// The Prometheus text exposition of every metric.
     /// The metrics as Prometheus text; `counts` and `store_bytes` are read from the store
     /// by the caller (absent when the store could not answer).
@@ -211,11 +351,34 @@ impl Metrics {
                 "API requests refused with 401 (no or a wrong bearer token).",
                 &self.unauthorized,
             ),
+            (
+                "statushook_throttled_total",
+                "API requests refused with 429: their address sent too many with no or a wrong token.",
+                &self.throttled,
+            ),
+            (
+                "statushook_exports_refused_total",
+                "Exports refused with 503 because the most were already running.",
+                &self.exports_refused,
+            ),
         ] {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
                 counter.load(Relaxed)
+            );
+        }
+        out.push_str(
+            "# HELP statushook_refusals_total Requests refused, by status code and reason.\n",
+        );
+        out.push_str("# TYPE statushook_refusals_total counter\n");
+        for why in Refusal::ALL {
+            let _ = writeln!(
+                out,
+                "statushook_refusals_total{{status=\"{}\",reason=\"{}\"}} {}",
+                why.status(),
+                why.label(),
+                self.refusals[why as usize].load(Relaxed)
             );
         }
         out.push_str("# HELP statushook_deleted_messages_total Messages deleted, by reason.\n");
@@ -228,6 +391,18 @@ impl Metrics {
                 out,
                 "statushook_deleted_messages_total{{reason=\"{label}\"}} {}",
                 self.deletions[why as usize].load(Relaxed)
+            );
+        }
+        out.push_str(
+            "# HELP statushook_leader Whether this replica runs the jobs of a lease (1) or stands by (0).\n",
+        );
+        out.push_str("# TYPE statushook_leader gauge\n");
+        for lease in Lease::ALL {
+            let _ = writeln!(
+                out,
+                "statushook_leader{{job=\"{}\"}} {}",
+                lease.label(),
+                u8::from(self.leases[lease as usize].load(Relaxed))
             );
         }
         self.streams.render(&mut out);

@@ -10,6 +10,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 
 use crate::config::{Config, PublicUrl};
+use crate::connections::{self, Connections, Limits};
 use crate::forwarding::{self, Forwarding};
 use crate::jobs::reconciler::Reconciler;
 use crate::jobs::retention::Retention;
@@ -27,6 +28,8 @@ pub struct AppState {
     pub public_url: PublicUrl,
     pub signing_keys: Keys,
     pub api_token: Secret,
+    /// A token that may only read, when configured.
+    pub read_token: Option<Secret>,
     pub metrics: Arc<Metrics>,
     /// Present when Twilio credentials are configured.
     pub twilio: Option<TwilioClient>,
@@ -34,6 +37,14 @@ pub struct AppState {
     pub status_callback: String,
     /// Present when STATUSHOOK_FORWARD_URL is configured.
     pub forwarding: Option<Forwarding>,
+    /// The connections held, for `/metrics`.
+    pub connections: Arc<Connections>,
+    /// Places for exports running at once (`GET /v1/export`).
+    pub exports: Arc<tokio::sync::Semaphore>,
+    /// The per-address budget of wrong API tokens.
+    pub refusals: routes::Refusals,
+    /// Permits for change-feed long polls (see `routes/events.rs`).
+    pub long_polls: Arc<tokio::sync::Semaphore>,
 }
 
 /// How long a service whose store failed keeps answering `503` before it exits.
@@ -55,16 +66,24 @@ impl Application {
         let observer = Arc::clone(&metrics);
         let observe = Box::new(move |size| observer.group_committed(size));
         let store = match &config.database_url {
+            // The store's error says in one line what failed (a refused certificate, a
+            // refused connection); its chain would repeat it.
             Some(url) => Store::open_postgres(url, observe)
                 .await
-                .with_context(|| format!("cannot open the store at {url:?}"))?,
+                .map_err(|error| anyhow::anyhow!("cannot open the store at {url:?}: {error}"))?,
             None => Store::open_sled(&config.data_dir, observe).with_context(|| {
                 format!("cannot open the store in {}", config.data_dir.display())
             })?,
         };
         let listener = TcpListener::bind(&config.listen)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        connections::set_backlog(&listener).context("cannot set the listen queue")?;
         let port = listener.local_addr()?.port();
+        let descriptors = connections::raise_descriptor_limit()
+            .context("cannot read the limit of open files (RLIMIT_NOFILE)")?;
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let limits = Limits::new(descriptors, workers);
+        let connections = Connections::new(limits);
         let retry = RetryPolicy {
             timeout: config.twilio_timeout,
             ..RetryPolicy::default()
@@ -88,10 +107,14 @@ impl Application {
             age,
             interval: config.retention_interval,
         });
-        let jobs = Jobs::start(store.clone(), reconciler, retention);
+        let jobs = Jobs::start(store.clone(), reconciler, retention, Arc::clone(&metrics));
         let forwarding = config.forward.clone().map(Forwarding::new);
         let forwarder = match &forwarding {
-            Some(forwarding) => Some(forwarding.start(store.clone())?),
+            Some(forwarding) => Some(
+                forwarding
+                    .start(store.clone(), Arc::clone(&metrics))
+                    .await?,
+            ),
             None => None,
         };
         let job_names = [
@@ -120,6 +143,8 @@ impl Application {
             },
             public_url = %config.public_url.for_log(),
             jobs = job_names,
+            max_connections = limits.max_connections,
+            open_files = limits.descriptors,
             "listening"
         );
         let state = web::Data::new(AppState {
@@ -127,18 +152,35 @@ impl Application {
             public_url: config.public_url.clone(),
             signing_keys: config.signing_keys.clone(),
             api_token: config.api_token.clone(),
+            read_token: config.read_token.clone(),
             metrics,
             twilio,
             status_callback: config.status_callback(),
             forwarding,
+            connections: Arc::clone(&connections),
+            exports: Arc::new(tokio::sync::Semaphore::new(routes::MOST_EXPORTS)),
+            refusals: routes::Refusals::default(),
+            long_polls: Arc::new(tokio::sync::Semaphore::new(routes::MAX_LONG_POLLS)),
         });
         let server = HttpServer::new(move || {
+            // The last wrapped runs first: connections are tracked around everything, the
+            // request log sees every answer, the guard runs before any route, and any error
+            // that is not JSON yet becomes JSON.
             App::new()
+                .wrap(from_fn(routes::json_errors))
+                .wrap(from_fn(routes::guard_request))
                 .wrap(from_fn(crate::telemetry::log_request))
+                .wrap(from_fn(connections::track_requests))
                 .app_data(state.clone())
                 .configure(routes_table)
                 .default_service(web::to(routes::no_route))
         })
+        .workers(workers)
+        .max_connections(limits.per_worker)
+        .client_request_timeout(connections::HEADER_DEADLINE)
+        .keep_alive(connections::KEEP_ALIVE)
+        .client_disconnect_timeout(std::time::Duration::from_secs(1))
+        .on_connect(connections.on_connect())
         .listen(listener)?
         // SIGTERM stops accepting, then waits this long for in-flight requests.
         .shutdown_timeout(30)
@@ -181,6 +223,7 @@ impl Application {
             forwarder.stop().await;
         }
         self.jobs.stop().await;
+        crate::telemetry::Repeats::global().flush_all();
         served?;
         self.store.close().await.context("the final flush failed")?;
         tracing::info!("stopped; every acknowledged callback is on disk");
@@ -193,7 +236,6 @@ fn routes_table(config: &mut web::ServiceConfig) {
     config
         .service(
             web::resource("/twilio/status")
-                .app_data(web::PayloadConfig::new(routes::MAX_CALLBACK_BODY))
                 .route(web::post().to(routes::status_callback))
                 .default_service(web::to(routes::no_route)),
         )
@@ -210,6 +252,9 @@ fn routes_table(config: &mut web::ServiceConfig) {
         .service(
             web::scope("/v1")
                 .wrap(from_fn(routes::require_bearer))
+                // The one body of the API, `POST /v1/messages`: its limit, answered 413
+                // with a JSON error by the handler.
+                .app_data(web::PayloadConfig::new(routes::MAX_SEND_BODY))
                 .route("/messages", web::get().to(routes::list_messages))
                 .route("/messages", web::post().to(routes::send_message))
                 .route("/messages", web::delete().to(routes::delete_messages))

@@ -151,6 +151,12 @@ impl Repeats {
         }
     }
 
+    /// Logs the summary of every kind counted so far, closed window or not: at exit, so
+    /// that no repeat goes uncounted.
+    pub fn flush_all(&self) -> Vec<(String, u64)> {
+        self.flush(Instant::now() + self.window)
+    }
+
     /// Logs the summary of every window that has closed by `now`, and forgets those kinds.
     /// Answers the summaries logged, as (kind, repeats).
     pub fn flush(&self, now: Instant) -> Vec<(String, u64)> {

@@ -98,6 +98,9 @@ struct EventLine {
     source: Source,
     raw_dlr_done_date: Option<String>,
     params: serde_json::Map<String, Value>,
+    /// The event's change-feed position in the store it was exported from (exports made
+    /// before exports showed it have none).
+    seq: Option<u64>,
 }
 
 /// Reads one exported message back into the store's form.
@@ -140,6 +143,7 @@ pub fn parse_line(line: &str) -> Result<StoredMessage, String> {
             source: event.source,
             raw_dlr_done_date: event.raw_dlr_done_date,
             params,
+            seq: event.seq,
         });
     }
     let state = MessageState {

@@ -24,7 +24,8 @@ use streams::StreamsCommand;
 
 /// Verify, store and query Twilio message status callbacks.
 #[derive(Debug, Parser)]
-#[command(name = "statushook", version, after_help = ENV_HELP)]
+// The version names the commit too (build.rs): `statushook 0.1.0 (commit 0123456789ab)`.
+#[command(name = "statushook", version = env!("BUILD_VERSION"), after_help = ENV_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -106,6 +107,24 @@ pub(super) fn database_url(raw: Option<&str>) -> Result<Option<DatabaseUrl>, Exi
     }
 }
 
+/// An error and its causes on one line, each said once. Many errors print their source
+/// in their own message as well (`the store is unavailable: IO error: …`), so a cause
+/// whose text the line already holds is left out rather than repeated.
+pub(crate) fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 /// A Tokio runtime for the one-shot sub-commands; a failure to build one is reported.
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     tokio::runtime::Builder::new_multi_thread()
@@ -116,4 +135,24 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
             eprintln!("statushook: cannot start a runtime: {error}");
             ExitCode::FAILURE
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("the store is unavailable: {0}")]
+    struct Unavailable(#[source] std::io::Error);
+
+    #[test]
+    fn a_cause_that_its_error_already_shows_is_said_once() {
+        let io = std::io::Error::from_raw_os_error(28);
+        let error = anyhow::Error::new(Unavailable(io)).context("cannot open the store in /data");
+        let line = one_line(&error);
+        assert_eq!(line.matches("(os error 28)").count(), 1, "{line}");
+        assert!(line.starts_with("cannot open the store in /data: the store is unavailable: "));
+        let plain = anyhow::anyhow!("root cause").context("outer");
+        assert_eq!(one_line(&plain), "outer: root cause");
+    }
 }

@@ -38,6 +38,11 @@ pub(super) struct ImportArgs {
     /// postgres://… : load into this database instead; it must hold no message.
     #[arg(long, env = "STATUSHOOK_DATABASE_URL", hide_env_values = true)]
     database_url: Option<crate::secret::Secret>,
+    /// Then restore the service's state written by `statushook export --state`: where the
+    /// change feed had got to and forwarding's progress, so that feed consumers and
+    /// forwarding go on where they stopped.
+    #[arg(long)]
+    state: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -66,6 +71,10 @@ pub(super) struct ExportArgs {
     /// Write here instead of standard output.
     #[arg(long)]
     output: Option<std::path::PathBuf>,
+    /// Also write the service's own state (where the change feed has got to, forwarding's
+    /// progress) to this file, for `statushook import --state` (not with --url).
+    #[arg(long)]
+    state: Option<std::path::PathBuf>,
 }
 
 pub(super) fn migrate(args: &MigrateArgs) -> ExitCode {
@@ -173,6 +182,13 @@ pub(super) fn check(args: &CheckArgs) -> ExitCode {
 
 pub(super) fn export(args: &ExportArgs) -> ExitCode {
     if args.url.is_some() {
+        if args.state.is_some() {
+            eprintln!(
+                "statushook: --state: the state is read from the store itself (--data-dir or \
+                 --database-url), not with --url"
+            );
+            return ExitCode::from(CONFIG_ERROR);
+        }
         return export_from_service(args);
     }
     let since = match args
@@ -210,8 +226,17 @@ pub(super) fn export(args: &ExportArgs) -> ExitCode {
                 export::export(&store, since, args.format, &mut out).await
             }
         };
+        // Read after the messages: the feed position it names is past every one exported.
+        let state = match (&written, &args.state) {
+            (Ok(_), Some(path)) => crate::archive::state::read(&store)
+                .await
+                .and_then(|state| crate::archive::state::write(path, &state))
+                .map_err(|error| format!("the state: {error}")),
+            _ => Ok(()),
+        };
         let _ = store.close().await;
-        written.map_err(|error| error.to_string())
+        let written = written.map_err(|error| error.to_string())?;
+        state.map(|()| written)
     });
     match written {
         Ok(count) => {
@@ -316,6 +341,15 @@ pub(super) fn import(args: &ImportArgs) -> ExitCode {
             }
         }
     };
+    // Read before anything is written: a state file that does not read stops the import.
+    let state = match args.state.as_deref().map(crate::archive::state::load) {
+        None => None,
+        Some(Ok(state)) => Some(state),
+        Some(Err(error)) => {
+            eprintln!("statushook: --state: {error}");
+            return ExitCode::from(CONFIG_ERROR);
+        }
+    };
     let url = match database_url(
         args.database_url
             .as_ref()
@@ -337,9 +371,16 @@ pub(super) fn import(args: &ImportArgs) -> ExitCode {
             None => Store::open_sled(&args.data_dir, Box::new(|_| {}))
                 .map_err(|error| format!("cannot open the store in {} ({error}); if statushook serve is running on it, stop it", args.data_dir.display()))?,
         };
-        let loaded = crate::archive::import::load(&store, input).await;
+        let mut loaded = crate::archive::import::load(&store, input)
+            .await
+            .map_err(|error| error.to_string());
+        if let (Ok(_), Some(state)) = (&loaded, &state) {
+            if let Err(error) = crate::archive::state::restore(&store, state).await {
+                loaded = Err(format!("the messages are in, the state is not: {error}"));
+            }
+        }
         let closed = store.close().await;
-        let loaded = loaded.map_err(|error| error.to_string())?;
+        let loaded = loaded?;
         closed.map_err(|error| format!("the final flush failed: {error}"))?;
         Ok::<_, String>(loaded)
     });

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use super::{runtime, CONFIG_ERROR};
+use super::{one_line, runtime, CONFIG_ERROR};
 use crate::config::{Config, ServeArgs};
 use crate::startup::Application;
 
@@ -26,10 +26,10 @@ pub(super) fn serve(args: &ServeArgs) -> ExitCode {
         .block_on(async move { Application::build(config).await?.run_until_stopped().await });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        // One line, the error and its causes, on stderr; not also through the log, which
-        // writes to stderr too.
+        // One line, the error and its causes, each once, on stderr; not also through the
+        // log, which writes to stderr too.
         Err(error) => {
-            eprintln!("statushook: {error:#}");
+            eprintln!("statushook: {}", one_line(&error));
             ExitCode::FAILURE
         }
     }

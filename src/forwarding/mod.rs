@@ -7,7 +7,8 @@
 //! One worker task ([`worker`]) reads the feed from its saved position into a bounded
 //! window ([`window`]), sends what is due with bounded concurrency, and saves its progress
 //! ([`progress`]) in batches. Delivery is at-least-once: `webhook-id` is the transition's
-//! feed `seq`, the same at every attempt, for receivers to de-duplicate.
+//! message SID and number in that message's history (`{sid}_{n}`), the same at every
+//! attempt and in every store it moves to, for receivers to de-duplicate.
 //!
 //! The worker runs only while this replica holds the store's forwarding lease
 //! (`Store::lead_forwarding`): always with sled; with PostgreSQL, one replica at a time.
@@ -26,17 +27,20 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
-pub use progress::ReplayRequest;
+pub use progress::{ReplayRequest, PROGRESS_KEY, REPLAY_KEY};
 pub use sign::SigningSecret;
 pub use window::Retry;
 
 use crate::domain::{KnownStatus, MessageStatus, Timestamp};
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
 /// How long a receiver has to answer a delivery.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
-/// Deliveries in flight at once.
-pub const MAX_IN_FLIGHT: usize = 256;
+/// Deliveries in flight at once unless `STATUSHOOK_FORWARD_CONCURRENCY` says otherwise.
+pub const DEFAULT_CONCURRENCY: usize = 16;
+/// The most `STATUSHOOK_FORWARD_CONCURRENCY` may allow.
+pub const MAX_CONCURRENCY: usize = 256;
 
 /// The validated forwarding settings.
 #[derive(Clone)]
@@ -46,6 +50,31 @@ pub struct ForwardConfig {
     /// Forward only transitions to these statuses; all when `None`.
     pub statuses: Option<Vec<KnownStatus>>,
     pub retry: Retry,
+    /// Where forwarding begins the first time it runs on a store.
+    pub start: Start,
+    /// Deliveries in flight at once, at most.
+    pub concurrency: usize,
+}
+
+/// Where forwarding begins the first time it is enabled on a store
+/// (`STATUSHOOK_FORWARD_START`); afterwards it goes on from its saved progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Only the transitions stored from then on; earlier ones are sent by a replay on
+    /// request. The default: a new receiver is not flooded with a store's history.
+    Now,
+    /// Every transition in the store, the oldest first.
+    All,
+}
+
+impl Start {
+    pub fn parse(raw: &str) -> Result<Start, String> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "now" => Ok(Start::Now),
+            "all" => Ok(Start::All),
+            other => Err(format!("{other:?} is not a start (use now or all)")),
+        }
+    }
 }
 
 impl ForwardConfig {
@@ -101,6 +130,8 @@ impl fmt::Debug for ForwardConfig {
             .field("secret", &self.secret)
             .field("statuses", &self.statuses)
             .field("retry", &self.retry)
+            .field("start", &self.start)
+            .field("concurrency", &self.concurrency)
             .finish()
     }
 }
@@ -199,15 +230,23 @@ impl Forwarding {
     }
 
     /// Starts the worker. It forwards while this process leads, until stopped.
-    pub fn start(&self, store: Store) -> anyhow::Result<Running> {
+    ///
+    /// The end of the feed is read here, before the service takes its first request: with
+    /// [`Start::Now`], a store that has never forwarded starts there, so what arrives from
+    /// this moment on is forwarded and nothing stored before it.
+    pub async fn start(&self, store: Store, metrics: Arc<Metrics>) -> anyhow::Result<Running> {
         let client = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("statushook/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(MAX_IN_FLIGHT)
+            .pool_max_idle_per_host(self.config.concurrency)
             .build()?;
+        let begin = match self.config.start {
+            Start::Now => store.snapshot().await?,
+            Start::All => 0,
+        };
         let (stop, stopped) = watch::channel(false);
-        let worker = worker::Worker::new(store, self.clone(), client);
+        let worker = worker::Worker::new(store, self.clone(), client, begin, metrics);
         let task = tokio::spawn(worker.run(stopped));
         tracing::info!(url = %self.config.shown_url(), "forwarding every stored transition");
         Ok(Running { stop, task })

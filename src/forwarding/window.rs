@@ -53,6 +53,8 @@ impl Retry {
 #[derive(Debug, Clone)]
 pub struct Pending {
     pub sid: String,
+    /// The transition's `webhook-id`, the same at every attempt, in every store.
+    pub webhook_id: String,
     pub received_at: Timestamp,
     /// The JSON body, the same bytes at every attempt.
     pub body: Arc<[u8]>,
@@ -64,9 +66,10 @@ pub struct Pending {
 }
 
 impl Pending {
-    pub fn new(sid: String, received_at: Timestamp, body: Arc<[u8]>) -> Self {
+    pub fn new(sid: String, webhook_id: String, received_at: Timestamp, body: Arc<[u8]>) -> Self {
         Pending {
             sid,
+            webhook_id,
             received_at,
             body,
             attempts: 0,
@@ -175,6 +178,25 @@ impl Window {
         Some(pending)
     }
 
+    /// Removes a transition whose message was erased: it is never sent.
+    pub fn erased(&mut self, seq: u64) -> Option<Pending> {
+        self.delivered(seq)
+    }
+
+    /// Takes back a start that did not happen: the transition waits as before.
+    pub fn put_back(&mut self, seq: u64) {
+        if let Some(pending) = self.entries.get_mut(&seq) {
+            if pending.in_flight {
+                pending.in_flight = false;
+                pending.attempts = pending.attempts.saturating_sub(1);
+                if pending.attempts == 0 {
+                    pending.first_attempt = None;
+                }
+                self.in_flight -= 1;
+            }
+        }
+    }
+
     /// Schedules the next attempt of a transition whose attempt failed, or gives it up.
     pub fn failed(
         &mut self,
@@ -228,7 +250,12 @@ mod tests {
     use super::*;
 
     fn pending(sid: &str) -> Pending {
-        Pending::new(sid.into(), Timestamp(1), Arc::from(&b"{}"[..]))
+        Pending::new(
+            sid.into(),
+            format!("{sid}_0"),
+            Timestamp(1),
+            Arc::from(&b"{}"[..]),
+        )
     }
 
     fn at(seconds: u64) -> Timestamp {
@@ -339,6 +366,25 @@ mod tests {
             let oldest = window.get(0).expect("still waiting").next_try;
             assert!(oldest > at(70), "{unit}: {oldest:?}");
         }
+    }
+
+    #[test]
+    fn an_erased_transition_leaves_and_a_start_put_back_waits_as_before() {
+        let mut window = Window::default();
+        window.insert(1, pending("A"));
+        window.insert(2, pending("A"));
+        window.insert(3, pending("B"));
+        assert_eq!(window.start_due(at(0), 10).0, [1, 3]);
+        window.erased(1);
+        window.put_back(3);
+        assert_eq!(window.in_flight(), 0);
+        let b = window.get(3).expect("still waiting");
+        assert_eq!((b.attempts, b.first_attempt), (0, None));
+        assert_eq!(
+            window.start_due(at(0), 10).0,
+            [2, 3],
+            "A's next transition is no longer held back"
+        );
     }
 
     #[test]

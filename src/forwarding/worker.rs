@@ -5,7 +5,12 @@
 //! progress when it changed (at most every [`SAVE_EVERY`], or [`SAVE_ATTEMPTS_EVERY`] when
 //! only attempt counts changed). Then it sleeps until a delivery ends, the feed grows, a
 //! retry falls due or it is told to stop. Deliveries run as their own tasks, at most
-//! [`MAX_IN_FLIGHT`], so signing and waiting for the receiver never hold up the loop.
+//! `STATUSHOOK_FORWARD_CONCURRENCY` of them, so signing and waiting for the receiver never
+//! hold up the loop.
+//!
+//! Right before a delivery starts, the store is asked whether its transition is still
+//! stored: a message erased (by `DELETE` or retention) while its transitions waited for a
+//! retry is dropped from the window instead of sent, whichever replica erased it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,8 +23,9 @@ use tokio::time::Instant;
 
 use super::progress::{Progress, Replay, ReplayRequest, Saved, PROGRESS_KEY, REPLAY_KEY};
 use super::window::{AfterFailure, Pending, Window};
-use super::{sign, Forwarding, LastError, Outcome, Status, MAX_IN_FLIGHT, TIMEOUT};
+use super::{sign, Forwarding, LastError, Outcome, Status, TIMEOUT};
 use crate::domain::Timestamp;
+use crate::metrics::{Lease, Metrics};
 use crate::routes::views::FeedEventView;
 use crate::store::{self, FeedEntry, Store, StoreError};
 
@@ -44,9 +50,13 @@ const DOWN_AFTER: u32 = 3;
 const SKEW: u64 = 5 * 60 * 1_000_000;
 
 pub struct Worker {
+    /// `statushook_leader{job="forwarding"}`.
+    metrics: Arc<Metrics>,
     store: Store,
     forwarding: Forwarding,
     client: reqwest::Client,
+    /// Where the feed is read from when the store has no saved progress.
+    begin: u64,
     window: Window,
     cursor: u64,
     replay: Option<Replay>,
@@ -99,11 +109,19 @@ enum Woken {
 }
 
 impl Worker {
-    pub fn new(store: Store, forwarding: Forwarding, client: reqwest::Client) -> Self {
+    pub fn new(
+        store: Store,
+        forwarding: Forwarding,
+        client: reqwest::Client,
+        begin: u64,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Worker {
             store,
+            metrics,
             forwarding,
             client,
+            begin,
             window: Window::default(),
             cursor: 0,
             replay: None,
@@ -132,7 +150,10 @@ impl Worker {
                 lease = self.store.lead_forwarding() => lease,
                 _ = stopped(&mut stop) => return,
             };
+            tracing::info!("this replica forwards");
+            self.metrics.lease_taken(Lease::Forwarding);
             let ended = self.lead(&mut lease, &mut stop).await;
+            self.metrics.lease_lost(Lease::Forwarding);
             if matches!(ended, Ended::Stopped) {
                 // Let the deliveries in flight finish, for a while, so that a clean stop
                 // sends nothing twice.
@@ -216,7 +237,7 @@ impl Worker {
     /// Reads the saved progress and the transitions it left waiting.
     async fn load(&mut self) -> Result<(), StoreError> {
         let progress = match self.store.meta(PROGRESS_KEY).await? {
-            None => Progress::default(),
+            None => return self.begin_afresh().await,
             Some(bytes) => Progress::decode(&bytes).unwrap_or_else(|error| {
                 // Starting over re-sends everything, which loses nothing.
                 tracing::error!(%error, "the saved forwarding progress is unreadable; forwarding from the start of the feed");
@@ -247,6 +268,59 @@ impl Worker {
         Ok(())
     }
 
+    /// The first start on a store that has never forwarded: from `begin` (the end of the
+    /// feed as the service started, or its start with `STATUSHOOK_FORWARD_START=all`),
+    /// saved at once, so that a restart goes on from there instead of deciding again.
+    async fn begin_afresh(&mut self) -> Result<(), StoreError> {
+        self.window = Window::default();
+        self.cursor = self.begin;
+        self.replay = None;
+        self.last_replay_request = None;
+        self.caught_up = false;
+        self.save().await?;
+        if self.begin > 0 {
+            tracing::info!(
+                cursor = self.cursor,
+                "forwarding starts with what arrives from now on; the transitions stored \
+                 earlier are not sent (a replay, POST /v1/forwarding/replay, sends them)"
+            );
+        } else {
+            tracing::info!("forwarding starts at the beginning of the feed");
+        }
+        Ok(())
+    }
+
+    /// Of the deliveries just started, those whose transition is still stored; the others
+    /// (their message was erased) leave the window unsent. If the store cannot answer, the
+    /// deliveries are put back, to be started again next round.
+    async fn still_stored(&mut self, started: Vec<u64>) -> Result<Vec<u64>, StoreError> {
+        if started.is_empty() {
+            return Ok(started);
+        }
+        let stored = match self.store.stored_seqs(started.clone()).await {
+            Ok(stored) => stored,
+            Err(error) => {
+                for seq in &started {
+                    self.window.put_back(*seq);
+                }
+                return Err(error);
+            }
+        };
+        let (kept, erased): (Vec<u64>, Vec<u64>) =
+            started.into_iter().partition(|seq| stored.contains(seq));
+        for seq in &erased {
+            self.window.erased(*seq);
+        }
+        if !erased.is_empty() {
+            self.unsaved = Unsaved::Progress;
+            tracing::debug!(
+                transitions = erased.len(),
+                "not forwarded: their messages were erased"
+            );
+        }
+        Ok(kept)
+    }
+
     /// One round; answers when to wake up at the latest, and whether new feed entries
     /// should wake it sooner.
     async fn round(&mut self) -> Result<(Instant, bool), StoreError> {
@@ -259,8 +333,9 @@ impl Worker {
             self.replay_polled_at = Some(now);
         }
         self.fill().await?;
-        let room = MAX_IN_FLIGHT.saturating_sub(self.window.in_flight());
+        let room = (self.forwarding.config.concurrency).saturating_sub(self.window.in_flight());
         let (started, next_due) = self.window.start_due(Timestamp::now(), room);
+        let started = self.still_stored(started).await?;
         if !started.is_empty() {
             self.unsaved = self.unsaved.max(Unsaved::Attempts);
         }
@@ -352,10 +427,11 @@ impl Worker {
             return None;
         }
         let sid = entry.sid.as_str().to_owned();
+        let webhook_id = webhook_id(&entry);
         let received_at = entry.event.received_at;
         // Plain data: serializing it cannot fail.
         let body = serde_json::to_vec(&FeedEventView::from(entry)).unwrap_or_default();
-        Some(Pending::new(sid, received_at, Arc::from(body)))
+        Some(Pending::new(sid, webhook_id, received_at, Arc::from(body)))
     }
 
     /// The feed entry with exactly this seq, if it is still stored.
@@ -423,13 +499,14 @@ impl Worker {
         let Some(pending) = self.window.get(seq) else {
             return;
         };
-        let (client, forwarding, body) = (
+        let (client, forwarding, id, body) = (
             self.client.clone(),
             self.forwarding.clone(),
+            pending.webhook_id.clone(),
             pending.body.clone(),
         );
         let task = self.deliveries.spawn(async move {
-            let attempt = deliver(&client, &forwarding, seq, &body).await;
+            let attempt = deliver(&client, &forwarding, &id, &body).await;
             (seq, attempt)
         });
         self.tasks.insert(task.id(), seq);
@@ -563,19 +640,26 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
+/// A transition's `webhook-id`: its message's SID and its number in the message's history,
+/// which identify it in every store, so the id stays the same across restarts, replicas,
+/// replay and a move by export and import (a feed position would not: an import into sled
+/// cannot keep PostgreSQL's).
+pub fn webhook_id(entry: &FeedEntry) -> String {
+    format!("{}_{}", entry.sid.as_str(), entry.number)
+}
+
 /// One attempt: a signed POST of `body`, acknowledged by any `2xx` within [`TIMEOUT`].
 async fn deliver(
     client: &reqwest::Client,
     forwarding: &Forwarding,
-    seq: u64,
+    id: &str,
     body: &[u8],
 ) -> Attempt {
     let config = &forwarding.config;
-    let id = seq.to_string();
     let timestamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs());
-    let signature = sign::sign(&config.secret, &id, timestamp, body);
+    let signature = sign::sign(&config.secret, id, timestamp, body);
     let sent = client
         .post(config.url.clone())
         .header(CONTENT_TYPE, "application/json")

@@ -5,6 +5,7 @@
 //! lease lost, or the service stopping) leaves no write half-done, since each store write
 //! is atomic.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -13,6 +14,7 @@ use tokio::task::JoinHandle;
 pub mod reconciler;
 pub mod retention;
 
+use crate::metrics::{Lease, Metrics};
 use crate::store::Store;
 use reconciler::Reconciler;
 use retention::Retention;
@@ -28,11 +30,14 @@ pub struct Jobs {
 }
 
 impl Jobs {
-    /// Starts waiting for the lease; while it is held, runs the jobs.
+    /// Starts waiting for the lease; while it is held, runs the jobs. A replica that has to
+    /// wait says so once (see `store/postgres/leader.rs`); taking and losing the lease are
+    /// logged and shown in `/metrics` (`statushook_leader{job="jobs"}`).
     pub fn start(
         store: Store,
         mut reconciler: Option<Reconciler>,
         retention: Option<Retention>,
+        metrics: Arc<Metrics>,
     ) -> Jobs {
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
@@ -42,6 +47,7 @@ impl Jobs {
                     _ = stopped.changed() => return,
                 };
                 tracing::info!("this replica runs the background jobs");
+                metrics.lease_taken(Lease::Jobs);
                 tokio::select! {
                     _ = lease.lost() => {
                         tracing::warn!("lost the job lease; another replica takes over");
@@ -49,6 +55,7 @@ impl Jobs {
                     _ = run(&store, reconciler.as_mut(), retention.as_ref(), stopped.clone()) => {}
                     _ = stopped.changed() => return,
                 }
+                metrics.lease_lost(Lease::Jobs);
             }
         });
         Jobs { stop, task }

@@ -76,7 +76,9 @@ impl Reconciler {
 
     /// One pass over the current candidates.
     pub async fn pass(&mut self) -> Result<(), StoreError> {
-        let now = Timestamp::now();
+        // Ages of messages by the store's clock, which stamped them; the schedule of
+        // attempts below is this process's own.
+        let now = self.store.now().await?;
         let candidates = self.candidates(now).await?;
         // Forget messages that are no longer candidates (final now, or too old).
         self.attempts.retain(|sid, _| candidates.contains_key(sid));

@@ -1,11 +1,12 @@
 //! Retention: with `STATUSHOOK_RETENTION`, messages whose `updated_at` is older than that
 //! are deleted with every trace of them (see `store/lifecycle.rs`).
 //!
-//! A pass runs every `STATUSHOOK_RETENTION_INTERVAL` and deletes in batches of
-//! [`BATCH`] messages, oldest first, until none is left, one batch at a time: each batch
-//! is one atomic store write (with sled a writer command that callbacks queue behind; with
-//! PostgreSQL a transaction of its own that holds only the locks of its messages), so
-//! callbacks wait for at most one batch however much there is to delete. After each batch
+//! A pass runs every `STATUSHOOK_RETENTION_INTERVAL` and deletes in batches
+//! (`Store::expiry_batch`: 100 messages with sled, 1,000 with PostgreSQL), oldest first,
+//! until none is left, one batch at a time: each batch is one atomic store write (with
+//! sled a writer command that callbacks queue behind; with PostgreSQL a transaction of its
+//! own that holds only the locks of its messages), so callbacks wait for at most one batch
+//! however much there is to delete. After each batch
 //! the job pauses as long as the batch took, so it never has more than half of the store's
 //! time. It is one of the background jobs (`jobs.rs`): it runs on the replica holding the
 //! job lease, one replica at a time, and stops between two batches when the service
@@ -19,9 +20,6 @@ use tokio::sync::watch;
 use crate::domain::Timestamp;
 use crate::metrics::{Deletion, Metrics};
 use crate::store::{Store, StoreError};
-
-/// Messages deleted by one store call.
-pub const BATCH: usize = crate::store::DELETE_BATCH;
 
 pub struct Retention {
     pub store: Store,
@@ -52,11 +50,12 @@ impl Retention {
     /// how many. Returns early when `stop` turns true.
     pub async fn pass(&self, stop: &watch::Receiver<bool>) -> Result<u64, StoreError> {
         let age = self.age.as_micros() as u64;
-        let before = Timestamp(Timestamp::now().0.saturating_sub(age));
+        // By the store's clock, which stamped `updated_at`.
+        let before = Timestamp(self.store.now().await?.0.saturating_sub(age));
         let mut total = 0;
         while !*stop.borrow() {
             let started = std::time::Instant::now();
-            let deleted = self.store.expire(before, BATCH).await?;
+            let deleted = self.store.expire(before, self.store.expiry_batch()).await?;
             self.metrics.deleted(Deletion::Retention, deleted);
             total += deleted;
             if deleted == 0 {

@@ -5,13 +5,19 @@
 //! store hands out sequence numbers in commit order and shows none before every smaller
 //! one is visible, so resuming from any `next`, also after a crash of either side, misses
 //! nothing and repeats nothing. With `wait`, an empty answer is held open until a
-//! transition arrives (long polling).
+//! transition newer than `after` arrives, or for `wait` seconds (long polling), whatever
+//! was erased meanwhile: a consumer following the loop never spins. A waiting poll costs
+//! the store nothing (the sled writer and PostgreSQL's notifications wake it), but each
+//! holds a connection and a task, so a replica holds at most [`MAX_LONG_POLLS`] at once and
+//! answers more with `503` and `Retry-After`.
 
 use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
+use tokio::time::Instant;
 
+use super::query::pairs;
 use super::ApiError;
 use crate::routes::views::FeedEventView;
 use crate::startup::AppState;
@@ -19,6 +25,8 @@ use crate::startup::AppState;
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
 const MAX_WAIT: u64 = 30;
+/// Requests with `wait` served at once by one replica, at most.
+pub const MAX_LONG_POLLS: usize = 1000;
 
 #[derive(Serialize)]
 struct FeedView {
@@ -38,11 +46,28 @@ pub async fn events(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let query = parse(request.query_string())?;
+    // Taken before the first read, so that a poll beyond the cap costs the store nothing.
+    let _permit = match query.wait.is_zero() {
+        true => None,
+        false => match state.long_polls.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => return Err(ApiError::TooManyLongPolls),
+        },
+    };
+    let deadline = Instant::now() + query.wait;
     let mut entries = state.store.feed(query.after, query.limit).await?;
-    if entries.is_empty() && !query.wait.is_zero() {
-        state.store.wait_for_feed(query.after, query.wait).await;
+    // A wake-up is a hint, not a promise: what woke the wait may have been erased before
+    // the read, or been a write that is no transition. Until something newer than `after`
+    // is read, the request waits out the rest of its time.
+    while entries.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        state.store.wait_for_feed(query.after, left).await;
         entries = state.store.feed(query.after, query.limit).await?;
     }
+    // Never behind `after`, whatever was erased: a consumer's position only moves on.
     let next = entries.last().map_or(query.after, |entry| entry.seq);
     // An echo (Twilio's second report of a transition already here) is not shown, but
     // `next` moves past it.
@@ -61,7 +86,7 @@ fn parse(raw: &str) -> Result<FeedQuery, ApiError> {
         wait: Duration::ZERO,
     };
     let bad = |name: &str, problem: String| ApiError::BadRequest(format!("{name}: {problem}"));
-    for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
+    for (name, value) in pairs(raw, &[])? {
         match name.as_ref() {
             "after" => {
                 query.after = value.parse().map_err(|_| {

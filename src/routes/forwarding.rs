@@ -4,7 +4,8 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
-use super::ApiError;
+use super::query::pairs;
+use super::{query_time, ApiError};
 use crate::domain::Timestamp;
 use crate::forwarding::ReplayRequest;
 use crate::startup::AppState;
@@ -63,13 +64,10 @@ pub async fn forwarding_replay(
     request: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(forwarding) = &state.forwarding else {
-        return Err(ApiError::ForwardingNotConfigured);
-    };
     let bad = |name: &str, problem: String| ApiError::BadRequest(format!("{name}: {problem}"));
     let (mut since, mut until) = (None, None);
-    for (name, value) in form_urlencoded::parse(request.query_string().as_bytes()) {
-        let time = Timestamp::parse_rfc3339(&value).map_err(|problem| bad(&name, problem));
+    for (name, value) in pairs(request.query_string(), &[])? {
+        let time = query_time(&name, &value);
         match name.as_ref() {
             "since" => since = Some(time?),
             "until" => until = Some(time?),
@@ -81,6 +79,9 @@ pub async fn forwarding_replay(
     if until <= since {
         return Err(bad("until", "must be later than since".into()));
     }
+    let Some(forwarding) = &state.forwarding else {
+        return Err(ApiError::ForwardingNotConfigured);
+    };
     let replay = ReplayRequest {
         id: fastrand::u64(..),
         since: since.0,

@@ -4,8 +4,9 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
-use super::ApiError;
-use crate::domain::{AccountSid, KnownStatus, MessageSid, Timestamp};
+use super::query::pairs;
+use super::{query_time, ApiError};
+use crate::domain::{AccountSid, KnownStatus, MessageSid, PhoneNumber};
 use crate::metrics::Deletion;
 use crate::routes::views::MessageView;
 use crate::startup::AppState;
@@ -35,7 +36,14 @@ pub async fn list_messages(
     request: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let query = parse_list_query(request.query_string())?;
+    let (mut query, cursor) = parse_list_query(request.query_string())?;
+    if let Some(cursor) = cursor {
+        // Judged by the store's clock, which issued it (with PostgreSQL, the database's,
+        // the same for every replica).
+        let now = state.store.now().await?;
+        let cursor = Cursor::decode(&cursor, now);
+        query.cursor = Some(cursor.map_err(|e| bad("cursor", e.to_string()))?);
+    }
     let page = state.store.list(query).await?;
     let next_cursor = page.next.map(|cursor| cursor.encode());
     let messages = page
@@ -49,13 +57,18 @@ pub async fn list_messages(
     }))
 }
 
-fn parse_list_query(raw: &str) -> Result<ListQuery, ApiError> {
+fn bad(name: &str, problem: String) -> ApiError {
+    ApiError::BadRequest(format!("{name}: {problem}"))
+}
+
+/// The listing's filters, and its cursor as given (read against the store's clock).
+fn parse_list_query(raw: &str) -> Result<(ListQuery, Option<String>), ApiError> {
     let mut query = ListQuery {
         limit: DEFAULT_LIMIT,
         ..ListQuery::default()
     };
-    let bad = |name: &str, problem: String| ApiError::BadRequest(format!("{name}: {problem}"));
-    for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
+    let mut cursor = None;
+    for (name, value) in pairs(raw, &["status"])? {
         match name.as_ref() {
             "status" => {
                 let status = KnownStatus::parse(&value)
@@ -64,12 +77,7 @@ fn parse_list_query(raw: &str) -> Result<ListQuery, ApiError> {
                     query.statuses.push(status);
                 }
             }
-            "error_code" => {
-                let code = value
-                    .parse()
-                    .map_err(|_| bad("error_code", format!("{value:?} is not a whole number")))?;
-                query.error_code = Some(code);
-            }
+            "error_code" => query.error_code = Some(error_code(&value)?),
             "account_sid" => {
                 let account =
                     AccountSid::parse(&value).map_err(|_| ApiError::InvalidParameter {
@@ -80,12 +88,8 @@ fn parse_list_query(raw: &str) -> Result<ListQuery, ApiError> {
             }
             "to" => query.to = Some(phone_filter("to", &value)?),
             "from" => query.from = Some(phone_filter("from", &value)?),
-            "since" => {
-                query.since = Some(Timestamp::parse_rfc3339(&value).map_err(|e| bad("since", e))?)
-            }
-            "until" => {
-                query.until = Some(Timestamp::parse_rfc3339(&value).map_err(|e| bad("until", e))?)
-            }
+            "since" => query.since = Some(query_time("since", &value)?),
+            "until" => query.until = Some(query_time("until", &value)?),
             "limit" => {
                 query.limit = value
                     .parse()
@@ -98,10 +102,7 @@ fn parse_list_query(raw: &str) -> Result<ListQuery, ApiError> {
                         )
                     })?;
             }
-            "cursor" => {
-                let cursor = Cursor::decode(&value, Timestamp::now());
-                query.cursor = Some(cursor.map_err(|e| bad("cursor", e.to_string()))?);
-            }
+            "cursor" => cursor = Some(value.into_owned()),
             other => return Err(bad(other, "is not a parameter of this listing".into())),
         }
     }
@@ -110,7 +111,25 @@ fn parse_list_query(raw: &str) -> Result<ListQuery, ApiError> {
             return Err(bad("until", "must be later than since".into()));
         }
     }
-    Ok(query)
+    Ok((query, cursor))
+}
+
+/// An `error_code` filter: a whole number that fits an error code (Twilio's are five
+/// digits).
+fn error_code(value: &str) -> Result<u32, ApiError> {
+    let invalid = |problem: String| ApiError::InvalidParameter {
+        parameter: "error_code",
+        problem,
+    };
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid(format!("{value:?} is not a whole number")));
+    }
+    value.parse().map_err(|_| {
+        invalid(format!(
+            "{value} is out of range: error codes go from 0 to {}",
+            u32::MAX
+        ))
+    })
 }
 
 /// A `to` or `from` filter. A leading space is what an unencoded `+` becomes in a query
@@ -144,16 +163,32 @@ pub async fn delete_message(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// The `phone` of an erasure: an E.164 number, whose channel forms (`whatsapp:+1…`)
+/// are erased with it. Anything else would silently erase nothing, which for an erasure
+/// request is the wrong answer, so it is refused saying what to give.
+fn phone_number(value: &str) -> Result<PhoneNumber, ApiError> {
+    if value.starts_with(' ') {
+        phone_filter("phone", value)?;
+    }
+    PhoneNumber::parse(value).map_err(|problem| ApiError::InvalidParameter {
+        parameter: "phone",
+        problem: format!(
+            "{problem}: give the number in E.164 form, such as phone=%2B14155550100 \
+             (its whatsapp: and rcs: forms are erased with it)"
+        ),
+    })
+}
+
 /// `DELETE /v1/messages?phone=…`: a privacy erasure of every message whose recipient or
-/// sender is that number. The number is never logged.
+/// sender is that number, in any channel form. The number is never logged.
 pub async fn delete_messages(
     request: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let mut phone = None;
-    for (name, value) in form_urlencoded::parse(request.query_string().as_bytes()) {
+    for (name, value) in pairs(request.query_string(), &[])? {
         match name.as_ref() {
-            "phone" => phone = Some(phone_filter("phone", &value)?),
+            "phone" => phone = Some(phone_number(&value)?),
             other => {
                 return Err(ApiError::BadRequest(format!(
                     "{other}: is not a parameter of this deletion (give phone)"

@@ -29,6 +29,7 @@ use sha2::{Digest, Sha256};
 use crate::domain::{MessageSid, Source, Timestamp};
 use crate::startup::AppState;
 use crate::store::{Claim, Finish, KeptReply, KeyRequest, StoreError};
+use crate::telemetry::Repeats;
 use crate::twilio::client::{self, CreateError, TwilioClient, TwilioError};
 use crate::twilio::create_message::{BodyError, CreateMessage, InvalidParameter};
 use crate::twilio::refusal::refused_event;
@@ -43,13 +44,28 @@ const MAX_KEY_LEN: usize = 255;
 /// before an in-flight claim counts as abandoned.
 const RECORD_MARGIN: Duration = Duration::from_secs(60);
 
+/// The largest body `POST /v1/messages` takes: a message's JSON is a few KiB at most
+/// (`body` up to 1600 characters, ten media URLs, content variables).
+pub const MAX_BODY: usize = 64 * 1024;
+
 /// Creates the message and answers `201` with Twilio's message resource, or one of
 /// [`SendFailure`]'s answers.
 pub async fn send_message(
     request: HttpRequest,
-    body: web::Bytes,
+    body: Result<web::Bytes, actix_web::Error>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, SendFailure> {
+    // The limit (`MAX_BODY`, the scope's `PayloadConfig`) is checked while reading.
+    let body = body.map_err(|error| {
+        let payload = error.as_error::<actix_web::error::PayloadError>();
+        if payload.is_some_and(super::limits::is_deadline) {
+            SendFailure::TimedOut
+        } else if error.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE {
+            SendFailure::TooLarge
+        } else {
+            SendFailure::Unreadable
+        }
+    })?;
     let message = CreateMessage::from_json(&body).map_err(SendFailure::Body)?;
     message.validate().map_err(SendFailure::Invalid)?;
     let twilio = state
@@ -83,6 +99,12 @@ pub async fn send_message(
 /// (`code`, `message`, `more_info`, `status`) when Twilio answered.
 #[derive(Debug, thiserror::Error)]
 pub enum SendFailure {
+    #[error("the body is larger than 64 KiB")]
+    TooLarge,
+    #[error("the body could not be read")]
+    Unreadable,
+    #[error("the body did not arrive within {} s of the head", super::limits::BODY_DEADLINE.as_secs())]
+    TimedOut,
     #[error("{0}")]
     Body(BodyError),
     #[error("{0}")]
@@ -174,7 +196,11 @@ impl SendFailure {
 impl ResponseError for SendFailure {
     fn status_code(&self) -> StatusCode {
         match self {
-            SendFailure::Body(_) | SendFailure::BadKey(_) => StatusCode::BAD_REQUEST,
+            SendFailure::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            SendFailure::TimedOut => StatusCode::REQUEST_TIMEOUT,
+            SendFailure::Body(_) | SendFailure::BadKey(_) | SendFailure::Unreadable => {
+                StatusCode::BAD_REQUEST
+            }
             SendFailure::Invalid(_) | SendFailure::KeyConflict | SendFailure::Refused { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -195,7 +221,9 @@ impl ResponseError for SendFailure {
         let mut response = HttpResponse::build(self.status_code());
         match self {
             SendFailure::Store(error) => {
-                tracing::error!(%error, "store unavailable");
+                if Repeats::global().first("send refused: store unavailable") {
+                    tracing::error!(%error, "store unavailable");
+                }
                 response.insert_header((header::RETRY_AFTER, "1"));
             }
             SendFailure::RateLimited {

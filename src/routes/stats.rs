@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
-use super::ApiError;
+use super::query::pairs;
+use super::{query_time, ApiError};
 use crate::domain::{error_codes, AccountSid, KnownStatus, RfcTime, Timestamp};
 use crate::startup::AppState;
 use crate::store::{BucketSize, Counts};
@@ -145,7 +146,11 @@ pub async fn stats_series(
             ApiError::BadRequest(format!("bucket: {raw:?} is not one of hour, day"))
         })?,
     };
-    let until = size.ceil(query.window.1.unwrap_or_else(Timestamp::now));
+    let until = match query.window.1 {
+        Some(until) => until,
+        None => state.store.now().await?,
+    };
+    let until = size.ceil(until);
     let default_buckets = match size {
         BucketSize::Hour => DEFAULT_HOURS,
         BucketSize::Day => DEFAULT_DAYS,
@@ -203,11 +208,8 @@ struct WindowQuery {
 fn parse_window(raw: &str, route: &str, extra: &[&str]) -> Result<WindowQuery, ApiError> {
     let (mut since, mut until) = (None, None);
     let mut values = BTreeMap::new();
-    for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
-        let time = || {
-            Timestamp::parse_rfc3339(&value)
-                .map_err(|e| ApiError::BadRequest(format!("{name}: {e}")))
-        };
+    for (name, value) in pairs(raw, &[])? {
+        let time = || query_time(&name, &value);
         match name.as_ref() {
             "since" => since = Some(time()?),
             "until" => until = Some(time()?),

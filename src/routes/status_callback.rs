@@ -1,8 +1,11 @@
 //! `POST /twilio/status`: Twilio's message status callbacks.
 //!
-//! Checks run in the contract's order — size (413, enforced by the payload limit before
-//! this handler runs), content type (415), signature (403), content (400) — and a request
-//! that fails one gets that answer and nothing after it runs. The signed URL is the
+//! Checks run in the contract's order — size (413, counted on the bytes as they arrive),
+//! content type (415), signature (403), content (400) — and a request that fails one gets
+//! that answer and nothing after it runs. A compressed body never gets here: it is refused
+//! with 415 before it is read (`limits.rs`), and the body is taken raw, so nothing in this
+//! handler could inflate one either. A body that has not arrived within the body deadline
+//! is 408. The signed URL is the
 //! configured public URL plus the request target exactly as received; `Host` and
 //! `X-Forwarded-*` are never consulted, since the caller controls them.
 //!
@@ -10,18 +13,18 @@
 //! Twilio signed them; only then is each name and value required to be UTF-8. A value that
 //! is not is refused with 400, never stored with U+FFFD in place of what Twilio sent.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
 use std::time::Instant;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
-use crate::config::{loggable_url, PublicUrl};
+use super::limits::{read_body, BodyError, BODY_DEADLINE};
+use crate::config::loggable_url;
 use crate::domain::{EventError, Source, StatusEvent};
-use crate::metrics::Outcome;
+use crate::metrics::{Outcome, Refusal};
 use crate::startup::AppState;
 use crate::store::{Recorded, StoreError};
+use crate::telemetry::Repeats;
 use crate::twilio::form::{self, NotUtf8};
 use crate::twilio::signature::{self, SignatureError};
 
@@ -34,6 +37,8 @@ pub enum CallbackError {
     TooLarge,
     #[error("the body could not be read")]
     Unreadable,
+    #[error("the body did not arrive within {} s of the head", BODY_DEADLINE.as_secs())]
+    TimedOut,
     #[error("the content type must be application/x-www-form-urlencoded")]
     UnsupportedMediaType,
     #[error("the request is not signed by Twilio")]
@@ -51,6 +56,7 @@ impl ResponseError for CallbackError {
         match self {
             CallbackError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             CallbackError::Unreadable => StatusCode::BAD_REQUEST,
+            CallbackError::TimedOut => StatusCode::REQUEST_TIMEOUT,
             CallbackError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             CallbackError::Forbidden(_) => StatusCode::FORBIDDEN,
             CallbackError::Malformed(_) | CallbackError::NotUtf8(_) => StatusCode::BAD_REQUEST,
@@ -61,7 +67,10 @@ impl ResponseError for CallbackError {
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
         if let CallbackError::Unavailable(error) = self {
-            tracing::warn!(%error, "callback not stored; answered 503");
+            // A failing store refuses every callback; one line, then a summary of the rest.
+            if Repeats::global().first("callback not stored; answered 503") {
+                tracing::warn!(%error, "callback not stored; answered 503");
+            }
             response.insert_header((header::RETRY_AFTER, "5"));
         }
         let body = match self.parameter() {
@@ -92,6 +101,7 @@ impl CallbackError {
         match self {
             CallbackError::TooLarge => Outcome::TooLarge,
             CallbackError::Unreadable => Outcome::Malformed,
+            CallbackError::TimedOut => Outcome::TimedOut,
             CallbackError::UnsupportedMediaType => Outcome::UnsupportedMediaType,
             CallbackError::Forbidden(_) => Outcome::Forged,
             CallbackError::Malformed(_) | CallbackError::NotUtf8(_) => Outcome::Malformed,
@@ -102,22 +112,23 @@ impl CallbackError {
 
 pub async fn status_callback(
     request: HttpRequest,
-    body: Result<web::Bytes, actix_web::Error>,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, CallbackError> {
     let started = Instant::now();
-    let result = match body {
+    let result = match read_body(&request, payload, MAX_BODY).await {
         Ok(body) => receive(&request, &body, &state).await,
-        // The payload limit (`MAX_BODY`) is checked while reading, before anything else.
-        Err(error) if error.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE => {
-            Err(CallbackError::TooLarge)
-        }
-        Err(_) => Err(CallbackError::Unreadable),
+        Err(BodyError::TooLarge(_)) => Err(CallbackError::TooLarge),
+        Err(BodyError::TimedOut) => Err(CallbackError::TimedOut),
+        Err(BodyError::Unreadable(_)) => Err(CallbackError::Unreadable),
     };
     let outcome = match &result {
         Ok(Recorded::Stored) => Outcome::Stored,
         Ok(Recorded::Duplicate) => Outcome::Duplicate,
-        Err(error) => error.outcome(),
+        Err(error) => {
+            refuse_content(&state, error);
+            error.outcome()
+        }
     };
     state.metrics.callback(outcome, started.elapsed());
     result.map(|_| HttpResponse::Ok().finish())
@@ -132,20 +143,22 @@ async fn receive(
         return Err(CallbackError::UnsupportedMediaType);
     }
     let raw_params = form::decode(body);
-    let target = request
-        .uri()
-        .path_and_query()
-        .map_or_else(|| request.path(), |target| target.as_str());
-    let url = state.public_url.join(target);
+    let url = state.public_url.join(request_target(request));
+    let check = SignatureCheck {
+        url: &url,
+        params: &raw_params,
+        signature: header_str(request, "X-Twilio-Signature"),
+        settings: header_str(request, "X-Twilio-Webhooks-Signature-Settings"),
+    };
     signature::verify(
         &state.signing_keys,
-        &url,
-        &raw_params,
-        header_str(request, "X-Twilio-Signature"),
-        header_str(request, "X-Twilio-Webhooks-Signature-Settings"),
+        check.url,
+        check.params,
+        check.signature,
+        check.settings,
     )
     .map_err(|error| {
-        log_forbidden(&error, &url, &state.public_url);
+        refuse_signature(request, state, &error, &check);
         CallbackError::Forbidden(error)
     })?;
     let params = form::into_text(raw_params).map_err(CallbackError::NotUtf8)?;
@@ -161,33 +174,151 @@ async fn receive(
         .map_err(CallbackError::Unavailable)
 }
 
-/// Logs a refused signature, at most once a second, with what an operator needs to find a
-/// wrong `STATUSHOOK_PUBLIC_URL`: the public URL in force and the URLs tried, without their
-/// query (it may hold a user's data) and without any password.
-fn log_forbidden(error: &SignatureError, url: &str, public_url: &PublicUrl) {
-    // Milliseconds since the first refusal, plus one; zero means never logged.
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    static LAST_LOGGED: AtomicU64 = AtomicU64::new(0);
-    let now = EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1;
-    let last = LAST_LOGGED.load(Ordering::Relaxed);
-    let due = last == 0 || now.saturating_sub(last) >= 1000;
-    if !due
-        || LAST_LOGGED
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_err()
-    {
+/// Logs a refused signature, counts it by reason, and answers the reason. The line carries
+/// what an operator needs to find the cause from the log alone: the public URL in force,
+/// the URL variants tried (without their query, which may hold a user's data, and without
+/// any password), the keys tried by name (never a value), and a hint that tells a wrong
+/// URL from a wrong token where the request shows which. The first refusal of each reason
+/// is logged at once; repeats within 10 s are summarised ([`Repeats`]), never dropped.
+fn refuse_signature(
+    request: &HttpRequest,
+    state: &AppState,
+    error: &SignatureError,
+    check: &SignatureCheck<'_>,
+) {
+    let refusal = match error {
+        SignatureError::Missing => Refusal::NoSignature,
+        SignatureError::UnknownKey => Refusal::UnknownSharedKey,
+        SignatureError::BadSettings => Refusal::BadSignatureSettings,
+        SignatureError::Mismatch | SignatureError::BodyHashMismatch => {
+            match url_signed_instead(request, state, check) {
+                Some(_) => Refusal::WrongUrl,
+                None => Refusal::SignatureMismatch,
+            }
+        }
+    };
+    state.metrics.refused(refusal);
+    if !Repeats::global().first(&format!("403 {}", refusal.label())) {
         return;
     }
-    let tried: Vec<String> = signature::url_variants(url)
+    let hint = match refusal {
+        Refusal::NoSignature => "no X-Twilio-Signature header: the request is not from Twilio, \
+            or a proxy in front drops the header"
+            .to_owned(),
+        Refusal::UnknownSharedKey => "the X-Twilio-Webhooks-Signature-Settings header names a \
+            shared key id that is not in STATUSHOOK_SHARED_KEYS"
+            .to_owned(),
+        Refusal::BadSignatureSettings => "the X-Twilio-Webhooks-Signature-Settings header names \
+            an algorithm other than HMAC_SHA1 or HMAC_SHA256, or HMAC_SHA256 without a key id"
+            .to_owned(),
+        Refusal::WrongUrl => {
+            let url = url_signed_instead(request, state, check).unwrap_or_default();
+            format!(
+                "the signature matches {} (the URL the request's Host header names), not \
+                 the public URL: STATUSHOOK_PUBLIC_URL is probably wrong",
+                loggable_url(&url)
+            )
+        }
+        _ => "no key tried signs any URL tried: if every callback is refused, the auth token \
+            is probably wrong (or the callback's account has no token in \
+            TWILIO_ACCOUNT_TOKENS); else a URL Twilio calls is not the public URL"
+            .to_owned(),
+    };
+    let tried_urls: Vec<String> = signature::url_variants(check.url)
         .iter()
         .map(|variant| loggable_url(variant))
         .collect();
+    let tried_keys = signature::key_names(&state.signing_keys, check.params, check.settings);
     tracing::warn!(
-        reason = %error,
-        public_url = %public_url.for_log(),
-        tried = ?tried,
-        "callback refused with 403; if every callback is, STATUSHOOK_PUBLIC_URL is probably not the URL Twilio calls (logged at most once a second)"
+        status = 403,
+        reason = refusal.label(),
+        problem = %error,
+        hint,
+        public_url = %state.public_url.for_log(),
+        tried_urls = ?tried_urls,
+        tried_keys = ?tried_keys,
+        "callback refused with 403"
     );
+}
+
+/// What a signature was checked over.
+struct SignatureCheck<'a> {
+    url: &'a str,
+    params: &'a [(Vec<u8>, Vec<u8>)],
+    signature: Option<&'a str>,
+    settings: Option<&'a str>,
+}
+
+/// For a signature that matches no variant of the public URL: the URL it does match, if
+/// it is the one the request's `Host` (or `Forwarded`, `X-Forwarded-Host`) header names,
+/// with the scheme the request names, or https or http. The headers are the caller's to
+/// choose, so this only explains a refusal; it never lets a request in.
+fn url_signed_instead(
+    request: &HttpRequest,
+    state: &AppState,
+    check: &SignatureCheck<'_>,
+) -> Option<String> {
+    let info = request.connection_info();
+    let target = request_target(request);
+    let mut urls: Vec<String> = Vec::new();
+    for scheme in [info.scheme(), "https", "http"] {
+        let url = format!("{scheme}://{}{target}", info.host());
+        if url != check.url && !urls.contains(&url) {
+            urls.push(url);
+        }
+    }
+    urls.into_iter().find(|url| {
+        signature::verify(
+            &state.signing_keys,
+            url,
+            check.params,
+            check.signature,
+            check.settings,
+        )
+        .is_ok()
+    })
+}
+
+/// Logs a signed callback refused with `400`, with its reason (never a value of it), and
+/// counts it; repeats are summarised like those of a `403`.
+fn refuse_content(state: &AppState, error: &CallbackError) {
+    let (refusal, problem) = match error {
+        CallbackError::Unreadable => (Refusal::UnreadableBody, "the body could not be read"),
+        CallbackError::Malformed(EventError::MissingSid) => {
+            (Refusal::MissingMessageSid, "MessageSid is missing")
+        }
+        CallbackError::Malformed(EventError::BadSid(_)) => (
+            Refusal::BadMessageSid,
+            "MessageSid is not SM or MM followed by 32 hex digits",
+        ),
+        CallbackError::Malformed(EventError::MissingStatus) => (
+            Refusal::MissingMessageStatus,
+            "MessageStatus is missing or empty",
+        ),
+        CallbackError::NotUtf8(_) => (
+            Refusal::NotUtf8,
+            "a parameter is not UTF-8 once percent-decoded",
+        ),
+        _ => return,
+    };
+    state.metrics.refused(refusal);
+    if Repeats::global().first(&format!("400 {}", refusal.label())) {
+        tracing::warn!(
+            status = 400,
+            reason = refusal.label(),
+            problem,
+            parameter = error.parameter(),
+            "callback refused with 400"
+        );
+    }
+}
+
+/// The request's path and query exactly as received.
+fn request_target(request: &HttpRequest) -> &str {
+    request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| request.path(), |target| target.as_str())
 }
 
 fn is_form(request: &HttpRequest) -> bool {

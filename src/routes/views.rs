@@ -39,6 +39,10 @@ pub struct EventView {
     raw_dlr_done_date: Option<String>,
     /// Every parameter as sent; a name Twilio repeated maps to the list of its values.
     params: Map<String, Value>,
+    /// The event's change-feed position (`seq` of `GET /v1/events`), which an import
+    /// keeps: what a feed consumer resumes from after a move.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
 }
 
 impl MessageView {
@@ -99,6 +103,7 @@ impl From<StoredEvent> for EventView {
             source: event.source,
             raw_dlr_done_date: event.raw_dlr_done_date,
             params,
+            seq: event.seq,
         }
     }
 }

@@ -30,13 +30,22 @@
 //!   as recording their events one by one would have left the store (records, events in
 //!   their order with their `received_at`, `source` and parameters, the live index entries,
 //!   counters, the change feed), except that delivery tokens are not part of an export.
-//!   Arrival times are the store's sequence, unique store-wide: an export shows them to the
-//!   millisecond, so the store may place an event at another microsecond of the same
-//!   millisecond (what every API answer shows is unchanged). Each batch is validated
-//!   whole before anything is written: a message already in the store, or whose events do
-//!   not replay to the status the export shows, fails the batch and writes nothing.
+//!   Each batch is validated whole before anything is written: a message already in the
+//!   store, or whose events do not replay to the status the export shows, fails the batch
+//!   and writes nothing.
+//! - **The change feed survives the move.** An export shows each event's feed position
+//!   (`seq`) and an import keeps it where the store can, so that a consumer of
+//!   `GET /v1/events` resumes from its old `next` and misses and repeats nothing:
+//!   PostgreSQL keeps every position (its sequence then goes on past the largest); sled's
+//!   positions are arrival times in microseconds, so sled keeps a position that lies in
+//!   its event's millisecond (an export of sled, whose positions are those times) as the
+//!   arrival time, and otherwise places the event in the millisecond the export shows, at
+//!   the first microsecond free (an export of PostgreSQL, whose positions are a count: a
+//!   consumer then reads that feed again from the start, missing nothing). What the
+//!   service keeps besides messages, forwarding's progress, and where the feed had got to
+//!   travel in a small state file of their own (`archive/state.rs`).
 
-use crate::domain::{MessageSid, MessageState, Timestamp, Transition};
+use crate::domain::{MessageSid, MessageState, PhoneNumber, Timestamp, Transition};
 use crate::store::{blocking, Counts, Store, StoreError, StoredMessage};
 
 /// Messages deleted by one atomic write, at most: a bound on how long the callbacks that
@@ -74,13 +83,26 @@ impl Store {
         }
     }
 
-    /// Deletes every message whose recipient (`to`) or sender (`from`) is `phone`, exactly
-    /// as written in its callbacks; answers how many. Messages stored while it runs may
+    /// Deletes every message whose recipient (`to`) or sender (`from`) is `phone` in any
+    /// form that carries it (the number itself, `whatsapp:+1…`, `rcs:+1…`: see
+    /// [`PhoneNumber::addresses`]); answers how many. Messages stored while it runs may
     /// remain.
-    pub async fn delete_by_phone(&self, phone: &str) -> Result<u64, StoreError> {
+    pub async fn delete_by_phone(&self, phone: &PhoneNumber) -> Result<u64, StoreError> {
+        let addresses = phone.addresses();
         match self {
-            Store::Sled(store) => store.delete_by_phone(phone).await,
-            Store::Postgres(store) => store.delete_by_phone(phone).await,
+            Store::Sled(store) => store.delete_by_addresses(addresses).await,
+            Store::Postgres(store) => store.delete_by_addresses(addresses).await,
+        }
+    }
+
+    /// How many messages retention asks [`Store::expire`] for at a time, each call one
+    /// atomic write: with sled [`DELETE_BATCH`], since callbacks queue behind every write of
+    /// its one writer; with PostgreSQL more, since a deletion is a transaction of its own
+    /// that callbacks do not wait for.
+    pub fn expiry_batch(&self) -> usize {
+        match self {
+            Store::Sled(_) => DELETE_BATCH,
+            Store::Postgres(_) => super::postgres::EXPIRY_BATCH,
         }
     }
 
@@ -139,6 +161,17 @@ impl Store {
         }
     }
 
+    /// Makes every change-feed position handed out from now on come after `seq`: after an
+    /// import, where the feed of the store the export came from had got to (forwarding's
+    /// progress and a consumer's `next` may lie past its last event, if that event was
+    /// deleted). Durable before it returns.
+    pub async fn continue_feed_after(&self, seq: u64) -> Result<(), StoreError> {
+        match self {
+            Store::Sled(store) => store.continue_feed_after(Timestamp(seq)).await,
+            Store::Postgres(store) => store.continue_feed_after(seq).await,
+        }
+    }
+
     /// Counts by current status and error code of one account's messages last updated
     /// within `[since, until)`, like [`Store::stats`].
     pub async fn account_stats(
@@ -168,9 +201,11 @@ pub(super) struct Replayed {
 }
 
 /// Reads an exported message's events back into transitions, in their order, each at the
-/// arrival time `place` answers for the time wanted (the time the export shows, or just
-/// after the message's previous event): the store's first free time from there. Refused
-/// when the events do not replay to the status and error code the export shows.
+/// arrival time `place` answers for the time wanted (the event's feed position when it
+/// lies in the millisecond the export shows, as a sled store's positions do, else that
+/// millisecond; never before the message's previous event): the store's first free time
+/// from there. Refused when the events do not replay to the status and error code the
+/// export shows.
 pub(super) fn replay_export(
     message: &StoredMessage,
     mut place: impl FnMut(Timestamp) -> Result<Timestamp, StoreError>,
@@ -183,7 +218,11 @@ pub(super) fn replay_export(
     let mut moved = 0;
     for event in &message.events {
         let previous = transitions.last().map_or(0, |t| t.received_at.0);
-        let at = place(Timestamp(event.received_at.0.max(previous + 1)))?;
+        let exact = event
+            .seq
+            .filter(|seq| seq / 1000 == event.received_at.0 / 1000)
+            .unwrap_or(event.received_at.0);
+        let at = place(Timestamp(exact.max(previous + 1)))?;
         moved += u64::from(at.0 / 1000 != event.received_at.0 / 1000);
         transitions.push(Transition {
             status: event.status.clone(),

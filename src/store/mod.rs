@@ -19,6 +19,7 @@ mod postgres;
 mod series;
 mod sled;
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -29,7 +30,7 @@ pub use listing::{Cursor, CursorError, ListQuery, Page, CURSOR_LIFETIME, HISTORY
 use crate::domain::{
     KnownStatus, MessageSid, MessageState, MessageStatus, Source, StatusEvent, Timestamp,
 };
-pub use postgres::DatabaseUrl;
+pub use postgres::{Connection, DatabaseUrl};
 pub use series::{BucketSize, Series};
 pub use sled::Compacted;
 
@@ -91,6 +92,11 @@ pub struct StoredEvent {
     pub source: Source,
     pub raw_dlr_done_date: Option<String>,
     pub params: Vec<(String, String)>,
+    /// Its change-feed position (the `seq` of `GET /v1/events`). An export shows it and an
+    /// import keeps it where the store can (see `lifecycle.rs`), so that a consumer of the
+    /// feed resumes after a move; `None` only for an event read from an export made before
+    /// exports showed it.
+    pub seq: Option<u64>,
 }
 
 /// One entry of the change feed: a stored transition and the message's state right after.
@@ -99,6 +105,9 @@ pub struct FeedEntry {
     /// Increasing in commit order; a reader that has seen `seq` has seen every smaller one.
     pub seq: u64,
     pub sid: MessageSid,
+    /// The transition's number in its message's history, from 0: with the SID, what
+    /// identifies it in every store it moves to (forwarding's `webhook-id`).
+    pub number: u32,
     pub event: StoredEvent,
     pub state: MessageState,
     /// The event is an echo (`domain::is_echo`): Twilio's second report of a transition
@@ -258,6 +267,17 @@ impl Store {
         }
     }
 
+    /// The store's clock: what its arrival times, listing cursors, stats windows and
+    /// retention go by. With sled, its own clock (`sled/clock.rs`, which judges the steps
+    /// of the system clock); with PostgreSQL, the database server's, the one clock of every
+    /// replica, so that replicas whose own clocks disagree agree on order and ages.
+    pub async fn now(&self) -> Result<Timestamp, StoreError> {
+        match self {
+            Store::Sled(store) => Ok(store.now()),
+            Store::Postgres(store) => store.now().await,
+        }
+    }
+
     /// Records a status event; returns once it is durably stored (or known already).
     pub async fn record(
         &self,
@@ -370,6 +390,18 @@ impl Store {
                 blocking(move || store.feed_len(after)).await
             }
             Store::Postgres(store) => store.feed_len(after).await,
+        }
+    }
+
+    /// Which of the change-feed positions `seqs` still hold a transition: one whose message
+    /// was deleted (erasure, retention) is gone. The forwarder asks before every delivery.
+    pub async fn stored_seqs(&self, seqs: Vec<u64>) -> Result<HashSet<u64>, StoreError> {
+        match self {
+            Store::Sled(store) => {
+                let store = store.clone();
+                blocking(move || store.stored_seqs(&seqs)).await
+            }
+            Store::Postgres(store) => store.stored_seqs(&seqs).await,
         }
     }
 

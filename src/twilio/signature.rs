@@ -151,7 +151,10 @@ fn verify_signed<'a>(
                 .skip(1)
                 .any(|candidate| matches(candidate))
     };
-    if candidates.into_iter().any(matches_any_variant) {
+    if candidates
+        .into_iter()
+        .any(|(_, key)| matches_any_variant(key))
+    {
         Ok(())
     } else {
         Err(SignatureError::Mismatch)
@@ -245,38 +248,97 @@ fn candidate_keys<'k, 'a>(
     keys: &'k Keys,
     settings: &Settings<'_>,
     accounts: impl Iterator<Item = &'a [u8]>,
-) -> Result<Vec<&'k Secret>, SignatureError> {
+) -> Result<Vec<(KeyName, &'k Secret)>, SignatureError> {
     if let Some(id) = settings.key {
         let (_, secret) = keys
             .shared_keys
             .iter()
             .find(|(known, _)| known == id)
             .ok_or(SignatureError::UnknownKey)?;
-        return Ok(vec![secret]);
+        return Ok(vec![(KeyName::Shared(id.to_owned()), secret)]);
     }
     if settings.algorithm == Algorithm::Sha256 {
         return Err(SignatureError::BadSettings);
     }
-    let mut candidates: Vec<&Secret> = Vec::new();
+    let mut candidates: Vec<(KeyName, &Secret)> = Vec::new();
     for sid in accounts {
         let token = keys
             .account_tokens
             .iter()
-            .find(|(known, _)| known.as_bytes() == sid)
-            .map(|(_, token)| token);
-        if let Some(token) = token {
-            if !candidates.iter().any(|seen| std::ptr::eq(*seen, token)) {
-                candidates.push(token);
+            .find(|(known, _)| known.as_bytes() == sid);
+        if let Some((known, token)) = token {
+            if !candidates
+                .iter()
+                .any(|(_, seen)| std::ptr::eq(*seen, token))
+            {
+                candidates.push((KeyName::Account(known.clone()), token));
             }
         }
     }
-    candidates.extend(keys.auth_tokens.iter());
+    candidates.extend(
+        keys.auth_tokens
+            .iter()
+            .enumerate()
+            .map(|(index, token)| (KeyName::AuthToken(index), token)),
+    );
     Ok(candidates)
 }
 
 /// Byte equality whose time depends on the lengths only.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+/// A key by the name an operator knows it by, for log lines; never its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum KeyName {
+    /// `TWILIO_ACCOUNT_TOKENS`' token of this account.
+    Account(String),
+    /// `TWILIO_AUTH_TOKEN` (0), then `TWILIO_AUTH_TOKEN_SECONDARY` (1).
+    AuthToken(usize),
+    /// A shared key of `STATUSHOOK_SHARED_KEYS`, by its id.
+    Shared(String),
+}
+
+impl std::fmt::Display for KeyName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyName::Account(sid) => write!(f, "account {sid}"),
+            KeyName::AuthToken(0) => f.write_str("primary"),
+            KeyName::AuthToken(1) => f.write_str("secondary"),
+            KeyName::AuthToken(index) => write!(f, "auth token {}", index + 1),
+            KeyName::Shared(id) => write!(f, "shared key {id}"),
+        }
+    }
+}
+
+/// The keys a verification of `params` tries, by name (`account AC…`, `primary`,
+/// `secondary`, `shared key ID`) and never by value, for the log line of a refusal. A
+/// shared key id that is not configured is named with that said.
+pub fn key_names<N: AsRef<[u8]>, V: AsRef<[u8]>>(
+    keys: &Keys,
+    params: &[(N, V)],
+    settings: Option<&str>,
+) -> Vec<String> {
+    let Ok(settings) = Settings::parse(settings.unwrap_or_default()) else {
+        return Vec::new();
+    };
+    let account = params
+        .iter()
+        .find(|(name, _)| name.as_ref() == b"AccountSid")
+        .map(|(_, value)| value.as_ref());
+    match candidate_keys(keys, &settings, account.into_iter()) {
+        Ok(candidates) => candidates
+            .into_iter()
+            .map(|(name, _)| name.to_string())
+            .collect(),
+        Err(SignatureError::UnknownKey) => settings
+            .key
+            .map(|id| format!("shared key {id} (not in STATUSHOOK_SHARED_KEYS)"))
+            .into_iter()
+            .collect(),
+        Err(_) => Vec::new(),
+    }
 }
 
 fn sign<M: Mac + hmac::digest::KeyInit, N: AsRef<[u8]>, V: AsRef<[u8]>>(
@@ -727,6 +789,36 @@ mod tests {
             Some("key=KS1,algorithm=HMAC_SHA256"),
         );
         assert_eq!(downgraded, Err(SignatureError::Mismatch));
+    }
+
+    #[test]
+    fn the_keys_tried_are_named_and_never_shown() {
+        let keys = Keys {
+            auth_tokens: vec![Secret::new("s3cr3t-1"), Secret::new("s3cr3t-2")],
+            account_tokens: vec![(
+                "AC0123456789abcdef0123456789abcdef".into(),
+                Secret::new("s3cr3t-3"),
+            )],
+            shared_keys: vec![("K1".into(), Secret::new("s3cr3t-4"))],
+        };
+        let params = [("AccountSid", "AC0123456789abcdef0123456789abcdef")];
+        assert_eq!(
+            key_names(&keys, &params, None),
+            [
+                "account AC0123456789abcdef0123456789abcdef",
+                "primary",
+                "secondary"
+            ]
+        );
+        assert_eq!(
+            key_names(&keys, NO_PARAMS, Some("key=K1,algorithm=HMAC_SHA256")),
+            ["shared key K1"]
+        );
+        assert_eq!(
+            key_names(&keys, NO_PARAMS, Some("key=K9")),
+            ["shared key K9 (not in STATUSHOOK_SHARED_KEYS)"]
+        );
+        assert!(key_names(&keys, NO_PARAMS, Some("algorithm=MD5")).is_empty());
     }
 
     #[test]

@@ -45,7 +45,7 @@ async fn check(data: &Path) -> String {
 /// Every row of every table of the PostgreSQL store at `url` that holds `needle`, as text
 /// or (in a `bytea` column) as bytes, shown as its table and the row as text.
 async fn rows_holding(url: &str, needle: &str) -> Vec<String> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+    let (client, connection) = crate::support::database::connect_sql(url)
         .await
         .expect("the test database answers");
     tokio::spawn(connection);
@@ -82,7 +82,7 @@ async fn rows_holding(url: &str, needle: &str) -> Vec<String> {
 
 /// Hour and minute counters whose stripes sum to zero, as "span bucket kind value".
 async fn empty_counters(url: &str) -> Vec<String> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+    let (client, connection) = crate::support::database::connect_sql(url)
         .await
         .expect("the test database answers");
     tokio::spawn(connection);

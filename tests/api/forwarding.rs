@@ -41,8 +41,12 @@ async fn a_receiver_answering_500_gets_the_transition_again_until_it_answers_200
         .await;
     let answers: Vec<u16> = receiver.deliveries.iter().map(|d| d.answer).collect();
     assert_eq!(answers, [500, 500, 200]);
-    let ids: HashSet<u64> = receiver.deliveries.iter().map(|d| d.id).collect();
-    assert_eq!(ids.len(), 1, "the same webhook-id at every attempt");
+    let ids: HashSet<&str> = receiver.deliveries.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        HashSet::from([format!("{sid}_0").as_str()]),
+        "the same webhook-id at every attempt: the SID and the transition's number"
+    );
 
     let service = Service::of(&app);
     let status = service
@@ -211,11 +215,11 @@ async fn a_replay_sends_a_time_range_again_with_the_same_webhook_ids() {
     assert!(replayed
         .iter()
         .all(|d| d.sid() == inside && d.answer == 200));
-    let originals: HashMap<u64, &Value> = first.iter().map(|d| (d.id, &d.body)).collect();
+    let originals: HashMap<&str, &Value> = first.iter().map(|d| (d.id.as_str(), &d.body)).collect();
     for delivery in replayed {
         assert_eq!(
             Some(&&delivery.body),
-            originals.get(&delivery.id),
+            originals.get(delivery.id.as_str()),
             "a replay repeats the original id and body"
         );
     }

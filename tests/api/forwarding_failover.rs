@@ -207,11 +207,11 @@ async fn assert_every_transition_forwarded_once_in_order(
         .await;
     assert!(receiver.rejected.is_empty(), "{:?}", receiver.rejected);
     let kept = first_acknowledgements(&receiver.deliveries);
-    let kept_ids: HashSet<u64> = kept.iter().map(|d| d.id).collect();
+    let kept_ids: HashSet<u64> = kept.iter().map(|d| d.seq).collect();
     assert_eq!(kept_ids, stored, "forwarded exactly what is stored");
     for delivery in &kept {
         assert_eq!(
-            delivery.body, feed[&delivery.id],
+            delivery.body, feed[&delivery.seq],
             "the body is the feed's event"
         );
     }
@@ -342,7 +342,7 @@ async fn query(
     sql: &str,
     parameters: &[&(dyn tokio_postgres::types::ToSql + Sync)],
 ) -> Vec<tokio_postgres::Row> {
-    let (client, connection) = tokio_postgres::connect(database, tokio_postgres::NoTls)
+    let (client, connection) = crate::support::database::connect_sql(database)
         .await
         .expect("the test database answers");
     let driver = tokio::spawn(connection);

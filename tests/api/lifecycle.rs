@@ -8,6 +8,7 @@ use serde_json::Value;
 use crate::support::binary::{
     get_from_binary, post_to_binary, run, sigterm, start_binary, start_sled_binary, BINARY,
 };
+use crate::support::fixtures::API_TOKEN;
 use crate::support::fixtures::{callback, new_sid, with};
 
 /// The answer's status, or `None` when the connection was refused or closed unanswered.
@@ -131,7 +132,10 @@ async fn sigterm_drains_and_exits_0_and_export_round_trips_every_record() {
 fn a_missing_or_malformed_setting_stops_start_up_with_one_line_naming_it_and_exit_code_2() {
     let cases: &[(&[(&str, &str)], &str)] = &[
         (
-            &[("STATUSHOOK_API_TOKEN", "a"), ("TWILIO_AUTH_TOKEN", "t")],
+            &[
+                ("STATUSHOOK_API_TOKEN", API_TOKEN),
+                ("TWILIO_AUTH_TOKEN", "t"),
+            ],
             "STATUSHOOK_PUBLIC_URL",
         ),
         (
@@ -144,14 +148,14 @@ fn a_missing_or_malformed_setting_stops_start_up_with_one_line_naming_it_and_exi
         (
             &[
                 ("STATUSHOOK_PUBLIC_URL", "https://h.example"),
-                ("STATUSHOOK_API_TOKEN", "a"),
+                ("STATUSHOOK_API_TOKEN", API_TOKEN),
             ],
             "TWILIO_AUTH_TOKEN",
         ),
         (
             &[
                 ("STATUSHOOK_PUBLIC_URL", "h.example"),
-                ("STATUSHOOK_API_TOKEN", "a"),
+                ("STATUSHOOK_API_TOKEN", API_TOKEN),
                 ("TWILIO_AUTH_TOKEN", "t"),
             ],
             "STATUSHOOK_PUBLIC_URL",

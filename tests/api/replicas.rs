@@ -378,7 +378,7 @@ async fn a_callback_for_a_message_erased_while_it_waits_for_its_lock_starts_it_a
     assert_eq!(first.expect("recorded"), Recorded::Stored);
 
     // Another replica's erasure holds the message's row lock, as a deletion does...
-    let (eraser, connection) = tokio_postgres::connect(&database, tokio_postgres::NoTls)
+    let (eraser, connection) = crate::support::database::connect_sql(&database)
         .await
         .expect("connects");
     tokio::spawn(connection);
@@ -440,7 +440,7 @@ async fn retention_runs_on_the_replica_holding_the_job_lease_and_another_takes_o
     // The leader looks every 2 seconds and the other replica every 50 ms: were retention
     // running on both, the other one would almost always delete first.
     let (mut leader, leader_address) = start_replica(&database, &retention("2s")).await;
-    let (monitor, connection) = tokio_postgres::connect(&database, tokio_postgres::NoTls)
+    let (monitor, connection) = crate::support::database::connect_sql(&database)
         .await
         .expect("connects");
     tokio::spawn(connection);

@@ -27,6 +27,7 @@ impl Cluster {
                 .lines()
                 .find_map(|line| line.strip_prefix(&format!("export {name}=")))
                 .unwrap_or_else(|| panic!("scripts/pg start prints {name}"))
+                .trim_matches('\'')
                 .to_owned()
         };
         Cluster {

@@ -10,9 +10,11 @@ First line out: {"port": N}. Commands, one a line on stdin, each acknowledged wi
     fail N               answer 500 to the next N verified deliveries
     fail-status S N      answer 500 to the next N verified deliveries of event status S
     delay MS             wait MS milliseconds before each answer
-Each delivery: {"id", "timestamp", "answer", "body", "path", "arrived"} once verified
-("arrived": Unix time in seconds at which the request was received), or {"rejected": why}
-(answered 400) when verification fails.
+Each delivery: {"id", "timestamp", "answer", "body", "path", "arrived", "in_flight"} once
+verified ("arrived": Unix time in seconds at which the request was received; "in_flight":
+how many requests were being handled when it arrived, itself included, each counted until
+its answer is about to be written, so never more than the sender had in flight), or
+{"rejected": why} (answered 400) when verification fails.
 """
 
 import json
@@ -25,7 +27,7 @@ from standardwebhooks import Webhook
 
 webhook = Webhook(sys.argv[1])
 lock = threading.Lock()
-state = {"fail": 0, "fail_status": {}, "delay": 0.0}
+state = {"fail": 0, "fail_status": {}, "delay": 0.0, "in_flight": 0}
 
 
 def emit(value):
@@ -37,6 +39,23 @@ def emit(value):
 class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         arrived = time.time()
+        with lock:
+            state["in_flight"] += 1
+            in_flight = state["in_flight"]
+            self.counted = True
+        try:
+            self.handle_delivery(arrived, in_flight)
+        finally:
+            self.finished_handling()
+
+    def finished_handling(self):
+        """Counts this request out of the ones in flight, once."""
+        with lock:
+            if self.counted:
+                state["in_flight"] -= 1
+                self.counted = False
+
+    def handle_delivery(self, arrived, in_flight):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
         try:
             payload = webhook.verify(body, dict(self.headers.items()))
@@ -63,10 +82,14 @@ class Handler(BaseHTTPRequestHandler):
             "body": payload,
             "path": self.path,
             "arrived": arrived,
+            "in_flight": in_flight,
         })
         self.answer(answer)
 
     def answer(self, code):
+        # No longer in flight once the answer is on its way: the sender may start its next
+        # request as soon as it reads it, and that one must not count this one too.
+        self.finished_handling()
         self.send_response(code)
         self.send_header("Content-Length", "0")
         self.end_headers()

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { chromium } from "playwright-core";
 
-export const API_TOKEN = "ui-test-api-token";
+export const API_TOKEN = "ui-test-api-token-0123456789abcdef0123";
 const AUTH_TOKEN = "ui-test-auth-token";
 const PUBLIC_URL = "https://hooks.example.com";
 export const ACCOUNT_SID = "AC0123456789abcdef0123456789abcdef";

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::group::{Loaded, Plan};
+use super::group::{Loaded, Plan, Seqs};
 use super::rows::source_name;
 use super::to_i64;
 use crate::domain::counters::{counters, Counted, Counter, Span, Width};
@@ -142,8 +142,21 @@ pub(super) struct EventColumns {
     pub params: Vec<String>,
 }
 
+/// The position of the plan's event `index` as a statement sends it: relative (1 = the
+/// group's first) when taken, the event's own when kept.
+fn seq_of(plan: &Plan, index: usize, seqs: Seqs) -> i64 {
+    match seqs {
+        Seqs::Take => index as i64 + 1,
+        Seqs::Keep => plan
+            .events
+            .get(index)
+            .and_then(|event| event.kept_seq)
+            .unwrap_or(0),
+    }
+}
+
 impl EventColumns {
-    pub(super) fn of(plan: &Plan, first: i64) -> EventColumns {
+    pub(super) fn of(plan: &Plan, seqs: Seqs) -> EventColumns {
         let size = plan.events.len();
         let mut columns = EventColumns {
             sid: Vec::with_capacity(size),
@@ -161,7 +174,7 @@ impl EventColumns {
             let t = &event.transition;
             columns.sid.push(event.sid.clone());
             columns.n.push(event.n);
-            columns.seq.push(first + i as i64);
+            columns.seq.push(seq_of(plan, i, seqs));
             columns.status.push(t.status.as_str().to_owned());
             columns.error_code.push(t.error_code.map(i64::from));
             columns.raw_dlr_done_date.push(t.raw_dlr_done_date.clone());
@@ -191,13 +204,17 @@ pub(super) struct PositionColumns {
 }
 
 impl PositionColumns {
-    pub(super) fn of(messages: &HashMap<String, Loaded>, first: i64) -> PositionColumns {
+    pub(super) fn of(
+        messages: &HashMap<String, Loaded>,
+        plan: &Plan,
+        seqs: Seqs,
+    ) -> PositionColumns {
         let mut columns = PositionColumns::default();
         for (sid, message) in messages {
             let (Some(state), Some(last)) = (&message.state, message.last_event) else {
                 continue;
             };
-            let seq = first + last as i64;
+            let seq = seq_of(plan, last, seqs);
             if message.before.is_some() {
                 columns.replaced_sids.push(sid.clone());
                 columns.replaced_seq.push(seq);

@@ -80,24 +80,49 @@ pub(super) struct NewEvent {
     pub token: Option<String>,
     /// The parameters as a JSON array of `[name, value]` pairs.
     pub params: String,
+    /// The change-feed position it keeps ([`Seqs::Keep`]).
+    pub kept_seq: Option<i64>,
+}
+
+/// Where a group's change-feed positions come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Seqs {
+    /// Taken from the feed's sequence, in the plan's order (`statushook_take_seqs`): the
+    /// writer's groups, and imports of exports without positions.
+    Take,
+    /// Each event's own (`NewEvent::kept_seq`), the sequence moved past the largest
+    /// (`statushook_keep_seqs`): an import that keeps the positions its events had in the
+    /// store they were exported from.
+    Keep,
 }
 
 /// The second round trip of a group, inside its open transaction on `client`: the changed
 /// messages' rows, their counters (on `stripe`), change-feed positions for the plan's
-/// events (`statushook_take_seqs`, which takes the feed lock), the events and the listing
-/// positions; answers the first position. Positions are sent relative (1 = the group's
-/// first) and made absolute by the server from `currval('feed_seq')`, and every statement
-/// is sent before any answer is awaited: a caller that polls its `COMMIT` right after this
-/// (the writer joins them) holds the feed lock for no round trip to this process.
+/// events (`statushook_take_seqs`, or with [`Seqs::Keep`] `statushook_keep_seqs`, either of
+/// which takes the feed lock), the events and the listing positions; answers the first
+/// position taken. Taken positions are sent relative (1 = the group's first) and made
+/// absolute by the server from `currval('feed_seq')`; kept ones are sent as they are. Every
+/// statement is sent before any answer is awaited: a caller that polls its `COMMIT` right
+/// after this (the writer joins them) holds the feed lock for no round trip to this
+/// process.
 pub(super) async fn apply(
     client: &tokio_postgres::Client,
     st: &Statements,
     stripe: i16,
     plan: &Plan,
     messages: &HashMap<String, Loaded>,
+    seqs: Seqs,
 ) -> Result<i64, tokio_postgres::Error> {
     let changes = Changes::of(messages);
     let count = i64::try_from(plan.events.len()).unwrap_or(i64::MAX);
+    // What the relative positions are added to: none for kept ones.
+    let (base, seqs_wanted, lock) = match seqs {
+        Seqs::Take => (None::<i64>, count, &st.take_seqs),
+        Seqs::Keep => {
+            let last = plan.events.iter().filter_map(|e| e.kept_seq).max();
+            (Some(0), last.unwrap_or(0), &st.keep_seqs)
+        }
+    };
     let message_rows: [&(dyn ToSql + Sync); 10] = [
         &changes.sids,
         &changes.account_sid,
@@ -118,16 +143,16 @@ pub(super) async fn apply(
         &stripe,
         &changes.counters.delta,
     ];
-    let how_many: [&(dyn ToSql + Sync); 1] = [&count];
-    let events = EventColumns::of(plan, 1);
-    let positions = PositionColumns::of(messages, 1);
+    let how_many: [&(dyn ToSql + Sync); 1] = [&seqs_wanted];
+    let events = EventColumns::of(plan, seqs);
+    let positions = PositionColumns::of(messages, plan, seqs);
     let replaced: [&(dyn ToSql + Sync); 4] = [
         &positions.replaced_sids,
         &positions.replaced_seq,
         &positions.replaced_at,
         &count,
     ];
-    let event_rows: [&(dyn ToSql + Sync); 11] = [
+    let event_rows: [&(dyn ToSql + Sync); 12] = [
         &events.sid,
         &events.n,
         &events.seq,
@@ -139,19 +164,21 @@ pub(super) async fn apply(
         &events.token,
         &events.params,
         &count,
+        &base,
     ];
-    let placed: [&(dyn ToSql + Sync); 6] = [
+    let placed: [&(dyn ToSql + Sync); 7] = [
         &positions.sids,
         &positions.placed_seq,
         &positions.status,
         &positions.error_code,
         &positions.updated_at,
         &count,
+        &base,
     ];
     let (_, _, first, _, _, _) = tokio::try_join!(
         client.execute(&st.update_messages, &message_rows),
         client.execute(&st.add_counters, &counters),
-        client.query_one(&st.take_seqs, &how_many),
+        client.query_one(lock, &how_many),
         client.execute(&st.replace_positions, &replaced),
         client.execute(&st.insert_events, &event_rows),
         client.execute(&st.insert_positions, &placed),

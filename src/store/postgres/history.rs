@@ -5,15 +5,16 @@
 
 use deadpool_postgres::Pool;
 
-use super::to_i64;
-use crate::domain::Timestamp;
+use super::{now, to_i64};
 use crate::store::{StoreError, HISTORY_KEPT};
 
 /// Deletes replaced listing positions older than any valid cursor; returns how many.
 pub async fn forget_history(pool: &Pool) -> Result<u64, StoreError> {
     let client = pool.get().await.map_err(StoreError::unavailable)?;
+    // By the database's clock, which stamped `replaced_at`.
     let horizon = to_i64(
-        Timestamp::now()
+        now(&client)
+            .await?
             .0
             .saturating_sub(HISTORY_KEPT.as_micros() as u64),
     );

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinHandle};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use super::DatabaseUrl;
 
@@ -77,9 +77,11 @@ impl Drop for Lease {
 }
 
 /// Waits until this replica takes the lease on the advisory lock `key` (the job lease, the
-/// forwarding lease, or a replica's own owner key, see `idempotency.rs`).
+/// forwarding lease, or a replica's own owner key, see `idempotency.rs`). A replica that
+/// finds the job or forwarding lease held by another says once that it stands by.
 pub async fn acquire(url: &DatabaseUrl, key: i64) -> Lease {
     let mut session: Option<(Client, JoinHandle<()>)> = None;
+    let mut said = false;
     loop {
         if session
             .as_ref()
@@ -98,7 +100,12 @@ pub async fn acquire(url: &DatabaseUrl, key: i64) -> Lease {
                         return Lease::watch(client, driver);
                     }
                 }
-                Ok(false) => {}
+                Ok(false) => {
+                    if let Some(what) = lease_name(key).filter(|_| !said) {
+                        tracing::info!("another replica runs {what}; this one stands by");
+                        said = true;
+                    }
+                }
                 Err(error) => {
                     tracing::warn!(%error, key, "cannot ask for a lease");
                     session = None;
@@ -109,8 +116,17 @@ pub async fn acquire(url: &DatabaseUrl, key: i64) -> Lease {
     }
 }
 
+/// What the lease on `key` is for, as the log names it; `None` for an owner key.
+fn lease_name(key: i64) -> Option<&'static str> {
+    match key {
+        LEADER_LOCK => Some("the background jobs"),
+        FORWARD_LOCK => Some("forwarding"),
+        _ => None,
+    }
+}
+
 async fn connect(url: &DatabaseUrl) -> Option<(Client, JoinHandle<()>)> {
-    match url.connection_config().connect(NoTls).await {
+    match url.session().await {
         Ok((client, connection)) => {
             let driver = tokio::spawn(async move {
                 let _ = connection.await;
@@ -118,6 +134,7 @@ async fn connect(url: &DatabaseUrl) -> Option<(Client, JoinHandle<()>)> {
             Some((client, driver))
         }
         Err(error) => {
+            let error = super::url::connect_failed(&error);
             tracing::warn!(%error, "cannot connect for a lease");
             None
         }

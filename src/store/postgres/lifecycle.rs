@@ -2,9 +2,10 @@
 //!
 //! A deletion is one transaction per batch, on a pooled connection rather than the
 //! writer's, so that callbacks never queue behind it: it locks the batch's message rows
-//! (in SID order, as the writer does), reads their events and replays their states, then
-//! removes the events (and with them the change feed's entries and delivery tokens), every
-//! listing position, current and past, and the rows, and subtracts the messages from the
+//! (in SID order, as the writer does) and reads the states they keep (their events'
+//! replay, which the writer stores with them; the events are not read), then removes the
+//! events (and with them the change feed's entries and delivery tokens), every listing
+//! position, current and past, and the rows, and subtracts the messages from the
 //! counters. A retention candidate updated since it was chosen is found updated under the
 //! lock and kept. A callback for a message being deleted waits for the row lock and then
 //! starts the message anew (the writer's `Failure::Vanished`).
@@ -40,13 +41,19 @@ use std::time::{Duration, Instant};
 use tokio_postgres::types::ToSql;
 
 use super::columns::{counter_keys, CounterColumns, CounterKey, SPAN_ALL};
-use super::group::{self, load, Loaded, NewEvent, Plan};
+use super::group::{self, Loaded, NewEvent, Plan, Seqs};
 use super::statements::Statements;
 use super::writer::{worth_retrying, Failure, ATTEMPTS, STRIPES};
 use super::{corrupt, rows, to_i64, unavailable, PgStore};
 use crate::domain::{MessageSid, Timestamp};
 use crate::store::lifecycle::replay_export;
 use crate::store::{ImportError, Imported, StoreError, StoredMessage, DELETE_BATCH};
+
+/// Messages retention deletes in one transaction ([`PgStore::expire`]). Callbacks never
+/// wait for it (it locks only old messages, and old counters on a stripe of its own), so a
+/// batch can be ten times sled's: the fixed cost of a transaction and its commit is shared
+/// by more messages.
+pub const EXPIRY_BATCH: usize = 1000;
 
 /// The counter stripe deletions subtract on: outside the writers' `0..STRIPES`.
 pub const DELETION_STRIPE: i16 = STRIPES;
@@ -79,14 +86,14 @@ impl PgStore {
         Ok(deleted)
     }
 
-    /// Deletes the messages whose recipient or sender is `phone`.
-    pub async fn delete_by_phone(&self, phone: &str) -> Result<u64, StoreError> {
+    /// Deletes the messages whose recipient or sender is one of `addresses`.
+    pub async fn delete_by_addresses(&self, addresses: Vec<String>) -> Result<u64, StoreError> {
         let client = self.client().await?;
         let found = client
             .query(
-                "SELECT sid FROM messages WHERE to_number = $1 \
-                 UNION SELECT sid FROM messages WHERE from_number = $1 ORDER BY 1",
-                &[&phone],
+                "SELECT sid FROM messages WHERE to_number = ANY($1) \
+                 UNION SELECT sid FROM messages WHERE from_number = ANY($1) ORDER BY 1",
+                &[&addresses],
             )
             .await
             .map_err(unavailable)?;
@@ -94,9 +101,9 @@ impl PgStore {
         self.delete(sids(&found)?, None).await
     }
 
-    /// Deletes up to `limit` messages last updated before `before`, oldest first: the
-    /// first live listing positions in time order after those the previous call chose
-    /// (see the module documentation).
+    /// Deletes up to `limit` messages last updated before `before`, oldest first, in one
+    /// transaction: the first live listing positions in time order after those the
+    /// previous call chose (see the module documentation).
     pub async fn expire(&self, before: Timestamp, limit: usize) -> Result<u64, StoreError> {
         let resumed = self.expiry_cursor();
         let (after_at, after_sid) = match &resumed {
@@ -135,7 +142,9 @@ impl PgStore {
             updated_at: last.try_get(1).map_err(corrupt)?,
             sid: last.try_get::<_, &str>(0).map_err(corrupt)?.to_owned(),
         };
-        let deleted = self.delete(sids(&found)?, Some(before)).await?;
+        let found = sids(&found)?;
+        let found: Vec<&str> = found.iter().map(MessageSid::as_str).collect();
+        let deleted = self.delete_batch(&found, Some(before)).await?;
         self.set_expiry_cursor(cursor);
         Ok(deleted)
     }
@@ -197,13 +206,22 @@ impl PgStore {
     }
 
     /// Writes a batch of exported messages in one transaction, as recording their events
-    /// would have, committed before it returns. The events take change-feed positions in
-    /// arrival order; arrival times need not be unique store-wide here (a message's own
-    /// only increase), so they stay what the export shows.
+    /// would have, committed before it returns. The events keep the change-feed positions
+    /// the export shows (the sequence then goes on past the largest), or, from an export
+    /// that shows none, take new ones in arrival order; arrival times need not be unique
+    /// store-wide here (a message's own only increase), so they stay what the export shows.
     pub async fn import(&self, messages: Vec<StoredMessage>) -> Result<Imported, ImportError> {
         let mut report = Imported::default();
         let mut loaded: HashMap<String, Loaded> = HashMap::with_capacity(messages.len());
         let mut events = Vec::new();
+        let seqs = match messages
+            .iter()
+            .flat_map(|m| &m.events)
+            .all(|e| e.seq.is_some())
+        {
+            true => Seqs::Keep,
+            false => Seqs::Take,
+        };
         for message in messages {
             let replayed = replay_export(&message, Ok)?;
             report.moved += replayed.moved;
@@ -211,12 +229,25 @@ impl PgStore {
             for (n, (transition, event)) in
                 replayed.transitions.iter().zip(message.events).enumerate()
             {
+                let kept_seq = match (seqs, event.seq) {
+                    (Seqs::Keep, Some(seq)) => Some(to_i64(seq)),
+                    (Seqs::Take, Some(_)) => {
+                        return Err(ImportError::Invalid {
+                            sid: message.sid,
+                            problem: "its batch mixes events with and without a feed \
+                                      position (seq)"
+                                .into(),
+                        })
+                    }
+                    _ => None,
+                };
                 events.push(NewEvent {
                     sid: sid.clone(),
                     n: i32::try_from(n).unwrap_or(i32::MAX),
                     transition: transition.clone(),
                     token: None,
                     params: serde_json::to_string(&event.params).map_err(StoreError::corrupt)?,
+                    kept_seq,
                 });
             }
             let message_loaded = Loaded {
@@ -267,13 +298,24 @@ impl PgStore {
             }
         }
         let stripe = fastrand::i16(0..STRIPES);
-        group::apply(transaction.client(), &st, stripe, &plan, &loaded)
+        group::apply(transaction.client(), &st, stripe, &plan, &loaded, seqs)
             .await
             .map_err(unavailable)?;
         transaction.commit().await.map_err(unavailable)?;
         report.messages = loaded.len() as u64;
         report.events = plan.events.len() as u64;
         Ok(report)
+    }
+
+    /// Moves the feed's sequence past `seq`, under the feed lock.
+    pub async fn continue_feed_after(&self, seq: u64) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(unavailable)?;
+        transaction
+            .execute("SELECT statushook_keep_seqs($1)", &[&to_i64(seq)])
+            .await
+            .map_err(unavailable)?;
+        transaction.commit().await.map_err(unavailable)
     }
 
     /// Deletes one batch, trying again from a fresh read after a conflict or a lost
@@ -314,27 +356,28 @@ impl PgStore {
         let removal = Removal::prepare(&client).await.map_err(Failure::Database)?;
         let transaction = client.transaction().await.map_err(Failure::Database)?;
 
-        // Round trip 1: lock the rows, then read the events (after the locks are granted).
+        // Round trip 1: lock the rows and read the states they keep (the replay of their
+        // events, which the writer stored with them): what the counters lose. The events
+        // themselves are not read.
         let by_sid: [&(dyn ToSql + Sync); 1] = [&sids];
-        let (locked, stored) = tokio::try_join!(
-            transaction.query(&st.lock_messages, &by_sid),
-            transaction.query(&st.read_events, &by_sid),
-        )
-        .map_err(Failure::Database)?;
-        let messages = load(&locked, &stored).map_err(Failure::Store)?;
-        let mut doomed = Vec::with_capacity(messages.len());
+        let locked = transaction
+            .query(&removal.lock, &by_sid)
+            .await
+            .map_err(Failure::Database)?;
+        let mut doomed = Vec::with_capacity(locked.len());
         let mut deltas: BTreeMap<CounterKey, i64> = BTreeMap::new();
-        for (sid, message) in &messages {
-            let Some(state) = &message.before else {
+        for row in &locked {
+            let sid: &str = row.try_get(0).map_err(|e| Failure::Store(corrupt(e)))?;
+            let Some(state) = rows::state(row, 1).map_err(Failure::Store)? else {
                 continue;
             };
             if updated_before.is_some_and(|before| state.updated_at >= before) {
                 continue;
             }
-            for key in counter_keys(state) {
+            for key in counter_keys(&state) {
                 *deltas.entry(key).or_default() -= 1;
             }
-            doomed.push(sid.as_str());
+            doomed.push(sid);
         }
         if doomed.is_empty() {
             return Ok(0);
@@ -382,6 +425,7 @@ impl PgStore {
 
 /// The statements of a deletion besides the writer's, prepared once per connection.
 struct Removal {
+    lock: tokio_postgres::Statement,
     empty_counters: tokio_postgres::Statement,
     events: tokio_postgres::Statement,
     positions: tokio_postgres::Statement,
@@ -391,6 +435,14 @@ struct Removal {
 impl Removal {
     async fn prepare(client: &deadpool_postgres::Object) -> Result<Removal, tokio_postgres::Error> {
         Ok(Removal {
+            lock: client
+                .prepare_cached(&format!(
+                    "SELECT m.sid, {}, {} FROM messages m WHERE m.sid = ANY($1::text[]) \
+                     ORDER BY m.sid FOR UPDATE",
+                    rows::PARTIES,
+                    rows::STATE
+                ))
+                .await?,
             // Locks every stripe of the given counters (in key order, as the writers lock
             // theirs), then removes the rows of those whose locked stripes sum to zero. A
             // stripe row inserted meanwhile is neither locked nor removed, so the sum

@@ -3,8 +3,7 @@
 //! `statushook.schema_migrations`; replicas starting together serialise on an advisory
 //! lock, so each migration runs once, in one transaction with its record.
 
-use tokio_postgres::NoTls;
-
+use super::url::connect_failed;
 use super::{corrupt, unavailable, DatabaseUrl};
 use crate::store::StoreError;
 
@@ -15,10 +14,18 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (1, "schema", include_str!("migrations/001_schema.sql")),
     (2, "meta", include_str!("migrations/002_meta.sql")),
     (3, "lifecycle", include_str!("migrations/003_lifecycle.sql")),
+    (4, "notify", include_str!("migrations/004_feed_notify.sql")),
+    (5, "clock", include_str!("migrations/005_clock.sql")),
     (
-        5,
+        6,
+        "kept positions",
+        include_str!("migrations/006_kept_positions.sql"),
+    ),
+    (7, "vacuum", include_str!("migrations/007_vacuum.sql")),
+    (
+        8,
         "event_stream",
-        include_str!("migrations/005_event_stream.sql"),
+        include_str!("migrations/008_event_stream.sql"),
     ),
 ];
 
@@ -28,10 +35,9 @@ const MIGRATION_LOCK: i64 = 7_342_000;
 /// Applies the migrations not yet recorded; answers the versions it applied.
 pub async fn run(url: &DatabaseUrl) -> Result<Vec<u32>, StoreError> {
     let (mut client, connection) = url
-        .connection_config()
-        .connect(NoTls)
+        .session()
         .await
-        .map_err(unavailable)?;
+        .map_err(|error| connect_failed(&error))?;
     let driver = tokio::spawn(connection);
     let applied = apply(&mut client).await;
     drop(client);
@@ -42,8 +48,11 @@ pub async fn run(url: &DatabaseUrl) -> Result<Vec<u32>, StoreError> {
 async fn apply(client: &mut tokio_postgres::Client) -> Result<Vec<u32>, StoreError> {
     let transaction = client.transaction().await.map_err(unavailable)?;
     transaction
+        // Warnings only: `CREATE SCHEMA IF NOT EXISTS` would say at every start, as a
+        // NOTICE logged at INFO, that the schema exists.
         .batch_execute(&format!(
-            "SELECT pg_advisory_xact_lock({MIGRATION_LOCK});
+            "SET LOCAL client_min_messages = warning;
+             SELECT pg_advisory_xact_lock({MIGRATION_LOCK});
              CREATE SCHEMA IF NOT EXISTS statushook;
              CREATE TABLE IF NOT EXISTS statushook.schema_migrations (
                  version integer PRIMARY KEY,

@@ -19,8 +19,7 @@
 //! Tokio), so reads are plain awaits on a pooled connection instead of blocking threads,
 //! and tokio-postgres pipelines the statements of a group on one connection, which is
 //! what makes one transaction cost a few round trips however many callbacks it holds.
-//! TLS to the database is not built in (`sslmode=require` fails): run it on a private
-//! network or through a local TLS proxy.
+//! Every session speaks TLS as the URL's libpq parameters ask (`url.rs`, `tls.rs`).
 
 mod check;
 mod columns;
@@ -29,6 +28,7 @@ mod history;
 mod idempotency;
 mod leader;
 mod lifecycle;
+mod listen;
 mod meta;
 mod migrate;
 mod query;
@@ -36,86 +36,25 @@ mod rows;
 mod series;
 mod statements;
 mod stats;
+mod tls;
+mod url;
 mod writer;
 
-use std::fmt;
-use std::str::FromStr;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use tokio_postgres::NoTls;
 
 pub use leader::Lease;
+pub use lifecycle::EXPIRY_BATCH;
+pub use url::{Connection, DatabaseUrl};
 
-use crate::domain::{MessageSid, StatusEvent};
+use crate::domain::{MessageSid, StatusEvent, Timestamp};
 use crate::store::{FeedEntry, GroupObserver, Recorded, StoreError, StoredMessage};
 use writer::{Command, Shared};
-
-/// A `postgres://` URL, parsed. Its `Debug` shows where it points, never the password.
-#[derive(Clone)]
-pub struct DatabaseUrl(tokio_postgres::Config);
-
-impl DatabaseUrl {
-    /// Parses a `postgres://` (or `postgresql://`) URL. The problem never quotes the URL,
-    /// which may hold a password.
-    pub fn parse(raw: &str) -> Result<DatabaseUrl, String> {
-        let raw = raw.trim();
-        if !(raw.starts_with("postgres://") || raw.starts_with("postgresql://")) {
-            return Err("must be a postgres:// URL".into());
-        }
-        let config = tokio_postgres::Config::from_str(raw).map_err(|_| {
-            "is not a valid postgres:// URL (check the host, the port and the percent-encoding)"
-                .to_owned()
-        })?;
-        if config.get_hosts().is_empty() {
-            return Err("has no host".into());
-        }
-        Ok(DatabaseUrl(config))
-    }
-
-    /// The connection settings every statushook connection uses: its own schema;
-    /// `synchronous_commit` on whatever the server's default, since a `200` promises the
-    /// callback survives a power cut; and a plan for each execution of a prepared
-    /// statement, since a plan cached while a table was new and small (a sequential scan)
-    /// would stay in use as it grows, until the next `ANALYZE`. Every statement is a
-    /// handful of index lookups, so planning costs little.
-    fn connection_config(&self) -> tokio_postgres::Config {
-        let mut config = self.0.clone();
-        let options = format!(
-            "{} -c search_path=statushook -c synchronous_commit=on \
-             -c plan_cache_mode=force_custom_plan",
-            config.get_options().unwrap_or("")
-        );
-        config.options(options.trim());
-        if config.get_application_name().is_none() {
-            config.application_name("statushook");
-        }
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(5));
-        }
-        config
-    }
-}
-
-impl fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let host = match self.0.get_hosts().first() {
-            Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
-            Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
-            None => String::new(),
-        };
-        let port = self.0.get_ports().first().copied().unwrap_or(5432);
-        write!(
-            f,
-            "postgres://{}@{host}:{port}/{}",
-            self.0.get_user().unwrap_or(""),
-            self.0.get_dbname().unwrap_or("")
-        )
-    }
-}
 
 /// A handle on the PostgreSQL store. Cheap to clone; every clone shares one pool and one
 /// writer task.
@@ -131,6 +70,9 @@ pub struct PgStore {
     owner_lock: Arc<Mutex<Option<JoinHandle<()>>>>,
     /// Where the running retention pass has got to (see `lifecycle.rs`).
     expiry: Arc<Mutex<Option<lifecycle::ExpiryCursor>>>,
+    /// The highest change-feed position known committed by any replica (see `listen.rs`).
+    feed: Arc<watch::Sender<u64>>,
+    listener: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 /// Connections of one replica's pool: the writer holds one, reads share the rest.
@@ -140,20 +82,14 @@ const QUEUE_DEPTH: usize = 16 * 1024;
 /// How long a handler waits for its write before answering 503. A write that commits
 /// later is stored all the same; Twilio's retry is then a duplicate, which is harmless.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often a change-feed wait looks for transitions committed by other replicas.
-const FEED_POLL: Duration = Duration::from_millis(100);
 
 impl PgStore {
     /// Connects, applies pending migrations and starts the writer.
     pub async fn open(url: &DatabaseUrl, observe: GroupObserver) -> Result<PgStore, StoreError> {
         migrate::run(url).await?;
-        let manager = Manager::from_config(
-            url.connection_config(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager = url.pool_manager(ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        });
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(Runtime::Tokio1)
@@ -169,6 +105,8 @@ impl PgStore {
         let writer = writer::spawn(pool.clone(), receiver, Arc::clone(&shared), observe);
         let owner = idempotency::new_owner();
         let owner_lock = idempotency::hold_owner(url.clone(), owner);
+        let feed = Arc::new(watch::channel(0).0);
+        let listener = listen::spawn(url.clone(), pool.clone(), Arc::clone(&feed));
         Ok(PgStore {
             url: url.clone(),
             pool,
@@ -178,6 +116,8 @@ impl PgStore {
             owner,
             owner_lock: Arc::new(Mutex::new(Some(owner_lock))),
             expiry: Arc::new(Mutex::new(None)),
+            feed,
+            listener: Arc::new(Mutex::new(Some(listener))),
         })
     }
 
@@ -258,6 +198,10 @@ impl PgStore {
         if let Some(owner_lock) = owner_lock {
             owner_lock.abort();
         }
+        let listener = self.listener.lock().ok().and_then(|mut task| task.take());
+        if let Some(listener) = listener {
+            listener.abort();
+        }
         self.pool.close();
         Ok(())
     }
@@ -277,6 +221,12 @@ impl PgStore {
             .await
             .map_err(unavailable)?;
         Ok(rows::messages(&found)?.pop())
+    }
+
+    /// The database's clock, every replica's one clock (`statushook_now()`).
+    pub async fn now(&self) -> Result<Timestamp, StoreError> {
+        let client = self.client().await?;
+        now(&client).await
     }
 
     /// The highest change-feed position committed: every smaller one is committed too.
@@ -315,7 +265,9 @@ impl PgStore {
         let mut entries = Vec::with_capacity(found.len());
         for row in &found {
             let seq: i64 = row.try_get(0).map_err(corrupt)?;
-            let (sid, transition) = rows::transition_with_sid(row, 1)?;
+            let sid: &str = row.try_get(1).map_err(corrupt)?;
+            let sid = MessageSid::parse(sid).map_err(StoreError::corrupt)?;
+            let (number, transition) = rows::transition(row, 2)?;
             let Some(history) = histories.get(sid.as_str()) else {
                 continue;
             };
@@ -323,16 +275,33 @@ impl PgStore {
                 .state_through(transition.received_at)
                 .ok_or_else(|| StoreError::corrupt(format!("{sid}: no state at {seq}")))?;
             let echo = history.is_echo(seq);
-            let event = rows::stored_event(&transition, row.try_get(8).map_err(corrupt)?)?;
+            let event = rows::stored_event(&transition, row.try_get(8).map_err(corrupt)?, seq)?;
             entries.push(FeedEntry {
                 seq: u64::try_from(seq).map_err(corrupt)?,
                 sid,
+                number: u32::try_from(number).map_err(corrupt)?,
                 event,
                 state,
                 echo,
             });
         }
         Ok(entries)
+    }
+
+    /// Which of `seqs` are stored events.
+    pub async fn stored_seqs(&self, seqs: &[u64]) -> Result<HashSet<u64>, StoreError> {
+        let seqs: Vec<i64> = seqs.iter().map(|seq| to_i64(*seq)).collect();
+        let client = self.client().await?;
+        let rows = client
+            .query("SELECT seq FROM events WHERE seq = ANY($1)", &[&seqs])
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                let seq: i64 = row.try_get(0).map_err(corrupt)?;
+                u64::try_from(seq).map_err(corrupt)
+            })
+            .collect()
     }
 
     /// How many transitions were committed after `after`.
@@ -353,22 +322,38 @@ impl PgStore {
         Ok(count.max(0) as u64)
     }
 
-    /// Waits until a transition after `after` is committed (by any replica), or `timeout`.
+    /// Waits until a transition after `after` is committed (by any replica) and still
+    /// stored, or `timeout`. Commits wake the wait through watch channels, without a query
+    /// (this replica's writer, and the other replicas' notifications: see `listen.rs`); the
+    /// database then answers, once, whether what was committed after `after` before the
+    /// wait began is still stored, since it may have been erased. So a waiter costs at most
+    /// one query, and never spins on an erased end of the feed.
     pub async fn wait_for_feed(&self, after: u64, timeout: Duration) {
-        let deadline = tokio::time::Instant::now() + timeout;
         let mut local = self.shared.watermark.subscribe();
+        let mut any = self.feed.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut first = true;
         loop {
-            if *local.borrow_and_update() > after {
+            let seen = (*local.borrow_and_update()).max(*any.borrow_and_update());
+            // A commit after `after` seen before the wait began may have been erased since:
+            // the database says. One seen during the wait is new, and ends it.
+            if seen > after && (!first || self.watermark().await.is_ok_and(|w| w > after)) {
                 return;
             }
-            if self.watermark().await.is_ok_and(|w| w > after) {
-                return;
+            first = false;
+            let changed = async {
+                tokio::select! {
+                    changed = local.changed() => changed,
+                    changed = any.changed() => changed,
+                }
+            };
+            match tokio::time::timeout_at(deadline, changed).await {
+                Ok(Ok(())) => {}
+                // A channel whose sender is gone (the store closing) would wake at once
+                // forever: wait out the time instead.
+                Ok(Err(_)) => return tokio::time::sleep_until(deadline).await,
+                Err(_) => return,
             }
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            let _ = tokio::time::timeout(left.min(FEED_POLL), local.changed()).await;
         }
     }
 
@@ -406,6 +391,20 @@ impl PgStore {
     async fn client(&self) -> Result<Object, StoreError> {
         self.pool.get().await.map_err(StoreError::unavailable)
     }
+}
+
+/// The database's clock, in microseconds since the Unix epoch.
+async fn now(client: &Object) -> Result<Timestamp, StoreError> {
+    let statement = client
+        .prepare_cached("SELECT statushook_now()")
+        .await
+        .map_err(unavailable)?;
+    let row = client
+        .query_one(&statement, &[])
+        .await
+        .map_err(unavailable)?;
+    let now: i64 = row.try_get(0).map_err(corrupt)?;
+    Ok(Timestamp(u64::try_from(now).unwrap_or(0)))
 }
 
 async fn watermark(client: &Object) -> Result<u64, StoreError> {

@@ -15,8 +15,8 @@
 
 use tokio_postgres::types::ToSql;
 
-use super::{corrupt, rows, to_i64, unavailable, watermark, PgStore};
-use crate::domain::{MessageSid, Timestamp};
+use super::{corrupt, now, rows, to_i64, unavailable, watermark, PgStore};
+use crate::domain::MessageSid;
 use crate::store::{Cursor, ListQuery, Page, StoreError};
 
 impl PgStore {
@@ -25,7 +25,9 @@ impl PgStore {
         let client = self.client().await?;
         let (snapshot, issued_at) = match &query.cursor {
             Some(cursor) => (cursor.snapshot, cursor.issued_at),
-            None => (watermark(&client).await?, Timestamp::now()),
+            // The issue time comes from the database's clock, which every replica reads:
+            // a cursor issued by one replica is judged by another against the same clock.
+            None => tokio::try_join!(watermark(&client), now(&client))?,
         };
         let limit = query.limit.min(1000);
         let sql = page_sql(query);

@@ -8,7 +8,8 @@ use tokio_postgres::Row;
 
 use super::{corrupt, unavailable};
 use crate::domain::{
-    is_echo, MessageSid, MessageState, MessageStatus, Parties, Source, Timestamp, Transition,
+    is_echo, KnownStatus, MessageSid, MessageState, MessageStatus, Parties, Source, Timestamp,
+    Transition,
 };
 use crate::store::{StoreError, StoredEvent, StoredMessage};
 
@@ -51,6 +52,39 @@ pub fn parties(row: &Row, at: usize) -> Result<Parties, StoreError> {
     })
 }
 
+/// A message's current state as its row keeps it, from `messages m` (6 columns, after
+/// [`PARTIES`]): what the writer stored from `MessageState::replay` of its events.
+pub const STATE: &str = "m.status, m.error_code, m.status_dlr_done, m.created_at, m.updated_at";
+
+/// The state of a message row: its parties in the 4 columns from `at`, then the 5 of
+/// [`STATE`]; `None` for a row without events (not committed yet, or being deleted).
+pub fn state(row: &Row, at: usize) -> Result<Option<MessageState>, StoreError> {
+    let parties = parties(row, at)?;
+    let status: Option<&str> = row.try_get(at + 4).map_err(corrupt)?;
+    let error_code: Option<i64> = row.try_get(at + 5).map_err(corrupt)?;
+    let created_at: Option<i64> = row.try_get(at + 7).map_err(corrupt)?;
+    let updated_at: Option<i64> = row.try_get(at + 8).map_err(corrupt)?;
+    let (Some(created_at), Some(updated_at)) = (created_at, updated_at) else {
+        return Ok(None);
+    };
+    let status = match status {
+        None => None,
+        Some(name) => Some(
+            KnownStatus::parse(name)
+                .ok_or_else(|| StoreError::corrupt(format!("unknown status {name:?}")))?,
+        ),
+    };
+    let time = |micros: i64| u64::try_from(micros).map(Timestamp).map_err(corrupt);
+    Ok(Some(MessageState {
+        parties,
+        status,
+        error_code: error_code.map(u32::try_from).transpose().map_err(corrupt)?,
+        status_dlr_done: row.try_get(at + 6).map_err(corrupt)?,
+        created_at: time(created_at)?,
+        updated_at: time(updated_at)?,
+    }))
+}
+
 /// An event's number and transition, in the 6 columns from `at`.
 pub fn transition(row: &Row, at: usize) -> Result<(i32, Transition), StoreError> {
     let n: i32 = row.try_get(at).map_err(corrupt)?;
@@ -78,9 +112,13 @@ pub fn transition_with_sid(row: &Row, at: usize) -> Result<(MessageSid, Transiti
     Ok((sid, transition))
 }
 
-/// The event as the API shows it: its transition and its parameters (a JSON array of
-/// `[name, value]` pairs, in arrival order).
-pub fn stored_event(transition: &Transition, params: &str) -> Result<StoredEvent, StoreError> {
+/// The event as the API shows it: its transition, its parameters (a JSON array of
+/// `[name, value]` pairs, in arrival order) and its change-feed position.
+pub fn stored_event(
+    transition: &Transition,
+    params: &str,
+    seq: i64,
+) -> Result<StoredEvent, StoreError> {
     let params: Vec<(String, String)> = serde_json::from_str(params).map_err(corrupt)?;
     Ok(StoredEvent {
         status: transition.status.clone(),
@@ -89,14 +127,16 @@ pub fn stored_event(transition: &Transition, params: &str) -> Result<StoredEvent
         source: transition.source,
         raw_dlr_done_date: transition.raw_dlr_done_date.clone(),
         params,
+        seq: Some(u64::try_from(seq).map_err(corrupt)?),
     })
 }
 
 /// The columns of [`messages`]: a message's SID and parties, then one of its events with
-/// its parameters, from `messages m` joined with `events e` (12 columns).
+/// its parameters and change-feed position, from `messages m` joined with `events e` (13
+/// columns).
 pub const MESSAGE_EVENT: &str = "m.sid, m.account_sid, m.from_number, m.to_number, \
     m.messaging_service_sid, e.n, e.status, e.error_code, e.raw_dlr_done_date, e.received_at, \
-    e.source, e.params::text";
+    e.source, e.params::text, e.seq";
 
 /// Whole messages from rows of [`MESSAGE_EVENT`] ordered by SID and then by event: each
 /// message with its events and the state they replay to.
@@ -125,6 +165,7 @@ fn message(rows: &[Row]) -> Result<Option<StoredMessage>, StoreError> {
         events.push(stored_event(
             &transition,
             row.try_get(11).map_err(corrupt)?,
+            row.try_get(12).map_err(corrupt)?,
         )?);
         transitions.push(transition);
     }

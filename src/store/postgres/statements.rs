@@ -22,9 +22,13 @@ pub(super) struct Statements {
     pub insert_messages: Statement,
     pub lock_messages: Statement,
     pub read_events: Statement,
+    /// The database's clock (`statushook_now()`), every replica's one clock.
+    pub now: Statement,
     pub update_messages: Statement,
     pub add_counters: Statement,
     pub take_seqs: Statement,
+    /// For an import that keeps its events' feed positions.
+    pub keep_seqs: Statement,
     pub replace_positions: Statement,
     pub insert_events: Statement,
     pub insert_positions: Statement,
@@ -55,6 +59,7 @@ impl Statements {
                     rows::EVENT_WITH_SID
                 ))
                 .await?,
+            now: client.prepare_cached("SELECT statushook_now()").await?,
             update_messages: client
                 .prepare_cached(
                     "UPDATE messages AS m SET account_sid = u.account_sid, \
@@ -83,6 +88,9 @@ impl Statements {
             take_seqs: client
                 .prepare_cached("SELECT statushook_take_seqs($1::int8)")
                 .await?,
+            keep_seqs: client
+                .prepare_cached("SELECT statushook_keep_seqs($1::int8)")
+                .await?,
             replace_positions: client
                 .prepare_cached(
                     "UPDATE positions AS p \
@@ -95,7 +103,8 @@ impl Statements {
                 .prepare_cached(
                     "INSERT INTO events (sid, n, seq, status, error_code, raw_dlr_done_date, \
                      received_at, source, token, params) \
-                     SELECT u.sid, u.n, currval('feed_seq') - $11::int8 + u.seq, u.status, \
+                     SELECT u.sid, u.n, coalesce($12::int8, currval('feed_seq') - $11::int8) \
+                     + u.seq, u.status, \
                      u.error_code, u.dlr, u.received_at, \
                      u.source, u.token, u.params::jsonb \
                      FROM unnest($1::text[], $2::int4[], $3::int8[], $4::text[], $5::int8[], \
@@ -107,7 +116,8 @@ impl Statements {
             insert_positions: client
                 .prepare_cached(
                     "INSERT INTO positions (sid, placed_seq, status, error_code, updated_at) \
-                     SELECT u.sid, currval('feed_seq') - $6::int8 + u.placed, u.status, \
+                     SELECT u.sid, coalesce($7::int8, currval('feed_seq') - $6::int8) \
+                     + u.placed, u.status, \
                      u.error_code, u.updated_at \
                      FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::int8[]) \
                      AS u(sid, placed, status, error_code, updated_at)",

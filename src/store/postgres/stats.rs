@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use tokio_postgres::types::ToSql;
 
 use super::columns::{span_of, KIND_ERROR, KIND_STATUS, SPAN_ALL};
-use super::{corrupt, to_i64, unavailable, PgStore};
+use super::{corrupt, now, to_i64, unavailable, PgStore};
 use crate::domain::counters::{self, Piece};
 use crate::domain::{KnownStatus, Timestamp};
 use crate::store::{Counts, StoreError};
@@ -41,7 +41,8 @@ impl PgStore {
             plan.firsts.push(0);
             plan.lasts.push(1);
         } else {
-            let (from, to) = counters::window(since, until, Timestamp::now());
+            // An open window ends an hour after now, by the database's clock.
+            let (from, to) = counters::window(since, until, now(&client).await?);
             for piece in counters::split(from, to) {
                 match piece {
                     Piece::Buckets { width, first, last } => {

@@ -7,10 +7,11 @@
 //!    (`ON CONFLICT DO NOTHING`); lock every message row of the group `FOR UPDATE`, in SID
 //!    order so that two groups never wait on each other in a cycle; read their events
 //!    (a statement that starts after the locks are granted sees every event committed
-//!    before). Another replica recording the same message waits here until this commit.
+//!    before), and read the database's clock. Another replica recording the same message
+//!    waits here until this commit.
 //! 2. In Rust, with `domain::is_duplicate` and `domain::MessageState`: drop duplicates,
-//!    give each event its arrival time (never before the message's last one), compute
-//!    each message's new state.
+//!    give each event its arrival time (the database's clock, after this replica's last
+//!    time and the message's last one), compute each message's new state.
 //! 3. Update the messages rows, add the counter changes (one upsert per distinct counter,
 //!    on this replica's stripe), take change-feed positions (`statushook_take_seqs`,
 //!    which takes the feed lock), insert the events with their positions, move the
@@ -39,7 +40,8 @@ use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
-use super::group::{apply, load, Loaded, NewEvent, Plan};
+use super::corrupt;
+use super::group::{apply, load, Loaded, NewEvent, Plan, Seqs};
 use super::statements::{Statements, WRITER_SETTINGS};
 use crate::domain::{is_duplicate, is_echo, MessageState, StatusEvent, Timestamp, Transition};
 use crate::store::{GroupObserver, Recorded, StoreError};
@@ -313,20 +315,23 @@ impl Writer {
         // Round trip 1: lock the group's messages and read their events.
         let (client, st) = self.connection().await?;
         let by_sid: [&(dyn ToSql + Sync); 1] = [&sids];
-        let (_, _, locked, stored) = tokio::try_join!(
+        let (_, _, locked, stored, now) = tokio::try_join!(
             client.batch_execute("BEGIN"),
             client.execute(&st.insert_messages, &by_sid),
             client.query(&st.lock_messages, &by_sid),
             client.query(&st.read_events, &by_sid),
+            client.query_one(&st.now, &[]),
         )
         .map_err(Failure::Database)?;
         let mut messages = load(&locked, &stored).map_err(Failure::Store)?;
         if messages.len() < sids.len() {
             return Err(Failure::Vanished);
         }
+        let now: i64 = now.try_get(0).map_err(|e| Failure::Store(corrupt(e)))?;
+        let now = Timestamp(u64::try_from(now).unwrap_or(0));
 
         // In Rust: the domain's rules decide duplicates and states.
-        let plan = self.plan(pending, &mut messages);
+        let plan = self.plan(pending, &mut messages, now);
         if plan.events.is_empty() {
             let (client, _) = self.connection().await?;
             client
@@ -339,7 +344,7 @@ impl Writer {
         let stripe = self.stripe;
         let (client, st) = self.connection().await?;
         let (first, _) = tokio::try_join!(
-            apply(client, st, stripe, &plan, &messages),
+            apply(client, st, stripe, &plan, &messages, Seqs::Take),
             client.batch_execute("COMMIT"),
         )
         .map_err(Failure::Database)?;
@@ -357,7 +362,12 @@ impl Writer {
 
     /// Decides, in command order, which commands store an event, and the states they
     /// leave.
-    fn plan(&mut self, pending: &[Pending], messages: &mut HashMap<String, Loaded>) -> Plan {
+    fn plan(
+        &mut self,
+        pending: &[Pending],
+        messages: &mut HashMap<String, Loaded>,
+        now: Timestamp,
+    ) -> Plan {
         let mut plan = Plan {
             outcomes: Vec::with_capacity(pending.len()),
             events: Vec::new(),
@@ -378,7 +388,7 @@ impl Writer {
                 plan.outcomes.push(Recorded::Duplicate);
                 continue;
             }
-            let at = self.tick(message.state.as_ref().map(|s| s.updated_at));
+            let at = self.tick(now, message.state.as_ref().map(|s| s.updated_at));
             let old_parties = message.parties.clone();
             message.parties.fill_from(&p.event);
             let transition = Transition::of(&p.event, at);
@@ -409,6 +419,7 @@ impl Writer {
                 transition: transition.clone(),
                 token: p.token.clone(),
                 params: serde_json::to_string(p.event.params()).unwrap_or_else(|_| "[]".into()),
+                kept_seq: None,
             });
             message.transitions.push(transition);
             message.tokens.extend(p.token.clone());
@@ -417,10 +428,13 @@ impl Writer {
         plan
     }
 
-    /// An arrival time after this replica's last one and after `floor` (the message's
+    /// An arrival time from the database's clock (`now`, read once per group after its
+    /// locks were granted), after this replica's last one and after `floor` (the message's
     /// last update, possibly by another replica), so a message's times never go back.
-    fn tick(&mut self, floor: Option<Timestamp>) -> Timestamp {
-        let mut at = Timestamp::now().max(Timestamp(self.clock.0 + 1));
+    /// Every replica reads the same clock, so replicas whose own clocks disagree still
+    /// agree on order, windows and ages.
+    fn tick(&mut self, now: Timestamp, floor: Option<Timestamp>) -> Timestamp {
+        let mut at = now.max(Timestamp(self.clock.0 + 1));
         if let Some(floor) = floor {
             at = at.max(Timestamp(floor.0 + 1));
         }

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use tokio::sync::oneshot;
 
 use super::keys::index::{self, BY_ACCOUNT, BY_FROM, BY_STATUS, BY_TO, NO_STATUS};
-use super::keys::{decode, record_key, Record};
+use super::keys::{decode, meta_key, record_key, Record};
 use super::writer::Command;
 use super::{open_db, unavailable, wait_for, SledStore};
 use crate::domain::{KnownStatus, MessageSid, Timestamp};
@@ -68,11 +68,17 @@ impl SledStore {
         Ok(deleted)
     }
 
-    /// Deletes the messages whose recipient or sender is `phone`.
-    pub async fn delete_by_phone(&self, phone: &str) -> Result<u64, StoreError> {
+    /// Deletes the messages whose recipient or sender is one of `addresses`.
+    pub async fn delete_by_addresses(&self, addresses: Vec<String>) -> Result<u64, StoreError> {
         let store = self.clone();
-        let phone = phone.to_owned();
-        let sids = crate::store::blocking(move || store.sids_of_number(&phone)).await?;
+        let sids = crate::store::blocking(move || {
+            let mut sids = BTreeSet::new();
+            for address in &addresses {
+                sids.extend(store.sids_of_number(address)?);
+            }
+            Ok(sids.into_iter().collect())
+        })
+        .await?;
         self.delete(sids, None).await
     }
 
@@ -286,6 +292,19 @@ impl SledStore {
         })
     }
 
+    /// Marks a new, empty store as account-indexed, before `open` returns: every message
+    /// it will hold gets its entry as it is recorded, so there is nothing to back-fill and
+    /// no thread to start. Written straight into the tree, as nothing else writes yet; it
+    /// becomes durable with the writer's first fsync, and a store that loses it before then
+    /// has no message and is marked again at its next open.
+    pub(super) fn mark_accounts_indexed(&self) -> Result<(), StoreError> {
+        self.trees
+            .data
+            .insert(meta_key(ACCOUNTS_INDEXED), &[1][..])
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     /// Gives every stored message its account index entry, once, on a store written before
     /// that index existed: found off the writer's thread, added by the writer.
     pub(super) fn index_accounts(&self) {
@@ -446,6 +465,19 @@ mod tests {
 
     fn sid(raw: &str) -> MessageSid {
         MessageSid::parse(raw).expect("a sid")
+    }
+
+    #[tokio::test]
+    async fn a_new_store_is_marked_account_indexed_by_open_itself() {
+        let dir = tempfile::tempdir().expect("a folder");
+        let store = SledStore::open(dir.path(), Box::new(|_| {})).expect("opens");
+        // Marked by `open` itself, not whenever a back-fill thread gets the CPU.
+        assert_eq!(store.meta(ACCOUNTS_INDEXED).expect("read"), Some(vec![1]));
+        let keys = store.trees.data.len();
+        stored(&store, A, "queued").await;
+        assert_eq!(store.meta(ACCOUNTS_INDEXED).expect("read"), Some(vec![1]));
+        assert!(store.trees.data.len() > keys);
+        store.close().await.expect("closes");
     }
 
     #[tokio::test]

@@ -80,16 +80,16 @@ impl Listings {
         self.published.notify_all();
     }
 
-    /// For a listing's first page: registers the listing and returns its snapshot.
+    /// For a listing's first page, at `now` by the store's clock: registers the listing
+    /// and returns its snapshot.
     pub fn snapshot(
         &self,
+        now: Timestamp,
         watermark: &watch::Sender<u64>,
         failed: &watch::Sender<Option<StoreError>>,
     ) -> Result<u64, StoreError> {
         let mut state = self.lock();
-        let until = Timestamp::now()
-            .0
-            .saturating_add(HISTORY_KEPT.as_micros() as u64);
+        let until = now.0.saturating_add(HISTORY_KEPT.as_micros() as u64);
         state.keep_until = state.keep_until.max(until);
         let deadline = Instant::now() + PUBLISH_WAIT;
         while state.unkept_group {

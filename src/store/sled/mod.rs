@@ -7,6 +7,7 @@
 //! fsynced: the durable-before-200 rule lives there and nowhere else. Reads go straight
 //! to the tree from any (blocking) thread.
 
+mod clock;
 pub(crate) mod events;
 mod files;
 mod idempotency;
@@ -19,6 +20,7 @@ mod series;
 mod stats;
 mod writer;
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -63,32 +65,28 @@ impl SledStore {
             data: db.open_tree("statushook").map_err(unavailable)?,
             db,
         };
-        let clock = trees
+        let last = trees
             .data
             .get(keys::CLOCK_KEY)
             .map_err(unavailable)?
             .map_or(Timestamp(0), |value| Timestamp(decode_count(&value)));
+        let reading = clock::Reading::take();
+        let clock = clock::Clock::start(last, reading);
         // Cursors served before the store was reopened may still be in use.
         let served_before = trees.data.scan_prefix(b"m").next().is_some();
         let keep_until = match served_before {
-            true => Timestamp::now().0 + HISTORY_KEPT.as_micros() as u64,
+            true => clock.now(reading).0 + HISTORY_KEPT.as_micros() as u64,
             false => 0,
         };
         let shared = Arc::new(Shared {
-            watermark: watch::channel(clock.0).0,
+            watermark: watch::channel(last.0).0,
             failed: watch::channel(None).0,
             listings: listings::Listings::new(keep_until),
+            clock: Mutex::new(clock),
         });
         let (commands, receiver) = mpsc::channel(QUEUE_DEPTH);
-        let writer = writer::spawn(
-            trees.clone(),
-            receiver,
-            Arc::clone(&shared),
-            files,
-            observe,
-            clock,
-        )
-        .map_err(StoreError::unavailable)?;
+        let writer = writer::spawn(trees.clone(), receiver, Arc::clone(&shared), files, observe)
+            .map_err(StoreError::unavailable)?;
         let store = SledStore {
             trees,
             commands,
@@ -96,7 +94,11 @@ impl SledStore {
             writer: Arc::new(Mutex::new(Some(writer))),
             expiry: Arc::default(),
         };
-        store.index_accounts();
+        if served_before {
+            store.index_accounts();
+        } else {
+            store.mark_accounts_indexed()?;
+        }
         Ok(store)
     }
 
@@ -138,6 +140,13 @@ impl SledStore {
         wait_for(answer).await
     }
 
+    /// Makes later arrival times, which are feed positions, come after `after`.
+    pub async fn continue_feed_after(&self, after: Timestamp) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Continue { after, reply }).await?;
+        wait_for(answer).await
+    }
+
     pub fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let value = self
             .trees
@@ -149,6 +158,12 @@ impl SledStore {
 
     async fn send(&self, command: Command) -> Result<(), StoreError> {
         self.commands.send(command).await.map_err(|_| writer_gone())
+    }
+
+    /// The store's clock now: what its arrival times, listings, stats windows and
+    /// retention go by (see `clock.rs`).
+    pub fn now(&self) -> Timestamp {
+        self.shared.now()
     }
 
     /// The watermark of applied, durable writes (see `writer::Shared`).
@@ -237,6 +252,7 @@ impl SledStore {
             entries.push(FeedEntry {
                 seq,
                 sid: sid.clone(),
+                number: u32::try_from(index).map_err(StoreError::corrupt)?,
                 event,
                 state,
                 echo,
@@ -245,6 +261,22 @@ impl SledStore {
             Ok(entries.len() < limit)
         })?;
         Ok(entries)
+    }
+
+    /// Which of `seqs` are stored events, up to the watermark.
+    pub fn stored_seqs(&self, seqs: &[u64]) -> Result<HashSet<u64>, StoreError> {
+        let watermark = self.watermark();
+        let mut stored = HashSet::new();
+        for &seq in seqs.iter().filter(|seq| **seq <= watermark) {
+            let held = self
+                .trees
+                .block_at(seq)?
+                .is_some_and(|(_, block)| events::find(&block, seq).is_some());
+            if held {
+                stored.insert(seq);
+            }
+        }
+        Ok(stored)
     }
 
     /// The number of change-feed entries after `after`, up to the watermark.
@@ -261,19 +293,45 @@ impl SledStore {
         Ok(count)
     }
 
-    /// Waits until the watermark passes `after`, or `timeout`.
+    /// Waits until an event after `after` is stored, or `timeout`. The watermark passing
+    /// `after` is not enough: it moves with every write (a deletion, a probe), and the
+    /// events after `after` may have been erased, so each move is checked against the
+    /// events themselves.
     pub async fn wait_for_feed(&self, after: u64, timeout: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
         let mut watermark = self.shared.watermark.subscribe();
-        let _ = tokio::time::timeout(timeout, watermark.wait_for(|w| *w > after)).await;
+        loop {
+            let seen = *watermark.borrow_and_update();
+            if seen > after {
+                let store = self.clone();
+                let found = crate::store::blocking(move || store.has_event_after(after)).await;
+                // A read that fails is answered by the caller's own read of the feed.
+                if found.unwrap_or(true) {
+                    return;
+                }
+            }
+            match tokio::time::timeout_at(deadline, watermark.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return,
+            }
+        }
+    }
+
+    /// Whether an event after `after` is stored, up to the watermark.
+    fn has_event_after(&self, after: u64) -> Result<bool, StoreError> {
+        let mut found = false;
+        self.trees.each_event(after, self.watermark(), |_, _| {
+            found = true;
+            Ok(false)
+        })?;
+        Ok(found)
     }
 
     /// Removes the history entries (positions messages have left) older than any cursor
     /// can need, found by a scan of the two time-ordered indexes off the async threads and
     /// handed to the writer in bounded batches; returns how many.
     pub async fn forget_history(&self) -> Result<u64, StoreError> {
-        let horizon = Timestamp::now()
-            .0
-            .saturating_sub(HISTORY_KEPT.as_micros() as u64);
+        let horizon = self.now().0.saturating_sub(HISTORY_KEPT.as_micros() as u64);
         self.forget_history_before(Timestamp(horizon)).await
     }
 
@@ -448,6 +506,8 @@ impl Trees {
             source: transition.source,
             raw_dlr_done_date: transition.raw_dlr_done_date.clone(),
             params: params::unpack(body.params, &cx),
+            // An event's arrival time is its key and its change-feed position.
+            seq: Some(transition.received_at.0),
         })
     }
 

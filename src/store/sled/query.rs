@@ -31,16 +31,16 @@ impl SledStore {
     pub fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
         let snapshot = match &query.cursor {
             Some(cursor) => Timestamp(cursor.snapshot),
-            None => Timestamp(
-                self.shared
-                    .listings
-                    .snapshot(&self.shared.watermark, &self.shared.failed)?,
-            ),
+            None => Timestamp(self.shared.listings.snapshot(
+                self.now(),
+                &self.shared.watermark,
+                &self.shared.failed,
+            )?),
         };
         let issued_at = query
             .cursor
             .as_ref()
-            .map_or_else(Timestamp::now, |c| c.issued_at);
+            .map_or_else(|| self.now(), |c| c.issued_at);
         let mut messages = Vec::with_capacity(query.limit.min(1000) + 1);
         let mut keep = |sid: &str, state: MessageState| -> Result<bool, StoreError> {
             if query.matches(&state) {

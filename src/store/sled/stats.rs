@@ -41,7 +41,7 @@ impl SledStore {
         if since.is_none() && until.is_none() {
             return Ok(counts);
         }
-        let (from, to) = counters::window(since, until, Timestamp::now());
+        let (from, to) = counters::window(since, until, self.now());
         let errors: Vec<u32> = counts.by_error.iter().map(|(error, _)| *error).collect();
         let mut tally = Tally::default();
         for piece in counters::split(from, to) {

@@ -23,12 +23,13 @@
 //! moment and exits non-zero, and its supervisor restarts it on the recovered store.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 
 use sled::Batch;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::clock::{Clock, Reading};
 use super::events::EventWrites;
 use super::files::SledFiles;
 use super::keys::{
@@ -93,6 +94,11 @@ pub enum Command {
         sids: Vec<MessageSid>,
         done: Option<Vec<u8>>,
     },
+    /// Makes later arrival times (and feed positions) come after `after`.
+    Continue {
+        after: Timestamp,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     /// Commits the group it arrived in, syncs, replies and stops the writer.
     Shutdown {
         reply: oneshot::Sender<Result<(), StoreError>>,
@@ -108,6 +114,23 @@ pub struct Shared {
     /// Set once, at the first storage error.
     pub failed: watch::Sender<Option<StoreError>>,
     pub listings: Listings,
+    /// The store's clock: the writer hands out arrival times from it, readers ask it the
+    /// time (`SledStore::now`).
+    pub clock: Mutex<Clock>,
+}
+
+impl Shared {
+    pub fn clock(&self) -> MutexGuard<'_, Clock> {
+        // The clock stays consistent whatever panicked while holding the lock.
+        self.clock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The store's time now (see `clock.rs`).
+    pub fn now(&self) -> Timestamp {
+        self.clock().now(Reading::take())
+    }
 }
 
 /// Starts the writer thread; it stops after a `Shutdown`, or when every sender is gone.
@@ -117,7 +140,6 @@ pub fn spawn(
     shared: Arc<Shared>,
     files: SledFiles,
     observe: GroupObserver,
-    clock: Timestamp,
 ) -> std::io::Result<thread::JoinHandle<()>> {
     thread::Builder::new()
         .name("statushook-writer".into())
@@ -125,7 +147,6 @@ pub fn spawn(
             let mut writer = Writer {
                 trees,
                 shared,
-                clock,
                 files,
             };
             let mut group = Vec::with_capacity(MAX_GROUP);
@@ -171,12 +192,11 @@ enum Reply {
     ),
 }
 
+/// The writer hands out arrival times from `Shared::clock`: strictly increasing, so they
+/// order events, index entries and the change feed without ties.
 struct Writer {
     trees: Trees,
     shared: Arc<Shared>,
-    /// The last time handed out; arrival times are strictly increasing, so they order
-    /// events, index entries and the change feed without ties.
-    clock: Timestamp,
     files: SledFiles,
 }
 
@@ -200,7 +220,7 @@ impl Writer {
         }
         let mut next = Continue::Go;
         let mut writes = GroupWrites {
-            keep_history: self.shared.listings.keep_history(Timestamp::now()),
+            keep_history: self.shared.listings.keep_history(self.shared.now()),
             ..GroupWrites::default()
         };
         let mut replies = Vec::with_capacity(group.len());
@@ -267,6 +287,10 @@ impl Writer {
                         writes.batch.insert(meta_key(&done), &[1][..]);
                     }
                 }
+                Command::Continue { after, reply } => {
+                    self.shared.clock().pass(after);
+                    replies.push(Reply::Done(reply));
+                }
                 Command::Shutdown { reply } => {
                     next = Continue::Stop;
                     replies.push(Reply::Done(reply));
@@ -288,7 +312,7 @@ impl Writer {
                 self.shared.failed.send_replace(Some(error.clone()));
                 None
             }
-            None => Some(self.clock),
+            None => Some(self.shared.clock().last()),
         };
         self.shared
             .listings
@@ -316,14 +340,13 @@ impl Writer {
         next
     }
 
+    /// The next arrival time; a step of the system clock is logged when it is seen.
     fn tick(&mut self) -> Timestamp {
-        let now = Timestamp::now();
-        self.clock = if now > self.clock {
-            now
-        } else {
-            Timestamp(self.clock.0 + 1)
-        };
-        self.clock
+        let (at, step) = self.shared.clock().stamp(Reading::take());
+        if let Some(step) = step {
+            step.log();
+        }
+        at
     }
 
     /// Works out what recording `event` writes, without writing it yet.
@@ -561,7 +584,7 @@ impl Writer {
                 writes
                     .events
                     .insert(transition.received_at.0, encode(&body)?);
-                self.clock = self.clock.max(transition.received_at);
+                self.shared.clock().pass(transition.received_at);
                 report.events += 1;
             }
             writes.batch.insert(record_key(&sid), encode(&record)?);
@@ -573,9 +596,8 @@ impl Writer {
 
     /// Applies a group as one atomic batch and makes it durable.
     fn write(&mut self, mut writes: GroupWrites) -> Result<(), StoreError> {
-        writes
-            .batch
-            .insert(CLOCK_KEY, &self.clock.to_be_bytes()[..]);
+        let last = self.shared.clock().last();
+        writes.batch.insert(CLOCK_KEY, &last.to_be_bytes()[..]);
         std::mem::take(&mut writes.events).write(&mut writes.batch)?;
         for (key, delta) in writes.counters.drain() {
             if delta == 0 {
@@ -617,7 +639,8 @@ fn refuse(group: &mut Vec<Command>, error: &StoreError) -> Continue {
             }
             Command::Probe { reply }
             | Command::Put { reply, .. }
-            | Command::Forget { reply, .. } => {
+            | Command::Forget { reply, .. }
+            | Command::Continue { reply, .. } => {
                 let _ = reply.send(Err(error.clone()));
             }
             Command::Delete { reply, .. } => {
@@ -660,7 +683,7 @@ mod tests {
                 Arc::clone(&watermark),
                 Arc::clone(&failed),
             );
-            thread::spawn(move || listings.snapshot(&watermark, &failed))
+            thread::spawn(move || listings.snapshot(Timestamp::now(), &watermark, &failed))
         };
         thread::sleep(std::time::Duration::from_millis(100));
         assert!(
@@ -679,7 +702,9 @@ mod tests {
         );
         listings.publish(&watermark, Some(Timestamp(13)));
         assert_eq!(
-            listings.snapshot(&watermark, &failed).expect("a snapshot"),
+            listings
+                .snapshot(Timestamp::now(), &watermark, &failed)
+                .expect("a snapshot"),
             13
         );
     }
@@ -693,7 +718,9 @@ mod tests {
         failed.send_replace(Some(StoreError::unavailable("disk full")));
         listings.publish(&watermark, None);
         assert!(
-            listings.snapshot(&watermark, &failed).is_err(),
+            listings
+                .snapshot(Timestamp::now(), &watermark, &failed)
+                .is_err(),
             "the group's moves may be applied without history, above the watermark"
         );
     }

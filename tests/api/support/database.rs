@@ -68,7 +68,7 @@ fn test_server() -> String {
 
 async fn create_database(name: &str) -> String {
     let server = test_server();
-    let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
+    let (client, connection) = connect_sql(&server)
         .await
         .expect("the test database server answers");
     let driver = tokio::spawn(connection);
@@ -81,6 +81,22 @@ async fn create_database(name: &str) -> String {
     }
     drop(client);
     let _ = driver.await;
-    let (base, _) = server.rsplit_once('/').expect("a URL with a database");
-    format!("{base}/{name}")
+    // The TLS parameters after the database name stay.
+    let (url, parameters) = server.split_once('?').unwrap_or((&server, ""));
+    let (base, _) = url.rsplit_once('/').expect("a URL with a database");
+    match parameters {
+        "" => format!("{base}/{name}"),
+        _ => format!("{base}/{name}?{parameters}"),
+    }
+}
+
+/// Connects to the database at `url` over the TLS its parameters ask for, as statushook
+/// does (tokio-postgres alone refuses libpq's `sslrootcert`).
+pub async fn connect_sql(
+    url: &str,
+) -> Result<(tokio_postgres::Client, statushook::store::Connection), tokio_postgres::Error> {
+    DatabaseUrl::parse(url)
+        .expect("a database URL")
+        .connect()
+        .await
 }

@@ -9,7 +9,7 @@ use statushook::secret::Secret;
 use statushook::twilio::signature;
 
 pub const AUTH_TOKEN: &str = "test-auth-token-0123456789abcdef";
-pub const API_TOKEN: &str = "test-api-token";
+pub const API_TOKEN: &str = "test-api-token-0123456789abcdef0123456789";
 pub const FORM: &str = "application/x-www-form-urlencoded";
 pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 /// The public URL of every service the tests start, unless a test sets another.

@@ -31,7 +31,10 @@ pub const SHORT_RETRIES: [(&str, &str); 2] = [
 /// One request the receiver verified, and how it answered.
 #[derive(Debug, Clone)]
 pub struct Delivery {
-    pub id: u64,
+    /// The `webhook-id`: the transition's message SID and number in its history.
+    pub id: String,
+    /// The transition's change-feed position, from the body.
+    pub seq: u64,
     pub answer: u16,
     pub body: Value,
     /// The request's path: which of several services sent it, when each forwards to a
@@ -39,6 +42,8 @@ pub struct Delivery {
     pub path: String,
     /// When the request arrived, in seconds since the Unix epoch.
     pub arrived: f64,
+    /// Requests the receiver was handling when this one arrived, itself included.
+    pub in_flight: u64,
 }
 
 impl Delivery {
@@ -179,12 +184,15 @@ impl Receiver {
         if let Some(why) = line["rejected"].as_str() {
             self.rejected.push(why.to_owned());
         } else if let Some(id) = line["id"].as_str() {
+            let body = line["body"].clone();
             self.deliveries.push(Delivery {
-                id: id.parse().expect("webhook-id is the seq"),
+                id: id.to_owned(),
+                seq: body["seq"].as_u64().expect("the body carries the seq"),
                 answer: line["answer"].as_u64().expect("an answer") as u16,
-                body: line["body"].clone(),
+                body,
                 path: line["path"].as_str().expect("a path").to_owned(),
                 arrived: line["arrived"].as_f64().expect("an arrival time"),
+                in_flight: line["in_flight"].as_u64().expect("a count in flight"),
             });
         }
     }
@@ -192,17 +200,17 @@ impl Receiver {
     pub fn summary(&self) -> Vec<(u64, u16, String, String)> {
         self.deliveries
             .iter()
-            .map(|d| (d.id, d.answer, d.sid().to_owned(), d.status().to_owned()))
+            .map(|d| (d.seq, d.answer, d.sid().to_owned(), d.status().to_owned()))
             .collect()
     }
 }
 
-/// The ids answered `200`.
+/// The feed positions of the transitions answered `200`.
 pub fn acknowledged(deliveries: &[Delivery]) -> HashSet<u64> {
     deliveries
         .iter()
         .filter(|d| d.answer == 200)
-        .map(|d| d.id)
+        .map(|d| d.seq)
         .collect()
 }
 
@@ -210,13 +218,13 @@ pub fn acknowledged(deliveries: &[Delivery]) -> HashSet<u64> {
 /// what a receiver that de-duplicates on `webhook-id` keeps. A repeated id must carry the
 /// same body.
 pub fn first_acknowledgements(deliveries: &[Delivery]) -> Vec<Delivery> {
-    let mut by_id: HashMap<u64, &Value> = HashMap::new();
+    let mut by_id: HashMap<&str, &Value> = HashMap::new();
     let mut first = Vec::new();
     for delivery in deliveries.iter().filter(|d| d.answer == 200) {
-        match by_id.get(&delivery.id) {
+        match by_id.get(delivery.id.as_str()) {
             Some(body) => assert_eq!(*body, &delivery.body, "id {} repeated", delivery.id),
             None => {
-                by_id.insert(delivery.id, &delivery.body);
+                by_id.insert(&delivery.id, &delivery.body);
                 first.push(delivery.clone());
             }
         }
@@ -231,24 +239,24 @@ pub fn first_acknowledgements(deliveries: &[Delivery]) -> Vec<Delivery> {
 pub fn assert_in_order_per_message(deliveries: &[Delivery]) {
     let mut seqs: HashMap<&str, HashSet<u64>> = HashMap::new();
     for delivery in deliveries {
-        seqs.entry(delivery.sid()).or_default().insert(delivery.id);
+        seqs.entry(delivery.sid()).or_default().insert(delivery.seq);
     }
     let mut acked = HashSet::new();
     for delivery in deliveries {
         let earlier_unacked: Vec<u64> = seqs[delivery.sid()]
             .iter()
             .copied()
-            .filter(|seq| *seq < delivery.id && !acked.contains(seq))
+            .filter(|seq| *seq < delivery.seq && !acked.contains(seq))
             .collect();
         assert!(
             earlier_unacked.is_empty(),
             "{} ({} {}) was sent before {earlier_unacked:?} of the same message was acknowledged",
-            delivery.id,
+            delivery.seq,
             delivery.sid(),
             delivery.status()
         );
         if delivery.answer == 200 {
-            acked.insert(delivery.id);
+            acked.insert(delivery.seq);
         }
     }
 }
