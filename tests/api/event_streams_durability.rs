@@ -198,7 +198,7 @@ async fn a_batch_refused_by_postgresql_stores_nothing() {
         .expect("answered");
     assert_eq!(response.status(), 200);
     let database = database_for(data.path()).await;
-    let (db, connection) = tokio_postgres::connect(&database, tokio_postgres::NoTls)
+    let (db, connection) = crate::support::database::connect_sql(&database)
         .await
         .expect("the test database answers");
     let driver = tokio::spawn(connection);
