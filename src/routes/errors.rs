@@ -8,7 +8,8 @@
 //! may describe internals.
 //!
 //! The HTTP parser's own answers (a head too large or malformed) are written before any
-//! service runs and cannot be rewritten here; `docs/notes-hostile.md` lists them.
+//! service runs and cannot be rewritten here; `docs/operations.md` lists them ("What actix-web
+//! does not let the service shape").
 
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};

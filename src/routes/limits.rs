@@ -4,7 +4,8 @@
 //!
 //! - a request target longer than [`MAX_TARGET`] is `414` and headers larger than
 //!   [`MAX_HEADERS`] are `431`, as JSON (heads larger still, or malformed, are refused by
-//!   actix's HTTP parser before any of this runs; see `docs/notes-hostile.md`);
+//!   actix's HTTP parser before any of this runs; see `docs/operations.md`, "Hostile
+//!   clients");
 //! - a body with a `Content-Encoding` other than `identity` is `415` before a byte of it is
 //!   read. actix-web's `compress-gzip` feature (kept for compressing answers) makes its
 //!   body extractors inflate such a body as it arrives, and its size limits count the

@@ -8,7 +8,8 @@
 //! nothing. A request that presents no bearer token guesses nothing; it is answered `401`
 //! and spends nothing. So a guesser gets one try a second per address, and a client that
 //! holds the token is never refused unless it shares an address with one that guesses
-//! (behind a proxy, every client shares the proxy's; see `docs/notes-hostile.md`).
+//! (behind a proxy, every client shares the proxy's; see `docs/operations.md`, "Hostile
+//! clients").
 //!
 //! `429` rather than a delay: a delayed answer keeps a connection and a task per guess, so
 //! an attacker with many connections would be slowed no more than their number allows,

@@ -5,78 +5,42 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 use statushook::secret::Secret;
 use statushook::twilio::signature::{sign_sha1, sign_sha256};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
-use crate::support::database::{database_for, testing_postgres};
-use crate::support::fixtures::{
-    callback, encode, new_sid, API_TOKEN, AUTH_TOKEN, FORM, PUBLIC_URL,
-};
+use crate::support::binary::{serve, Binary, KeptLog};
+use crate::support::fixtures::{callback, encode, new_sid, AUTH_TOKEN, FORM, PUBLIC_URL};
 use crate::support::poll::eventually;
 
-/// The real binary, serving, with every line of its log kept.
+/// The real binary, serving, with every entry of its log after its start-up line kept.
 struct Logged {
     _child: Child,
     address: String,
-    lines: Arc<Mutex<Vec<Value>>>,
+    lines: KeptLog,
 }
 
 impl Logged {
     /// Starts `statushook serve` on a store of its own (PostgreSQL under
     /// `STATUSHOOK_TEST_STORE=postgres`), with `env` added.
-    async fn start(data_dir: &Path, env: &[(&str, &str)]) -> Logged {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_statushook"));
-        if testing_postgres() {
-            command.env("STATUSHOOK_DATABASE_URL", database_for(data_dir).await);
+    async fn start(data_dir: &Path, env: &[(&str, String)]) -> Logged {
+        let Binary {
+            child,
+            address,
+            log,
+            ..
+        } = serve(data_dir, env).await;
+        Logged {
+            _child: child,
+            address,
+            lines: log.keep(),
         }
-        let mut child = command
-            .arg("serve")
-            .env("STATUSHOOK_LISTEN", "127.0.0.1:0")
-            .env("STATUSHOOK_DATA_DIR", data_dir)
-            .env("STATUSHOOK_PUBLIC_URL", PUBLIC_URL)
-            .env("STATUSHOOK_API_TOKEN", API_TOKEN)
-            .env("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
-            .env("STATUSHOOK_LOG_FORMAT", "json")
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the binary starts");
-        let mut reader = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
-        let lines: Arc<Mutex<Vec<Value>>> = Arc::default();
-        while let Some(line) = reader.next_line().await.expect("readable stderr") {
-            let Ok(entry) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if entry["message"] == "listening" {
-                let port = entry["port"].as_u64().expect("a port");
-                let kept = Arc::clone(&lines);
-                tokio::spawn(async move {
-                    while let Ok(Some(line)) = reader.next_line().await {
-                        if let Ok(entry) = serde_json::from_str::<Value>(&line) {
-                            kept.lock().expect("the log").push(entry);
-                        }
-                    }
-                });
-                return Logged {
-                    _child: child,
-                    address: format!("http://127.0.0.1:{port}"),
-                    lines,
-                };
-            }
-        }
-        panic!("the binary exited before listening");
     }
 
     fn log(&self) -> Vec<Value> {
-        self.lines.lock().expect("the log").clone()
+        self.lines.entries()
     }
 
     /// The log lines with this message.
@@ -126,7 +90,7 @@ async fn a_burst_of_403s_with_different_reasons_leaves_every_reason_in_the_log()
     let data = tempfile::tempdir().expect("a temporary folder");
     let service = Logged::start(
         data.path(),
-        &[("STATUSHOOK_SHARED_KEYS", "K1=s3cr3t-shared")],
+        &[("STATUSHOOK_SHARED_KEYS", "K1=s3cr3t-shared".into())],
     )
     .await;
     let params = callback(&new_sid(), "sent");

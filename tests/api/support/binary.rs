@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::Response;
@@ -89,6 +90,35 @@ impl Log {
             self.read.push(line);
         }
         self.read
+    }
+
+    /// Keeps every JSON entry the binary writes from now on, gathered in the background,
+    /// for a test that looks at the log while the binary runs instead of waiting for its
+    /// next line.
+    pub fn keep(mut self) -> KeptLog {
+        let kept = KeptLog::default();
+        let entries = Arc::clone(&kept.entries);
+        tokio::spawn(async move {
+            while let Some(line) = self.lines.recv().await {
+                if let Ok(entry) = serde_json::from_str::<Value>(&line) {
+                    entries.lock().expect("the log").push(entry);
+                }
+            }
+        });
+        kept
+    }
+}
+
+/// The JSON entries of a [`Log`] kept by [`Log::keep`], as they arrive.
+#[derive(Clone, Default)]
+pub struct KeptLog {
+    entries: Arc<Mutex<Vec<Value>>>,
+}
+
+impl KeptLog {
+    /// The entries written so far, oldest first.
+    pub fn entries(&self) -> Vec<Value> {
+        self.entries.lock().expect("the log").clone()
     }
 }
 
