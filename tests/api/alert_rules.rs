@@ -174,10 +174,13 @@ async fn every_metric_and_label_value_the_alerting_rules_read_is_exposed() {
     }
 }
 
+/// A label and the values a matcher requires of it, each on some sample.
+type Matcher = (String, Vec<String>);
+
 /// Every `statushook_…` metric the text names, with the label values its `=` and `=~`
 /// matchers require (each alternative of a `=~` made of plain words). `job` and `instance`
 /// are Prometheus's own labels; `exported_job` is statushook's `job`, renamed at the scrape.
-fn selectors(rules: &str) -> Vec<(String, Vec<(String, Vec<String>)>)> {
+fn selectors(rules: &str) -> Vec<(String, Vec<Matcher>)> {
     let rules = rules.replace("\\\"", "\"");
     let mut found = Vec::new();
     let mut rest = rules.as_str();
