@@ -1,17 +1,21 @@
 //! What `deploy/prometheus/alerts.yaml` reads from `/metrics`: stored transitions by source
-//! and status, failures by error code and outcomes by account, each bounded in the label
-//! values it adds; and every metric and label value the rules name, exposed by a real server,
+//! and status (callbacks, Event Streams, sends), failures by error code and outcomes by
+//! account, each bounded in the label values it adds; and every metric and label value the rules name, exposed by a real server,
 //! so that renaming one fails here rather than silently in Prometheus.
 
 use std::collections::{HashMap, HashSet};
 
+use serde_json::json;
 use statushook::metrics::{MAX_ACCOUNTS, MAX_ERROR_CODES};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::support::fixtures::{callback, new_sid, with, ACCOUNT_SID};
 use crate::support::metrics::metric;
 use crate::support::receiver::SECRET;
 use crate::support::spawn::{spawn_app, spawn_app_with, Settings};
 use crate::support::streams::{new_event_id, status_event};
+use crate::support::twilio::{created, hello, twilio_app};
 
 /// The label values of `label` on the samples of `name` in the `/metrics` text.
 fn label_values(text: &str, name: &str, label: &str) -> Vec<String> {
@@ -132,6 +136,58 @@ async fn error_codes_and_accounts_past_their_caps_are_counted_as_other() {
         ),
         1.0
     );
+}
+
+#[tokio::test]
+async fn sends_count_as_sender_transitions_and_a_refused_send_as_a_failure_with_its_code() {
+    let twilio = MockServer::start().await;
+    let sid = new_sid();
+    Mock::given(method("POST"))
+        .respond_with(created(&sid))
+        .up_to_n_times(1)
+        .mount(&twilio)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "code": 21211, "message": "The 'To' number is not a valid phone number.",
+            "more_info": "https://www.twilio.com/docs/errors/21211", "status": 400
+        })))
+        .mount(&twilio)
+        .await;
+    let app = twilio_app(&twilio, vec![]).await;
+    assert_eq!(app.post_json("/v1/messages", &hello()).await.status(), 201);
+    assert_eq!(app.post_json("/v1/messages", &hello()).await.status(), 422);
+    assert_eq!(
+        app.post_callback(&callback(&sid, "sent")).await.status(),
+        200
+    );
+
+    let text = app.metrics().await;
+    for (series, expected) in [
+        (
+            r#"statushook_transitions_total{source="sender",status="queued"}"#,
+            1.0,
+        ),
+        (
+            r#"statushook_transitions_total{source="sender",status="failed"}"#,
+            1.0,
+        ),
+        (
+            r#"statushook_transitions_total{source="callback",status="sent"}"#,
+            1.0,
+        ),
+        (
+            r#"statushook_transitions_total{source="reconciler",status="delivered"}"#,
+            0.0,
+        ),
+        (r#"statushook_failures_total{error_code="21211"}"#, 1.0),
+        (
+            r#"statushook_account_outcomes_total{account_sid="AC0123456789abcdef0123456789abcdef",outcome="failed"}"#,
+            1.0,
+        ),
+    ] {
+        assert_eq!(metric(&text, series), expected, "{series}");
+    }
 }
 
 #[tokio::test]
