@@ -2,6 +2,10 @@
 //!
 //! Hand-written rather than pulled from a metrics crate: a dozen counters and two
 //! histograms do not justify a registry, and the text format is simple and stable.
+//! `transitions.rs` keeps the counts of stored transitions that the alerting rules of
+//! `deploy/prometheus/alerts.yaml` read, with the bounds on their label values.
+
+mod transitions;
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -9,6 +13,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::store::Counts;
+pub use transitions::{Tally, Transitions, MAX_ACCOUNTS, MAX_ERROR_CODES};
 
 /// How a callback ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +197,8 @@ pub struct Metrics {
     leases: [AtomicBool; 2],
     /// `POST /twilio/events`.
     pub streams: StreamMetrics,
+    /// Stored transitions, from every source.
+    pub transitions: Transitions,
 }
 
 struct Histogram<const N: usize> {
@@ -406,6 +413,7 @@ impl Metrics {
             );
         }
         self.streams.render(&mut out);
+        self.transitions.render(&mut out);
         if let Some(counts) = counts {
             out.push_str("# HELP statushook_messages Messages by current status.\n");
             out.push_str("# TYPE statushook_messages gauge\n");

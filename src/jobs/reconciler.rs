@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::domain::{KnownStatus, MessageSid, Source, Timestamp};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Tally};
 use crate::store::{ListQuery, Recorded, Store, StoreError};
 use crate::twilio::client::{self, SendError, TwilioClient};
 
@@ -163,8 +163,10 @@ impl Reconciler {
         };
         let found = event.status().known();
         let newer = found.is_some_and(|found| found.is_news_for(current));
+        let tally = Tally::of(&event);
         if newer && event.sid() == sid && self.store.record(event, None).await? == Recorded::Stored
         {
+            self.metrics.transitions.stored(tally);
             self.metrics.reconciler_corrected();
             tracing::info!(
                 %sid,

@@ -31,7 +31,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
 use crate::config::{loggable_url, PublicUrl};
-use crate::metrics::{EventOutcome, Outcome, StreamMetrics};
+use crate::metrics::{EventOutcome, Metrics, Outcome, Tally};
 use crate::startup::AppState;
 use crate::store::{Recorded, StoreError};
 use crate::telemetry::Repeats;
@@ -217,19 +217,27 @@ async fn receive(request: &HttpRequest, body: &[u8], state: &AppState) -> Result
             EventsError::UnreadableEvent(invalid)
         });
     }
+    let tallies: Vec<Tally> = statuses.iter().map(|(event, _)| Tally::of(event)).collect();
     let outcomes = state
         .store
         .record_all(statuses)
         .await
         .map_err(EventsError::Unavailable)?;
-    count(metrics, &outcomes);
+    count(&state.metrics, tallies, &outcomes);
     Ok(())
 }
 
-fn count(metrics: &StreamMetrics, outcomes: &[Recorded]) {
+fn count(metrics: &Metrics, tallies: Vec<Tally>, outcomes: &[Recorded]) {
     let stored = outcomes.iter().filter(|o| **o == Recorded::Stored).count() as u64;
-    metrics.events(EventOutcome::Stored, stored);
-    metrics.events(EventOutcome::Duplicate, outcomes.len() as u64 - stored);
+    metrics.streams.events(EventOutcome::Stored, stored);
+    metrics
+        .streams
+        .events(EventOutcome::Duplicate, outcomes.len() as u64 - stored);
+    for (tally, outcome) in tallies.into_iter().zip(outcomes) {
+        if *outcome == Recorded::Stored {
+            metrics.transitions.stored(tally);
+        }
+    }
 }
 
 /// A short, bounded name of a 400's reason, under which its repeats are summarised.

@@ -36,6 +36,14 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let counts = state.store.stats(None, None).await.ok();
     let bytes = state.store.size_on_disk().await.ok();
     let mut text = state.metrics.render(counts, bytes);
+    // The probe of /readyz, so that an alert on readiness needs nothing but the scrape.
+    let ready = state.store.probe().await.is_ok();
+    let _ = writeln!(
+        text,
+        "# HELP statushook_ready Whether the store took a durable write at this scrape, as GET /readyz checks (1) or not (0).\n\
+         # TYPE statushook_ready gauge\nstatushook_ready {}",
+        u8::from(ready)
+    );
     let waiting = routes::MAX_LONG_POLLS - state.long_polls.available_permits();
     let _ = writeln!(
         text,

@@ -27,8 +27,9 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::domain::{MessageSid, Source, Timestamp};
+use crate::metrics::Tally;
 use crate::startup::AppState;
-use crate::store::{Claim, Finish, KeptReply, KeyRequest, StoreError};
+use crate::store::{Claim, Finish, KeptReply, KeyRequest, Recorded, StoreError};
 use crate::telemetry::Repeats;
 use crate::twilio::client::{self, CreateError, TwilioClient, TwilioError};
 use crate::twilio::create_message::{BodyError, CreateMessage, InvalidParameter};
@@ -325,8 +326,13 @@ async fn send_and_record(
                 // is logged, not answered, or the caller would retry and send it twice. Its
                 // first callback records it anyway.
                 Some(event) => {
-                    if let Err(error) = state.store.record(event, None).await {
-                        tracing::error!(%error, "a sent message could not be recorded");
+                    let tally = Tally::of(&event);
+                    match state.store.record(event, None).await {
+                        Ok(Recorded::Stored) => state.metrics.transitions.stored(tally),
+                        Ok(Recorded::Duplicate) => {}
+                        Err(error) => {
+                            tracing::error!(%error, "a sent message could not be recorded");
+                        }
                     }
                 }
                 None => tracing::warn!("twilio's answer carries no message sid or status"),
@@ -361,8 +367,14 @@ async fn record_refusal(
     let account = message.account_sid.as_deref();
     let event = refused_event(account.unwrap_or(twilio.account_sid()), message, error)?;
     let sid = event.sid().clone();
+    let tally = Tally::of(&event);
     match state.store.record(event, None).await {
-        Ok(_) => Some(sid),
+        Ok(recorded) => {
+            if recorded == Recorded::Stored {
+                state.metrics.transitions.stored(tally);
+            }
+            Some(sid)
+        }
         Err(error) => {
             tracing::error!(%error, "a refused message could not be recorded");
             None

@@ -21,7 +21,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use super::limits::{read_body, BodyError, BODY_DEADLINE};
 use crate::config::loggable_url;
 use crate::domain::{EventError, Source, StatusEvent};
-use crate::metrics::{Outcome, Refusal};
+use crate::metrics::{Outcome, Refusal, Tally};
 use crate::startup::AppState;
 use crate::store::{Recorded, StoreError};
 use crate::telemetry::Repeats;
@@ -167,11 +167,16 @@ async fn receive(
     let token = header_str(request, "I-Twilio-Idempotency-Token")
         .filter(|token| !token.is_empty())
         .map(str::to_owned);
-    state
+    let tally = Tally::of(&event);
+    let recorded = state
         .store
         .record(event, token)
         .await
-        .map_err(CallbackError::Unavailable)
+        .map_err(CallbackError::Unavailable)?;
+    if recorded == Recorded::Stored {
+        state.metrics.transitions.stored(tally);
+    }
+    Ok(recorded)
 }
 
 /// Logs a refused signature, counts it by reason, and answers the reason. The line carries

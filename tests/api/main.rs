@@ -1,3 +1,4 @@
+mod alert_rules;
 mod api_edges;
 mod clock;
 mod crash;

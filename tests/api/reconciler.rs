@@ -82,6 +82,14 @@ async fn a_message_stuck_in_sent_becomes_delivered_and_final_messages_are_never_
         1.0
     );
     assert_eq!(metric(&metrics, "statushook_reconciler_fetches_total"), 1.0);
+    // What the silence alert reads: a status the callbacks missed.
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"statushook_transitions_total{source="reconciler",status="delivered"}"#
+        ),
+        1.0
+    );
 
     // Twilio's own `delivered` callback, arriving late, is not swallowed by the
     // reconciler's event of the same status: it is kept with all its parameters.

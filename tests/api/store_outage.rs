@@ -1,6 +1,7 @@
 //! A PostgreSQL server that goes away under a running `serve` and comes back: the
 //! service answers `503` meanwhile, never `200`, and takes callbacks again by itself, without
-//! a restart. It runs on a PostgreSQL of its own (`scripts/pg`), since it stops it.
+//! a restart, and `/metrics` shows it (`statushook_ready`, callbacks by `store_error`) for the
+//! alerting rules. It runs on a PostgreSQL of its own (`scripts/pg`), since it stops it.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::binary::{get_from_binary, post_to_binary, start_replica};
 use crate::support::fixtures::{callback, new_sid};
+use crate::support::metrics::{metric, scrape};
 use crate::support::poll::eventually;
 
 /// A throwaway PostgreSQL cluster of this test alone, removed when dropped.
@@ -153,6 +155,15 @@ async fn a_postgresql_outage_answers_503_and_the_same_process_stores_again_once_
         503,
         "ready without a database"
     );
+    // What the StatushookNotReady and StatushookStoreErrors alerts read.
+    let text = scrape(&client, &address).await;
+    assert_eq!(metric(&text, "statushook_ready"), 0.0);
+    assert!(
+        metric(
+            &text,
+            r#"statushook_callbacks_total{outcome="store_error"}"#
+        ) > 0.0
+    );
 
     cluster.resume();
     let resumed = Instant::now();
@@ -169,6 +180,10 @@ async fn a_postgresql_outage_answers_503_and_the_same_process_stores_again_once_
         "the service restarted"
     );
     assert_eq!(readiness(&client, &address).await, 200, "ready again");
+    assert_eq!(
+        metric(&scrape(&client, &address).await, "statushook_ready"),
+        1.0
+    );
 
     // Every callback answered 200, before, during or after the outage, is stored.
     let acknowledged: HashSet<String> = answers
