@@ -9,7 +9,12 @@
 //! when Twilio retries). Messages go in blocks of 1,000, each block's callbacks step by
 //! step, so the load mixes new messages with updates of existing ones, as real traffic does.
 //!
-//! `cargo run --release --example presign -- COUNT PUBLIC_URL AUTH_TOKEN OUT`
+//! SIDs are `random` by default: `SM` and 32 random lower-case hex digits, as Twilio issues
+//! them, so new messages land all over the store's key space. `sequential` SIDs count up
+//! (`SM`, the process id, a counter), so every new message's keys land at the right edge
+//! of the trees: the benchmark's only mode before 2026-12-08, kept to show the difference.
+//!
+//! `cargo run --release --example presign -- COUNT PUBLIC_URL AUTH_TOKEN OUT [random|sequential]`
 
 use std::io::{BufWriter, Write};
 
@@ -25,15 +30,28 @@ fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "https://hooks.example.com".into());
     let token = Secret::new(args.next().unwrap_or_else(|| "bench-auth-token".into()));
     let out = args.next().unwrap_or_else(|| "callbacks.tsv".into());
+    let sequential = match args.next().as_deref() {
+        None | Some("random") => false,
+        Some("sequential") => true,
+        Some(other) => panic!("SIDs are random or sequential, not {other}"),
+    };
     let url = format!("{public_url}/twilio/status");
     let mut file = BufWriter::new(std::fs::File::create(out)?);
     let run = std::process::id();
     let mut rng = fastrand::Rng::with_seed(7);
+    // Its own generator, so both kinds of SID get the same mix of paths.
+    let mut sids = fastrand::Rng::with_seed(u64::from(run));
     let mut written = 0;
     let mut block = 0u64;
     while written < count {
         // Each message's callbacks in the order they will arrive.
         let paths: Vec<Vec<(&str, Option<u32>)>> = (0..1000).map(|_| path(&mut rng)).collect();
+        let block_sids: Vec<String> = (0..1000u64)
+            .map(|i| match sequential {
+                true => format!("SM{run:08x}{:024x}", block * 1000 + i),
+                false => format!("SM{:032x}", sids.u128(..)),
+            })
+            .collect();
         let longest = paths.iter().map(Vec::len).max().unwrap_or(0);
         for step in 0..longest {
             for (i, path) in paths.iter().enumerate() {
@@ -43,8 +61,8 @@ fn main() -> std::io::Result<()> {
                 if written == count {
                     break;
                 }
-                let sid = format!("SM{run:08x}{:024x}", block * 1000 + i as u64);
-                let params = callback_params(&sid, status, error, "+15005550009", "+15005550006");
+                let sid = &block_sids[i];
+                let params = callback_params(sid, status, error, "+15005550009", "+15005550006");
                 let body = form_urlencoded::Serializer::new(String::new())
                     .extend_pairs(&params)
                     .finish();
