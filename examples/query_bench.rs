@@ -59,8 +59,12 @@ fn main() -> anyhow::Result<()> {
         let mut lookups = Vec::new();
         for i in 0..3000u64 {
             let n = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % count;
-            let (took, body) =
-                timed(&client, &format!("{base}/v1/messages/{}", sids.sid(n)), &token).await?;
+            let (took, body) = timed(
+                &client,
+                &format!("{base}/v1/messages/{}", sids.sid(n)),
+                &token,
+            )
+            .await?;
             anyhow::ensure!(
                 body["events"].as_array().is_some_and(|e| !e.is_empty()),
                 "no events for {n}"

@@ -31,8 +31,9 @@ pub struct Listings {
 struct ListingState {
     /// Until when (writer's clock, microseconds) a registered listing may read history.
     keep_until: u64,
-    /// A group that keeps no history is being applied.
-    unkept_group: bool,
+    /// Groups that keep no history, applied and not yet published (the writer applies
+    /// the next group while the last one syncs, so there can be two).
+    unkept_groups: usize,
 }
 
 /// How long a listing waits for the writer to publish a group before it gives up (a
@@ -46,7 +47,7 @@ impl Listings {
         Listings {
             state: Mutex::new(ListingState {
                 keep_until,
-                unkept_group: false,
+                unkept_groups: 0,
             }),
             published: Condvar::new(),
         }
@@ -63,19 +64,27 @@ impl Listings {
     pub(super) fn keep_history(&self, now: Timestamp) -> bool {
         let mut state = self.lock();
         let keep = now.0 < state.keep_until;
-        state.unkept_group = !keep;
+        if !keep {
+            state.unkept_groups += 1;
+        }
         keep
     }
 
-    /// For the writer, after a group is durable: publishes the new watermark and lets
-    /// waiting listings take their snapshot. After a failed group (`None`) the flag stays:
-    /// its moves may be in the tree without history, under a watermark that no longer
-    /// grows, so no listing takes a snapshot from then on (the service is exiting).
-    pub(super) fn publish(&self, watermark: &watch::Sender<u64>, clock: Option<Timestamp>) {
+    /// For the writer, after groups are durable: publishes the new watermark (the clock
+    /// of the last of them), of which `unkept` kept no history, and lets waiting listings
+    /// take their snapshot. After a failed group (`None`) the count stays: its moves may
+    /// be in the tree without history, under a watermark that no longer grows, so no
+    /// listing takes a snapshot from then on (the service is exiting).
+    pub(super) fn publish(
+        &self,
+        watermark: &watch::Sender<u64>,
+        clock: Option<Timestamp>,
+        unkept: usize,
+    ) {
         let mut state = self.lock();
         if let Some(clock) = clock {
             watermark.send_replace(clock.0);
-            state.unkept_group = false;
+            state.unkept_groups = state.unkept_groups.saturating_sub(unkept);
         }
         self.published.notify_all();
     }
@@ -92,7 +101,7 @@ impl Listings {
             .saturating_add(HISTORY_KEPT.as_micros() as u64);
         state.keep_until = state.keep_until.max(until);
         let deadline = Instant::now() + PUBLISH_WAIT;
-        while state.unkept_group {
+        while state.unkept_groups > 0 {
             if let Some(error) = failed.borrow().clone() {
                 return Err(error);
             }
