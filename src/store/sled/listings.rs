@@ -31,9 +31,8 @@ pub struct Listings {
 struct ListingState {
     /// Until when (writer's clock, microseconds) a registered listing may read history.
     keep_until: u64,
-    /// Groups that keep no history, applied and not yet published (the writer applies
-    /// the next group while the last one syncs, so there can be two).
-    unkept_groups: usize,
+    /// A group that keeps no history is being applied.
+    unkept_group: bool,
 }
 
 /// How long a listing waits for the writer to publish a group before it gives up (a
@@ -47,7 +46,7 @@ impl Listings {
         Listings {
             state: Mutex::new(ListingState {
                 keep_until,
-                unkept_groups: 0,
+                unkept_group: false,
             }),
             published: Condvar::new(),
         }
@@ -64,27 +63,19 @@ impl Listings {
     pub(super) fn keep_history(&self, now: Timestamp) -> bool {
         let mut state = self.lock();
         let keep = now.0 < state.keep_until;
-        if !keep {
-            state.unkept_groups += 1;
-        }
+        state.unkept_group = !keep;
         keep
     }
 
-    /// For the writer, after groups are durable: publishes the new watermark (the clock
-    /// of the last of them), of which `unkept` kept no history, and lets waiting listings
-    /// take their snapshot. After a failed group (`None`) the count stays: its moves may
-    /// be in the tree without history, under a watermark that no longer grows, so no
-    /// listing takes a snapshot from then on (the service is exiting).
-    pub(super) fn publish(
-        &self,
-        watermark: &watch::Sender<u64>,
-        clock: Option<Timestamp>,
-        unkept: usize,
-    ) {
+    /// For the writer, after a group is durable: publishes the new watermark and lets
+    /// waiting listings take their snapshot. After a failed group (`None`) the flag stays:
+    /// its moves may be in the tree without history, under a watermark that no longer
+    /// grows, so no listing takes a snapshot from then on (the service is exiting).
+    pub(super) fn publish(&self, watermark: &watch::Sender<u64>, clock: Option<Timestamp>) {
         let mut state = self.lock();
         if let Some(clock) = clock {
             watermark.send_replace(clock.0);
-            state.unkept_groups = state.unkept_groups.saturating_sub(unkept);
+            state.unkept_group = false;
         }
         self.published.notify_all();
     }
@@ -101,7 +92,7 @@ impl Listings {
             .saturating_add(HISTORY_KEPT.as_micros() as u64);
         state.keep_until = state.keep_until.max(until);
         let deadline = Instant::now() + PUBLISH_WAIT;
-        while state.unkept_groups > 0 {
+        while state.unkept_group {
             if let Some(error) = failed.borrow().clone() {
                 return Err(error);
             }

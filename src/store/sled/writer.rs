@@ -2,9 +2,8 @@
 //!
 //! Handlers send a [`Command`] and wait for its reply. The writer takes whatever commands
 //! have queued up (up to [`MAX_GROUP`]), applies them as one sled `Batch`, which sled makes
-//! atomic also across a crash, and hands the group to the syncer thread, which makes it
-//! durable and only then replies to each. While the syncer syncs one group, the writer
-//! plans and applies the next, and more queue up behind it, so under load one fsync
+//! atomic also across a crash, makes the group durable, and only then replies to each.
+//! While it syncs, the next group queues up behind it, so under load one fsync
 //! acknowledges hundreds of callbacks, and a lone callback at low load is synced at once.
 //! Because a single thread writes, reads of the current record need no locking; an overlay
 //! of the records changed earlier in the same group gives each command the state its
@@ -13,12 +12,8 @@
 //! # Durable means fsynced
 //!
 //! This is the one place where "no answer before the write is durable" is kept: after
-//! sled's flush of a group, the syncer calls [`SledFiles::sync`], which fsyncs every file
-//! sled needs to recover it (`files.rs` says which and why), and only then are its replies
-//! sent. One sync covers every group flushed before it, so groups that waited for the
-//! syncer together share it. Readers see a group's writes in the tree once it is applied,
-//! as before the syncer existed, but the watermark (paging snapshots, the change feed)
-//! moves only after the sync.
+//! sled's flush, [`SledFiles::sync`] fsyncs every file sled needs to recover the group
+//! (`files.rs` says which and why), once per group, and only then are replies sent.
 //!
 //! # Failure
 //!
@@ -116,13 +111,6 @@ pub fn spawn(
     observe: GroupObserver,
     clock: Timestamp,
 ) -> std::io::Result<thread::JoinHandle<()>> {
-    let (applied, to_sync) = std::sync::mpsc::channel();
-    let syncer = {
-        let shared = Arc::clone(&shared);
-        thread::Builder::new()
-            .name("statushook-syncer".into())
-            .spawn(move || sync_applied(to_sync, files, &shared))?
-    };
     thread::Builder::new()
         .name("statushook-writer".into())
         .spawn(move || {
@@ -130,8 +118,7 @@ pub fn spawn(
                 trees,
                 shared,
                 clock,
-                applied,
-                syncer: Some(syncer),
+                files,
             };
             let mut group = Vec::with_capacity(MAX_GROUP);
             while let Some(first) = commands.blocking_recv() {
@@ -144,10 +131,9 @@ pub fn spawn(
                 }
                 observe(group.len());
                 if writer.commit(&mut group) == Continue::Stop {
-                    break;
+                    return;
                 }
             }
-            writer.stop_syncer();
         })
 }
 
@@ -179,22 +165,7 @@ struct Writer {
     /// The last time handed out; arrival times are strictly increasing, so they order
     /// events, index entries and the change feed without ties.
     clock: Timestamp,
-    /// Applied groups, to the syncer.
-    applied: std::sync::mpsc::Sender<Applied>,
-    syncer: Option<thread::JoinHandle<()>>,
-}
-
-/// A group applied to the tree and flushed, waiting for its sync.
-struct Applied {
-    /// The outcome of applying and flushing it.
-    result: Result<(), StoreError>,
-    /// A storage error met while planning it (a failed read).
-    planning_error: Option<StoreError>,
-    /// Its clock: the watermark once it is durable.
-    clock: Timestamp,
-    /// Whether its moves kept no history (see [`Listings`]).
-    unkept: bool,
-    replies: Vec<Reply>,
+    files: SledFiles,
 }
 
 /// What one group writes.
@@ -286,40 +257,43 @@ impl Writer {
                 }
             }
         }
-        let unkept = !writes.keep_history;
         let result = self.write(writes);
-        let planning_error = replies.iter().find_map(|reply| match reply {
-            Reply::Record(Err(error @ StoreError::Unavailable(_)), _)
-            | Reply::Deleted(Err(error @ StoreError::Unavailable(_)), _) => Some(error.clone()),
-            _ => None,
+        let storage_error = result.as_ref().err().or_else(|| {
+            replies.iter().find_map(|reply| match reply {
+                Reply::Record(Err(error @ StoreError::Unavailable(_)), _)
+                | Reply::Deleted(Err(error @ StoreError::Unavailable(_)), _) => Some(error),
+                _ => None,
+            })
         });
-        // The writer stops at once after its own storage error; the syncer reports it.
-        if let Some(error) = result.as_ref().err().or(planning_error.as_ref()) {
-            fail(&self.shared, error);
-        }
-        let applied = Applied {
-            result,
-            planning_error,
-            clock: self.clock,
-            unkept,
-            replies,
+        let published = match storage_error {
+            Some(error) => {
+                tracing::error!(%error, "the store failed a write; exiting for a restart");
+                self.shared.failed.send_replace(Some(error.clone()));
+                None
+            }
+            None => Some(self.clock),
         };
-        if let Err(unsent) = self.applied.send(applied) {
-            // The syncer is gone (it panicked): nothing is durable from here on.
-            let error = StoreError::unavailable("the store's syncer stopped");
-            fail(&self.shared, &error);
-            answer(unsent.0.replies, &Err(error));
+        self.shared
+            .listings
+            .publish(&self.shared.watermark, published);
+        for reply in replies {
+            // A handler that gave up waiting has dropped its receiver: nothing to tell it.
+            match reply {
+                Reply::Record(outcome, reply) => {
+                    let _ = reply.send(result.clone().and(outcome));
+                }
+                Reply::Done(reply) => {
+                    let _ = reply.send(result.clone());
+                }
+                Reply::Deleted(outcome, reply) => {
+                    let _ = reply.send(result.clone().and(outcome));
+                }
+                Reply::Imported(outcome, reply) => {
+                    let _ = reply.send(result.clone().map_err(ImportError::from).and(outcome));
+                }
+            }
         }
         next
-    }
-
-    /// Lets the syncer finish the groups handed to it, and waits for it.
-    fn stop_syncer(&mut self) {
-        let (closed, _) = std::sync::mpsc::channel();
-        drop(std::mem::replace(&mut self.applied, closed));
-        if let Some(syncer) = self.syncer.take() {
-            let _ = syncer.join();
-        }
     }
 
     fn tick(&mut self) -> Timestamp {
@@ -525,7 +499,7 @@ impl Writer {
         Ok(report)
     }
 
-    /// Applies a group as one atomic batch and flushes it; the syncer makes it durable.
+    /// Applies a group as one atomic batch and makes it durable.
     fn write(&mut self, mut writes: GroupWrites) -> Result<(), StoreError> {
         writes
             .batch
@@ -549,92 +523,8 @@ impl Writer {
             .apply_batch(writes.batch)
             .map_err(unavailable)?;
         self.trees.db.flush().map_err(unavailable)?;
-        Ok(())
-    }
-}
-
-/// The syncer thread: makes applied groups durable, publishes them, then answers them.
-/// Groups that queued while it synced share its next sync.
-fn sync_applied(groups: std::sync::mpsc::Receiver<Applied>, mut files: SledFiles, shared: &Shared) {
-    while let Ok(first) = groups.recv() {
-        let mut batch = vec![first];
-        batch.extend(groups.try_iter());
-        // The one sync of these groups: nothing is acknowledged before it returns.
-        let synced = match shared.failed.borrow().clone() {
-            Some(error) => Err(error),
-            None => files.sync().map_err(StoreError::unavailable),
-        };
-        let mut published = None;
-        let mut unkept = 0;
-        let mut failed = false;
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for group in &batch {
-            let result = synced.clone().and(group.result.clone());
-            let earlier_failed = failed;
-            let storage_error = result.as_ref().err().or(group.planning_error.as_ref());
-            match storage_error {
-                Some(error) if !failed => {
-                    tracing::error!(%error, "the store failed a write; exiting for a restart");
-                    fail(shared, error);
-                    failed = true;
-                }
-                None if !failed => {
-                    published = Some(group.clock);
-                    unkept += usize::from(group.unkept);
-                }
-                _ => {}
-            }
-            // Groups after a failed one may depend on its writes: none is acknowledged.
-            outcomes.push(match (&result, earlier_failed) {
-                (Ok(()), true) => Err(shared
-                    .failed
-                    .borrow()
-                    .clone()
-                    .unwrap_or_else(|| StoreError::unavailable("an earlier write failed"))),
-                _ => result,
-            });
-        }
-        match published {
-            Some(clock) => shared
-                .listings
-                .publish(&shared.watermark, Some(clock), unkept),
-            None => shared.listings.publish(&shared.watermark, None, 0),
-        }
-        for (group, result) in batch.into_iter().zip(outcomes) {
-            answer(group.replies, &result);
-        }
-    }
-}
-
-/// Sets the store's first storage error; later ones leave it as it is.
-fn fail(shared: &Shared, error: &StoreError) {
-    shared.failed.send_if_modified(|failed| match failed {
-        Some(_) => false,
-        None => {
-            *failed = Some(error.clone());
-            true
-        }
-    });
-}
-
-/// Answers a group's commands: each its own outcome, if the group's `result` is `Ok`.
-fn answer(replies: Vec<Reply>, result: &Result<(), StoreError>) {
-    for reply in replies {
-        // A handler that gave up waiting has dropped its receiver: nothing to tell it.
-        match reply {
-            Reply::Record(outcome, reply) => {
-                let _ = reply.send(result.clone().and(outcome));
-            }
-            Reply::Done(reply) => {
-                let _ = reply.send(result.clone());
-            }
-            Reply::Deleted(outcome, reply) => {
-                let _ = reply.send(result.clone().and(outcome));
-            }
-            Reply::Imported(outcome, reply) => {
-                let _ = reply.send(result.clone().map_err(ImportError::from).and(outcome));
-            }
-        }
+        // The one sync of the group: nothing is acknowledged before it returns.
+        self.files.sync().map_err(StoreError::unavailable)
     }
 }
 
@@ -702,7 +592,7 @@ mod tests {
             !listing.is_finished(),
             "the listing waits for the group that removes old positions"
         );
-        listings.publish(&watermark, Some(Timestamp(12)), 1);
+        listings.publish(&watermark, Some(Timestamp(12)));
         let snapshot = listing.join().expect("no panic").expect("a snapshot");
         assert_eq!(
             snapshot, 12,
@@ -712,7 +602,7 @@ mod tests {
             listings.keep_history(Timestamp::now()),
             "later groups keep history for the listing"
         );
-        listings.publish(&watermark, Some(Timestamp(13)), 0);
+        listings.publish(&watermark, Some(Timestamp(13)));
         assert_eq!(
             listings.snapshot(&watermark, &failed).expect("a snapshot"),
             13
@@ -726,7 +616,7 @@ mod tests {
         let failed = watch::channel(None).0;
         assert!(!listings.keep_history(Timestamp(10)));
         failed.send_replace(Some(StoreError::unavailable("disk full")));
-        listings.publish(&watermark, None, 0);
+        listings.publish(&watermark, None);
         assert!(
             listings.snapshot(&watermark, &failed).is_err(),
             "the group's moves may be applied without history, above the watermark"
