@@ -88,7 +88,7 @@ paced() {
 
 echo "== long polls on one replica: $BIN, $POLLERS pollers, $RATE callbacks/s, $(nproc) cores"
 STATUSHOOK_LISTEN=127.0.0.1:$PORT STATUSHOOK_DATABASE_URL="$SERVER/$DB$TLS" \
-  STATUSHOOK_PUBLIC_URL=https://hooks.example.com STATUSHOOK_API_TOKEN=bench \
+  STATUSHOOK_PUBLIC_URL=https://hooks.example.com STATUSHOOK_API_TOKEN=bench-api-token-0123456789abcdef0123 \
   TWILIO_AUTH_TOKEN=bench-auth-token RUST_LOG=warn "$BIN" serve & PIDS+=($!)
 wait_for_port "$PORT"
 paced 5 >/dev/null   # warm-up

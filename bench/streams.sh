@@ -45,7 +45,7 @@ wait_for_port() {
 start_statushook() {
   DATA=$(mktemp -d)
   STATUSHOOK_LISTEN=127.0.0.1:9092 STATUSHOOK_DATA_DIR="$DATA/db" \
-  STATUSHOOK_PUBLIC_URL=https://hooks.example.com STATUSHOOK_API_TOKEN=bench \
+  STATUSHOOK_PUBLIC_URL=https://hooks.example.com STATUSHOOK_API_TOKEN=bench-api-token-0123456789abcdef0123 \
   TWILIO_AUTH_TOKEN=bench-auth-token RUST_LOG=warn \
     "$BIN" serve & PID=$!
   wait_for_port 9092

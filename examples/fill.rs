@@ -6,13 +6,22 @@
 //! sends. Writes go through `Store::record`, with many messages in flight, exactly as the
 //! callback handler uses it.
 //!
-//! `cargo run --release --example fill -- DATA_DIR COUNT`, or with a `postgres://` URL in
-//! place of the folder to fill a PostgreSQL store.
+//! SIDs are `random` by default, 32 hex digits as Twilio issues them, so messages are spread
+//! over the whole key space as in a production store; `sequential` SIDs count up
+//! (`SM` and the message's number), as every fill did before 2026-12-08. Either way the
+//! SID of message `n` is always the same, so two fills of one size hold the same messages.
+//!
+//! `cargo run --release --example fill -- DATA_DIR COUNT [random|sequential]`, or with a
+//! `postgres://` URL in place of the folder to fill a PostgreSQL store.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+#[path = "common/sids.rs"]
+mod sids;
+
+use sids::Sids;
 use statushook::cli::simulate::callback_params;
 use statushook::config::DatabaseUrl;
 use statushook::domain::{Source, StatusEvent};
@@ -47,8 +56,8 @@ fn outcome(n: u64) -> (&'static [&'static str], Option<u32>) {
     (MIX[0].1, MIX[0].2)
 }
 
-fn params(n: u64, status: &str, error: Option<u32>) -> Vec<(String, String)> {
-    let sid = format!("SM{n:032x}");
+fn params(n: u64, sids: Sids, status: &str, error: Option<u32>) -> Vec<(String, String)> {
+    let sid = sids.sid(n);
     let to = format!("+1555{:07}", n % 9_999_999);
     let from = format!("+1500555{:04}", n % 20);
     callback_params(&sid, status, error, &to, &from)
@@ -61,6 +70,7 @@ fn main() -> anyhow::Result<()> {
         .next()
         .and_then(|n| n.parse().ok())
         .unwrap_or(1_000_000);
+    let sids = Sids::parse(args.next().as_deref()).map_err(|problem| anyhow::anyhow!(problem))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -86,7 +96,7 @@ fn main() -> anyhow::Result<()> {
                         let (path, error) = outcome(n);
                         for (i, status) in path.iter().enumerate() {
                             let error = if i + 1 == path.len() { error } else { None };
-                            let event = StatusEvent::from_params(params(n, status, error), Source::Callback)
+                            let event = StatusEvent::from_params(params(n, sids, status, error), Source::Callback)
                                 .map_err(|e| anyhow::anyhow!(e))?;
                             store.record(event, Some(format!("{n:x}-{i}"))).await?;
                             events.fetch_add(1, Ordering::Relaxed);

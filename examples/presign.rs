@@ -9,15 +9,20 @@
 //! when Twilio retries). Messages go in blocks of 1,000, each block's callbacks step by
 //! step, so the load mixes new messages with updates of existing ones, as real traffic does.
 //!
-//! `cargo run --release --example presign -- COUNT PUBLIC_URL AUTH_TOKEN OUT`
+//! `cargo run --release --example presign -- COUNT PUBLIC_URL AUTH_TOKEN OUT [random|sequential] [events BATCH]`
 //!
-//! With a sixth argument, `events BATCH`, it writes the same mix as Twilio Event Streams
+//! With `events BATCH`, it writes the same mix as Twilio Event Streams
 //! requests instead, BATCH CloudEvents each (a lone object when BATCH is 1), one per line as
 //! `request target<TAB>signature<TAB>body`: the target carries `bodySHA256`, the signature
 //! is of `{PUBLIC_URL}/twilio/events?bodySHA256=…`. COUNT counts events; each event has its
 //! own `id`, and a delivery made twice repeats its event with a new `id`, as a
 //! redelivery that Twilio counts as a new event would (so the mix stores as the callbacks'
 //! does).
+//!
+//! SIDs are `random` by default: `SM` and 32 random lower-case hex digits, as Twilio issues
+//! them, so new messages land all over the store's key space. `sequential` SIDs count up
+//! (`SM`, the process id, a counter), so every new message's keys land at the right edge
+//! of the trees: the benchmark's only mode before 2026-12-08, kept to show the difference.
 
 use std::io::{BufWriter, Write};
 
@@ -33,21 +38,37 @@ fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "https://hooks.example.com".into());
     let token = Secret::new(args.next().unwrap_or_else(|| "bench-auth-token".into()));
     let out = args.next().unwrap_or_else(|| "callbacks.tsv".into());
-    let batch: Option<usize> = match args.next().as_deref() {
-        Some("events") => Some(args.next().and_then(|n| n.parse().ok()).unwrap_or(10)),
-        _ => None,
-    };
+    let mut sequential = false;
+    let mut batch: Option<usize> = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "random" => sequential = false,
+            "sequential" => sequential = true,
+            "events" => batch = Some(args.next().and_then(|n| n.parse().ok()).unwrap_or(10)),
+            other => panic!(
+                "SIDs are random or sequential, and `events BATCH` asks for streams, not {other}"
+            ),
+        }
+    }
     let url = format!("{public_url}/twilio/status");
     let events_url = format!("{public_url}/twilio/events");
     let mut pending: Vec<serde_json::Value> = Vec::new();
     let mut file = BufWriter::new(std::fs::File::create(out)?);
     let run = std::process::id();
     let mut rng = fastrand::Rng::with_seed(7);
+    // Its own generator, so both kinds of SID get the same mix of paths.
+    let mut sids = fastrand::Rng::with_seed(u64::from(run));
     let mut written = 0;
     let mut block = 0u64;
     while written < count {
         // Each message's callbacks in the order they will arrive.
         let paths: Vec<Vec<(&str, Option<u32>)>> = (0..1000).map(|_| path(&mut rng)).collect();
+        let block_sids: Vec<String> = (0..1000u64)
+            .map(|i| match sequential {
+                true => format!("SM{run:08x}{:024x}", block * 1000 + i),
+                false => format!("SM{:032x}", sids.u128(..)),
+            })
+            .collect();
         let longest = paths.iter().map(Vec::len).max().unwrap_or(0);
         for step in 0..longest {
             for (i, path) in paths.iter().enumerate() {
@@ -57,13 +78,13 @@ fn main() -> std::io::Result<()> {
                 if written == count {
                     break;
                 }
-                let sid = format!("SM{run:08x}{:024x}", block * 1000 + i as u64);
+                let sid = &block_sids[i];
                 let deliveries = if rng.u8(..100) < 3 { 2 } else { 1 };
                 if let Some(batch) = batch {
                     for _ in 0..deliveries {
                         let id = format!("EZ{run:08x}{written:024x}");
                         let event =
-                            stream_event(&id, &sid, status, error, "+15005550009", "+15005550006");
+                            stream_event(&id, sid, status, error, "+15005550009", "+15005550006");
                         pending.push(event);
                         written += 1;
                         if pending.len() == batch {
@@ -72,7 +93,7 @@ fn main() -> std::io::Result<()> {
                     }
                     continue;
                 }
-                let params = callback_params(&sid, status, error, "+15005550009", "+15005550006");
+                let params = callback_params(sid, status, error, "+15005550009", "+15005550006");
                 let body = form_urlencoded::Serializer::new(String::new())
                     .extend_pairs(&params)
                     .finish();

@@ -3,9 +3,15 @@
 //! Requests are sequential, so each figure is the latency of one request on an idle
 //! server, measured from the client.
 //!
-//! `cargo run --release --example query_bench -- http://127.0.0.1:9093 API_TOKEN COUNT`
+//! `cargo run --release --example query_bench -- http://127.0.0.1:9093 API_TOKEN COUNT [random|sequential]`,
+//! with the count and the kind of SIDs of the fill.
 
 use std::time::{Duration, Instant};
+
+#[path = "common/sids.rs"]
+mod sids;
+
+use sids::Sids;
 
 fn percentile(samples: &mut [Duration], p: f64) -> f64 {
     samples.sort_unstable();
@@ -45,6 +51,7 @@ fn main() -> anyhow::Result<()> {
         .next()
         .and_then(|n| n.parse().ok())
         .unwrap_or(1_000_000);
+    let sids = Sids::parse(args.next().as_deref()).map_err(|problem| anyhow::anyhow!(problem))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -54,8 +61,12 @@ fn main() -> anyhow::Result<()> {
         let mut lookups = Vec::new();
         for i in 0..3000u64 {
             let n = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % count;
-            let (took, body) =
-                timed(&client, &format!("{base}/v1/messages/SM{n:032x}"), &token).await?;
+            let (took, body) = timed(
+                &client,
+                &format!("{base}/v1/messages/{}", sids.sid(n)),
+                &token,
+            )
+            .await?;
             anyhow::ensure!(
                 body["events"].as_array().is_some_and(|e| !e.is_empty()),
                 "no events for {n}"
