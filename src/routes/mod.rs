@@ -3,6 +3,7 @@
 //! status code in one place; sending has its own, [`SendFailure`], because its answers are
 //! kept under idempotency keys.
 
+mod breakdown;
 mod errors;
 mod event_streams;
 mod events;
@@ -28,6 +29,7 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse, ResponseError};
 use refusals::{Token, Verdict};
 
+pub use breakdown::stats_breakdown;
 pub use errors::json_errors;
 pub use event_streams::{event_streams, MAX_BODY as MAX_EVENT_STREAM_BODY};
 pub use events::{events, MAX_LONG_POLLS};

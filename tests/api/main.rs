@@ -1,4 +1,5 @@
 mod api_edges;
+mod breakdown;
 mod clock;
 mod crash;
 mod data_lifecycle;
