@@ -46,8 +46,10 @@ impl PhoneNumber {
 /// The country (ISO 3166-1 alpha-2, `US`, `GB`…) of the phone number in a `To` or `From`
 /// address, plain or on a channel (`whatsapp:+44…`), from its calling code and leading
 /// digits as Google's libphonenumber metadata (the `phonenumber` crate) assigns them: `+1`
-/// alone is shared by some twenty countries, `+44 1481` is Guernsey. `None` for an address
-/// that is no phone number (a short code, a `messenger:` id) or a number no country owns.
+/// alone is shared by some twenty countries, `+44 7911` is Guernsey. A number whose
+/// leading digits no country's plan claims counts as the calling code's main country
+/// (`+1 500…` is `US`), as libphonenumber has it. `None` for an address that is no phone
+/// number (a short code, a `messenger:` id) or a calling code no country has.
 pub fn country(address: &str) -> Option<String> {
     let number = CHANNELS
         .iter()

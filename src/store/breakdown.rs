@@ -49,10 +49,13 @@ pub struct Breakdown {
     pub complete: bool,
 }
 
+/// Tallies by status and by error code of one group.
+type Tallies = (BTreeMap<KnownStatus, u64>, BTreeMap<u32, u64>);
+
 /// A breakdown being read: both stores feed it one message at a time, newest first.
 #[derive(Default)]
 pub(super) struct Tally {
-    groups: HashMap<Option<String>, (BTreeMap<KnownStatus, u64>, BTreeMap<u32, u64>)>,
+    groups: HashMap<Option<String>, Tallies>,
     scanned: u64,
     complete: bool,
 }
