@@ -118,18 +118,13 @@ export async function apiDelete(path, params) {
 }
 
 /**
- * Whether the token may change anything. The read-only token (STATUSHOOK_READ_TOKEN) may
- * only GET; a DELETE that names no phone number tells them apart without touching
- * anything: 403 for the read-only token, 400 (phone is required) for the API token.
- * Asked once per sign-in and kept beside the token.
+ * Whether the token may change anything: the read-only token (STATUSHOOK_READ_TOKEN) may
+ * only GET. Asked of `GET /v1/access` once per sign-in and kept beside the token.
  */
 export async function canWrite() {
   const known = sessionStorage.getItem(ACCESS_KEY);
-  if (known) return known === "write";
-  const response = await call("messages", null, "DELETE");
-  const access = response.status === 403 ? "read" : "write";
-  sessionStorage.setItem(ACCESS_KEY, access);
-  return access === "write";
+  if (!known) sessionStorage.setItem(ACCESS_KEY, (await api("access")).access);
+  return sessionStorage.getItem(ACCESS_KEY) === "full";
 }
 
 /** Downloads `GET /v1/export` for `params` under the name its Content-Disposition gives. */
