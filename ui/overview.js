@@ -3,7 +3,7 @@
 // largest senders, messaging services or destination countries (GET /v1/stats/breakdown).
 
 import {
-  api, errorLabel, exportControls, failureRate, format, formatCount, formatRate, fromInput, h,
+  alertBox, api, errorLabel, exportControls, failureRate, format, formatCount, formatRate, fromInput, h,
   show, statusBadge, toInput, zoneName,
 } from "./lib.js";
 import { failureChart, seriesChart } from "./chart.js";
@@ -46,10 +46,11 @@ export async function renderOverview(params, { quiet }) {
   const series = await api("stats/series", query);
   // The totals of exactly the window the series counted (whole buckets).
   const window = new URLSearchParams({ since: series.since, until: series.until });
-  const [stats, breakdown] = await Promise.all([
-    api("stats", window),
-    api("stats/breakdown", new URLSearchParams({ ...Object.fromEntries(window), by })),
-  ]);
+  // The breakdown reads messages, not counters: it fills its section in when it comes,
+  // and the rest of the page does not wait for it.
+  const breakdown = api("stats/breakdown", new URLSearchParams({ ...Object.fromEntries(window), by }));
+  breakdown.catch(() => {});
+  const stats = await api("stats", window);
 
   // Day buckets are UTC days whatever the zone shown; hours are shown in the chosen zone.
   const byDay = series.bucket === "day";
@@ -102,7 +103,7 @@ export async function renderOverview(params, { quiet }) {
     h("div", { class: "columns" },
       statusTable(stats, window),
       errorTable(stats, window)),
-    breakdownTable(breakdown, by, params, window),
+    breakdownSection(breakdown, by, params, window),
   );
   document.body.dataset.view = "overview";
   performance.mark("statushook:ready");
@@ -228,7 +229,7 @@ function groupName(by, key, window) {
   return h("span", { class: "sid" }, key);
 }
 
-function breakdownTable(breakdown, by, params, window) {
+function breakdownSection(pending, by, params, window) {
   const select = h("select", { id: "breakdown-by", name: "by" },
     Object.entries(BREAKDOWNS).map(([value, text]) => h("option", { value, selected: value === by }, text)));
   select.addEventListener("change", () => {
@@ -242,9 +243,9 @@ function breakdownTable(breakdown, by, params, window) {
     h("td", { class: "num" }, formatCount((group.by_status.failed ?? 0) + (group.by_status.undelivered ?? 0))),
     h("td", { class: "num" }, formatRate(failureRate(group))),
     h("td", { class: "num" }, formatRate(group.delivery_rate)));
-  return h("section", { class: "card", "aria-labelledby": "breakdown-title" },
-    h("h2", { id: "breakdown-title" }, "Largest groups"),
-    h("div", { class: "row" }, h("label", { for: "breakdown-by" }, "By"), select),
+  const body = h("div", { "aria-busy": "true" }, h("p", { class: "muted" }, "Loading…"));
+  pending.finally(() => body.removeAttribute("aria-busy")).catch(() => {});
+  pending.then((breakdown) => body.replaceChildren(...[
     breakdown.complete ? null : h("p", { class: "muted" },
       `Counted the newest ${formatCount(breakdown.scanned)} messages of this window; it holds more.`),
     breakdown.groups.length === 0 ? h("p", { class: "muted" }, "No messages in this window.") :
@@ -259,5 +260,10 @@ function breakdownTable(breakdown, by, params, window) {
           breakdown.groups.map((group) =>
             row(group, groupName(by, group.key, window), { "data-key": group.key ?? "" })),
           breakdown.others ? row(breakdown.others,
-            `${formatCount(breakdown.others.groups)} others`, { "data-others": "" }) : null))));
+            `${formatCount(breakdown.others.groups)} others`, { "data-others": "" }) : null))),
+  ].filter(Boolean)), (error) => body.replaceChildren(alertBox(error.message)));
+  return h("section", { class: "card", "aria-labelledby": "breakdown-title" },
+    h("h2", { id: "breakdown-title" }, "Largest groups"),
+    h("div", { class: "row" }, h("label", { for: "breakdown-by" }, "By"), select),
+    body);
 }

@@ -472,7 +472,6 @@ describe("the dashboard for the people on call", () => {
     assert.equal(await carrier.textContent(), "26 Nov 2026, 09:00:00 UTC");
     assert.match(await page.locator("#timeline .dlr").textContent(), /RawDlrDoneDate 2611260900/);
     assert.equal(await page.locator('#timeline li[data-changed="false"]').count(), 0);
-    await shoot(page, "message-done-date");
 
     // A `queued` that arrived after `sent`: stored and shown, marked as changing nothing.
     const [late] = [...model].find(([, m]) => m.events.map((e) => e.status).join() === "sent,queued");
@@ -486,6 +485,7 @@ describe("the dashboard for the people on call", () => {
     })));
     assert.deepEqual(events.map((e) => [e.status, e.changed]), [["sent", "true"], ["queued", "false"]]);
     assert.match(events[1].note, /^Did not change the status: sent stands/);
+    await shoot(page, "message-late-event");
     await page.context().close();
   });
 
