@@ -16,9 +16,13 @@ const nav = document.getElementById("nav");
 
 /** The pending refresh of the current view, if any. */
 let timer = null;
+/** Renders started; a view drawn by an older one than the last would undo a newer one. */
+let renders = 0;
 
 async function render({ quiet = false } = {}) {
   clearTimeout(timer);
+  const mine = ++renders;
+  const current = () => mine === renders;
   if (!token.get()) {
     nav.hidden = true;
     signIn();
@@ -33,16 +37,21 @@ async function render({ quiet = false } = {}) {
   }
   try {
     const writable = await canWrite();
+    if (!current()) return;
     document.getElementById("read-only").hidden = writable;
-    const context = { quiet, writable };
+    // Each view draws only while `current()`: an answer that comes after the user moved on
+    // (another page, another zone) is dropped.
+    const context = { quiet, writable, current };
     const sid = path.match(SID);
     if (sid) await renderMessage(sid[1], context);
     else if (path === "/messages") await renderMessages(params, context);
     else await renderOverview(params, context);
+    if (!current()) return;
     document.getElementById("updated").textContent = `Updated ${format(new Date(), {
       hour: "2-digit", minute: "2-digit", second: "2-digit",
     })} ${zoneName()}`;
   } catch (error) {
+    if (!current()) return;
     if (error instanceof Unauthorized) {
       token.clear();
       signIn("The API token was refused; sign in again.");

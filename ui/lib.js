@@ -236,10 +236,10 @@ export function errorLabel(code, description) {
 }
 
 /**
- * Buttons that download `GET /v1/export` of the window in `window` (since, until) as CSV
- * or JSON lines; the export takes no other filter, which `note` says where one is set.
+ * Buttons that download `GET /v1/export` of the messages `filters` select (the listing's
+ * filters) as CSV or JSON lines, with a `note` if the export is not exactly what is shown.
  */
-export function exportControls(window, note) {
+export function exportControls(filters, note) {
   const status = h("span", { class: "muted", "aria-live": "polite" });
   const button = (label, format) => h("button", {
     type: "button", class: "secondary", "data-format": format,
@@ -247,7 +247,8 @@ export function exportControls(window, note) {
       event.target.disabled = true;
       status.textContent = "Exporting…";
       try {
-        const query = new URLSearchParams({ ...Object.fromEntries(window), format });
+        const query = new URLSearchParams(filters);
+        query.set("format", format);
         status.textContent = `Downloaded ${await download(query)}.`;
       } catch (error) {
         status.textContent = `The export failed: ${error.message}`;

@@ -14,7 +14,7 @@ const NUMBER = /^\+[1-9][0-9]{0,14}$/;
 /** Cursors of the pages before the current one, so "Previous page" can go back. */
 let previous = [];
 
-export async function renderMessages(params, { quiet }) {
+export async function renderMessages(params, { quiet, current }) {
   document.title = "Messages · statushook";
   const query = new URLSearchParams();
   for (const name of FILTERS) for (const value of params.getAll(name)) {
@@ -25,15 +25,17 @@ export async function renderMessages(params, { quiet }) {
   else previous = [];
   if (!quiet) show(h("h1", {}, "Messages"), filters(params), h("p", { class: "muted" }, "Loading…"));
   const page = number ? await either(number, query) : await api("messages", query);
+  if (!current()) return;
   const filtered = number || [...query.keys()].some((name) => name !== "cursor" && name !== "limit");
-  const window = new URLSearchParams();
-  for (const name of ["since", "until"]) if (query.get(name)) window.set(name, query.get(name));
-  const narrower = ["status", "error_code", "to", "from"].some((name) => query.has(name)) || number;
+  // The export takes the listing's filters, but one number at a time.
+  const exported = new URLSearchParams(query);
+  exported.delete("limit");
+  exported.delete("cursor");
   show(
     h("h1", {}, "Messages"),
     filters(params),
-    exportControls(window, narrower
-      ? "The export holds every message updated in the window; it takes no other filter." : null),
+    exportControls(exported, number
+      ? "The export holds every message of the other filters; search the number as recipient only or sender only to export its messages." : null),
     h("p", { class: "muted", "aria-live": "polite", id: "list-summary" },
       number ? `Messages to or from ${number}, newest update first.` :
         `${formatCount(page.messages.length)} message${page.messages.length === 1 ? "" : "s"}` +
@@ -203,10 +205,11 @@ function pager(params, nextCursor) {
     }, "Next page") : null);
 }
 
-export async function renderMessage(sid, { quiet, writable }) {
+export async function renderMessage(sid, { quiet, writable, current }) {
   document.title = `${sid} · statushook`;
   if (!quiet) show(h("h1", { class: "sid" }, sid), h("p", { class: "muted" }, "Loading…"));
   const message = await api(`messages/${sid}`);
+  if (!current()) return;
   const facts = [
     ["Status", statusBadge(message.status)],
     ["Error", errorLabel(message.error_code, message.error_description)],

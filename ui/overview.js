@@ -28,7 +28,7 @@ const BREAKDOWNS = {
 
 const regions = new Intl.DisplayNames(["en"], { type: "region" });
 
-export async function renderOverview(params, { quiet }) {
+export async function renderOverview(params, { quiet, current }) {
   document.title = "Overview · statushook";
   const rangeKey = params.has("since") ? "custom" : (params.get("range") ?? "24h");
   const preset = RANGES[rangeKey];
@@ -44,6 +44,7 @@ export async function renderOverview(params, { quiet }) {
   }
   if (!quiet) show(h("h1", {}, "Overview"), picker(rangeKey, params), h("p", { class: "muted" }, "Loading…"));
   const series = await api("stats/series", query);
+  if (!current()) return;
   // The totals of exactly the window the series counted (whole buckets).
   const window = new URLSearchParams({ since: series.since, until: series.until });
   // The breakdown reads messages, not counters: it fills its section in when it comes,
@@ -51,6 +52,7 @@ export async function renderOverview(params, { quiet }) {
   const breakdown = api("stats/breakdown", new URLSearchParams({ ...Object.fromEntries(window), by }));
   breakdown.catch(() => {});
   const stats = await api("stats", window);
+  if (!current()) return;
 
   // Day buckets are UTC days whatever the zone shown; hours are shown in the chosen zone.
   const byDay = series.bucket === "day";
