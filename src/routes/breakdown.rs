@@ -6,9 +6,12 @@
 //! newest of the window (the answer's `complete` says whether that was all of them), and
 //! the answer holds at most `limit` groups (at most [`MAX_GROUPS`]), the rest summed in
 //! `others`. Countries come from the `phonenumber` crate (Google's libphonenumber
-//! metadata), one lookup per distinct recipient, off the async threads.
+//! metadata), one lookup per distinct recipient, off the async threads, remembered for the
+//! next breakdown (see [`Countries`]).
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
+use std::sync::{LazyLock, Mutex, PoisonError};
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
@@ -17,7 +20,7 @@ use super::stats::{describe_errors, parse_window, CountsView};
 use super::ApiError;
 use crate::domain::{country, KnownStatus, RfcTime};
 use crate::startup::AppState;
-use crate::store::{Breakdown, Counts, Party, StoreError};
+use crate::store::{Breakdown, Counts, Party, StoreError, MAX_SCANNED};
 
 /// The most groups an answer lists.
 pub const MAX_GROUPS: usize = 100;
@@ -171,13 +174,48 @@ pub async fn stats_breakdown(
     Ok(HttpResponse::Ok().json(view))
 }
 
+/// The countries of recipients already looked up. A lookup tries the number against the
+/// plans of every country that shares its calling code (tens of microseconds for `+1`), and
+/// the dashboard asks for the same window again on every refresh. Keyed by a hash of the
+/// address under this process's random key, never by the number itself, which is personal
+/// data and may be erased; at most `MAX_SCANNED` entries, emptied when full.
+struct Countries {
+    key: std::collections::hash_map::RandomState,
+    known: HashMap<u64, Option<String>>,
+}
+
+static COUNTRIES: LazyLock<Mutex<Countries>> = LazyLock::new(|| {
+    Mutex::new(Countries {
+        key: std::collections::hash_map::RandomState::new(),
+        known: HashMap::new(),
+    })
+});
+
+impl Countries {
+    fn of(&mut self, address: &str) -> Option<String> {
+        let hash = self.key.hash_one(address);
+        if let Some(known) = self.known.get(&hash) {
+            return known.clone();
+        }
+        if self.known.len() as u64 >= MAX_SCANNED {
+            self.known.clear();
+        }
+        let found = country(address);
+        self.known.insert(hash, found.clone());
+        found
+    }
+}
+
 /// The recipients' groups merged by the country of their numbers.
 fn by_country(breakdown: Breakdown) -> Vec<(Option<String>, Counts)> {
+    // A lookup only reads and inserts whole entries: one that panicked left none half made.
+    let mut known = COUNTRIES.lock().unwrap_or_else(PoisonError::into_inner);
     let mut countries: HashMap<Option<String>, Vec<Counts>> = HashMap::new();
     for (to, counts) in breakdown.groups {
-        let key = to.as_deref().and_then(country);
+        let key = to.as_deref().and_then(|to| known.of(to));
         countries.entry(key).or_default().push(counts);
     }
+    drop(known);
     countries
         .into_iter()
         .map(|(key, counts)| (key, sum(counts)))
