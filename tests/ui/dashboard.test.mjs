@@ -479,8 +479,10 @@ describe("the dashboard for the people on call", () => {
     const message = await apiGet(app.base, `messages/${late}`);
     assert.equal(message.status, "sent");
     await page.goto(`${app.base}/ui/#/messages/${late}`);
-    await page.waitForSelector(`body[data-view="message"] h1.sid`);
-    await page.waitForFunction((s) => document.querySelector("h1.sid")?.textContent === s, late);
+    // The page of the other message, drawn: its heading shows while it loads, its timeline
+    // once it has come.
+    await page.waitForFunction((s) => document.querySelector("h1.sid")?.textContent === s
+      && document.querySelector("#timeline"), late);
     const events = await page.locator("#timeline > li").evaluateAll((items) => items.map((item) => ({
       status: item.dataset.status, changed: item.dataset.changed, note: item.querySelector(".note")?.textContent ?? null,
     })));
@@ -651,15 +653,22 @@ describe("the dashboard for the people on call", () => {
 
   test("auto-refresh redraws the view with new data every 30 seconds when asked", async () => {
     const page = await newPage();
+    let fetched = 0;
+    page.on("request", (request) => {
+      if (new URL(request.url()).pathname === "/v1/stats/series") fetched += 1;
+    });
     await page.clock.install();
     await signIn(page);
     const total = () => page.locator('[data-stat="total"] .value').textContent();
     assert.equal(await total(), String(model.size));
     assert.equal(await page.getByLabel("Refresh").inputValue(), "0");
     // Off: a minute passes, a message arrives, nothing is fetched again.
+    const before = fetched;
     await post(sid(0xabcfff), { statuses: ["queued", "failed"], final: "failed", errorCode: 30008,
       to: "+15550009999", from: "+15005550006" });
     await page.clock.runFor(61_000);
+    await page.evaluate(() => document.readyState);
+    assert.equal(fetched, before, "nothing fetched while refresh is off");
     assert.equal(await total(), String(model.size - 1));
     // Every 30 s: the next tick shows it.
     await page.getByLabel("Refresh").selectOption("30");
