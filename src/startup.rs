@@ -264,6 +264,8 @@ fn routes_table(config: &mut web::ServiceConfig) {
                 .route("/stats", web::get().to(routes::stats))
                 .route("/events", web::get().to(routes::events))
                 .route("/stats/series", web::get().to(routes::stats_series))
+                .route("/stats/breakdown", web::get().to(routes::stats_breakdown))
+                .route("/access", web::get().to(routes::token_access))
                 .route("/forwarding", web::get().to(routes::forwarding_status))
                 .route(
                     "/forwarding/replay",

@@ -1,16 +1,28 @@
-// Entry point: sign-in, navigation between the views, sign-out.
+// Entry point: sign-in, navigation between the views, the header's settings (time zone,
+// refresh), sign-out.
 //
 // The API token lives in sessionStorage: it is gone when the tab closes, and it is sent
 // only as the bearer token of /v1 requests to this origin.
 
-import { api, ApiError, alertBox, h, route, show, token, Unauthorized } from "./lib.js";
+import {
+  api, ApiError, alertBox, canWrite, format, h, refresh, route, show, token, Unauthorized,
+  zone, zoneName,
+} from "./lib.js";
 import { renderOverview } from "./overview.js";
 import { renderMessages, renderMessage } from "./messages.js";
 
 const SID = /^\/messages\/((SM|MM)[0-9a-fA-F]{32})$/;
+const nav = document.getElementById("nav");
 
-async function render() {
-  const nav = document.getElementById("nav");
+/** The pending refresh of the current view, if any. */
+let timer = null;
+/** Renders started; a view drawn by an older one than the last would undo a newer one. */
+let renders = 0;
+
+async function render({ quiet = false } = {}) {
+  clearTimeout(timer);
+  const mine = ++renders;
+  const current = () => mine === renders;
   if (!token.get()) {
     nav.hidden = true;
     signIn();
@@ -24,14 +36,26 @@ async function render() {
     else link.removeAttribute("aria-current");
   }
   try {
+    const writable = await canWrite();
+    if (!current()) return;
+    document.getElementById("read-only").hidden = writable;
+    // Each view draws only while `current()`: an answer that comes after the user moved on
+    // (another page, another zone) is dropped.
+    const context = { quiet, writable, current };
     const sid = path.match(SID);
-    if (sid) await renderMessage(sid[1]);
-    else if (path === "/messages") await renderMessages(params);
-    else await renderOverview(params);
+    if (sid) await renderMessage(sid[1], context);
+    else if (path === "/messages") await renderMessages(params, context);
+    else await renderOverview(params, context);
+    if (!current()) return;
+    document.getElementById("updated").textContent = `Updated ${format(new Date(), {
+      hour: "2-digit", minute: "2-digit", second: "2-digit",
+    })} ${zoneName()}`;
   } catch (error) {
+    if (!current()) return;
     if (error instanceof Unauthorized) {
       token.clear();
       signIn("The API token was refused; sign in again.");
+      return;
     } else if (error instanceof ApiError) {
       show(alertBox(error.message));
     } else {
@@ -39,6 +63,18 @@ async function render() {
       throw error;
     }
   }
+  schedule();
+}
+
+/** Renders the view again after the chosen interval, unless someone is typing in it. */
+function schedule() {
+  const seconds = Number(refresh.get());
+  if (!seconds) return;
+  timer = setTimeout(() => {
+    const typing = document.activeElement?.closest("main input, main select, main textarea");
+    if (document.hidden || typing) schedule();
+    else render({ quiet: true });
+  }, seconds * 1000);
 }
 
 function signIn(message) {
@@ -51,8 +87,8 @@ function signIn(message) {
   const button = h("button", { type: "submit" }, "Sign in");
   const form = h("form", { class: "card sign-in", onsubmit: submit },
     h("h1", {}, "Sign in"),
-    h("p", {}, "Enter the API token of this statushook (STATUSHOOK_API_TOKEN). ",
-      "It is kept for this browser tab only."),
+    h("p", {}, "Enter the API token of this statushook (STATUSHOOK_API_TOKEN), or its ",
+      "read-only token (STATUSHOOK_READ_TOKEN). It is kept for this browser tab only."),
     h("label", { for: "token" }, "API token"),
     input,
     button,
@@ -80,6 +116,21 @@ function signIn(message) {
   }
 }
 
+const zoneSelect = document.getElementById("zone");
+const refreshSelect = document.getElementById("refresh");
+document.getElementById("zone-local").textContent =
+  `local time (${Intl.DateTimeFormat().resolvedOptions().timeZone})`;
+zoneSelect.value = zone.get();
+refreshSelect.value = refresh.get();
+zoneSelect.addEventListener("change", () => {
+  zone.set(zoneSelect.value);
+  render({ quiet: true });
+});
+refreshSelect.addEventListener("change", () => {
+  refresh.set(refreshSelect.value);
+  clearTimeout(timer);
+  schedule();
+});
 document.getElementById("sign-out").addEventListener("click", () => {
   token.clear();
   location.hash = "#/";

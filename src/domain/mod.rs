@@ -12,7 +12,7 @@ mod timestamp;
 
 pub use event::{EventError, Source, StatusEvent};
 pub use message::{effective, is_duplicate, is_echo, MessageState, Parties, Transition};
-pub use phone::PhoneNumber;
+pub use phone::{country, PhoneNumber};
 pub use sid::{is_sid, AccountSid, MessageSid};
 pub use status::{KnownStatus, MessageStatus};
 pub use timestamp::{RfcTime, Timestamp};

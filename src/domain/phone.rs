@@ -1,5 +1,5 @@
 //! A phone number as a privacy erasure names it: E.164, and every form in which a
-//! message's `To` or `From` can carry it.
+//! message's `To` or `From` can carry it; and the country an address's number belongs to.
 
 use std::fmt;
 
@@ -43,6 +43,28 @@ impl PhoneNumber {
     }
 }
 
+/// The country (ISO 3166-1 alpha-2, `US`, `GB`…) of the phone number in a `To` or `From`
+/// address, plain or on a channel (`whatsapp:+44…`), from its calling code and leading
+/// digits as Google's libphonenumber metadata (the `phonenumber` crate) assigns them: `+1`
+/// alone is shared by some twenty countries, `+44 7911` is Guernsey. A number whose
+/// leading digits no country's plan claims counts as the calling code's main country
+/// (`+1 500…` is `US`), as libphonenumber has it. `None` for an address that is no phone
+/// number (a short code, a `messenger:` id) or a calling code no country has.
+pub fn country(address: &str) -> Option<String> {
+    let number = CHANNELS
+        .iter()
+        .find_map(|channel| {
+            address
+                .strip_prefix(channel)
+                .and_then(|rest| rest.strip_prefix(':'))
+        })
+        .unwrap_or(address);
+    let number = PhoneNumber::parse(number).ok()?;
+    let parsed = phonenumber::parse(None, number.as_str()).ok()?;
+    let id = parsed.country().id()?;
+    Some(id.as_ref().to_owned())
+}
+
 /// Never the number itself: it is personal data, and debug output ends up in logs.
 impl fmt::Debug for PhoneNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -81,5 +103,25 @@ mod tests {
             ["+14155550100", "whatsapp:+14155550100", "rcs:+14155550100"]
         );
         assert!(!format!("{number:?}").contains("415"));
+    }
+
+    #[test]
+    fn an_address_has_the_country_of_its_number() {
+        for (address, expected) in [
+            ("+14155550100", Some("US")),
+            ("+16135550100", Some("CA")),
+            ("+18765550100", Some("JM")),
+            ("+447400123456", Some("GB")),
+            ("+447911123456", Some("GG")),
+            ("+15005550006", Some("US")),
+            ("whatsapp:+4915112345678", Some("DE")),
+            ("rcs:+33612345678", Some("FR")),
+            ("+5511987654321", Some("BR")),
+            ("12345", None),
+            ("messenger:1234567890", None),
+            ("+999123456", None),
+        ] {
+            assert_eq!(country(address).as_deref(), expected, "{address}");
+        }
     }
 }

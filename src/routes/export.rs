@@ -1,5 +1,7 @@
 //! `GET /v1/export?since=…&until=…&format=jsonl|csv`: every message with its events,
-//! streamed from the running service, consistent as of the start of the export.
+//! streamed from the running service, consistent as of the start of the export; with the
+//! listing's filters (`status`, `error_code`, `to`, `from`, `account_sid`), only the
+//! messages the listing would show (the dashboard's "Export" of the list it shows).
 //!
 //! The export reads at the store's snapshot taken when the request arrives (see
 //! `store/lifecycle.rs`): each message as it stood then, with the events received by then;
@@ -23,12 +25,13 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::stream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
+use super::messages::{check_window, filter};
 use super::query::pairs;
-use super::{query_time, ApiError};
+use super::ApiError;
 use crate::archive::export::{header, write_message, Format};
-use crate::domain::{MessageSid, Timestamp};
+use crate::domain::MessageSid;
 use crate::startup::AppState;
-use crate::store::{Store, StoredMessage};
+use crate::store::{ListQuery, Store, StoredMessage};
 
 /// Exports running at once, at most. An export is an operator's tool (a backup, a move to
 /// another store); four at once is plenty, and four stalled ones cost a few MiB.
@@ -47,8 +50,8 @@ const STALL: Duration = Duration::from_secs(60);
 type Chunk = Result<web::Bytes, std::io::Error>;
 
 struct ExportQuery {
-    since: Option<Timestamp>,
-    until: Option<Timestamp>,
+    /// The listing's filters; its `limit` and `cursor` are not used.
+    filter: ListQuery,
     format: Format,
 }
 
@@ -162,11 +165,11 @@ async fn produce(export: Export, _place: OwnedSemaphorePermit) {
             return;
         };
         after = Some(last.sid.clone());
-        let (since, until) = (export.query.since, export.query.until);
         let mut messages = page.into_iter();
         loop {
+            let filter = export.query.filter.clone();
             let rendered = tokio::task::spawn_blocking(move || {
-                let rendered = render(&mut messages, since, until, format);
+                let rendered = render(&mut messages, &filter, format);
                 (messages, rendered)
             })
             .await;
@@ -200,21 +203,17 @@ async fn produce(export: Export, _place: OwnedSemaphorePermit) {
     }
 }
 
-/// The bytes of the next messages inside the window, about [`CHUNK`] of them, and how many
-/// messages they hold; empty when `messages` is exhausted.
+/// The bytes of the next messages that pass the filter, about [`CHUNK`] of them, and how
+/// many messages they hold; empty when `messages` is exhausted.
 fn render(
     messages: &mut std::vec::IntoIter<StoredMessage>,
-    since: Option<Timestamp>,
-    until: Option<Timestamp>,
+    filter: &ListQuery,
     format: Format,
 ) -> Result<(Vec<u8>, usize), crate::archive::export::ExportError> {
     let mut out = Vec::with_capacity(CHUNK + CHUNK / 4);
     let mut count = 0;
     for message in messages.by_ref() {
-        let updated_at = message.state.updated_at;
-        if since.is_some_and(|since| updated_at < since)
-            || until.is_some_and(|until| updated_at >= until)
-        {
+        if !filter.matches(&message.state) {
             continue;
         }
         write_message(&mut out, message, format)?;
@@ -228,15 +227,15 @@ fn render(
 
 fn parse(raw: &str) -> Result<ExportQuery, ApiError> {
     let mut query = ExportQuery {
-        since: None,
-        until: None,
+        filter: ListQuery::default(),
         format: Format::Jsonl,
     };
     let bad = |name: &str, problem: String| ApiError::BadRequest(format!("{name}: {problem}"));
-    for (name, value) in pairs(raw, &[])? {
+    for (name, value) in pairs(raw, &["status"])? {
+        if filter(&mut query.filter, &name, &value)? {
+            continue;
+        }
         match name.as_ref() {
-            "since" => query.since = Some(query_time("since", &value)?),
-            "until" => query.until = Some(query_time("until", &value)?),
             "format" => {
                 query.format = match value.as_ref() {
                     "jsonl" => Format::Jsonl,
@@ -247,10 +246,6 @@ fn parse(raw: &str) -> Result<ExportQuery, ApiError> {
             other => return Err(bad(other, "is not a parameter of the export".into())),
         }
     }
-    if let (Some(since), Some(until)) = (query.since, query.until) {
-        if since >= until {
-            return Err(bad("until", "must be later than since".into()));
-        }
-    }
+    check_window(&query.filter)?;
     Ok(query)
 }

@@ -69,27 +69,10 @@ fn parse_list_query(raw: &str) -> Result<(ListQuery, Option<String>), ApiError> 
     };
     let mut cursor = None;
     for (name, value) in pairs(raw, &["status"])? {
+        if filter(&mut query, &name, &value)? {
+            continue;
+        }
         match name.as_ref() {
-            "status" => {
-                let status = KnownStatus::parse(&value)
-                    .ok_or_else(|| bad("status", format!("{value:?} is not a message status")))?;
-                if !query.statuses.contains(&status) {
-                    query.statuses.push(status);
-                }
-            }
-            "error_code" => query.error_code = Some(error_code(&value)?),
-            "account_sid" => {
-                let account =
-                    AccountSid::parse(&value).map_err(|_| ApiError::InvalidParameter {
-                        parameter: "account_sid",
-                        problem: "must be AC followed by 32 hex digits".into(),
-                    })?;
-                query.account_sid = Some(account.as_str().to_owned());
-            }
-            "to" => query.to = Some(phone_filter("to", &value)?),
-            "from" => query.from = Some(phone_filter("from", &value)?),
-            "since" => query.since = Some(query_time("since", &value)?),
-            "until" => query.until = Some(query_time("until", &value)?),
             "limit" => {
                 query.limit = value
                     .parse()
@@ -106,12 +89,47 @@ fn parse_list_query(raw: &str) -> Result<(ListQuery, Option<String>), ApiError> 
             other => return Err(bad(other, "is not a parameter of this listing".into())),
         }
     }
-    if let (Some(since), Some(until)) = (query.since, query.until) {
-        if since >= until {
-            return Err(bad("until", "must be later than since".into()));
-        }
-    }
+    check_window(&query)?;
     Ok((query, cursor))
+}
+
+/// Reads the listing filter `name` (`status`, `error_code`, `account_sid`, `to`, `from`,
+/// `since`, `until`) into `query`; answers `false` for a name that is none of them. The
+/// export takes the same filters.
+pub(super) fn filter(query: &mut ListQuery, name: &str, value: &str) -> Result<bool, ApiError> {
+    match name {
+        "status" => {
+            let status = KnownStatus::parse(value)
+                .ok_or_else(|| bad("status", format!("{value:?} is not a message status")))?;
+            if !query.statuses.contains(&status) {
+                query.statuses.push(status);
+            }
+        }
+        "error_code" => query.error_code = Some(error_code(value)?),
+        "account_sid" => {
+            let account = AccountSid::parse(value).map_err(|_| ApiError::InvalidParameter {
+                parameter: "account_sid",
+                problem: "must be AC followed by 32 hex digits".into(),
+            })?;
+            query.account_sid = Some(account.as_str().to_owned());
+        }
+        "to" => query.to = Some(phone_filter("to", value)?),
+        "from" => query.from = Some(phone_filter("from", value)?),
+        "since" => query.since = Some(query_time("since", value)?),
+        "until" => query.until = Some(query_time("until", value)?),
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// `until` must come after `since` when both are given.
+pub(super) fn check_window(query: &ListQuery) -> Result<(), ApiError> {
+    match (query.since, query.until) {
+        (Some(since), Some(until)) if since >= until => {
+            Err(bad("until", "must be later than since".into()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// An `error_code` filter: a whole number that fits an error code (Twilio's are five

@@ -3,6 +3,7 @@
 //! status code in one place; sending has its own, [`SendFailure`], because its answers are
 //! kept under idempotency keys.
 
+mod breakdown;
 mod errors;
 mod event_streams;
 mod events;
@@ -25,9 +26,10 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::{web, HttpResponse, ResponseError};
+use actix_web::{web, HttpMessage, HttpResponse, ResponseError};
 use refusals::{Token, Verdict};
 
+pub use breakdown::stats_breakdown;
 pub use errors::json_errors;
 pub use event_streams::{event_streams, MAX_BODY as MAX_EVENT_STREAM_BODY};
 pub use events::{events, MAX_LONG_POLLS};
@@ -181,6 +183,10 @@ pub async fn require_bearer(
             Some(token) => access(state, token).ok_or(Refusal::WrongToken),
         },
     };
+    if let Ok(access) = access {
+        // For `GET /v1/access`, which tells a client (the dashboard) what its token may do.
+        request.extensions_mut().insert(access);
+    }
     let refusal = match access {
         Ok(Access::Full) => None,
         Ok(Access::Read) if reads(request.method()) => None,
@@ -243,7 +249,7 @@ pub async fn require_bearer(
 
 /// What a bearer token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Access {
+pub(crate) enum Access {
     /// `STATUSHOOK_API_TOKEN`: everything.
     Full,
     /// `STATUSHOOK_READ_TOKEN`: `GET` only.
@@ -263,6 +269,18 @@ fn access(state: &AppState, token: &str) -> Option<Access> {
         (false, true) => Some(Access::Read),
         (false, false) => None,
     }
+}
+
+/// `GET /v1/access`: what the bearer token presented may do, `{"access": "full"}` for the
+/// API token and `{"access": "read"}` for the read-only one, so that a client such as the
+/// dashboard leaves out what it may not do without trying it.
+pub async fn token_access(request: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    let access = match request.extensions().get::<Access>() {
+        Some(Access::Full) => "full",
+        Some(Access::Read) => "read",
+        None => return Err(ApiError::Unauthorized),
+    };
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "access": access })))
 }
 
 /// The methods the read token may use: those that change nothing.

@@ -25,7 +25,7 @@ struct StatsView {
 
 /// The counts of `/v1/stats`, also those of each bucket of a series.
 #[derive(Serialize)]
-struct CountsView {
+pub(super) struct CountsView {
     /// Messages whose current status is known, last updated within the window.
     total: u64,
     by_status: BTreeMap<&'static str, u64>,
@@ -37,7 +37,7 @@ struct CountsView {
 }
 
 impl CountsView {
-    fn new(stats: &Counts) -> CountsView {
+    pub(super) fn new(stats: &Counts) -> CountsView {
         let count = |wanted: &[KnownStatus]| -> u64 {
             stats
                 .by_status
@@ -65,7 +65,7 @@ impl CountsView {
     }
 }
 
-fn describe_errors<'a>(
+pub(super) fn describe_errors<'a>(
     codes: impl IntoIterator<Item = &'a (u32, u64)>,
 ) -> BTreeMap<String, Option<&'static str>> {
     codes
@@ -197,15 +197,19 @@ pub async fn stats_series(
     Ok(HttpResponse::Ok().json(view))
 }
 
-struct WindowQuery {
-    window: (Option<Timestamp>, Option<Timestamp>),
+pub(super) struct WindowQuery {
+    pub(super) window: (Option<Timestamp>, Option<Timestamp>),
     /// Values of the other parameters the route takes.
-    extra: BTreeMap<String, String>,
+    pub(super) extra: BTreeMap<String, String>,
 }
 
 /// Reads `since` and `until`, and the parameters named in `extra`; any other name is
 /// refused, naming the route.
-fn parse_window(raw: &str, route: &str, extra: &[&str]) -> Result<WindowQuery, ApiError> {
+pub(super) fn parse_window(
+    raw: &str,
+    route: &str,
+    extra: &[&str],
+) -> Result<WindowQuery, ApiError> {
     let (mut since, mut until) = (None, None);
     let mut values = BTreeMap::new();
     for (name, value) in pairs(raw, &[])? {

@@ -12,6 +12,7 @@
 //! Every write is durable before its method returns: with sled, fsynced (see
 //! `sled/writer.rs`); with PostgreSQL, committed with `synchronous_commit` on.
 
+mod breakdown;
 mod idempotency;
 mod lifecycle;
 mod listing;
@@ -23,6 +24,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use breakdown::{Breakdown, Party, MAX_SCANNED};
 pub use idempotency::{Claim, ClaimTicket, Finish, KeptReply, KeyRequest, IDEMPOTENCY_WINDOW};
 pub use lifecycle::{ImportError, Imported, DELETE_BATCH};
 pub use listing::{Cursor, CursorError, ListQuery, Page, CURSOR_LIFETIME, HISTORY_KEPT};
@@ -367,6 +369,23 @@ impl Store {
                 blocking(move || store.series(since, until, size)).await
             }
             Store::Postgres(store) => store.series(since, until, size).await,
+        }
+    }
+
+    /// The messages last updated within `[since, until)` grouped by `party`: the newest
+    /// [`MAX_SCANNED`] of them at most (see `breakdown.rs`).
+    pub async fn breakdown(
+        &self,
+        party: Party,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+    ) -> Result<Breakdown, StoreError> {
+        match self {
+            Store::Sled(store) => {
+                let store = store.clone();
+                blocking(move || store.breakdown(party, since, until)).await
+            }
+            Store::Postgres(store) => store.breakdown(party, since, until).await,
         }
     }
 

@@ -20,7 +20,7 @@ use crate::support::binary::{
 use crate::support::database::{
     database_for, fresh_database, open_store, test_database, testing_postgres,
 };
-use crate::support::fixtures::{callback, new_sid, with, ACCOUNT_SID, API_TOKEN};
+use crate::support::fixtures::{callback, callbacks_to, new_sid, with, ACCOUNT_SID, API_TOKEN};
 use crate::support::metrics::{metric, scrape};
 use crate::support::poll::eventually;
 use crate::support::spawn::{spawn_app, spawn_app_with, Settings};
@@ -619,6 +619,63 @@ async fn an_export_takes_a_window_and_csv_and_refuses_bad_parameters() {
         );
     }
     assert_eq!(app.get("/v1/export").await.status(), 401);
+}
+
+#[tokio::test]
+async fn an_export_with_the_listings_filters_holds_exactly_the_messages_the_listing_shows() {
+    let app = spawn_app().await;
+    let outcomes = [
+        ("delivered", None, "+15005550101"),
+        ("failed", Some(30008), "+15005550101"),
+        ("undelivered", Some(30003), "+15005550102"),
+        ("undelivered", Some(30003), "+15005550103"),
+        ("sent", None, "+15005550103"),
+    ];
+    for (status, code, to) in outcomes {
+        let sid = new_sid();
+        for params in callbacks_to(&sid, status, code) {
+            let params: Vec<_> = params
+                .into_iter()
+                .map(|(name, value)| match name.as_str() {
+                    "To" => (name, to.to_owned()),
+                    _ => (name, value),
+                })
+                .collect();
+            assert_eq!(app.post_callback(&params).await.status(), 200);
+        }
+    }
+    for query in [
+        "status=failed",
+        "status=failed&status=undelivered",
+        "error_code=30003",
+        "to=%2B15005550103",
+        "to=%2B15005550101&status=delivered",
+        "from=%2B15005550006",
+        "status=read",
+    ] {
+        let listed: BTreeSet<String> = app.json(&format!("/v1/messages?{query}&limit=1000")).await
+            ["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .map(|m| m["sid"].as_str().expect("a sid").to_owned())
+            .collect();
+        let response = app.get_authorized(&format!("/v1/export?{query}")).await;
+        assert_eq!(response.status(), 200, "{query}");
+        let exported: BTreeSet<String> = response
+            .text()
+            .await
+            .expect("text")
+            .lines()
+            .map(|line| {
+                let message: Value = serde_json::from_str(line).expect("a JSON line");
+                message["sid"].as_str().expect("a sid").to_owned()
+            })
+            .collect();
+        assert_eq!(exported, listed, "{query}");
+    }
+    let response = app.get_authorized("/v1/export?status=lost").await;
+    assert_eq!(response.status(), 400);
 }
 
 /// The store the tests run against, opened in this process: a fresh test database with

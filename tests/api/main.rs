@@ -1,5 +1,6 @@
 mod alert_rules;
 mod api_edges;
+mod breakdown;
 mod clock;
 mod crash;
 mod data_lifecycle;

@@ -163,3 +163,17 @@ async fn without_a_read_token_configured_no_other_token_reads() {
     .await;
     assert_eq!(response.status(), 401);
 }
+
+#[tokio::test]
+async fn the_access_route_tells_each_token_what_it_may_do() {
+    let app = app_with_read_token().await;
+    for (token, access) in [(API_TOKEN, "full"), (READ_TOKEN, "read")] {
+        let response =
+            with_authorization(&app, Method::GET, "/v1/access", &format!("Bearer {token}")).await;
+        assert_eq!(response.status(), 200, "{access}");
+        let body: Value = response.json().await.expect("JSON");
+        assert_eq!(body, serde_json::json!({ "access": access }));
+    }
+    let response = with_authorization(&app, Method::GET, "/v1/access", "Bearer wrong").await;
+    assert_eq!(response.status(), 401);
+}

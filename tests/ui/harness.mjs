@@ -19,7 +19,7 @@ export const ACCOUNT_SID = "AC0123456789abcdef0123456789abcdef";
  * Starts `STATUSHOOK_BIN serve` on 127.0.0.1:0 with a temporary data folder and reads the
  * port it logs. Answers {base, stop()}.
  */
-export async function startStatushook({ dataDir } = {}) {
+export async function startStatushook({ dataDir, env = {} } = {}) {
   const binary = process.env.STATUSHOOK_BIN;
   if (!binary) throw new Error("set STATUSHOOK_BIN to the statushook binary (scripts/test-ui does)");
   const ownDir = dataDir ? null : mkdtempSync(join(tmpdir(), "statushook-ui-"));
@@ -33,6 +33,7 @@ export async function startStatushook({ dataDir } = {}) {
       TWILIO_AUTH_TOKEN: AUTH_TOKEN,
       STATUSHOOK_LOG_FORMAT: "json",
       RUST_LOG: "info",
+      ...env,
     },
     stdio: ["ignore", "ignore", "pipe"],
   });
@@ -72,13 +73,14 @@ export function sign(url, params) {
 }
 
 /** The parameters Twilio sends with an SMS status callback. */
-export function callback(sid, status, { to, from, errorCode } = {}) {
+export function callback(sid, status, { to, from, errorCode, service, rawDlrDoneDate } = {}) {
   const params = [
     ["SmsSid", sid], ["SmsStatus", status], ["MessageStatus", status],
-    ["To", to ?? "+15005550009"], ["MessagingServiceSid", ""], ["MessageSid", sid],
+    ["To", to ?? "+15005550009"], ["MessagingServiceSid", service ?? ""], ["MessageSid", sid],
     ["AccountSid", ACCOUNT_SID], ["From", from ?? "+15005550006"], ["ApiVersion", "2010-04-01"],
   ];
   if (errorCode !== undefined) params.push(["ErrorCode", String(errorCode)]);
+  if (rawDlrDoneDate !== undefined) params.push(["RawDlrDoneDate", rawDlrDoneDate]);
   return params;
 }
 
@@ -104,6 +106,15 @@ export async function apiGet(base, path) {
   });
   if (!response.ok) throw new Error(`GET /v1/${path} answered ${response.status}`);
   return response.json();
+}
+
+/** GET under /v1 with the API token, as text (an export). */
+export async function apiText(base, path) {
+  const response = await fetch(`${base}/v1/${path}`, {
+    headers: { Authorization: `Bearer ${API_TOKEN}` },
+  });
+  if (!response.ok) throw new Error(`GET /v1/${path} answered ${response.status}`);
+  return response.text();
 }
 
 /** Debian's Chromium, headless, with nothing fetched from the network on its own. */

@@ -15,7 +15,8 @@ use super::columns::{span_of, KIND_ERROR, KIND_STATUS, SPAN_ALL};
 use super::{corrupt, now, to_i64, unavailable, PgStore};
 use crate::domain::counters::{self, Piece};
 use crate::domain::{KnownStatus, Timestamp};
-use crate::store::{Counts, StoreError};
+use crate::store::breakdown::Tally;
+use crate::store::{Breakdown, Counts, Party, StoreError, MAX_SCANNED};
 
 /// What a window is read as: counter bucket ranges `[first, last)` per span, and the
 /// sub-minute edges `[from, to)` counted exactly.
@@ -122,6 +123,59 @@ impl PgStore {
             }
         }
         Ok(counts(by_status, by_error))
+    }
+}
+
+impl PgStore {
+    /// The messages last updated within `[since, until)`, newest first through the live
+    /// listing positions' time index, grouped by `party`: at most `MAX_SCANNED` rows and
+    /// one more to tell whether the window held more, in one statement (one snapshot).
+    pub async fn breakdown(
+        &self,
+        party: Party,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+    ) -> Result<Breakdown, StoreError> {
+        let column = match party {
+            Party::From => "m.from_number",
+            Party::To => "m.to_number",
+            Party::MessagingService => "m.messaging_service_sid",
+        };
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {column}, m.status, m.error_code FROM positions p \
+                 JOIN messages m ON m.sid = p.sid \
+                 WHERE p.replaced_seq IS NULL AND p.status IS NOT NULL \
+                 AND p.updated_at >= $1 AND p.updated_at < $2 \
+                 ORDER BY p.updated_at DESC, p.sid DESC LIMIT $3"
+            ))
+            .await
+            .map_err(unavailable)?;
+        let since = to_i64(since.map_or(0, |t| t.0));
+        let until = to_i64(until.map_or(u64::MAX, |t| t.0));
+        let most = to_i64(MAX_SCANNED + 1);
+        let rows = client
+            .query(&statement, &[&since, &until, &most])
+            .await
+            .map_err(unavailable)?;
+        let mut tally = Tally::new();
+        for row in &rows {
+            let key: Option<&str> = row.try_get(0).map_err(corrupt)?;
+            let status: Option<&str> = row.try_get(1).map_err(corrupt)?;
+            let error: Option<i64> = row.try_get(2).map_err(corrupt)?;
+            let status = status
+                .map(|raw| {
+                    KnownStatus::parse(raw)
+                        .ok_or_else(|| StoreError::corrupt(format!("unknown status {raw:?}")))
+                })
+                .transpose()?;
+            let error = error.map(u32::try_from).transpose().map_err(corrupt)?;
+            if !tally.add(key, status, error) {
+                break;
+            }
+        }
+        Ok(tally.finish())
     }
 }
 

@@ -21,7 +21,8 @@ use std::cmp::Reverse;
 use super::keys::index::{self, BY_ACCOUNT, BY_ERROR, BY_FROM, BY_STATUS, BY_TO, NO_STATUS};
 use super::{unavailable, SledStore};
 use crate::domain::{KnownStatus, MessageSid, MessageState, Timestamp};
-use crate::store::{Cursor, ListQuery, Page, StoreError};
+use crate::store::breakdown::Tally;
+use crate::store::{Breakdown, Cursor, ListQuery, Page, Party, StoreError};
 
 /// The most messages of one number that a listing sorts itself; beyond, it walks by time.
 const MAX_SORTED: usize = 10_000;
@@ -90,6 +91,28 @@ impl SledStore {
             None
         };
         Ok(Page { messages, next })
+    }
+
+    /// The messages last updated within `[since, until)`, newest first, grouped by
+    /// `party`: the same walk as an unfiltered listing, at the watermark (every applied
+    /// write), so it registers no snapshot and keeps no history.
+    pub fn breakdown(
+        &self,
+        party: Party,
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+    ) -> Result<Breakdown, StoreError> {
+        let query = ListQuery {
+            since,
+            until,
+            ..ListQuery::default()
+        };
+        let mut tally = Tally::new();
+        let snapshot = Timestamp(self.watermark());
+        self.walk_ranges(&query, snapshot, status_prefixes(&[]), &mut |_, state| {
+            Ok(tally.add(party.of(&state), state.status, state.error_code))
+        })?;
+        Ok(tally.finish())
     }
 
     /// Walks the index ranges under `prefixes` newest first, merged, handing each message
