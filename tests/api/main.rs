@@ -1,3 +1,4 @@
+mod alerts;
 mod api_edges;
 mod clock;
 mod crash;
