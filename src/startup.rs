@@ -136,7 +136,6 @@ impl Application {
             None => None,
         };
         let job_names = [
-            (true, "alerts"),
             (twilio.is_some(), "reconciler"),
             (config.retention.is_some(), "retention"),
             (config.forward.is_some(), "forwarding"),

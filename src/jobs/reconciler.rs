@@ -50,9 +50,20 @@ pub struct Cover {
 struct CoverShared {
     until: Mutex<Option<Timestamp>>,
     asked: Notify,
-    /// The state each corrected message was in before its correction, in the order of the
+    /// Each corrected message as it was before its correction, in the order of the
     /// corrections. In memory: a new leader starts without them.
-    corrected: Mutex<VecDeque<MessageState>>,
+    corrected: Mutex<VecDeque<Corrected>>,
+}
+
+/// A message the reconciler corrected, as it stood before: what a `silence` rule needs to
+/// count it.
+#[derive(Debug, Clone)]
+pub struct Corrected {
+    pub status: Option<KnownStatus>,
+    /// When it had last been heard of.
+    pub updated_at: Timestamp,
+    pub account_sid: Option<String>,
+    pub from: Option<String>,
 }
 
 impl Cover {
@@ -74,14 +85,20 @@ impl Cover {
             .and_then(|mut asked| asked.take())
     }
 
-    /// How many messages the reconciler corrected from a state that `counts`.
-    pub fn corrected(&self, counts: impl Fn(&MessageState) -> bool) -> u64 {
+    /// How many of the messages the reconciler corrected `counts`.
+    pub fn corrected(&self, counts: impl Fn(&Corrected) -> bool) -> u64 {
         self.shared.corrected.lock().map_or(0, |corrected| {
             corrected.iter().filter(|state| counts(state)).count() as u64
         })
     }
 
     fn remember(&self, before: MessageState) {
+        let before = Corrected {
+            status: before.status,
+            updated_at: before.updated_at,
+            account_sid: before.parties.account_sid,
+            from: before.parties.from,
+        };
         if let Ok(mut corrected) = self.shared.corrected.lock() {
             // Nothing is corrected past `MAX_AGE`, so older ones cannot matter any more.
             let horizon = before

@@ -6,14 +6,13 @@
 //! run); the change of leader is in `alerts_failover.rs`.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
 
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::support::alerts::{
-    alert_env, failed, notifications, sids, webhook_to, Alerting, Stand, ROUTING_KEY,
+    alert_env, drain, failed, notifications, passes, sids, webhook_to, Alerting, Stand, ROUTING_KEY,
 };
 use crate::support::fixtures::{callback, new_sid, ACCOUNT_SID, API_TOKEN, PUBLIC_URL};
 use crate::support::poll;
@@ -44,30 +43,6 @@ async fn post_all(app: &TestApp, callbacks: impl IntoIterator<Item = Vec<(String
     for params in callbacks {
         assert_eq!(app.post_callback(&params).await.status(), 200);
     }
-}
-
-/// Waits for `count` more evaluations (`evaluated_at` changing in `GET /v1/alerts`).
-async fn passes(alerting: &Alerting<'_>, count: usize) {
-    let seen = RefCell::new(HashSet::new());
-    let first = alerting.alerts().await["evaluated_at"].clone();
-    seen.borrow_mut().insert(first.to_string());
-    poll::until(&format!("{count} evaluations"), || async {
-        let at = alerting.alerts().await["evaluated_at"].to_string();
-        let mut seen = seen.borrow_mut();
-        seen.insert(at);
-        if seen.len() > count {
-            Ok(())
-        } else {
-            Err(format!("{} so far", seen.len() - 1))
-        }
-    })
-    .await
-}
-
-/// Every line the receiver has written so far is read (a command is answered after the
-/// deliveries reported before it).
-async fn drain(receiver: &mut Receiver) {
-    receiver.command("delay 0").await;
 }
 
 #[tokio::test]
@@ -139,7 +114,7 @@ async fn a_failure_rate_fires_once_on_a_burst_and_resolves_once_under_resolve_be
         notifications(&receiver.deliveries).len(),
         1,
         "{:?}",
-        receiver.summary()
+        notifications(&receiver.deliveries)
     );
 
     // 13 of 66 is under 0.2: it resolves, once.
@@ -204,7 +179,11 @@ async fn a_rate_over_fewer_than_min_messages_does_not_fire() {
         "{alert}"
     );
     drain(&mut receiver).await;
-    assert!(receiver.deliveries.is_empty(), "{:?}", receiver.summary());
+    assert!(
+        receiver.deliveries.is_empty(),
+        "{:?}",
+        notifications(&receiver.deliveries)
+    );
 
     // The tenth makes it count.
     post_all(&app, [failed(&new_sid(), 30003)]).await;

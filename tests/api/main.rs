@@ -1,4 +1,5 @@
 mod alerts;
+mod alerts_failover;
 mod api_edges;
 mod clock;
 mod crash;

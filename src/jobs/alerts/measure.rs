@@ -25,8 +25,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::rule::{Filter, Metric, Rule};
-use crate::domain::{KnownStatus, MessageSid, MessageState, Timestamp};
-use crate::jobs::reconciler::Cover;
+use crate::domain::{KnownStatus, MessageSid, Timestamp};
+use crate::jobs::reconciler::{Corrected, Cover};
 use crate::store::{Counts, ListQuery, Store, StoreError};
 
 /// The final statuses of an outbound message: what `failure_rate` divides by.
@@ -193,9 +193,9 @@ pub fn reading(
     }
 }
 
-/// Whether a message the reconciler corrected from the state `before` was waiting for a
-/// callback, last heard of within `[since, until)`, and matches `filter`.
-fn was_silent(before: &MessageState, filter: &Filter, since: Timestamp, until: Timestamp) -> bool {
+/// Whether a message the reconciler corrected was waiting for a callback, last heard of
+/// within `[since, until)`, and matches `filter`.
+fn was_silent(before: &Corrected, filter: &Filter, since: Timestamp, until: Timestamp) -> bool {
     before
         .status
         .is_some_and(|status| WAITING.contains(&status))
@@ -203,11 +203,11 @@ fn was_silent(before: &MessageState, filter: &Filter, since: Timestamp, until: T
         && filter
             .account_sid
             .as_ref()
-            .is_none_or(|account| before.parties.account_sid.as_ref() == Some(account))
+            .is_none_or(|account| before.account_sid.as_ref() == Some(account))
         && filter
             .from
             .as_ref()
-            .is_none_or(|from| before.parties.from.as_ref() == Some(from))
+            .is_none_or(|from| before.from.as_ref() == Some(from))
 }
 
 /// Counts by current status and error code of the messages matching `filter`'s account

@@ -2,6 +2,9 @@
 //! bursts of callbacks, and the local receivers of Slack's and PagerDuty's requests
 //! (wiremock servers on loopback, which record what they are sent).
 
+use std::cell::RefCell;
+use std::collections::HashSet;
+
 use reqwest::Response;
 use serde_json::{json, Value};
 use wiremock::matchers::method;
@@ -91,6 +94,30 @@ impl Alerting<'_> {
         })
         .await
     }
+}
+
+/// Waits for `count` more evaluations (`evaluated_at` changing in `GET /v1/alerts`).
+pub async fn passes(alerting: &Alerting<'_>, count: usize) {
+    let seen = RefCell::new(HashSet::new());
+    let first = alerting.alerts().await["evaluated_at"].clone();
+    seen.borrow_mut().insert(first.to_string());
+    poll::until(&format!("{count} evaluations"), || async {
+        let at = alerting.alerts().await["evaluated_at"].to_string();
+        let mut seen = seen.borrow_mut();
+        seen.insert(at);
+        if seen.len() > count {
+            Ok(())
+        } else {
+            Err(format!("{} so far", seen.len() - 1))
+        }
+    })
+    .await
+}
+
+/// Reads every line the receiver has written so far (it answers a command after the
+/// deliveries it reported before it).
+pub async fn drain(receiver: &mut Receiver) {
+    receiver.command("delay 0").await;
 }
 
 /// A webhook channel to `receiver`, signed with the receiver's secret.
