@@ -2,10 +2,11 @@
 //! evaluation costs the same however many messages the store holds.
 //!
 //! `Store::stats` counts the messages by current status and error code over a window of
-//! `updated_at` from hourly and minutely counters, and only the partial minute at the
-//! window's start message by message; the window's end is left open (nothing is updated
-//! in the future), so there is no partial minute at its end. Rules that share a window
-//! share the read. A filter by account or sender has no counters to read: those rules
+//! `updated_at` from hourly and minutely counters, and only the partial minutes at the
+//! window's edges message by message. So that no pass counts messages one by one, windows
+//! are whole minutes ([`window`]): a rule's window of `5m` is the five minutes before the
+//! current one and the current minute so far (its end is left open: nothing is updated in
+//! the future). Rules that share a window share the read. A filter by account or sender has no counters to read: those rules
 //! walk the window's messages, at most [`MAX_WALK`] of them a pass (the newest; the reading
 //! says it is incomplete beyond).
 //!
@@ -14,8 +15,8 @@
 //!   with `filter.error_code`, the failures of that code over the same messages.
 //! - `failures`: the same numerator, counted.
 //! - `silence`: the messages still [`WAITING`] for a callback (`accepted`, `queued`,
-//!   `sending`, `sent`) whose last update is between one and two windows old: sent, and
-//!   nothing heard for a window. Older ones are left out, so that a few messages whose
+//!   `sending`, `sent`) whose last update is between one and two windows before the
+//!   current minute: sent, and nothing heard for a window. Older ones are left out, so that a few messages whose
 //!   carrier never reports do not keep the alert firing for ever; as long as sends go on
 //!   without callbacks, new ones keep entering that range. The messages of that range the
 //!   reconciler has corrected since (it covers them when the alert fires) count too: it
@@ -25,6 +26,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::rule::{Filter, Metric, Rule};
+use crate::domain::counters::MINUTE;
 use crate::domain::{KnownStatus, MessageSid, Timestamp};
 use crate::jobs::reconciler::{Corrected, Cover};
 use crate::store::{Counts, ListQuery, Store, StoreError};
@@ -71,14 +73,17 @@ pub struct Reading {
     pub until: Option<Timestamp>,
 }
 
-/// The windows of `updated_at` a rule reads at `now`.
+/// The window of `updated_at` a rule reads at `now`, in whole minutes: for a rate or a
+/// count, the window's length before the current minute, and the current minute so far
+/// (the end open); for `silence`, the window's length before that.
 pub fn window(rule: &Rule, now: Timestamp) -> (Timestamp, Option<Timestamp>) {
     let width = rule.window.micros();
+    let minute = now.0 / MINUTE * MINUTE;
     match rule.metric {
-        Metric::FailureRate | Metric::Failures => (Timestamp(now.0.saturating_sub(width)), None),
+        Metric::FailureRate | Metric::Failures => (Timestamp(minute.saturating_sub(width)), None),
         Metric::Silence => (
-            Timestamp(now.0.saturating_sub(width.saturating_mul(2))),
-            Some(Timestamp(now.0.saturating_sub(width))),
+            Timestamp(minute.saturating_sub(width.saturating_mul(2))),
+            Some(Timestamp(minute.saturating_sub(width))),
         ),
     }
 }

@@ -93,6 +93,8 @@ impl Alerts {
         let mut next_due: Option<Instant> = None;
         loop {
             let due = next_due.unwrap_or(next_pass);
+            // When a pass began, for the log line that times it with its save.
+            let mut evaluated = None;
             tokio::select! {
                 Some(joined) = leader.outbox.next_finished() => {
                     if let Some(finished) = leader.outbox.finished(joined, &self.retry) {
@@ -102,8 +104,8 @@ impl Alerts {
                 _ = tokio::time::sleep_until(next_pass) => {
                     let started = std::time::Instant::now();
                     match leader.pass(self).await {
-                        Ok(()) => {
-                            tracing::debug!(took_ms = started.elapsed().as_secs_f64() * 1e3, "alert rules evaluated");
+                        Ok(rules) => {
+                            evaluated = Some((started, rules));
                             next_pass = Instant::now() + self.interval;
                         }
                         Err(error) => {
@@ -116,6 +118,13 @@ impl Alerts {
             }
             if let Err(error) = leader.save(self).await {
                 tracing::warn!(%error, "cannot save the alert state; trying again");
+            }
+            if let Some((started, rules)) = evaluated {
+                tracing::debug!(
+                    rules,
+                    took_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "alert rules evaluated"
+                );
             }
             // Nothing goes out before the state that holds it is saved: a notification
             // sent and then lost with an unsaved state would be sent again by the next
@@ -157,8 +166,8 @@ impl Leader {
         })
     }
 
-    /// One evaluation of every rule.
-    async fn pass(&mut self, alerts: &Alerts) -> Result<(), StoreError> {
+    /// One evaluation of every rule; answers how many rules there were.
+    async fn pass(&mut self, alerts: &Alerts) -> Result<usize, StoreError> {
         let (Rules(rules), _) = Rules::load(&alerts.store).await?;
         let now = alerts.store.now().await?;
         let mut reader = Reader::new(&alerts.store, alerts.cover.as_ref(), now);
@@ -249,7 +258,7 @@ impl Leader {
         }
         self.state.evaluated_at = Some(now.0);
         self.unsaved = true;
-        Ok(())
+        Ok(rules.len())
     }
 
     /// Puts one notification of `incident` per channel into the outbox.

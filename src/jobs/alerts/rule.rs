@@ -108,7 +108,9 @@ pub struct Rule {
     pub notify: Vec<Channel>,
 }
 
-/// The time a rule looks back over: `90s`, `5m`, `2h`, `1d`, kept as written.
+/// The time a rule looks back over, in whole minutes: `5m`, `2h`, `1d`, kept as written.
+/// The counters the values are read from count by the minute, so a window starts at a
+/// minute's start (see `measure::window`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Window {
@@ -229,7 +231,7 @@ impl Rule {
             .ok_or_else(|| {
                 rule.refuse(
                     "window",
-                    "must be a duration such as 90s, 5m, 2h or 1d (1 to 99999 of s, m, h or d)",
+                    "must be whole minutes, hours or days such as 5m, 2h or 1d (1 to 99999 of m, h or d)",
                 )
             })?;
         if metric != Metric::FailureRate && rule.present("min_messages") {
@@ -299,13 +301,12 @@ impl Rule {
 }
 
 impl Window {
-    /// `1` to `99999` (no leading zero) followed by `s`, `m`, `h` or `d`.
+    /// `1` to `99999` (no leading zero) followed by `m`, `h` or `d`.
     pub fn parse(raw: &str) -> Result<Window, String> {
-        let problem = || format!("{raw:?} is not a window such as 90s, 5m, 2h or 1d");
+        let problem = || format!("{raw:?} is not a window such as 5m, 2h or 1d");
         let split = raw.len().checked_sub(1).ok_or_else(problem)?;
         let (number, unit) = raw.split_at(split);
         let scale = match unit {
-            "s" => 1,
             "m" => 60,
             "h" => 3600,
             "d" => 86_400,
@@ -750,9 +751,10 @@ mod tests {
                 "resolve_below",
                 "0 or more",
             ),
-            (with(&["window"], json!("5")), "window", "90s, 5m"),
-            (with(&["window"], json!("05m")), "window", "90s, 5m"),
-            (with(&["window"], json!("500ms")), "window", "90s, 5m"),
+            (with(&["window"], json!("5")), "window", "5m, 2h"),
+            (with(&["window"], json!("05m")), "window", "5m, 2h"),
+            (with(&["window"], json!("90s")), "window", "5m, 2h"),
+            (with(&["window"], json!("500ms")), "window", "5m, 2h"),
             (
                 with(&["min_messages"], json!(0)),
                 "min_messages",
