@@ -12,7 +12,7 @@ use anyhow::Context;
 use crate::config::{Config, PublicUrl};
 use crate::connections::{self, Connections, Limits};
 use crate::forwarding::{self, Forwarding};
-use crate::jobs::alerts::Alerts;
+use crate::jobs::alerts::{AlertMetrics, Alerts};
 use crate::jobs::reconciler::{Cover, Reconciler};
 use crate::jobs::retention::Retention;
 use crate::jobs::Jobs;
@@ -48,6 +48,8 @@ pub struct AppState {
     pub long_polls: Arc<tokio::sync::Semaphore>,
     /// How often alert rules are evaluated (`STATUSHOOK_ALERT_INTERVAL`).
     pub alert_interval: std::time::Duration,
+    /// The alerts' counters, for `/metrics`.
+    pub alert_metrics: Arc<AlertMetrics>,
 }
 
 /// How long a service whose store failed keeps answering `503` before it exits.
@@ -119,6 +121,7 @@ impl Application {
             config.public_url.clone(),
             cover,
         )?;
+        let alert_metrics = alerts.metrics();
         let jobs = Jobs::start(
             store.clone(),
             reconciler,
@@ -180,6 +183,7 @@ impl Application {
             refusals: routes::Refusals::default(),
             long_polls: Arc::new(tokio::sync::Semaphore::new(routes::MAX_LONG_POLLS)),
             alert_interval: config.alert_interval,
+            alert_metrics,
         });
         let server = HttpServer::new(move || {
             // The last wrapped runs first: connections are tracked around everything, the

@@ -17,6 +17,7 @@ use crate::support::alerts::{
     alert_env, drain, failed, notifications, passes, sids, webhook_to, Alerting, Stand, ROUTING_KEY,
 };
 use crate::support::fixtures::{callback, new_sid, ACCOUNT_SID, API_TOKEN, PUBLIC_URL};
+use crate::support::metrics::metric;
 use crate::support::poll;
 use crate::support::receiver::Receiver;
 use crate::support::spawn::{spawn_app_with, Settings, TestApp};
@@ -362,6 +363,16 @@ async fn a_receiver_down_then_up_gets_the_notification_once() {
         notifications(&receiver.deliveries),
         [("alert.firing".to_owned(), "outage".to_owned())]
     );
+    let metrics = app.metrics().await;
+    assert_eq!(metric(&metrics, "statushook_alerts_firing"), 1.0);
+    let attempts = |outcome: &str| {
+        metric(
+            &metrics,
+            &format!("statushook_alert_notifications_total{{outcome=\"{outcome}\"}}"),
+        )
+    };
+    assert_eq!(attempts("delivered"), 1.0);
+    assert!(attempts("unreachable") >= 1.0, "{metrics}");
 }
 
 #[tokio::test]

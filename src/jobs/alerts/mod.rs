@@ -22,6 +22,9 @@ pub mod outbox;
 pub mod rule;
 pub mod state;
 
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -29,7 +32,7 @@ use tokio::time::Instant;
 use super::reconciler::Cover;
 use crate::config::PublicUrl;
 use crate::domain::Timestamp;
-use crate::forwarding::{deliver, Retry};
+use crate::forwarding::{deliver, Outcome, Retry};
 use crate::store::{Store, StoreError};
 use measure::Reader;
 use notify::Incident;
@@ -51,6 +54,47 @@ pub struct Alerts {
     cover: Option<Cover>,
     client: reqwest::Client,
     retry: Retry,
+    metrics: Arc<AlertMetrics>,
+}
+
+/// What `/metrics` shows of the alerts: notifications by outcome, and the alerts firing at
+/// the last evaluation on this replica (0 on a replica that does not evaluate).
+#[derive(Debug, Default)]
+pub struct AlertMetrics {
+    outcomes: [AtomicU64; Outcome::ALL.len()],
+    firing: AtomicU64,
+}
+
+impl AlertMetrics {
+    /// The alert lines of `/metrics`.
+    pub fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP statushook_alerts_firing Alerts firing at the last evaluation (on the replica that evaluates; 0 elsewhere).\n\
+             # TYPE statushook_alerts_firing gauge\n\
+             statushook_alerts_firing {}\n\
+             # HELP statushook_alert_notifications_total Alert notification attempts by outcome.\n\
+             # TYPE statushook_alert_notifications_total counter",
+            self.firing.load(Relaxed)
+        );
+        for outcome in Outcome::ALL {
+            let _ = writeln!(
+                out,
+                "statushook_alert_notifications_total{{outcome=\"{}\"}} {}",
+                outcome.label(),
+                self.outcomes[outcome as usize].load(Relaxed)
+            );
+        }
+    }
+}
+
+/// Sets the firing gauge back to 0 when this replica stops evaluating.
+struct Evaluating<'a>(&'a AlertMetrics);
+
+impl Drop for Evaluating<'_> {
+    fn drop(&mut self) {
+        self.0.firing.store(0, Relaxed);
+    }
 }
 
 impl Alerts {
@@ -73,13 +117,20 @@ impl Alerts {
                 max: RETRY_MAX,
                 ..Retry::default()
             },
+            metrics: Arc::default(),
         })
+    }
+
+    /// The counters `/metrics` shows.
+    pub fn metrics(&self) -> Arc<AlertMetrics> {
+        Arc::clone(&self.metrics)
     }
 
     /// Evaluates and notifies for as long as it is polled: the jobs task polls it while
     /// this replica holds the job lease, and drops it (deliveries in flight with it) when
     /// the lease is lost.
     pub async fn run(&self) {
+        let _evaluating = Evaluating(&self.metrics);
         let mut leader = loop {
             match Leader::load(self).await {
                 Ok(leader) => break leader,
@@ -97,7 +148,11 @@ impl Alerts {
             let mut evaluated = None;
             tokio::select! {
                 Some(joined) = leader.outbox.next_finished() => {
-                    if let Some(finished) = leader.outbox.finished(joined, &self.retry) {
+                    if let Some((attempt, finished)) = leader.outbox.finished(joined, &self.retry) {
+                        self.metrics.outcomes[attempt as usize].fetch_add(1, Relaxed);
+                        if let Finished::GaveUp(_) = finished {
+                            self.metrics.outcomes[Outcome::GivenUp as usize].fetch_add(1, Relaxed);
+                        }
                         leader.report(finished);
                     }
                 }
@@ -120,6 +175,8 @@ impl Alerts {
                 tracing::warn!(%error, "cannot save the alert state; trying again");
             }
             if let Some((started, rules)) = evaluated {
+                let firing = leader.state.alerts.values().filter(|a| a.firing).count();
+                self.metrics.firing.store(firing as u64, Relaxed);
                 tracing::debug!(
                     rules,
                     took_ms = started.elapsed().as_secs_f64() * 1e3,
@@ -214,8 +271,7 @@ impl Leader {
                         ..incident(name, rule, alert, Event::Firing, now)
                     };
                     tracing::warn!(rule = %name, value = ?reading.value, "alert firing");
-                    let channels = rule.notify.clone();
-                    self.enqueue(alerts, &incident, &channels);
+                    self.enqueue(alerts, &incident, &rule.notify);
                 }
                 Verdict::Resolve => {
                     let since = Timestamp(alert.since);
@@ -296,7 +352,7 @@ impl Leader {
                 rule = %failed.rule,
                 event = failed.event.as_str(),
                 channel = sent_to(&failed),
-                attempts = failed.attempts + 1,
+                attempts = failed.attempts,
                 error = failed.last_error.as_deref().unwrap_or_default(),
                 "an alert notification failed; it will be retried"
             ),

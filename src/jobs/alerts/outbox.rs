@@ -15,7 +15,7 @@ use super::state::Notification;
 use crate::domain::Timestamp;
 use crate::forwarding::deliver::{self, Attempt, Post};
 use crate::forwarding::window::{AfterFailure, Pending, Window};
-use crate::forwarding::Retry;
+use crate::forwarding::{Outcome, Retry};
 
 /// Notifications in flight at once, at most.
 const CONCURRENCY: usize = 16;
@@ -122,11 +122,12 @@ impl Outbox {
 
     /// Takes the outcome of a delivery: the notification leaves the outbox when
     /// acknowledged, or when it has failed for 24 hours; else it is tried again later.
+    /// Answers the attempt's outcome (delivered, rejected or unreachable) with it.
     pub fn finished(
         &mut self,
         joined: Result<(Id, (u64, Attempt)), JoinError>,
         retry: &Retry,
-    ) -> Option<Finished> {
+    ) -> Option<(Outcome, Finished)> {
         let (id, attempt) = match joined {
             Ok((task, outcome)) => {
                 self.tasks.remove(&task);
@@ -140,24 +141,28 @@ impl Outbox {
                 )
             }
         };
-        let error = match attempt {
+        let (outcome, error) = match attempt {
             Attempt::Delivered => {
                 self.window.delivered(id);
-                return self.notifications.remove(&id).map(Finished::Delivered);
+                let sent = self.notifications.remove(&id)?;
+                return Some((Outcome::Delivered, Finished::Delivered(sent)));
             }
-            Attempt::Rejected(status) => format!("answered {status}"),
-            Attempt::Unreachable(error) => error,
+            Attempt::Rejected(status) => (Outcome::Rejected, format!("answered {status}")),
+            Attempt::Unreachable(error) => (Outcome::Unreachable, error),
         };
         let after = self
             .window
             .failed(id, error.clone(), Timestamp::now(), retry, fastrand::f64());
-        match after? {
-            AfterFailure::GaveUp { .. } => self.notifications.remove(&id).map(Finished::GaveUp),
+        let finished = match after? {
+            AfterFailure::GaveUp { .. } => Finished::GaveUp(self.notifications.remove(&id)?),
             AfterFailure::RetryAt(_) => {
+                let attempts = self.window.get(id)?.attempts;
                 let notification = self.notifications.get_mut(&id)?;
+                notification.attempts = attempts;
                 notification.last_error = Some(error);
-                Some(Finished::Retry(notification.clone()))
+                Finished::Retry(notification.clone())
             }
-        }
+        };
+        Some((outcome, finished))
     }
 }
