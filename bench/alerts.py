@@ -11,8 +11,9 @@ it; RUST_LOG=statushook::jobs::alerts=debug). `filtered` adds a 51st rule filter
 sender, which no counter answers: it reads its window's messages.
 
 `latency` starts a receiver, and five times: puts a rule on an error code of its own
-(failures >= 20 in 5m), waits for one pass, posts 20 signed callbacks failing with that
-code, and measures from the last callback's 200 to the webhook's arrival.
+(failures >= 20 in 5m), waits for a pass to end, posts 20 signed callbacks failing with
+that code, and measures from the last callback's 200 to the webhook's arrival: the next
+pass comes up to an interval later, so this is the worst case.
 """
 
 import base64
@@ -23,6 +24,7 @@ import statistics
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -135,6 +137,11 @@ def latency(base, interval):
     server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/alerts"
+    # The 50 rules of `passes`, without `filtered`'s slow one.
+    try:
+        api(base, "DELETE", "/v1/alerts/rules/one-sender")
+    except urllib.error.HTTPError:
+        pass
     took = []
     for i in range(5):
         name, code = f"burst-{uuid.uuid4().hex[:8]}", 39000 + i

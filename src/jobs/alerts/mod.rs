@@ -158,10 +158,12 @@ impl Alerts {
                 }
                 _ = tokio::time::sleep_until(next_pass) => {
                     let started = std::time::Instant::now();
+                    // Passes keep to the interval however long each takes.
+                    next_pass += self.interval;
                     match leader.pass(self).await {
                         Ok(rules) => {
                             evaluated = Some((started, rules));
-                            next_pass = Instant::now() + self.interval;
+                            next_pass = next_pass.max(Instant::now());
                         }
                         Err(error) => {
                             tracing::warn!(%error, "evaluating the alert rules failed; trying again");
