@@ -62,7 +62,8 @@ Secrets and Twilio settings are read from the environment only:
   STATUSHOOK_FORWARD_RETRY_MAX  longest delay between retries of a forward [default: 1h]
   STATUSHOOK_FORWARD_START      where forwarding begins on a store that never forwarded: now or all [default: now]
   STATUSHOOK_FORWARD_CONCURRENCY most forwards in flight at once, 1 to 256 [default: 16]
-  STATUSHOOK_READ_TOKEN         a second bearer token that may only read (GET under /v1)";
+  STATUSHOOK_READ_TOKEN         a second bearer token that may only read (GET under /v1)
+  STATUSHOOK_ALERT_INTERVAL     how often alert rules are evaluated [default: 30s]";
 
 /// A setting that is missing or malformed; its message names the setting.
 #[derive(Debug, thiserror::Error)]
@@ -294,6 +295,8 @@ pub struct Config {
     pub retention_interval: Duration,
     /// Present when STATUSHOOK_FORWARD_URL is set.
     pub forward: Option<ForwardConfig>,
+    /// How often alert rules are evaluated (`STATUSHOOK_ALERT_INTERVAL`).
+    pub alert_interval: Duration,
 }
 
 /// What `statushook send` needs, validated.
@@ -436,9 +439,14 @@ impl Config {
             retention_interval: optional_duration(&get, "STATUSHOOK_RETENTION_INTERVAL")?
                 .unwrap_or(Duration::from_secs(60)),
             forward: forward_config(&get)?,
+            alert_interval: optional_duration(&get, "STATUSHOOK_ALERT_INTERVAL")?
+                .unwrap_or(DEFAULT_ALERT_INTERVAL),
         })
     }
 }
+
+/// How often alert rules are evaluated unless `STATUSHOOK_ALERT_INTERVAL` says otherwise.
+pub const DEFAULT_ALERT_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The fewest characters a bearer token may have. The length is all a start-up check can
 /// see of a token's randomness; at 32 characters even a hex token (4 bits a character, the
@@ -850,6 +858,24 @@ mod tests {
                     ("STATUSHOOK_RECONCILE_AFTER", "soon"),
                 ],
                 "STATUSHOOK_RECONCILE_AFTER",
+            ),
+            (
+                Some("https://h.example"),
+                &[
+                    ("STATUSHOOK_API_TOKEN", TOKEN),
+                    ("TWILIO_AUTH_TOKEN", "t"),
+                    ("STATUSHOOK_ALERT_INTERVAL", "30"),
+                ],
+                "STATUSHOOK_ALERT_INTERVAL",
+            ),
+            (
+                Some("https://h.example"),
+                &[
+                    ("STATUSHOOK_API_TOKEN", TOKEN),
+                    ("TWILIO_AUTH_TOKEN", "t"),
+                    ("STATUSHOOK_ALERT_INTERVAL", "0s"),
+                ],
+                "STATUSHOOK_ALERT_INTERVAL",
             ),
             (
                 Some("https://h.example"),

@@ -12,7 +12,8 @@ use anyhow::Context;
 use crate::config::{Config, PublicUrl};
 use crate::connections::{self, Connections, Limits};
 use crate::forwarding::{self, Forwarding};
-use crate::jobs::reconciler::Reconciler;
+use crate::jobs::alerts::{AlertMetrics, Alerts};
+use crate::jobs::reconciler::{Cover, Reconciler};
 use crate::jobs::retention::Retention;
 use crate::jobs::Jobs;
 use crate::metrics::Metrics;
@@ -45,6 +46,10 @@ pub struct AppState {
     pub refusals: routes::Refusals,
     /// Permits for change-feed long polls (see `routes/events.rs`).
     pub long_polls: Arc<tokio::sync::Semaphore>,
+    /// How often alert rules are evaluated (`STATUSHOOK_ALERT_INTERVAL`).
+    pub alert_interval: std::time::Duration,
+    /// The alerts' counters, for `/metrics`.
+    pub alert_metrics: Arc<AlertMetrics>,
 }
 
 /// How long a service whose store failed keeps answering `503` before it exits.
@@ -92,13 +97,16 @@ impl Application {
             Some(credentials) => Some(TwilioClient::new(credentials, retry)?),
             None => None,
         };
-        let reconciler = twilio.as_ref().map(|client| {
+        // A firing `silence` alert asks the reconciler to cover its messages.
+        let cover = twilio.as_ref().map(|_| Cover::default());
+        let reconciler = twilio.as_ref().zip(cover.clone()).map(|(client, cover)| {
             Reconciler::new(
                 store.clone(),
                 client.clone(),
                 Arc::clone(&metrics),
                 config.reconcile_after,
                 config.reconcile_rate,
+                cover,
             )
         });
         let retention = config.retention.map(|age| Retention {
@@ -107,7 +115,20 @@ impl Application {
             age,
             interval: config.retention_interval,
         });
-        let jobs = Jobs::start(store.clone(), reconciler, retention, Arc::clone(&metrics));
+        let alerts = Alerts::new(
+            store.clone(),
+            config.alert_interval,
+            config.public_url.clone(),
+            cover,
+        )?;
+        let alert_metrics = alerts.metrics();
+        let jobs = Jobs::start(
+            store.clone(),
+            reconciler,
+            retention,
+            alerts,
+            Arc::clone(&metrics),
+        );
         let forwarding = config.forward.clone().map(Forwarding::new);
         let forwarder = match &forwarding {
             Some(forwarding) => Some(
@@ -161,6 +182,8 @@ impl Application {
             exports: Arc::new(tokio::sync::Semaphore::new(routes::MOST_EXPORTS)),
             refusals: routes::Refusals::default(),
             long_polls: Arc::new(tokio::sync::Semaphore::new(routes::MAX_LONG_POLLS)),
+            alert_interval: config.alert_interval,
+            alert_metrics,
         });
         let server = HttpServer::new(move || {
             // The last wrapped runs first: connections are tracked around everything, the
@@ -270,6 +293,20 @@ fn routes_table(config: &mut web::ServiceConfig) {
                 .route(
                     "/forwarding/replay",
                     web::post().to(routes::forwarding_replay),
+                )
+                .route("/alerts", web::get().to(routes::list_alerts))
+                .route("/alerts/rules", web::get().to(routes::list_alert_rules))
+                .route(
+                    "/alerts/rules/{name}",
+                    web::get().to(routes::get_alert_rule),
+                )
+                .route(
+                    "/alerts/rules/{name}",
+                    web::put().to(routes::put_alert_rule),
+                )
+                .route(
+                    "/alerts/rules/{name}",
+                    web::delete().to(routes::delete_alert_rule),
                 ),
         )
         .configure(routes::ui_routes);

@@ -13,6 +13,7 @@
 //! The worker runs only while this replica holds the store's forwarding lease
 //! (`Store::lead_forwarding`): always with sled; with PostgreSQL, one replica at a time.
 
+pub mod deliver;
 mod progress;
 pub mod sign;
 pub mod window;
@@ -235,12 +236,7 @@ impl Forwarding {
     /// [`Start::Now`], a store that has never forwarded starts there, so what arrives from
     /// this moment on is forwarded and nothing stored before it.
     pub async fn start(&self, store: Store, metrics: Arc<Metrics>) -> anyhow::Result<Running> {
-        let client = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("statushook/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(self.config.concurrency)
-            .build()?;
+        let client = deliver::client(self.config.concurrency)?;
         let begin = match self.config.start {
             Start::Now => store.snapshot().await?,
             Start::All => 0,

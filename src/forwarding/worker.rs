@@ -14,16 +14,16 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use reqwest::header::CONTENT_TYPE;
 use tokio::sync::watch;
 use tokio::task::{Id, JoinError, JoinSet};
 use tokio::time::Instant;
 
+use super::deliver::{self, Attempt, Post};
 use super::progress::{Progress, Replay, ReplayRequest, Saved, PROGRESS_KEY, REPLAY_KEY};
 use super::window::{AfterFailure, Pending, Window};
-use super::{sign, Forwarding, LastError, Outcome, Status, TIMEOUT};
+use super::{Forwarding, LastError, Outcome, Status};
 use crate::domain::Timestamp;
 use crate::metrics::{Lease, Metrics};
 use crate::routes::views::FeedEventView;
@@ -85,14 +85,6 @@ enum Unsaved {
     Nothing,
     Attempts,
     Progress,
-}
-
-/// How one delivery attempt ended.
-#[derive(Debug)]
-enum Attempt {
-    Delivered,
-    Rejected(u16),
-    Unreachable(String),
 }
 
 enum Ended {
@@ -506,8 +498,13 @@ impl Worker {
             pending.body.clone(),
         );
         let task = self.deliveries.spawn(async move {
-            let attempt = deliver(&client, &forwarding, &id, &body).await;
-            (seq, attempt)
+            let config = &forwarding.config;
+            let post = Post {
+                url: &config.url,
+                body: &body,
+                signed: Some((&config.secret, &id)),
+            };
+            (seq, deliver::post(&client, post).await)
         });
         self.tasks.insert(task.id(), seq);
     }
@@ -646,61 +643,4 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 /// cannot keep PostgreSQL's).
 pub fn webhook_id(entry: &FeedEntry) -> String {
     format!("{}_{}", entry.sid.as_str(), entry.number)
-}
-
-/// One attempt: a signed POST of `body`, acknowledged by any `2xx` within [`TIMEOUT`].
-async fn deliver(
-    client: &reqwest::Client,
-    forwarding: &Forwarding,
-    id: &str,
-    body: &[u8],
-) -> Attempt {
-    let config = &forwarding.config;
-    let timestamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs());
-    let signature = sign::sign(&config.secret, id, timestamp, body);
-    let sent = client
-        .post(config.url.clone())
-        .header(CONTENT_TYPE, "application/json")
-        .header("webhook-id", id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signature)
-        .body(body.to_vec())
-        .send()
-        .await;
-    match sent {
-        Ok(mut response) => {
-            // Read the (small) answer so the connection can be reused.
-            let mut read = 0;
-            while let Ok(Some(chunk)) = response.chunk().await {
-                read += chunk.len();
-                if read > 64 * 1024 {
-                    break;
-                }
-            }
-            if response.status().is_success() {
-                Attempt::Delivered
-            } else {
-                Attempt::Rejected(response.status().as_u16())
-            }
-        }
-        Err(error) if error.is_timeout() => {
-            Attempt::Unreachable(format!("no answer within {} s", TIMEOUT.as_secs()))
-        }
-        // Without the URL, which may hold credentials.
-        Err(error) => Attempt::Unreachable(describe(&error.without_url())),
-    }
-}
-
-/// An error with its causes, `outer: inner: innermost`.
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -1,5 +1,5 @@
-//! The background jobs (the reconciler, retention and the removal of old listing history)
-//! run on one replica at a time: the one holding the store's job lease (see `Store::lead`).
+//! The background jobs (the reconciler, retention, the removal of old listing history and
+//! the alerts) run on one replica at a time: the one holding the store's job lease (see `Store::lead`).
 //! With sled there is one process and the lease is never lost. The jobs are one owned task
 //! that `serve` stops and joins before it closes the store; a job stopped part-way (the
 //! lease lost, or the service stopping) leaves no write half-done, since each store write
@@ -11,11 +11,13 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub mod alerts;
 pub mod reconciler;
 pub mod retention;
 
 use crate::metrics::{Lease, Metrics};
 use crate::store::Store;
+use alerts::Alerts;
 use reconciler::Reconciler;
 use retention::Retention;
 
@@ -37,6 +39,7 @@ impl Jobs {
         store: Store,
         mut reconciler: Option<Reconciler>,
         retention: Option<Retention>,
+        alerts: Alerts,
         metrics: Arc<Metrics>,
     ) -> Jobs {
         let (stop, mut stopped) = watch::channel(false);
@@ -52,7 +55,7 @@ impl Jobs {
                     _ = lease.lost() => {
                         tracing::warn!("lost the job lease; another replica takes over");
                     }
-                    _ = run(&store, reconciler.as_mut(), retention.as_ref(), stopped.clone()) => {}
+                    _ = run(&store, reconciler.as_mut(), retention.as_ref(), &alerts, stopped.clone()) => {}
                     _ = stopped.changed() => return,
                 }
                 metrics.lease_lost(Lease::Jobs);
@@ -72,6 +75,7 @@ async fn run(
     store: &Store,
     reconciler: Option<&mut Reconciler>,
     retention: Option<&Retention>,
+    alerts: &Alerts,
     stopped: watch::Receiver<bool>,
 ) {
     let forget = async {
@@ -100,5 +104,5 @@ async fn run(
             None => std::future::pending().await,
         }
     };
-    tokio::join!(forget, reconcile, expire);
+    tokio::join!(forget, reconcile, expire, alerts.run());
 }

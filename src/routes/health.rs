@@ -54,6 +54,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     if let Some(forwarding) = &state.forwarding {
         forwarding.render_metrics(&mut text);
     }
+    state.alert_metrics.render(&mut text);
     state.connections.render_metrics(&mut text);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

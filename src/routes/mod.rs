@@ -3,6 +3,7 @@
 //! status code in one place; sending has its own, [`SendFailure`], because its answers are
 //! kept under idempotency keys.
 
+mod alerts;
 mod breakdown;
 mod errors;
 mod event_streams;
@@ -29,6 +30,9 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpResponse, ResponseError};
 use refusals::{Token, Verdict};
 
+pub use alerts::{
+    delete_alert_rule, get_alert_rule, list_alert_rules, list_alerts, put_alert_rule,
+};
 pub use breakdown::stats_breakdown;
 pub use errors::json_errors;
 pub use event_streams::{event_streams, MAX_BODY as MAX_EVENT_STREAM_BODY};
@@ -67,8 +71,22 @@ pub enum ApiError {
     },
     #[error("{0}: given more than once; this parameter takes one value")]
     RepeatedParameter(String),
+    /// A field of a JSON body is missing or malformed (`notify[1].url`).
+    #[error("{field}: {problem}")]
+    InvalidField { field: String, problem: String },
     #[error("no such message")]
     NotFound,
+    #[error("no such alert rule")]
+    NoSuchRule,
+    #[error(
+        "the store holds {} alert rules, the most it may; delete one first",
+        crate::jobs::alerts::state::MAX_RULES
+    )]
+    TooManyRules,
+    #[error("the body is larger than 64 KiB")]
+    BodyTooLarge,
+    #[error("the body did not arrive within {} s of the head", limits::BODY_DEADLINE.as_secs())]
+    BodyTimedOut,
     #[error("the store is unavailable, try again")]
     Unavailable(#[source] StoreError),
     #[error("too many long polls are waiting, try again")]
@@ -97,8 +115,12 @@ impl ResponseError for ApiError {
             ApiError::ReadOnly => StatusCode::FORBIDDEN,
             ApiError::BadRequest(_)
             | ApiError::InvalidParameter { .. }
+            | ApiError::InvalidField { .. }
             | ApiError::RepeatedParameter(_) => StatusCode::BAD_REQUEST,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::NoSuchRule => StatusCode::NOT_FOUND,
+            ApiError::TooManyRules => StatusCode::CONFLICT,
+            ApiError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimedOut => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_)
             | ApiError::ForwardingNotConfigured
             | ApiError::TooManyLongPolls
@@ -129,7 +151,10 @@ impl ResponseError for ApiError {
                     "parameter": parameter,
                 }));
             }
-            ApiError::RepeatedParameter(parameter) => {
+            ApiError::RepeatedParameter(parameter)
+            | ApiError::InvalidField {
+                field: parameter, ..
+            } => {
                 return response.json(serde_json::json!({
                     "error": self.to_string(),
                     "parameter": parameter,
@@ -214,7 +239,13 @@ pub async fn require_bearer(
             }
             ApiError::Throttled(wait.as_secs_f64().ceil().max(1.0) as u64)
         }
-        (_, None) => return Ok(next.call(request).await?.map_into_left_body()),
+        (_, None) => {
+            // What the token may do, for the handlers that show less to the read token.
+            if let Ok(access) = access {
+                request.extensions_mut().insert(access);
+            }
+            return Ok(next.call(request).await?.map_into_left_body());
+        }
         (_, Some(refusal)) => {
             state.metrics.refused(refusal);
             let error = if refusal == Refusal::ReadOnlyToken {

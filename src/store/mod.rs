@@ -451,6 +451,22 @@ impl Store {
         }
     }
 
+    /// Durably sets (or with `None` removes) the state under `key`, only if it is `expected`
+    /// now (`None`: absent); answers whether it did. With it, writers of one key that may
+    /// race (requests on several replicas, a leader that has not yet noticed losing its
+    /// lease) read, change and write back without losing each other's changes.
+    pub async fn swap_meta(
+        &self,
+        key: &str,
+        expected: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Sled(store) => store.swap_meta(key.as_bytes(), expected, value).await,
+            Store::Postgres(store) => store.swap_meta(key, expected, value).await,
+        }
+    }
+
     /// Bytes the store takes on disk.
     pub async fn size_on_disk(&self) -> Result<u64, StoreError> {
         match self {

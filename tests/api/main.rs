@@ -1,4 +1,6 @@
 mod alert_rules;
+mod alerts;
+mod alerts_failover;
 mod api_edges;
 mod breakdown;
 mod clock;

@@ -44,7 +44,8 @@ async fn every_described_operation_is_served() {
     for (template, item) in paths {
         let path = template
             .replace("{sid}", "SM0123456789abcdef0123456789abcdef")
-            .replace("{file}", "app.js");
+            .replace("{file}", "app.js")
+            .replace("{name}", "a-rule");
         assert!(
             !path.contains('{'),
             "{template}: give the test a value for it"

@@ -71,7 +71,7 @@ async fn bearer_operations(app: &TestApp, sid: &str) -> Vec<(Method, String)> {
             if !needs_bearer {
                 continue;
             }
-            let path = template.replace("{sid}", sid);
+            let path = template.replace("{sid}", sid).replace("{name}", "a-rule");
             assert!(
                 !path.contains('{'),
                 "{template}: give the test a value for it"

@@ -35,4 +35,47 @@ impl PgStore {
         };
         Ok(())
     }
+
+    /// Sets the state under `key` to `value` only if it is `expected` now (`None`: no row);
+    /// answers whether it did. One statement, so that of replicas racing on a key exactly
+    /// one sees its expected value and wins.
+    pub async fn swap_meta(
+        &self,
+        key: &str,
+        expected: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+    ) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let changed = match (expected, value) {
+            (None, Some(value)) => client
+                .execute(
+                    "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                    &[&key, &value],
+                )
+                .await
+                .map_err(unavailable)?,
+            (Some(expected), Some(value)) => client
+                .execute(
+                    "UPDATE meta SET value = $3 WHERE key = $1 AND value = $2",
+                    &[&key, &expected, &value],
+                )
+                .await
+                .map_err(unavailable)?,
+            (Some(expected), None) => client
+                .execute(
+                    "DELETE FROM meta WHERE key = $1 AND value = $2",
+                    &[&key, &expected],
+                )
+                .await
+                .map_err(unavailable)?,
+            (None, None) => {
+                let row = client
+                    .query_opt("SELECT 1 FROM meta WHERE key = $1", &[&key])
+                    .await
+                    .map_err(unavailable)?;
+                u64::from(row.is_none())
+            }
+        };
+        Ok(changed == 1)
+    }
 }

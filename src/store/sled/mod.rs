@@ -140,6 +140,27 @@ impl SledStore {
         wait_for(answer).await
     }
 
+    /// Sets the state under `key` to `value` if it is `expected` now; answers whether it did.
+    /// The comparison and the write are one step of the writer, so no other write of the
+    /// key comes between them.
+    pub async fn swap_meta(
+        &self,
+        key: &[u8],
+        expected: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+    ) -> Result<bool, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let key = key.to_vec();
+        self.send(Command::Swap {
+            key,
+            expected,
+            value,
+            reply,
+        })
+        .await?;
+        wait_for(answer).await
+    }
+
     /// Makes later arrival times, which are feed positions, come after `after`.
     pub async fn continue_feed_after(&self, after: Timestamp) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();

@@ -70,6 +70,14 @@ pub enum Command {
         value: Option<Vec<u8>>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// Sets (or with `None` removes) a piece of the service's own state, durably, only if it
+    /// is `expected` now (`None`: absent); answers whether it was set.
+    Swap {
+        key: Vec<u8>,
+        expected: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
     /// Removes history index entries no cursor can need any more (`SledStore::forget_history`
     /// finds them).
     Forget {
@@ -182,6 +190,10 @@ enum Reply {
         oneshot::Sender<Result<Vec<Recorded>, StoreError>>,
     ),
     Done(oneshot::Sender<Result<(), StoreError>>),
+    Swapped(
+        Result<bool, StoreError>,
+        oneshot::Sender<Result<bool, StoreError>>,
+    ),
     Deleted(
         Result<u64, StoreError>,
         oneshot::Sender<Result<u64, StoreError>>,
@@ -207,9 +219,23 @@ struct GroupWrites {
     /// Records changed earlier in this group, newest first.
     overlay: HashMap<MessageSid, Record>,
     counters: HashMap<Vec<u8>, i64>,
+    /// The service's own state set earlier in this group, by its meta key, for a swap to
+    /// compare with.
+    meta: HashMap<Vec<u8>, Option<Vec<u8>>>,
     events: EventWrites,
     /// Whether a position a message leaves stays as history (see [`Listings`]).
     keep_history: bool,
+}
+
+impl GroupWrites {
+    /// Sets (or with `None` removes) the service's own state under the meta key `key`.
+    fn set_meta(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        match &value {
+            Some(value) => self.batch.insert(key.clone(), value.clone()),
+            None => self.batch.remove(key.clone()),
+        }
+        self.meta.insert(key, value);
+    }
 }
 
 impl Writer {
@@ -245,11 +271,24 @@ impl Writer {
                     replies.push(Reply::Done(reply));
                 }
                 Command::Put { key, value, reply } => {
-                    match value {
-                        Some(value) => writes.batch.insert(meta_key(&key), value),
-                        None => writes.batch.remove(meta_key(&key)),
-                    }
+                    writes.set_meta(meta_key(&key), value);
                     replies.push(Reply::Done(reply));
+                }
+                Command::Swap {
+                    key,
+                    expected,
+                    value,
+                    reply,
+                } => {
+                    let key = meta_key(&key);
+                    let outcome = self.current_meta(&writes, &key).map(|current| {
+                        let swapped = current == expected;
+                        if swapped {
+                            writes.set_meta(key, value);
+                        }
+                        swapped
+                    });
+                    replies.push(Reply::Swapped(outcome, reply));
                 }
                 Command::Forget { keys, reply } => {
                     // A history entry never becomes live again (each transition has its own
@@ -328,6 +367,9 @@ impl Writer {
                 }
                 Reply::Done(reply) => {
                     let _ = reply.send(result.clone());
+                }
+                Reply::Swapped(outcome, reply) => {
+                    let _ = reply.send(result.clone().and(outcome));
                 }
                 Reply::Deleted(outcome, reply) => {
                     let _ = reply.send(result.clone().and(outcome));
@@ -491,6 +533,23 @@ impl Writer {
         }
     }
 
+    /// The service's own state under the meta key `key` as this group leaves it so far.
+    fn current_meta(
+        &self,
+        writes: &GroupWrites,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        match writes.meta.get(key) {
+            Some(value) => Ok(value.clone()),
+            None => Ok(self
+                .trees
+                .data
+                .get(key)
+                .map_err(unavailable)?
+                .map(|value| value.to_vec())),
+        }
+    }
+
     /// Works out what deleting `sid` writes: the removal of its record, its events, every
     /// index entry its record implies (history included) and its counter contributions.
     /// `false` when there is nothing to delete (or it was updated at or after
@@ -644,6 +703,9 @@ fn refuse(group: &mut Vec<Command>, error: &StoreError) -> Continue {
                 let _ = reply.send(Err(error.clone()));
             }
             Command::Delete { reply, .. } => {
+                let _ = reply.send(Err(error.clone()));
+            }
+            Command::Swap { reply, .. } => {
                 let _ = reply.send(Err(error.clone()));
             }
             Command::Import { reply, .. } => {

@@ -2,6 +2,7 @@
 //! they are sent, and how their answers, metrics and background work are read. Each test
 //! file uses the one version here rather than a copy of its own.
 
+pub mod alerts;
 pub mod binary;
 pub mod database;
 pub mod fixtures;

@@ -33,7 +33,8 @@ pub const SHORT_RETRIES: [(&str, &str); 2] = [
 pub struct Delivery {
     /// The `webhook-id`: the transition's message SID and number in its history.
     pub id: String,
-    /// The transition's change-feed position, from the body.
+    /// The transition's change-feed position, from the body (0 for a body without one:
+    /// an alert notification).
     pub seq: u64,
     pub answer: u16,
     pub body: Value,
@@ -187,7 +188,7 @@ impl Receiver {
             let body = line["body"].clone();
             self.deliveries.push(Delivery {
                 id: id.to_owned(),
-                seq: body["seq"].as_u64().expect("the body carries the seq"),
+                seq: body["seq"].as_u64().unwrap_or_default(),
                 answer: line["answer"].as_u64().expect("an answer") as u16,
                 body,
                 path: line["path"].as_str().expect("a path").to_owned(),
